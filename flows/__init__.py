@@ -1,0 +1,31 @@
+"""Continuum metric flows: manifolds, metrics and curvature.
+
+The mathematics of the project (see `shared/DESIGN.md`): manifolds with
+quadrature, metric modules, curvature by automatic differentiation; losses,
+kernels and flows build on these. `solvers` integrates flows.
+"""
+
+from ._curvature import LocalGeometry as LocalGeometry
+from ._curvature import chart_geometry as chart_geometry
+from ._curvature import christoffel as christoffel
+from ._curvature import gradient as gradient
+from ._curvature import hessian as hessian
+from ._curvature import laplacian as laplacian
+from ._curvature import local_geometry as local_geometry
+from ._curvature import ricci as ricci
+from ._curvature import riemann as riemann
+from ._curvature import scalar_curvature as scalar_curvature
+from ._curvature import volume_density as volume_density
+from ._manifolds import AbstractManifold as AbstractManifold
+from ._manifolds import Sphere as Sphere
+from ._manifolds import Torus as Torus
+from ._metrics import AbstractMetric as AbstractMetric
+from ._metrics import NetworkMetric as NetworkMetric
+from ._metrics import NodalMetric as NodalMetric
+from ._metrics import SpectralInterpolant as SpectralInterpolant
+from ._metrics import conformal_metric as conformal_metric
+from ._metrics import pack_symmetric as pack_symmetric
+from ._metrics import random_metric as random_metric
+from ._metrics import random_perturbation as random_perturbation
+from ._metrics import reference_metric as reference_metric
+from ._metrics import unpack_symmetric as unpack_symmetric

@@ -1,0 +1,120 @@
+"""The abstract manifold: quadrature, reference metric, charts, spectral fields."""
+
+import abc
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .._types import ChartVector, Frame, Matrix, Point, Points, Scalar, Weights
+
+
+class AbstractManifold(eqx.Module):
+    r"""A compact Riemannian manifold $(M, g_\mathrm{ref})$ with a quadrature rule.
+
+    Points are carried in a fixed *representation* $\mathbb{R}^D$: chart
+    coordinates on a torus ($D = n$), ambient coordinates of the unit sphere
+    in $\mathbb{R}^{n+1}$ ($D = n + 1$). Symmetric 2-tensors are carried as
+    $D \times D$ component fields $A(x)$ in that representation; the tensor
+    they stand for is $A$ restricted to the tangent space $T_xM$ (see
+    `shared/DESIGN.md` section 2).
+
+    Quadrature: $\sum_a w_a f(x_a) \approx \int_M f\, d\mu$, $\mu$ the
+    volume measure of $g_\mathrm{ref}$.
+
+    Charts: for every point $x$ a map $\varphi_x: \mathbb{R}^n \to M$ with
+    $\varphi_x(0) = x$ whose differential at $0$ is a $g_\mathrm{ref}$-orthonormal
+    frame $E(x)$. Curvature is computed by automatic differentiation in these
+    charts, at $u = 0$.
+
+    Spectral fields: `transform` maps nodal values to coefficients of the
+    manifold's spectral basis (Fourier on tori, spherical harmonics on spheres)
+    and `evaluate` sums the series anywhere; fields band-limited to
+    `band_limit` are reproduced exactly.
+    """
+
+    dim: eqx.AbstractVar[int]
+    nodes: eqx.AbstractVar[Points]
+    weights: eqx.AbstractVar[Weights]
+
+    @property
+    @abc.abstractmethod
+    def ambient_dim(self) -> int:
+        """$D$, the length of a point's representation."""
+
+    @property
+    @abc.abstractmethod
+    def band_limit(self) -> int:
+        """The largest degree (wavenumber on tori) the spectral interpolant reproduces exactly."""
+
+    @property
+    @abc.abstractmethod
+    def volume(self) -> float:
+        r"""$\mathrm{vol}(M, g_\mathrm{ref})$, exact."""
+
+    @abc.abstractmethod
+    def reference(self, x: Point) -> Matrix:
+        r"""Components of $g_\mathrm{ref}$ at `x` in the representation."""
+
+    @abc.abstractmethod
+    def chart(self, x: Point, u: ChartVector) -> Point:
+        r"""$\varphi_x(u)$: the chart centred at `x`, with $d\varphi_x(0) = E(x)$ orthonormal."""
+
+    @abc.abstractmethod
+    def frame(self, x: Point) -> Frame:
+        r"""$E(x) = d\varphi_x(0)$, a $g_\mathrm{ref}$-orthonormal basis of $T_xM$, shape (D, n)."""
+
+    @abc.abstractmethod
+    def distance(self, x: Point, y: Point) -> Scalar:
+        r"""Geodesic distance of $g_\mathrm{ref}$ between `x` and `y`."""
+
+    @abc.abstractmethod
+    def transform(self, values: Float[Array, "N *shape"]) -> Any:
+        """Spectral coefficients of nodal values (trailing axes are carried along)."""
+
+    @abc.abstractmethod
+    def evaluate(self, coefficients: Any, x: Point) -> Float[Array, "*shape"]:
+        """The spectral series with these coefficients, summed at the point `x`."""
+
+    @abc.abstractmethod
+    def random_field(
+        self, key: PRNGKeyArray, band_limit: int, shape: tuple[int, ...] = ()
+    ) -> Callable[[Point], Float[Array, "*shape"]]:
+        """A seeded random smooth field band-limited to `band_limit`, defined at every point.
+
+        Each component is bounded by one in absolute value everywhere (not only at
+        the nodes); the same key and band limit give the same field on every
+        resolution of this manifold.
+        """
+
+    @abc.abstractmethod
+    def sample(self, key: PRNGKeyArray, count: int) -> Points:
+        r"""`count` seeded points drawn uniformly from $\mu / \mathrm{vol}$."""
+
+    # Concrete helpers shared by every manifold.
+
+    def reference_at_nodes(self) -> Float[Array, "N D D"]:
+        r"""$g_\mathrm{ref}$ at every node."""
+        return jax.vmap(self.reference)(self.nodes)
+
+    def integrate(self, values: Float[Array, "N *shape"]) -> Float[Array, "*shape"]:
+        r"""$\sum_a w_a f(x_a) \approx \int_M f\, d\mu$ over the leading (node) axis."""
+        return jnp.tensordot(self.weights, values, axes=(0, 0))
+
+    def to_representation(
+        self, x: Point, tensor: Float[Array, "n n"]
+    ) -> Float[Array, "D D"]:
+        r"""Components $E\,T\,E^\top$ in the representation of a covariant 2-tensor given in the chart at `x`."""
+        frame = self.frame(x)
+        return frame @ tensor @ frame.T
+
+    def check_resolves(self, band_limit: int, what: str) -> None:
+        """Raise a `ValueError` if a field of this band limit is not resolved exactly."""
+        if band_limit > self.band_limit:
+            raise ValueError(
+                f"{what} has band limit {band_limit}, but {self!r} resolves only up to "
+                f"{self.band_limit}; raise the resolution or lower the band limit."
+            )

@@ -1,0 +1,297 @@
+"""Metric modules: nodal (spectrally interpolated) and network/function-defined metrics."""
+
+import abc
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ._manifolds import AbstractManifold
+from ._types import ChartMatrix, ChartVector, Matrix, Point
+
+
+def packed_size(d: int) -> int:
+    """Number of independent components of a symmetric d x d matrix."""
+    return d * (d + 1) // 2
+
+
+def unpack_symmetric(packed: Float[Array, " p"], d: int) -> Float[Array, "d d"]:
+    """The symmetric matrix whose upper triangle, row by row, is `packed`."""
+    i, j = np.triu_indices(d)
+    out = jnp.zeros((d, d), dtype=packed.dtype).at[i, j].set(packed)
+    return out.at[j, i].set(packed)
+
+
+def pack_symmetric(matrix: Float[Array, "d d"]) -> Float[Array, " p"]:
+    """The upper triangle of `matrix`, row by row (inverse of `unpack_symmetric`)."""
+    return matrix[np.triu_indices(matrix.shape[-1])]
+
+
+def _is_traced(x: Any) -> bool:
+    return isinstance(x, jax.core.Tracer)
+
+
+def _tangential_eigenvalues(
+    manifold: AbstractManifold, values: Float[Array, "N D D"]
+) -> Float[Array, "N n"]:
+    frames = jax.vmap(manifold.frame)(manifold.nodes)
+    tangential = jnp.einsum("nai,nab,nbj->nij", frames, values, frames)
+    return jnp.linalg.eigvalsh(tangential)
+
+
+def check_nodal_values(
+    manifold: AbstractManifold, values: Float[Array, "N D D"], name: str = "metric"
+) -> Float[Array, "N D D"]:
+    """Check shape, finiteness, symmetry and positive definiteness of nodal metric values.
+
+    Shape mistakes raise `ValueError`. Value problems raise `ValueError` naming
+    the first bad node when `values` is concrete, and are attached with
+    `eqx.error_if` when traced (use the returned array).
+    """
+    d = manifold.ambient_dim
+    expected = (manifold.nodes.shape[0], d, d)
+    if values.shape != expected:
+        raise ValueError(
+            f"{name}: nodal values on {manifold!r} must have shape {expected} "
+            f"(nodes, {d}, {d}), got {values.shape}."
+        )
+    if not jnp.issubdtype(values.dtype, jnp.floating):
+        raise ValueError(f"{name}: nodal values must be floating point, got dtype {values.dtype}.")
+    asym = jnp.max(jnp.abs(values - jnp.swapaxes(values, -1, -2)), axis=(-1, -2))
+    scale = jnp.max(jnp.abs(values), axis=(-1, -2))
+    eps = 100 * jnp.finfo(values.dtype).eps
+    finite = jnp.all(jnp.isfinite(values), axis=(-1, -2))
+    symmetric = asym <= eps * scale
+    positive = jnp.all(_tangential_eigenvalues(manifold, jnp.where(finite[:, None, None], values, 1.0)) > 0, -1)
+    if _is_traced(values):
+        values = eqx.error_if(values, ~jnp.all(finite), f"{name}: non-finite nodal value")
+        values = eqx.error_if(values, ~jnp.all(symmetric), f"{name}: nodal values not symmetric")
+        return eqx.error_if(
+            values, ~jnp.all(positive), f"{name}: not positive definite at some node"
+        )
+    for ok, what in ((finite, "is not finite"), (symmetric, "is not symmetric"),
+                     (positive, "is not positive definite on the tangent space")):
+        ok = np.asarray(ok)
+        if not ok.all():
+            a = int(np.argmin(ok))
+            raise ValueError(
+                f"{name} {what} at node {a} (x = {np.asarray(manifold.nodes[a]).tolist()}); "
+                f"{int((~ok).sum())} of {ok.size} nodes fail."
+            )
+    return values
+
+
+class AbstractMetric(eqx.Module):
+    r"""A Riemannian metric on a manifold, given by its component field.
+
+    `metric(x)` returns the $D \times D$ components $A(x)$ in the manifold's
+    representation (chart components on tori; ambient components on spheres,
+    standing for $P_x A(x) P_x$). The components in the chart $\varphi_x$ at
+    $u$ are the pull-back $J^\top A(\varphi_x(u)) J$, $J = \partial\varphi_x/\partial u$.
+    """
+
+    manifold: eqx.AbstractVar[AbstractManifold]
+
+    @abc.abstractmethod
+    def __call__(self, x: Point) -> Matrix:
+        """Components $A(x)$ in the representation, shape (D, D)."""
+
+    def at_nodes(self) -> Float[Array, "N D D"]:
+        """Components at every node of the manifold."""
+        return jax.vmap(self)(self.manifold.nodes)
+
+    def in_chart(self, x: Point, u: ChartVector) -> ChartMatrix:
+        r"""$g_{ab}(u) = J^\top A(\varphi_x(u)) J$: components in the chart centred at `x`."""
+        jac = jax.jacfwd(self.manifold.chart, argnums=1)(x, u)
+        return jac.T @ self(self.manifold.chart(x, u)) @ jac
+
+
+class SpectralInterpolant(eqx.Module):
+    """Nodal values of a field, evaluated anywhere through the manifold's spectral series.
+
+    Exact (to rounding) for fields band-limited to `manifold.band_limit`; for
+    other smooth fields the error falls spectrally with the resolution.
+    """
+
+    manifold: AbstractManifold
+    coefficients: Any
+
+    def __init__(self, manifold: AbstractManifold, values: Float[Array, "N *shape"]):
+        self.manifold = manifold
+        self.coefficients = manifold.transform(jnp.asarray(values))
+
+    def __call__(self, x: Point) -> Float[Array, "*shape"]:
+        return self.manifold.evaluate(self.coefficients, x)
+
+
+class NodalMetric(AbstractMetric):
+    r"""A metric given by its components at the nodes, interpolated spectrally.
+
+    Between nodes the components are the manifold's spectral series of the
+    nodal values (Fourier on tori, spherical harmonics of each ambient
+    component on spheres), so derivatives of every order are exact for
+    band-limited metrics.
+
+    **Arguments:**
+
+    - `manifold`: the manifold whose nodes the values live on.
+    - `values`: shape (N, D, D), symmetric, positive definite on each tangent
+      space. Checked: a bad node raises `ValueError` naming it.
+    """
+
+    manifold: AbstractManifold
+    values: Float[Array, "N D D"]
+    interpolant: SpectralInterpolant
+
+    def __init__(self, manifold: AbstractManifold, values: Float[Array, "N D D"]):
+        values = check_nodal_values(manifold, jnp.asarray(values))
+        self.manifold = manifold
+        self.values = values
+        self.interpolant = SpectralInterpolant(manifold, values)
+
+    def __call__(self, x: Point) -> Matrix:
+        return self.interpolant(x)
+
+    def at_nodes(self) -> Float[Array, "N D D"]:
+        return self.values
+
+
+class NetworkMetric(AbstractMetric):
+    r"""A metric whose components are the output of a network (any callable Equinox module).
+
+    `network(x)` returns either the $D(D+1)/2$ independent components of
+    $A(x)$, the upper triangle row by row (see `unpack_symmetric`), or a
+    $D \times D$ array of which the symmetric part $(A + A^\top)/2$ is used. Positive
+    definiteness cannot be checked everywhere; `check()` checks it at the
+    nodes, and curvature routines check it at every point they use.
+
+    **Arguments:**
+
+    - `manifold`: the manifold.
+    - `network`: a callable, $\mathbb{R}^D \to \mathbb{R}^{D(D+1)/2}$ or
+      $\mathbb{R}^{D \times D}$.
+    """
+
+    manifold: AbstractManifold
+    network: Callable[[Point], Float[Array, " p"]]
+
+    def __init__(self, manifold: AbstractManifold, network: Callable):
+        if not callable(network):
+            raise ValueError(f"NetworkMetric: network must be callable, got {type(network)}.")
+        self.manifold = manifold
+        self.network = network
+
+    def __call__(self, x: Point) -> Matrix:
+        d = self.manifold.ambient_dim
+        out = self.network(x)
+        if out.shape == (d, d):
+            return (out + out.T) / 2
+        if out.shape != (packed_size(d),):
+            raise ValueError(
+                f"NetworkMetric on {self.manifold!r}: the network must return the "
+                f"{packed_size(d)} upper-triangular components of a {d}x{d} symmetric matrix, "
+                f"shape ({packed_size(d)},), or a ({d}, {d}) array; it returned shape {out.shape}."
+            )
+        return unpack_symmetric(out, d)
+
+    def check(self) -> "NetworkMetric":
+        """Raise `ValueError` if the metric is not finite, symmetric positive definite at a node."""
+        check_nodal_values(self.manifold, self.at_nodes(), name="NetworkMetric")
+        return self
+
+
+def reference_metric(manifold: AbstractManifold) -> NodalMetric:
+    r"""$g_\mathrm{ref}$ as a nodal metric."""
+    return NodalMetric(manifold, manifold.reference_at_nodes())
+
+
+def _resolution_check(
+    manifold: AbstractManifold, fn: Callable, values: Array, rtol: float, what: str
+) -> None:
+    """Compare the interpolant of `values` with `fn` at seeded off-grid points."""
+    pts = manifold.sample(jax.random.key(0), 16).astype(values.dtype)
+    interp = SpectralInterpolant(manifold, values)
+    exact = jax.vmap(fn)(pts)
+    err = float(jnp.max(jnp.abs(jax.vmap(interp)(pts) - exact)))
+    scale = float(jnp.max(jnp.abs(exact))) + 1e-300
+    if not err <= rtol * scale:
+        raise ValueError(
+            f"{what} is not resolved by {manifold!r}: its spectral interpolant is off by "
+            f"{err:.2e} (relative {err / scale:.2e} > rtol={rtol:.0e}) between nodes; "
+            "raise the resolution or smooth the field."
+        )
+
+
+def conformal_metric(
+    manifold: AbstractManifold,
+    u: Float[Array, " N"] | Callable[[Point], Float[Array, ""]],
+    *,
+    rtol: float | None = 1e-8,
+) -> NodalMetric:
+    r"""$e^{2u} g_\mathrm{ref}$ as a nodal metric.
+
+    **Arguments:**
+
+    - `u`: the conformal exponent, as nodal values (N,) or a function of a point.
+    - `rtol`: when `u` is a function, the largest relative interpolation error of
+      $e^{2u}$ between nodes that is accepted (checked at 16 seeded points); a
+      coarser grid raises `ValueError`. `None` skips the check.
+    """
+    if callable(u):
+        fn = u
+
+        def factor(x):
+            return jnp.exp(2 * fn(x))
+
+        conformal = jax.vmap(factor)(manifold.nodes)
+        if rtol is not None:
+            _resolution_check(manifold, factor, conformal, rtol, "conformal factor exp(2u)")
+    else:
+        u = jnp.asarray(u)
+        if u.shape != manifold.weights.shape:
+            raise ValueError(
+                f"conformal_metric: nodal u on {manifold!r} must have shape "
+                f"{manifold.weights.shape}, got {u.shape}."
+            )
+        conformal = jnp.exp(2 * u)
+    return NodalMetric(manifold, conformal[:, None, None] * manifold.reference_at_nodes())
+
+
+def random_perturbation(
+    manifold: AbstractManifold, key: PRNGKeyArray, band_limit: int = 2, amplitude: float = 0.3
+) -> Callable[[Point], Matrix]:
+    r"""The component field $A(x) = g_\mathrm{ref}(x) + a H(x)$ of a random smooth metric.
+
+    $H$ is a symmetric matrix field whose $D(D+1)/2$ independent components are
+    seeded random fields band-limited to `band_limit`, each bounded by $1/D$
+    everywhere, so $\|H(x)\|_2 \le \|H(x)\|_F \le 1$: for `amplitude` $a < 1$
+    the metric is positive definite everywhere with eigenvalues in $[1-a, 1+a]$.
+    The same key gives the same field on every resolution of the manifold.
+    """
+    if not 0 < amplitude < 1:
+        raise ValueError(f"amplitude must lie in (0, 1) to keep the metric positive definite, got {amplitude}.")
+    d = manifold.ambient_dim
+    field = manifold.random_field(key, band_limit, (packed_size(d),))
+
+    def components(x: Point) -> Matrix:
+        h = unpack_symmetric(field(x), d) / d
+        return manifold.reference(x) + amplitude * h
+
+    return components
+
+
+def random_metric(
+    manifold: AbstractManifold, key: PRNGKeyArray, band_limit: int = 2, amplitude: float = 0.3
+) -> NodalMetric:
+    """A seeded random smooth band-limited perturbation of $g_\\mathrm{ref}$, as a nodal metric.
+
+    See `random_perturbation` for the construction and bounds. Raises
+    `ValueError` if the manifold does not resolve `band_limit`.
+    """
+    manifold.check_resolves(band_limit, "random_metric")
+    components = random_perturbation(manifold, key, band_limit, amplitude)
+    return NodalMetric(manifold, jax.vmap(components)(manifold.nodes))
