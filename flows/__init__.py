@@ -22,10 +22,12 @@ from ._manifolds import Torus as Torus
 from ._metrics import AbstractMetric as AbstractMetric
 from ._metrics import NetworkMetric as NetworkMetric
 from ._metrics import NodalMetric as NodalMetric
+from ._metrics import RandomPerturbation as RandomPerturbation
 from ._metrics import SpectralInterpolant as SpectralInterpolant
+from ._metrics import check_nodal_values as check_nodal_values
 from ._metrics import conformal_metric as conformal_metric
+from ._metrics import evaluate_at as evaluate_at
 from ._metrics import pack_symmetric as pack_symmetric
 from ._metrics import random_metric as random_metric
-from ._metrics import random_perturbation as random_perturbation
 from ._metrics import reference_metric as reference_metric
 from ._metrics import unpack_symmetric as unpack_symmetric

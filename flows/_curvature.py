@@ -21,7 +21,6 @@ two indices are returned in the manifold's representation ($E T E^\top$, see
 returned in the chart at `x`.
 """
 
-import functools
 from collections.abc import Callable
 
 import equinox as eqx
@@ -31,7 +30,7 @@ from jaxtyping import Array, Float
 
 from ._manifolds import AbstractManifold
 from ._metrics import AbstractMetric, SpectralInterpolant
-from ._types import ChartMatrix, ChartVector, Matrix, Point, Scalar
+from ._types import ChartMatrix, ChartVector, Point, Scalar
 
 ChartMetric = Callable[[ChartVector], ChartMatrix]
 
@@ -119,37 +118,26 @@ def local_geometry(metric: AbstractMetric, x: Point) -> LocalGeometry:
     return chart_geometry(lambda u: metric.in_chart(x, u), u0)
 
 
-def _pointwise(fn):
-    """Accept a point of shape (D,) or a batch (..., D); jit with Equinox's filter."""
+@eqx.filter_jit
+def _geometry_batch(metric: AbstractMetric, points: Float[Array, "P D"]) -> LocalGeometry:
+    return jax.vmap(lambda x: local_geometry(metric, x))(points)
 
-    jitted = eqx.filter_jit(fn)
 
-    @functools.wraps(fn)
-    def wrapper(metric: AbstractMetric, *args):
-        *rest, x = args
-        if not isinstance(metric, AbstractMetric):
-            raise ValueError(f"{fn.__name__}: expected a metric module, got {type(metric).__name__}.")
-        manifold = metric.manifold
-        rest = [_as_function(manifold, f) for f in rest]
-        x = jnp.asarray(x)
-        d = manifold.ambient_dim
-        if x.ndim == 0 or x.shape[-1] != d:
-            raise ValueError(
-                f"{fn.__name__}: points on {manifold!r} have {d} components; got an array of "
-                f"shape {x.shape}."
-            )
-        if x.ndim == 1:
-            return jitted(metric, *rest, x)
-        flat = x.reshape(-1, d)
-        out = jitted_batched(metric, *rest, flat)
-        return out.reshape(x.shape[:-1] + out.shape[1:])
+@eqx.filter_jit
+def _function_jet_batch(
+    manifold: AbstractManifold, f: Callable[[Point], Scalar], points: Float[Array, "P D"]
+) -> tuple[Float[Array, "P n"], Float[Array, "P n n"]]:
+    """First and second derivatives of f in the chart at each point (u = 0)."""
 
-    @eqx.filter_jit
-    def jitted_batched(metric, *args):
-        *rest, flat = args
-        return jax.vmap(lambda p: fn(metric, *rest, p))(flat)
+    def at(x):
+        u0 = jnp.zeros((manifold.dim,), dtype=x.dtype)
 
-    return wrapper
+        def in_chart(u):
+            return f(manifold.chart(x, u))
+
+        return jax.grad(in_chart)(u0), jax.hessian(in_chart)(u0)
+
+    return jax.vmap(at)(points)
 
 
 def _as_function(manifold: AbstractManifold, f) -> Callable[[Point], Scalar]:
@@ -164,72 +152,99 @@ def _as_function(manifold: AbstractManifold, f) -> Callable[[Point], Scalar]:
     return SpectralInterpolant(manifold, f)
 
 
-@_pointwise
-def christoffel(metric: AbstractMetric, x: Point) -> Float[Array, "n n n"]:
-    r"""$\Gamma^k_{ij}$ at `x`, as `[k, i, j]`, in the chart centred at `x`."""
-    return local_geometry(metric, x).christoffel
-
-
-@_pointwise
-def riemann(metric: AbstractMetric, x: Point) -> Float[Array, "n n n n"]:
-    r"""Covariant $R_{ijkl}$ at `x`, in the chart centred at `x` (frame orthonormal for $g_\mathrm{ref}$)."""
-    return local_geometry(metric, x).riemann
-
-
-@_pointwise
-def ricci(metric: AbstractMetric, x: Point) -> Matrix:
-    r"""Ricci tensor $R_{jk}$ at `x`, in the representation (ambient on spheres)."""
-    return metric.manifold.to_representation(x, local_geometry(metric, x).ricci)
-
-
-@_pointwise
-def scalar_curvature(metric: AbstractMetric, x: Point) -> Scalar:
-    r"""Scalar curvature $R = g^{jk}R_{jk}$ at `x`."""
-    return local_geometry(metric, x).scalar
-
-
-@_pointwise
-def volume_density(metric: AbstractMetric, x: Point) -> Scalar:
-    r"""$dV_g/d\mu$ at `x`: $\sqrt{\det g}$ in a $g_\mathrm{ref}$-orthonormal frame."""
-    u0 = jnp.zeros((metric.manifold.dim,), dtype=x.dtype)
-    g = _check_positive(metric.in_chart(x, u0))
-    return jnp.sqrt(jnp.linalg.det(g))
-
-
-def _chart_function(metric: AbstractMetric, f: Callable, x: Point):
+def _points(name: str, metric: AbstractMetric, x) -> tuple[Float[Array, "P D"], tuple[int, ...]]:
+    """Validate arguments; flatten points (D,) or (..., D) to (P, D) and return the batch shape."""
+    if not isinstance(metric, AbstractMetric):
+        raise ValueError(f"{name}: expected a metric module, got {type(metric).__name__}.")
     manifold = metric.manifold
-    u0 = jnp.zeros((manifold.dim,), dtype=x.dtype)
+    x = jnp.asarray(x)
+    d = manifold.ambient_dim
+    if x.ndim == 0 or x.shape[-1] != d:
+        raise ValueError(
+            f"{name}: points on {manifold!r} have {d} components; got an array of shape {x.shape}."
+        )
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(f"{name}: points must be floating point, got dtype {x.dtype}.")
+    return x.reshape(-1, d), x.shape[:-1]
 
-    def in_chart(u):
-        return f(manifold.chart(x, u))
 
-    return in_chart, u0
+@eqx.filter_jit
+def _derived(quantity: Callable, manifold: AbstractManifold, points, geometry, *jets):
+    return jax.vmap(lambda x, g, *j: quantity(manifold, x, g, *j))(points, geometry, *jets)
 
 
-@_pointwise
-def gradient(metric: AbstractMetric, f: Callable[[Point], Scalar], x: Point) -> Float[Array, " D"]:
-    r"""$\nabla f = g^{ab}\partial_b f\, \partial_a$ at `x`, as a vector in the representation.
+def _pointwise(quantity: Callable, name: str, with_function: bool = False):
+    """Build a public function of (metric, [f,] x) from a quantity of the local geometry.
 
-    `f` is a function of a point, or nodal values (interpolated spectrally).
+    The expensive part (second derivatives of the metric through its
+    interpolant) is compiled once per metric type and batch shape and shared by
+    every quantity; the quantity itself is a cheap function of `LocalGeometry`.
     """
-    fc, u0 = _chart_function(metric, f, x)
-    g = _check_positive(metric.in_chart(x, u0))
-    return metric.manifold.frame(x) @ jnp.linalg.solve(g, jax.grad(fc)(u0))
+
+    def public(metric: AbstractMetric, *args):
+        if with_function:
+            if len(args) != 2:
+                raise TypeError(f"{name}(metric, f, x) takes a scalar field f and points x.")
+            f, x = args
+        else:
+            if len(args) != 1:
+                raise TypeError(f"{name}(metric, x) takes points x.")
+            (x,) = args
+        flat, batch = _points(name, metric, x)
+        manifold = metric.manifold
+        geometry = _geometry_batch(metric, flat)
+        jets = ()
+        if with_function:
+            jets = _function_jet_batch(manifold, _as_function(manifold, f), flat)
+        out = _derived(quantity, manifold, flat, geometry, *jets)
+        return out.reshape(batch + out.shape[1:])
+
+    public.__name__ = name
+    return public
 
 
-@_pointwise
-def hessian(metric: AbstractMetric, f: Callable[[Point], Scalar], x: Point) -> Matrix:
-    r"""$\nabla_a\nabla_b f = \partial_a\partial_b f - \Gamma^c_{ab}\partial_c f$ at `x`, in the representation."""
-    fc, u0 = _chart_function(metric, f, x)
-    geom = local_geometry(metric, x)
-    hess = jax.hessian(fc)(u0) - jnp.einsum("cab,c->ab", geom.christoffel, jax.grad(fc)(u0))
-    return metric.manifold.to_representation(x, hess)
+def _covariant_hessian(geom: LocalGeometry, grad, hess):
+    return hess - jnp.einsum("cab,c->ab", geom.christoffel, grad)
 
 
-@_pointwise
-def laplacian(metric: AbstractMetric, f: Callable[[Point], Scalar], x: Point) -> Scalar:
-    r"""$\Delta_g f = g^{ab}\nabla_a\nabla_b f$ at `x` (negative semi-definite convention)."""
-    fc, u0 = _chart_function(metric, f, x)
-    geom = local_geometry(metric, x)
-    hess = jax.hessian(fc)(u0) - jnp.einsum("cab,c->ab", geom.christoffel, jax.grad(fc)(u0))
-    return jnp.einsum("ab,ab->", geom.inverse, hess)
+christoffel = _pointwise(lambda m, x, geom: geom.christoffel, "christoffel")
+christoffel.__doc__ = r"""$\Gamma^k_{ij}$ at `x` (shape (..., D)), as `[..., k, i, j]`, in the chart centred at `x`."""
+
+riemann = _pointwise(lambda m, x, geom: geom.riemann, "riemann")
+riemann.__doc__ = r"""Covariant $R_{ijkl}$ at `x`, in the chart centred at `x` (frame orthonormal for $g_\mathrm{ref}$)."""
+
+ricci = _pointwise(lambda m, x, geom: m.to_representation(x, geom.ricci), "ricci")
+ricci.__doc__ = r"""Ricci tensor $R_{jk}$ at `x`, in the representation (ambient on spheres), shape (..., D, D)."""
+
+scalar_curvature = _pointwise(lambda m, x, geom: geom.scalar, "scalar_curvature")
+scalar_curvature.__doc__ = r"""Scalar curvature $R = g^{jk}R_{jk}$ at `x`, shape (...)."""
+
+volume_density = _pointwise(lambda m, x, geom: geom.volume_density, "volume_density")
+volume_density.__doc__ = r"""$dV_g/d\mu$ at `x`: $\sqrt{\det g}$ in a $g_\mathrm{ref}$-orthonormal frame."""
+
+gradient = _pointwise(
+    lambda m, x, geom, grad, hess: m.frame(x) @ (geom.inverse @ grad), "gradient", with_function=True
+)
+gradient.__doc__ = r"""$\nabla f = g^{ab}\partial_b f\,\partial_a$ at `x`, a vector in the representation.
+
+`f` is a function of a point, or nodal values (interpolated spectrally)."""
+
+hessian = _pointwise(
+    lambda m, x, geom, grad, hess: m.to_representation(x, _covariant_hessian(geom, grad, hess)),
+    "hessian",
+    with_function=True,
+)
+hessian.__doc__ = r"""$\nabla_a\nabla_b f = \partial_a\partial_b f - \Gamma^c_{ab}\partial_c f$ at `x`, in the representation.
+
+`f` is a function of a point, or nodal values (interpolated spectrally)."""
+
+laplacian = _pointwise(
+    lambda m, x, geom, grad, hess: jnp.einsum(
+        "ab,ab->", geom.inverse, _covariant_hessian(geom, grad, hess)
+    ),
+    "laplacian",
+    with_function=True,
+)
+laplacian.__doc__ = r"""$\Delta_g f = g^{ab}\nabla_a\nabla_b f$ at `x` (non-positive spectrum).
+
+`f` is a function of a point, or nodal values (interpolated spectrally)."""

@@ -43,6 +43,29 @@ def _tangential_eigenvalues(
     return jnp.linalg.eigvalsh(tangential)
 
 
+@eqx.filter_jit
+def _node_flags(manifold: AbstractManifold, values: Float[Array, "N D D"]):
+    """Per node: finite, symmetric (to 100 eps), positive definite on the tangent space."""
+    asym = jnp.max(jnp.abs(values - jnp.swapaxes(values, -1, -2)), axis=(-1, -2))
+    scale = jnp.max(jnp.abs(values), axis=(-1, -2))
+    finite = jnp.all(jnp.isfinite(values), axis=(-1, -2))
+    symmetric = asym <= 100 * jnp.finfo(values.dtype).eps * scale
+    safe = jnp.where(finite[:, None, None], values, jnp.ones_like(values))
+    positive = jnp.all(_tangential_eigenvalues(manifold, safe) > 0, axis=-1)
+    return finite, symmetric, positive
+
+
+@eqx.filter_jit
+def evaluate_at(fn: Callable[[Point], Array], points: Float[Array, "M D"]) -> Array:
+    """`fn` at each of `points` (vmapped and jitted)."""
+    return jax.vmap(fn)(points)
+
+
+@eqx.filter_jit
+def _transform(manifold: AbstractManifold, values: Array) -> Any:
+    return manifold.transform(values)
+
+
 def check_nodal_values(
     manifold: AbstractManifold, values: Float[Array, "N D D"], name: str = "metric"
 ) -> Float[Array, "N D D"]:
@@ -61,12 +84,7 @@ def check_nodal_values(
         )
     if not jnp.issubdtype(values.dtype, jnp.floating):
         raise ValueError(f"{name}: nodal values must be floating point, got dtype {values.dtype}.")
-    asym = jnp.max(jnp.abs(values - jnp.swapaxes(values, -1, -2)), axis=(-1, -2))
-    scale = jnp.max(jnp.abs(values), axis=(-1, -2))
-    eps = 100 * jnp.finfo(values.dtype).eps
-    finite = jnp.all(jnp.isfinite(values), axis=(-1, -2))
-    symmetric = asym <= eps * scale
-    positive = jnp.all(_tangential_eigenvalues(manifold, jnp.where(finite[:, None, None], values, 1.0)) > 0, -1)
+    finite, symmetric, positive = _node_flags(manifold, values)
     if _is_traced(values):
         values = eqx.error_if(values, ~jnp.all(finite), f"{name}: non-finite nodal value")
         values = eqx.error_if(values, ~jnp.all(symmetric), f"{name}: nodal values not symmetric")
@@ -102,7 +120,7 @@ class AbstractMetric(eqx.Module):
 
     def at_nodes(self) -> Float[Array, "N D D"]:
         """Components at every node of the manifold."""
-        return jax.vmap(self)(self.manifold.nodes)
+        return evaluate_at(self, self.manifold.nodes)
 
     def in_chart(self, x: Point, u: ChartVector) -> ChartMatrix:
         r"""$g_{ab}(u) = J^\top A(\varphi_x(u)) J$: components in the chart centred at `x`."""
@@ -122,7 +140,7 @@ class SpectralInterpolant(eqx.Module):
 
     def __init__(self, manifold: AbstractManifold, values: Float[Array, "N *shape"]):
         self.manifold = manifold
-        self.coefficients = manifold.transform(jnp.asarray(values))
+        self.coefficients = _transform(manifold, jnp.asarray(values))
 
     def __call__(self, x: Point) -> Float[Array, "*shape"]:
         return self.manifold.evaluate(self.coefficients, x)
@@ -215,8 +233,8 @@ def _resolution_check(
     """Compare the interpolant of `values` with `fn` at seeded off-grid points."""
     pts = manifold.sample(jax.random.key(0), 16).astype(values.dtype)
     interp = SpectralInterpolant(manifold, values)
-    exact = jax.vmap(fn)(pts)
-    err = float(jnp.max(jnp.abs(jax.vmap(interp)(pts) - exact)))
+    exact = evaluate_at(fn, pts)
+    err = float(jnp.max(jnp.abs(evaluate_at(interp, pts) - exact)))
     scale = float(jnp.max(jnp.abs(exact))) + 1e-300
     if not err <= rtol * scale:
         raise ValueError(
@@ -247,7 +265,7 @@ def conformal_metric(
         def factor(x):
             return jnp.exp(2 * fn(x))
 
-        conformal = jax.vmap(factor)(manifold.nodes)
+        conformal = evaluate_at(factor, manifold.nodes)
         if rtol is not None:
             _resolution_check(manifold, factor, conformal, rtol, "conformal factor exp(2u)")
     else:
@@ -261,27 +279,37 @@ def conformal_metric(
     return NodalMetric(manifold, conformal[:, None, None] * manifold.reference_at_nodes())
 
 
-def random_perturbation(
-    manifold: AbstractManifold, key: PRNGKeyArray, band_limit: int = 2, amplitude: float = 0.3
-) -> Callable[[Point], Matrix]:
+class RandomPerturbation(eqx.Module):
     r"""The component field $A(x) = g_\mathrm{ref}(x) + a H(x)$ of a random smooth metric.
 
     $H$ is a symmetric matrix field whose $D(D+1)/2$ independent components are
-    seeded random fields band-limited to `band_limit`, each bounded by $1/D$
-    everywhere, so $\|H(x)\|_2 \le \|H(x)\|_F \le 1$: for `amplitude` $a < 1$
-    the metric is positive definite everywhere with eigenvalues in $[1-a, 1+a]$.
-    The same key gives the same field on every resolution of the manifold.
+    seeded random fields band-limited to `band_limit` (`manifold.random_field`),
+    each bounded by $1/D$ everywhere, so $\|H(x)\|_2 \le \|H(x)\|_F \le 1$: for
+    `amplitude` $a < 1$ the metric is positive definite everywhere with
+    eigenvalues in $[1-a, 1+a]$. The same key gives the same field on every
+    resolution of the manifold. Use it as a network in `NetworkMetric` for the
+    exact metric, or through `random_metric` for its nodal version.
     """
-    if not 0 < amplitude < 1:
-        raise ValueError(f"amplitude must lie in (0, 1) to keep the metric positive definite, got {amplitude}.")
-    d = manifold.ambient_dim
-    field = manifold.random_field(key, band_limit, (packed_size(d),))
 
-    def components(x: Point) -> Matrix:
-        h = unpack_symmetric(field(x), d) / d
-        return manifold.reference(x) + amplitude * h
+    manifold: AbstractManifold
+    field: Callable[[Point], Float[Array, " p"]]
+    amplitude: float
 
-    return components
+    def __init__(
+        self, manifold: AbstractManifold, key: PRNGKeyArray, band_limit: int = 2, amplitude: float = 0.3
+    ):
+        if not 0 < amplitude < 1:
+            raise ValueError(
+                f"amplitude must lie in (0, 1) to keep the metric positive definite, got {amplitude}."
+            )
+        self.manifold = manifold
+        self.field = manifold.random_field(key, band_limit, (packed_size(manifold.ambient_dim),))
+        self.amplitude = amplitude
+
+    def __call__(self, x: Point) -> Matrix:
+        d = self.manifold.ambient_dim
+        h = unpack_symmetric(self.field(x), d) / d
+        return self.manifold.reference(x) + self.amplitude * h
 
 
 def random_metric(
@@ -289,9 +317,9 @@ def random_metric(
 ) -> NodalMetric:
     """A seeded random smooth band-limited perturbation of $g_\\mathrm{ref}$, as a nodal metric.
 
-    See `random_perturbation` for the construction and bounds. Raises
+    See `RandomPerturbation` for the construction and bounds. Raises
     `ValueError` if the manifold does not resolve `band_limit`.
     """
     manifold.check_resolves(band_limit, "random_metric")
-    components = random_perturbation(manifold, key, band_limit, amplitude)
-    return NodalMetric(manifold, jax.vmap(components)(manifold.nodes))
+    components = RandomPerturbation(manifold, key, band_limit, amplitude)
+    return NodalMetric(manifold, evaluate_at(components, manifold.nodes))

@@ -21,6 +21,7 @@ independent check. Functions are ordered by degree, so the first
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
@@ -42,30 +43,51 @@ def jacobi_norm_sq(k: int, alpha: int, beta: int) -> float:
 def jacobi(
     kmax: int, alpha: np.ndarray, beta: np.ndarray, s: Float[Array, ""]
 ) -> Float[Array, "kmax+1 pairs"]:
-    r"""$P_k^{(\alpha_p, \beta_p)}(s)$ for $k = 0..k_\max$ and every pair $p$, by the three-term recurrence."""
-    a = jnp.asarray(alpha, dtype=s.dtype)
-    b = jnp.asarray(beta, dtype=s.dtype)
+    r"""$P_k^{(\alpha_p, \beta_p)}(s)$ for $k = 0..k_\max$ and every pair $p$, by the three-term recurrence.
+
+    $2n(n+\alpha+\beta)(c-2) P_n = (c-1)[c(c-2)s + \alpha^2 - \beta^2] P_{n-1}
+    - 2(n+\alpha-1)(n+\beta-1) c P_{n-2}$, $c = 2n + \alpha + \beta$; a `lax.scan`,
+    so the traced graph does not grow with the degree.
+    """
+    a = np.asarray(alpha, dtype=np.float64)
+    b = np.asarray(beta, dtype=np.float64)
     p0 = jnp.ones(a.shape, dtype=s.dtype)
-    rows = [p0]
-    if kmax >= 1:
-        p1 = (a + 1) + (a + b + 2) * (s - 1) / 2
-        rows.append(p1)
-    for n in range(2, kmax + 1):
-        c = 2 * n + a + b
-        a1 = 2 * n * (n + a + b) * (c - 2)
-        a2 = (c - 1) * (a**2 - b**2)
-        a3 = (c - 2) * (c - 1) * c
-        a4 = 2 * (n + a - 1) * (n + b - 1) * c
-        rows.append(((a2 + a3 * s) * rows[-1] - a4 * rows[-2]) / a1)
-    return jnp.stack(rows)
+    if kmax == 0:
+        return p0[None]
+    p1 = jnp.asarray(a + 1, dtype=s.dtype) + jnp.asarray((a + b + 2) / 2, dtype=s.dtype) * (s - 1)
+    if kmax == 1:
+        return jnp.stack([p0, p1])
+    n = np.arange(2, kmax + 1, dtype=np.float64)[:, None]
+    c = 2 * n + a + b
+    a1 = 2 * n * (n + a + b) * (c - 2)
+    coeffs = (
+        (c - 1) * (a**2 - b**2) / a1,  # constant part of the P_{n-1} factor
+        (c - 2) * (c - 1) * c / a1,  # s part of the P_{n-1} factor
+        2 * (n + a - 1) * (n + b - 1) * c / a1,  # P_{n-2} factor
+    )
+    coeffs = tuple(jnp.asarray(q, dtype=s.dtype) for q in coeffs)
+
+    def step(carry, coeff):
+        prev, prev2 = carry
+        c0, c1, c2 = coeff
+        new = (c0 + c1 * s) * prev - c2 * prev2
+        return (new, prev), new
+
+    _, rest = jax.lax.scan(step, (p1, p0), coeffs)
+    return jnp.concatenate([p0[None], p1[None], rest])
 
 
 def _powers(re: Float[Array, ""], im: Float[Array, ""], mmax: int) -> tuple[Array, Array]:
-    """Real and imaginary parts of (re + i im)^m for m = 0..mmax."""
-    c, s = [jnp.ones_like(re)], [jnp.zeros_like(re)]
-    for _ in range(mmax):
-        c, s = c + [c[-1] * re - s[-1] * im], s + [s[-1] * re + c[-1] * im]
-    return jnp.stack(c), jnp.stack(s)
+    """Real and imaginary parts of (re + i im)^m for m = 0..mmax (a `lax.scan`)."""
+
+    def step(carry, _):
+        c, s = carry
+        new = (c * re - s * im, s * re + c * im)
+        return new, new
+
+    one, zero = jnp.ones_like(re), jnp.zeros_like(re)
+    _, (c, s) = jax.lax.scan(step, (one, zero), None, length=mmax)
+    return jnp.concatenate([one[None], c]), jnp.concatenate([zero[None], s])
 
 
 def basis_size(dim: int, degree: int) -> int:

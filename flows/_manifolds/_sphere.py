@@ -171,10 +171,11 @@ class Sphere(AbstractManifold):
         table = HarmonicTable(self.dim, band_limit)
         ell = table.ell
         damp = np.exp(-(ell**2) / max(band_limit, 1) ** 2)
-        c = jax.random.normal(key, (basis_size(self.dim, band_limit), *shape))
+        c = np.asarray(jax.random.normal(key, (basis_size(self.dim, band_limit), *shape)))
         c = c * damp.reshape((-1,) + (1,) * len(shape))
-        bound = 0.0
-        for deg in range(band_limit + 1):
-            norm = jnp.sqrt(jnp.sum(c[ell == deg] ** 2, axis=0))
-            bound = bound + norm * math.sqrt(harmonic_degree_dimension(self.dim, deg) / self.volume)
-        return _HarmonicSeries(table, c / bound)
+        bound = sum(
+            np.sqrt(np.sum(c[ell == deg] ** 2, axis=0))
+            * math.sqrt(harmonic_degree_dimension(self.dim, deg) / self.volume)
+            for deg in range(band_limit + 1)
+        )
+        return _HarmonicSeries(table, jnp.asarray(c / bound))

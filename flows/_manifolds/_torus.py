@@ -19,11 +19,11 @@ def _axis_basis(n: int, x: Float[Array, ""]) -> Complex[Array, " n"]:
     For even n the Nyquist entry is $\cos(nx/2)$, the real, even interpolant of
     that mode, so that real nodal data give a real series.
     """
-    k = np.fft.fftfreq(n, d=1.0 / n)
-    b = jnp.exp(1j * (jnp.asarray(k, dtype=x.dtype) * x))
+    kx = jnp.asarray(np.fft.fftfreq(n, d=1.0 / n), dtype=x.dtype) * x
+    sin = jnp.sin(kx)
     if n % 2 == 0:
-        b = b.at[n // 2].set(jnp.cos((n // 2) * x).astype(b.dtype))
-    return b
+        sin = sin.at[n // 2].set(0.0)  # cos(kx) with k = -n/2 is already cos(n x / 2)
+    return jax.lax.complex(jnp.cos(kx), sin)
 
 
 class _TrigPolynomial(eqx.Module):
@@ -146,8 +146,9 @@ class Torus(AbstractManifold):
         k = np.concatenate([np.zeros((1, self.dim), dtype=k.dtype), k])
         damp = np.exp(-np.sum(k**2, axis=1) / max(band_limit, 1) ** 2)
         ka, kb = jax.random.split(key)
-        a = jax.random.normal(ka, (len(k), *shape)) * damp.reshape((-1,) + (1,) * len(shape))
-        b = jax.random.normal(kb, (len(k), *shape)) * damp.reshape((-1,) + (1,) * len(shape))
-        b = b.at[0].set(0.0)  # the constant mode has no sine part
-        bound = jnp.sum(jnp.sqrt(a**2 + b**2), axis=0)
-        return _TrigPolynomial(jnp.asarray(k, dtype=a.dtype), a / bound, b / bound)
+        damp = damp.reshape((-1,) + (1,) * len(shape))
+        a = np.asarray(jax.random.normal(ka, (len(k), *shape))) * damp
+        b = np.asarray(jax.random.normal(kb, (len(k), *shape))) * damp
+        b[0] = 0.0  # the constant mode has no sine part
+        bound = np.sum(np.sqrt(a**2 + b**2), axis=0)
+        return _TrigPolynomial(jnp.asarray(k, dtype=float), jnp.asarray(a / bound), jnp.asarray(b / bound))

@@ -1,0 +1,21 @@
+import jax
+import pytest
+from hypothesis import HealthCheck, settings
+
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+settings.register_profile(
+    "default",
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile("default")
+
+
+@pytest.fixture
+def getkey():
+    """A fresh, deterministic PRNG key on each call (seeded per test)."""
+    keys = iter(jax.random.split(jax.random.key(5678), 1000))
+    return lambda: next(keys)

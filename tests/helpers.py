@@ -1,0 +1,39 @@
+"""Shared test helpers: comparisons and manifold/metric registries."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import flows
+
+
+def tree_allclose(x, y, *, rtol=1e-5, atol=1e-8):
+    return all(
+        np.allclose(a, b, rtol=rtol, atol=atol)
+        for a, b in zip(jax.tree.leaves(x), jax.tree.leaves(y), strict=True)
+    )
+
+
+def max_abs(x):
+    return float(jnp.max(jnp.abs(x)))
+
+
+@functools.cache
+def manifold(name: str) -> flows.AbstractManifold:
+    """Cached manifolds at the resolutions the tests use."""
+    return {
+        "T1": flows.Torus(1, 16),
+        "T2": flows.Torus(2, 16),
+        "T3": flows.Torus(3, 8),
+        "S2": flows.Sphere(2, 16),
+        "S3": flows.Sphere(3, 12),
+    }[name]
+
+
+all_manifolds = ("T2", "T3", "S2", "S3")
+
+
+def off_grid_points(m: flows.AbstractManifold, count: int, seed: int = 0):
+    return m.sample(jax.random.key(seed), count)

@@ -1,0 +1,85 @@
+"""The spectral interpolant reproduces band-limited fields and their derivatives."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import flows
+
+from .helpers import manifold, max_abs, off_grid_points
+
+
+@eqx.filter_jit
+def _derivatives_in_chart(m, f, xs):
+    """Value, gradient and Hessian of f in the manifold's chart at each x (u = 0)."""
+
+    def at(x):
+        u0 = jnp.zeros((m.dim,), dtype=x.dtype)
+
+        def fc(u):
+            return f(m.chart(x, u))
+
+        return fc(u0), jax.grad(fc)(u0), jax.hessian(fc)(u0)
+
+    return jax.vmap(at)(xs)
+
+
+@eqx.filter_jit
+def evaluate(f, pts):
+    return jax.vmap(f)(pts)
+
+
+@pytest.mark.parametrize("name", ["T1", "T2", "T3", "S2", "S3"])
+def test_interpolant_reproduces_band_limited_fields_and_derivatives(name, getkey):
+    m = manifold(name)
+    field = m.random_field(getkey(), m.band_limit)
+    interp = flows.SpectralInterpolant(m, jax.vmap(field)(m.nodes))
+    pts = off_grid_points(m, 8)
+    exact = _derivatives_in_chart(m, field, pts)
+    approx = _derivatives_in_chart(m, interp, pts)
+    for a, b in zip(exact, approx, strict=True):
+        assert max_abs(a - b) < 1e-10
+
+
+@pytest.mark.parametrize("name", ["T2", "S2"])
+def test_interpolant_carries_trailing_axes(name, getkey):
+    m = manifold(name)
+    field = m.random_field(getkey(), 2, shape=(2, 3))
+    interp = flows.SpectralInterpolant(m, jax.vmap(field)(m.nodes))
+    x = off_grid_points(m, 1)[0]
+    assert interp(x).shape == (2, 3)
+    assert max_abs(interp(x) - field(x)) < 1e-12
+
+
+@pytest.mark.parametrize("name", ["T2", "S2"])
+def test_interpolant_is_inexact_beyond_band_limit(name, getkey):
+    # The check above can fail: one degree past the band limit is not reproduced.
+    m = manifold(name)
+    field = m.random_field(getkey(), m.band_limit + 2)
+    interp = flows.SpectralInterpolant(m, jax.vmap(field)(m.nodes))
+    pts = off_grid_points(m, 16)
+    assert max_abs(evaluate(interp, pts) - evaluate(field, pts)) > 1e-6
+
+
+def test_torus_interpolant_keeps_nyquist_mode_real_and_interpolating():
+    # Even n: cos(n x / 2) is carried as a cosine (interpolates the nodes, stays real).
+    m = flows.Torus(1, 8)
+    values = jnp.cos(4 * m.nodes[:, 0])
+    interp = flows.SpectralInterpolant(m, values)
+    np.testing.assert_allclose(jax.vmap(interp)(m.nodes), values, atol=1e-14)
+    x = jnp.array([0.3])
+    assert abs(float(interp(x)) - float(jnp.cos(4 * 0.3))) < 1e-14
+
+
+@pytest.mark.parametrize("name", ["T2", "T3", "S2", "S3"])
+def test_random_field_is_bounded_and_resolution_independent(name, getkey):
+    m = manifold(name)
+    key = getkey()
+    field = m.random_field(key, 3)
+    pts = off_grid_points(m, 200)
+    assert max_abs(evaluate(field, pts)) <= 1.0
+    coarse = flows.Torus(m.dim, 7) if name.startswith("T") else flows.Sphere(m.dim, 6)
+    other = coarse.random_field(key, 3)
+    np.testing.assert_allclose(evaluate(other, pts), evaluate(field, pts), atol=1e-14)
