@@ -26,12 +26,9 @@ import contextlib
 import json
 import math
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 import jax
 import jax.numpy as jnp

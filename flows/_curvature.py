@@ -165,7 +165,9 @@ def _points(name: str, metric: AbstractMetric, x) -> tuple[Float[Array, "P D"], 
         )
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(f"{name}: points must be floating point, got dtype {x.dtype}.")
-    return x.reshape(-1, d), x.shape[:-1]
+    flat = x.reshape(-1, d)
+    manifold.check_points(flat, name)
+    return flat, x.shape[:-1]
 
 
 @eqx.filter_jit

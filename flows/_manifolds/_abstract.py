@@ -111,6 +111,14 @@ class AbstractManifold(eqx.Module):
         frame = self.frame(x)
         return frame @ tensor @ frame.T
 
+    def check_points(self, points: Float[Array, "P D"], name: str) -> None:
+        """Raise `ValueError` if concrete `points` are not finite points of this manifold."""
+        if isinstance(points, jax.core.Tracer):
+            return
+        bad = ~jnp.all(jnp.isfinite(points), axis=-1)
+        if bool(jnp.any(bad)):
+            raise ValueError(f"{name}: point {int(jnp.argmax(bad))} is not finite.")
+
     def check_resolves(self, band_limit: int, what: str) -> None:
         """Raise a `ValueError` if a field of this band limit is not resolved exactly."""
         if band_limit > self.band_limit:

@@ -134,6 +134,20 @@ class Sphere(AbstractManifold):
         r"""Great-circle distance $2\,\mathrm{atan2}(|x - y|, |x + y|)$ (accurate at 0 and $\pi$)."""
         return 2 * jnp.arctan2(jnp.sqrt(jnp.sum((x - y) ** 2)), jnp.sqrt(jnp.sum((x + y) ** 2)))
 
+    def check_points(self, points: Float[Array, "P D"], name: str) -> None:
+        """Raise `ValueError` unless concrete `points` are finite unit vectors (to 1e3 eps)."""
+        super().check_points(points, name)
+        if isinstance(points, jax.core.Tracer):
+            return
+        off = jnp.abs(jnp.linalg.norm(points, axis=-1) - 1)
+        tol = 1000 * jnp.finfo(points.dtype).eps
+        if bool(jnp.any(off > tol)):
+            i = int(jnp.argmax(off))
+            raise ValueError(
+                f"{name}: points on {self!r} are unit vectors; point {i} has norm "
+                f"{float(jnp.linalg.norm(points[i])):.6g}. Normalise it first."
+            )
+
     def sample(self, key: PRNGKeyArray, count: int) -> Points:
         x = jax.random.normal(key, (count, self.dim + 1))
         return x / jnp.linalg.norm(x, axis=-1, keepdims=True)

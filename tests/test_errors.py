@@ -1,0 +1,152 @@
+"""Bad input gets a clear error naming the problem; nothing returns NaN silently."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import pytest
+
+import flows
+
+from .helpers import manifold, off_grid_points
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: flows.Torus(4, 8), "dim must be 1, 2 or 3"),
+        (lambda: flows.Torus(0, 8), "dim must be 1, 2 or 3"),
+        (lambda: flows.Torus(2, 2), "n .* must be an integer >= 3"),
+        (lambda: flows.Torus(2, 8.0), "n .* must be an integer >= 3"),
+        (lambda: flows.Sphere(1, 8), "dim must be 2 or 3"),
+        (lambda: flows.Sphere(4, 8), "dim must be 2 or 3"),
+        (lambda: flows.Sphere(2, 1), "degree must be an integer >= 2"),
+        (lambda: flows.Sphere(2, -3), "degree must be an integer >= 2"),
+    ],
+)
+def test_unsupported_manifolds(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_nodal_metric_shape_errors():
+    torus = manifold("T2")
+    with pytest.raises(ValueError, match=r"must have shape \(256, 2, 2\)"):
+        flows.NodalMetric(torus, jnp.ones((255, 2, 2)))
+    with pytest.raises(ValueError, match=r"must have shape \(256, 2, 2\)"):
+        flows.NodalMetric(torus, jnp.ones((256, 3, 3)))
+    with pytest.raises(ValueError, match="floating point"):
+        flows.NodalMetric(torus, jnp.ones((256, 2, 2), dtype=jnp.int32))
+
+
+def _bad_node(values, node, matrix):
+    return values.at[node].set(matrix)
+
+
+@pytest.mark.parametrize(
+    "matrix,match",
+    [
+        (jnp.array([[1.0, 0.5], [0.0, 1.0]]), "not symmetric at node 17"),
+        (jnp.array([[1.0, 0.0], [0.0, -1.0]]), "not positive definite .* at node 17"),
+        (jnp.array([[1.0, 2.0], [2.0, 1.0]]), "not positive definite .* at node 17"),
+        (jnp.array([[jnp.nan, 0.0], [0.0, 1.0]]), "not finite at node 17"),
+        (jnp.array([[jnp.inf, 0.0], [0.0, 1.0]]), "not finite at node 17"),
+    ],
+)
+def test_nodal_metric_value_errors_name_the_node(matrix, match):
+    torus = manifold("T2")
+    with pytest.raises(ValueError, match=match):
+        flows.NodalMetric(torus, _bad_node(torus.reference_at_nodes(), 17, matrix))
+
+
+def test_sphere_checks_only_the_tangential_part():
+    # The normal-normal component of an ambient field is not part of the metric.
+    sphere = manifold("S2")
+    nodes = sphere.nodes
+    values = jnp.eye(3) - 5 * jnp.einsum("na,nb->nab", nodes, nodes)
+    flows.NodalMetric(sphere, values)  # fine: P A P = P
+    with pytest.raises(ValueError, match="not positive definite on the tangent space at node 0"):
+        flows.NodalMetric(sphere, values.at[0].set(-jnp.eye(3)))
+
+
+def test_traced_nodal_values_are_checked_at_run_time():
+    torus = manifold("T2")
+
+    @jax.jit
+    def build(values):
+        return flows.NodalMetric(torus, values).values
+
+    bad = _bad_node(torus.reference_at_nodes(), 3, -jnp.eye(2))
+    with pytest.raises(Exception, match="not positive definite at some node"):
+        build(bad).block_until_ready()
+
+
+def test_network_metric_errors():
+    sphere = manifold("S2")
+    with pytest.raises(ValueError, match="network must be callable"):
+        flows.NetworkMetric(sphere, 3.0)
+    metric = flows.NetworkMetric(sphere, lambda x: jnp.ones(5))
+    with pytest.raises(ValueError, match=r"6 upper-triangular components .* returned shape \(5,\)"):
+        metric(sphere.nodes[0])
+    bad = flows.NetworkMetric(sphere, lambda x: jnp.diag(jnp.array([1.0, 1.0, 1.0]) - 2 * x))
+    with pytest.raises(ValueError, match="NetworkMetric is not positive definite .* at node"):
+        bad.check()
+
+
+def test_curvature_refuses_non_positive_metric_at_evaluation_points():
+    # A network metric that is indefinite somewhere: an error, never a NaN curvature.
+    torus = manifold("T2")
+    metric = flows.NetworkMetric(torus, lambda x: jnp.array([1.0, 0.0, jnp.cos(x[0])]))
+    pts = jnp.array([[0.1, 0.2], [3.0, 0.0]])  # cos(3) < 0 at the second point
+    with pytest.raises(Exception, match="not positive definite at an evaluation point"):
+        flows.scalar_curvature(metric, pts)
+    nan_metric = flows.NetworkMetric(torus, lambda x: jnp.array([1.0, 0.0, jnp.log(jnp.cos(x[0]))]))
+    with pytest.raises(Exception, match="non-finite component"):
+        flows.volume_density(nan_metric, pts)
+
+
+def test_curvature_point_errors():
+    sphere = manifold("S2")
+    metric = flows.reference_metric(sphere)
+    with pytest.raises(ValueError, match="have 3 components; got an array of shape \\(4, 2\\)"):
+        flows.scalar_curvature(metric, jnp.ones((4, 2)))
+    with pytest.raises(ValueError, match="point 1 has norm 2"):
+        flows.scalar_curvature(metric, jnp.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]]))
+    with pytest.raises(ValueError, match="point 0 is not finite"):
+        flows.ricci(metric, jnp.array([jnp.nan, 0.0, 1.0]))
+    with pytest.raises(ValueError, match="expected a metric module"):
+        flows.scalar_curvature(sphere, sphere.nodes)
+    with pytest.raises(ValueError, match="scalar field .* nodal values of shape"):
+        flows.laplacian(metric, jnp.ones(7), sphere.nodes[:2])
+
+
+def test_resolution_errors(getkey):
+    torus = flows.Torus(2, 8)
+    with pytest.raises(ValueError, match="band limit 5, but Torus\\(dim=2, n=8\\) resolves only up to 3"):
+        flows.random_metric(torus, getkey(), band_limit=5)
+    with pytest.raises(ValueError, match="band limit 9, but Sphere\\(dim=2, degree=16\\) resolves only up to 8"):
+        flows.random_metric(manifold("S2"), getkey(), band_limit=9)
+    with pytest.raises(ValueError, match="not resolved by Torus\\(dim=2, n=8\\)"):
+        flows.conformal_metric(torus, lambda x: 0.5 * jnp.cos(3 * x[0]) * jnp.sin(2 * x[1]))
+    with pytest.raises(ValueError, match="nodal u .* must have shape \\(64,\\)"):
+        flows.conformal_metric(torus, jnp.zeros(63))
+    with pytest.raises(ValueError, match="amplitude must lie in \\(0, 1\\)"):
+        flows.random_metric(torus, getkey(), band_limit=2, amplitude=1.5)
+
+
+def test_spectral_interpolant_shape_errors():
+    with pytest.raises(ValueError, match="leading axis 256"):
+        flows.SpectralInterpolant(manifold("T2"), jnp.ones(10))
+    with pytest.raises(ValueError, match="leading axis 153"):
+        flows.SpectralInterpolant(manifold("S2"), jnp.ones(10))
+    interp = flows.SpectralInterpolant(manifold("T2"), jnp.ones(256))
+    with pytest.raises(ValueError, match="a point must have shape \\(2,\\)"):
+        interp(jnp.ones(3))
+
+
+def test_valid_metrics_give_finite_curvature_everywhere(getkey):
+    # The converse: a positive definite metric never produces a NaN.
+    for name in ("T2", "S2"):
+        metric = flows.random_metric(manifold(name), getkey(), band_limit=3, amplitude=0.9)
+        pts = off_grid_points(metric.manifold, 6)
+        assert bool(jnp.all(jnp.isfinite(flows.riemann(metric, pts))))
+    assert eqx.is_array(metric.values)

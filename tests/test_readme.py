@@ -1,0 +1,48 @@
+"""The README's API tour runs as written, and CI runs exactly the README's test command."""
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_readme_python_blocks_run():
+    blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    assert len(blocks) >= 2
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert float(abs(namespace["gauss_bonnet"] - 4 * 3.141592653589793)) < 1e-3
+    assert namespace["grad"].shape == (256, 2, 2)
+
+
+def _commands():
+    return re.findall(r"^    (python3 -m venv .*)$", README, flags=re.M)
+
+
+def test_ci_runs_the_readme_test_command():
+    commands = _commands()
+    assert len(commands) == 2, commands  # install + demo, install + tests
+    test_command = next(c for c in commands if "pytest" in c)
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test_command in ci
+
+
+def test_demo_command_names_an_existing_program():
+    demo = next(c for c in _commands() if "pytest" not in c)
+    program = re.search(r"(experiments/\S+\.py)", demo).group(1)
+    assert (ROOT / program).exists()
+
+
+def test_flows_never_imports_solvers():
+    for path in (ROOT / "flows").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            assert not any(n.split(".")[0] == "solvers" for n in names), path
