@@ -84,7 +84,9 @@ def _check_positive(g: Float[Array, "n n"]) -> Float[Array, "n n"]:
     finite = jnp.all(jnp.isfinite(g))
     g = eqx.error_if(g, ~finite, "metric has a non-finite component at an evaluation point")
     smallest = jnp.linalg.eigvalsh(jnp.where(finite, g, 1.0))[0]
-    return eqx.error_if(g, ~(smallest > 0), "metric is not positive definite at an evaluation point")
+    return eqx.error_if(
+        g, ~(smallest > 0), "metric is not positive definite at an evaluation point"
+    )
 
 
 def chart_geometry(chart_metric: ChartMetric, u: ChartVector) -> LocalGeometry:
@@ -222,10 +224,14 @@ scalar_curvature = _pointwise(lambda m, x, geom: geom.scalar, "scalar_curvature"
 scalar_curvature.__doc__ = r"""Scalar curvature $R = g^{jk}R_{jk}$ at `x`, shape (...)."""
 
 volume_density = _pointwise(lambda m, x, geom: geom.volume_density, "volume_density")
-volume_density.__doc__ = r"""$dV_g/d\mu$ at `x`: $\sqrt{\det g}$ in a $g_\mathrm{ref}$-orthonormal frame."""
+volume_density.__doc__ = (
+    r"""$dV_g/d\mu$ at `x`: $\sqrt{\det g}$ in a $g_\mathrm{ref}$-orthonormal frame."""
+)
 
 gradient = _pointwise(
-    lambda m, x, geom, grad, hess: m.frame(x) @ (geom.inverse @ grad), "gradient", with_function=True
+    lambda m, x, geom, grad, hess: m.frame(x) @ (geom.inverse @ grad),
+    "gradient",
+    with_function=True,
 )
 gradient.__doc__ = r"""$\nabla f = g^{ab}\partial_b f\,\partial_a$ at `x`, a vector in the representation.
 

@@ -91,8 +91,11 @@ def check_nodal_values(
         return eqx.error_if(
             values, ~jnp.all(positive), f"{name}: not positive definite at some node"
         )
-    for ok, what in ((finite, "is not finite"), (symmetric, "is not symmetric"),
-                     (positive, "is not positive definite on the tangent space")):
+    for ok, what in (
+        (finite, "is not finite"),
+        (symmetric, "is not symmetric"),
+        (positive, "is not positive definite on the tangent space"),
+    ):
         ok = np.asarray(ok)
         if not ok.all():
             a = int(np.argmin(ok))
@@ -293,10 +296,14 @@ class RandomPerturbation(eqx.Module):
 
     manifold: AbstractManifold
     field: Callable[[Point], Float[Array, " p"]]
-    amplitude: float
+    amplitude: Float[Array, ""]
 
     def __init__(
-        self, manifold: AbstractManifold, key: PRNGKeyArray, band_limit: int = 2, amplitude: float = 0.3
+        self,
+        manifold: AbstractManifold,
+        key: PRNGKeyArray,
+        band_limit: int = 2,
+        amplitude: float = 0.3,
     ):
         if not 0 < amplitude < 1:
             raise ValueError(
@@ -304,7 +311,7 @@ class RandomPerturbation(eqx.Module):
             )
         self.manifold = manifold
         self.field = manifold.random_field(key, band_limit, (packed_size(manifold.ambient_dim),))
-        self.amplitude = amplitude
+        self.amplitude = jnp.asarray(amplitude)  # an array: one compilation for every amplitude
 
     def __call__(self, x: Point) -> Matrix:
         d = self.manifold.ambient_dim

@@ -49,7 +49,9 @@ def test_conformal_torus_scalar_curvature():
     torus = flows.Torus(2, 32)
     metric = flows.conformal_metric(torus, _conformal_u)
     pts = jnp.concatenate([torus.nodes[::97], off_grid_points(torus, 8)])
-    exact = flows.evaluate_at(lambda x: -2 * jnp.exp(-2 * _conformal_u(x)) * _conformal_lap_u(x), pts)
+    exact = flows.evaluate_at(
+        lambda x: -2 * jnp.exp(-2 * _conformal_u(x)) * _conformal_lap_u(x), pts
+    )
     assert max_abs(flows.scalar_curvature(metric, pts) - exact) < 1e-10
     density = flows.evaluate_at(lambda x: jnp.exp(2 * _conformal_u(x)), pts)
     assert max_abs(flows.volume_density(metric, pts) - density) < 1e-12
@@ -60,7 +62,10 @@ def test_flat_tori_have_zero_riemann(dim, getkey):
     torus = manifold(f"T{dim}")
     a = jax.random.normal(getkey(), (dim, dim))
     constant = jnp.eye(dim) + 0.2 * (a + a.T) / (2 * dim)  # any constant metric is flat
-    for values in (torus.reference_at_nodes(), jnp.broadcast_to(constant, (torus.nodes.shape[0], dim, dim))):
+    for values in (
+        torus.reference_at_nodes(),
+        jnp.broadcast_to(constant, (torus.nodes.shape[0], dim, dim)),
+    ):
         metric = flows.NodalMetric(torus, values)
         assert max_abs(flows.riemann(metric, off_grid_points(torus, 4))) < 1e-12
 
@@ -120,6 +125,7 @@ def test_contracted_bianchi_identity(name, getkey):
 @eqx.filter_jit
 def _gauss_bonnet_integral(metric):
     m = metric.manifold
+
     def density(x):
         geom = flows.local_geometry(metric, x)
         return geom.scalar * geom.volume_density
@@ -178,7 +184,10 @@ def test_rotated_metric_has_rotated_curvature(name, getkey):
     rotated_metric = flows.NodalMetric(sphere, flows.evaluate_at(rotated, sphere.nodes))
     pts = off_grid_points(sphere, 6)
     moved = pts @ q.T
-    assert max_abs(flows.scalar_curvature(rotated_metric, moved) - flows.scalar_curvature(metric, pts)) < 1e-10
+    assert (
+        max_abs(flows.scalar_curvature(rotated_metric, moved) - flows.scalar_curvature(metric, pts))
+        < 1e-10
+    )
     ric, ric_rot = flows.ricci(metric, pts), flows.ricci(rotated_metric, moved)
     assert max_abs(ric_rot - jnp.einsum("ab,pbc,dc->pad", q, ric, q)) < 1e-10
 
@@ -187,9 +196,16 @@ def test_translated_metric_has_translated_curvature(getkey):
     torus = manifold("T2")
     metric = _random_metric("T2", getkey(), band_limit=3)
     shift = jnp.array([0.7, -2.1])
-    moved_metric = flows.NodalMetric(torus, flows.evaluate_at(lambda y: metric(y - shift), torus.nodes))
+    moved_metric = flows.NodalMetric(
+        torus, flows.evaluate_at(lambda y: metric(y - shift), torus.nodes)
+    )
     pts = off_grid_points(torus, 6)
-    assert max_abs(flows.scalar_curvature(moved_metric, pts + shift) - flows.scalar_curvature(metric, pts)) < 1e-10
+    assert (
+        max_abs(
+            flows.scalar_curvature(moved_metric, pts + shift) - flows.scalar_curvature(metric, pts)
+        )
+        < 1e-10
+    )
     assert max_abs(flows.ricci(moved_metric, pts + shift) - flows.ricci(metric, pts)) < 1e-10
 
 
@@ -201,7 +217,9 @@ class _BasisFunction(eqx.Module):
         return self.table(x)[self.index]
 
 
-@pytest.mark.parametrize("name,eigen", [("S2", lambda l: l * (l + 1)), ("S3", lambda l: l * (l + 2))])
+@pytest.mark.parametrize(
+    "name,eigen", [("S2", lambda l: l * (l + 1)), ("S3", lambda l: l * (l + 2))]
+)
 def test_laplacian_of_harmonics_on_round_spheres(name, eigen):
     # Independent of the curvature code's Christoffels only through the round metric:
     # Delta Y = -l(l + n - 1) Y for every basis harmonic.
@@ -263,7 +281,9 @@ def test_nodal_and_network_metrics_agree(getkey):
     nodal = flows.NodalMetric(sphere, flows.evaluate_at(exact, sphere.nodes))
     network = flows.NetworkMetric(sphere, exact)
     pts = off_grid_points(sphere, 5)
-    assert max_abs(flows.scalar_curvature(nodal, pts) - flows.scalar_curvature(network, pts)) < 1e-10
+    assert (
+        max_abs(flows.scalar_curvature(nodal, pts) - flows.scalar_curvature(network, pts)) < 1e-10
+    )
 
 
 def test_curvature_functionals_jit_vmap_and_grad(getkey):
@@ -276,7 +296,9 @@ def test_curvature_functionals_jit_vmap_and_grad(getkey):
     def total(values):
         metric = flows.NodalMetric(torus, values)
         r = jax.vmap(lambda x: flows.local_geometry(metric, x).scalar)(torus.nodes)
-        return torus.integrate(r**2 * jax.vmap(lambda x: flows.local_geometry(metric, x).volume_density)(torus.nodes))
+        return torus.integrate(
+            r**2 * jax.vmap(lambda x: flows.local_geometry(metric, x).volume_density)(torus.nodes)
+        )
 
     grad = jax.grad(total)(base)
     assert bool(jnp.all(jnp.isfinite(grad)))

@@ -121,9 +121,13 @@ def test_curvature_point_errors():
 
 def test_resolution_errors(getkey):
     torus = flows.Torus(2, 8)
-    with pytest.raises(ValueError, match="band limit 5, but Torus\\(dim=2, n=8\\) resolves only up to 3"):
+    with pytest.raises(
+        ValueError, match="band limit 5, but Torus\\(dim=2, n=8\\) resolves only up to 3"
+    ):
         flows.random_metric(torus, getkey(), band_limit=5)
-    with pytest.raises(ValueError, match="band limit 9, but Sphere\\(dim=2, degree=16\\) resolves only up to 8"):
+    with pytest.raises(
+        ValueError, match="band limit 9, but Sphere\\(dim=2, degree=16\\) resolves only up to 8"
+    ):
         flows.random_metric(manifold("S2"), getkey(), band_limit=9)
     with pytest.raises(ValueError, match="not resolved by Torus\\(dim=2, n=8\\)"):
         flows.conformal_metric(torus, lambda x: 0.5 * jnp.cos(3 * x[0]) * jnp.sin(2 * x[1]))

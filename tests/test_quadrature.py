@@ -46,7 +46,7 @@ def test_sphere_integrates_all_polynomials_up_to_degree(dim, degree):
     for alpha in itertools.product(range(degree + 1), repeat=dim + 1):
         if sum(alpha) > degree:
             continue
-        got = float(sphere.integrate(jnp.asarray(np.prod(x**np.array(alpha), axis=1))))
+        got = float(sphere.integrate(jnp.asarray(np.prod(x ** np.array(alpha), axis=1))))
         assert abs(got - _monomial_integral(alpha)) < 1e-12, alpha
 
 

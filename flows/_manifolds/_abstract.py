@@ -104,9 +104,7 @@ class AbstractManifold(eqx.Module):
         r"""$\sum_a w_a f(x_a) \approx \int_M f\, d\mu$ over the leading (node) axis."""
         return jnp.tensordot(self.weights, values, axes=(0, 0))
 
-    def to_representation(
-        self, x: Point, tensor: Float[Array, "n n"]
-    ) -> Float[Array, "D D"]:
+    def to_representation(self, x: Point, tensor: Float[Array, "n n"]) -> Float[Array, "D D"]:
         r"""Components $E\,T\,E^\top$ in the representation of a covariant 2-tensor given in the chart at `x`."""
         frame = self.frame(x)
         return frame @ tensor @ frame.T

@@ -152,7 +152,9 @@ class HarmonicTable:
             index = {p: i for i, p in enumerate(pairs)}
             self.alpha = np.array([b for _, b in pairs])  # Jacobi alpha = |m2|
             self.beta = np.array([a for a, _ in pairs])  # Jacobi beta = |m1|
-            self.pair = np.array([index[(abs(a), abs(b))] for a, b in zip(self.m1, self.m2, strict=True)])
+            self.pair = np.array(
+                [index[(abs(a), abs(b))] for a, b in zip(self.m1, self.m2, strict=True)]
+            )
             self.kmax = degree // 2
         assert len(self.ell) == basis_size(dim, degree)
 

@@ -119,7 +119,9 @@ class Torus(AbstractManifold):
         axes = tuple(range(self.dim))
         return jnp.fft.fftn(grid, axes=axes) / self.n**self.dim
 
-    def evaluate(self, coefficients: Complex[Array, "*grid_shape"], x: Point) -> Float[Array, "*shape"]:
+    def evaluate(
+        self, coefficients: Complex[Array, "*grid_shape"], x: Point
+    ) -> Float[Array, "*shape"]:
         r"""$f(x) = \sum_k c_k \prod_i b_{k_i}(x_i)$ (real part), exact AD derivatives."""
         if x.shape != (self.dim,):
             raise ValueError(f"{self!r}: a point must have shape ({self.dim},), got {x.shape}.")
@@ -151,4 +153,6 @@ class Torus(AbstractManifold):
         b = np.asarray(jax.random.normal(kb, (len(k), *shape))) * damp
         b[0] = 0.0  # the constant mode has no sine part
         bound = np.sum(np.sqrt(a**2 + b**2), axis=0)
-        return _TrigPolynomial(jnp.asarray(k, dtype=float), jnp.asarray(a / bound), jnp.asarray(b / bound))
+        return _TrigPolynomial(
+            jnp.asarray(k, dtype=float), jnp.asarray(a / bound), jnp.asarray(b / bound)
+        )
