@@ -111,6 +111,11 @@ def chart_geometry(chart_metric: ChartMetric, u: ChartVector) -> LocalGeometry:
         return gam, (g, ginv, dg, gam)
 
     dgam, (g, ginv, dg, gam) = jax.jacfwd(gamma_and_aux, has_aux=True)(u)
+    dgam = eqx.error_if(
+        dgam,
+        ~(jnp.all(jnp.isfinite(dg)) & jnp.all(jnp.isfinite(dgam))),
+        "metric derivatives are not finite at an evaluation point (is the metric smooth there?)",
+    )
     return LocalGeometry(g, ginv, dg, gam, dgam)
 
 
@@ -150,6 +155,10 @@ def _as_function(manifold: AbstractManifold, f) -> Callable[[Point], Scalar]:
         raise ValueError(
             f"a scalar field on {manifold!r} is a function of a point or nodal values of shape "
             f"{manifold.weights.shape}; got an array of shape {f.shape}."
+        )
+    if not bool(jnp.all(jnp.isfinite(f))):
+        raise ValueError(
+            f"a scalar field's nodal value {int(jnp.argmin(jnp.isfinite(f)))} is not finite."
         )
     return SpectralInterpolant(manifold, f)
 

@@ -153,26 +153,46 @@ class NodalMetric(AbstractMetric):
     r"""A metric given by its components at the nodes, interpolated spectrally.
 
     Between nodes the components are the manifold's spectral series of the
-    nodal values (Fourier on tori, spherical harmonics of each ambient
-    component on spheres), so derivatives of every order are exact for
-    band-limited metrics.
+    nodal values (trigonometric interpolation on tori; on spheres the
+    quadrature projection of each ambient component onto harmonics of degree
+    <= `band_limit`), so derivatives of every order are exact for band-limited
+    metrics. On spheres the projection has fewer functions than there are
+    nodes; concrete values that it does not reproduce to `rtol` are refused,
+    so the metric evaluated at a node is the metric that was checked there.
 
     **Arguments:**
 
     - `manifold`: the manifold whose nodes the values live on.
     - `values`: shape (N, D, D), symmetric, positive definite on each tangent
       space. Checked: a bad node raises `ValueError` naming it.
+    - `rtol`: on spheres, the largest accepted difference between the spectral
+      series at the nodes and `values`, relative to max |values| (checked
+      for concrete values; traced values are not checked).
     """
 
     manifold: AbstractManifold
     values: Float[Array, "N D D"]
     interpolant: SpectralInterpolant
 
-    def __init__(self, manifold: AbstractManifold, values: Float[Array, "N D D"]):
+    def __init__(
+        self, manifold: AbstractManifold, values: Float[Array, "N D D"], *, rtol: float = 1e-8
+    ):
         values = check_nodal_values(manifold, jnp.asarray(values))
         self.manifold = manifold
         self.values = values
         self.interpolant = SpectralInterpolant(manifold, values)
+        if not manifold.interpolates and not _is_traced(values):
+            series = evaluate_at(self.interpolant, manifold.nodes)
+            error = jnp.max(jnp.abs(series - values), axis=(1, 2))
+            scale = float(jnp.max(jnp.abs(values)))
+            if float(jnp.max(error)) > rtol * scale:
+                a = int(jnp.argmax(error))
+                raise ValueError(
+                    f"NodalMetric: the nodal values are not band-limited to degree "
+                    f"{manifold.band_limit} on {manifold!r}: the spectral series misses them by "
+                    f"{float(error[a]):.2e} at node {a} (relative tolerance {rtol:.0e}). Raise the "
+                    "degree, smooth the values, or build them from a band-limited field."
+                )
 
     def __call__(self, x: Point) -> Matrix:
         return self.interpolant(x)
@@ -266,7 +286,12 @@ def conformal_metric(
         fn = u
 
         def factor(x):
-            return jnp.exp(2 * fn(x))
+            value = fn(x)
+            if jnp.shape(value) != ():
+                raise ValueError(
+                    f"conformal_metric: u must return a scalar at a point, got shape {jnp.shape(value)}."
+                )
+            return jnp.exp(2 * value)
 
         conformal = evaluate_at(factor, manifold.nodes)
         if rtol is not None:

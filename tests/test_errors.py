@@ -3,6 +3,7 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import flows
@@ -154,3 +155,37 @@ def test_valid_metrics_give_finite_curvature_everywhere(getkey):
         pts = off_grid_points(metric.manifold, 6)
         assert bool(jnp.all(jnp.isfinite(flows.riemann(metric, pts))))
     assert eqx.is_array(metric.values)
+
+
+def test_sphere_nodal_metric_refuses_values_its_series_does_not_reproduce():
+    # Reviewer's case: every node is positive definite, but the degree-8 projection of this
+    # step function is indefinite at some node; the metric would not be the one checked.
+    sphere = manifold("S2")
+    scale = jnp.where(jnp.abs(sphere.nodes[:, 0]) < 0.3, 0.05, 1.0)
+    with pytest.raises(ValueError, match="not band-limited to degree 8 .* at node"):
+        flows.NodalMetric(sphere, scale[:, None, None] * jnp.eye(3))
+    with pytest.raises(ValueError, match="not band-limited"):
+        flows.conformal_metric(sphere, 0.5 * jnp.tanh(3 * sphere.nodes[:, 0]))
+
+
+def test_more_bad_inputs():
+    torus = manifold("T2")
+    with pytest.raises(ValueError, match="u must return a scalar at a point, got shape \\(1,\\)"):
+        flows.conformal_metric(torus, lambda x: jnp.sin(x[:1]))
+    metric = flows.reference_metric(torus)
+    with pytest.raises(ValueError, match="nodal value 5 is not finite"):
+        flows.laplacian(metric, jnp.ones(256).at[5].set(jnp.nan), torus.nodes[:2])
+    with pytest.raises(ValueError, match="dim must be 1, 2 or 3, got True"):
+        flows.Torus(True, 5)
+    assert flows.Torus(np.int64(2), np.int64(8)).n == 8  # NumPy integers are integers
+    assert flows.Sphere(np.int32(2), np.int64(6)).degree == 6
+
+
+def test_non_smooth_network_metric_is_refused_not_nan():
+    # Finite metric values but an infinite derivative (sqrt|sin x| at x = 0): an error, not NaN.
+    torus = manifold("T2")
+    metric = flows.NetworkMetric(
+        torus, lambda x: jnp.array([1.0, 0.0, 1.0 + 0.3 * jnp.sqrt(jnp.abs(jnp.sin(x[0])))])
+    )
+    with pytest.raises(Exception, match="derivatives are not finite"):
+        flows.scalar_curvature(metric, jnp.array([[0.0, 0.5]]))

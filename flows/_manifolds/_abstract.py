@@ -1,6 +1,7 @@
 """The abstract manifold: quadrature, reference metric, charts, spectral fields."""
 
 import abc
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,23 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._types import ChartVector, Frame, Matrix, Point, Points, Scalar, Weights
+
+
+def check_count(value, message: str, *, minimum: int | None = None, allowed=None) -> int:
+    """An integer argument (Python or NumPy integer, not bool), checked; `ValueError` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{message}, got {value!r}.")
+    value = int(value)
+    if (minimum is not None and value < minimum) or (allowed is not None and value not in allowed):
+        raise ValueError(f"{message}, got {value!r}.")
+    return value
+
+
+def safe_norm(v: Float[Array, " k"]) -> Scalar:
+    """Euclidean norm whose derivative is finite at 0 (so that d(x, y)^2 is smooth on the diagonal)."""
+    sq = jnp.sum(v**2)
+    positive = sq > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
 
 
 class AbstractManifold(eqx.Module):
@@ -49,6 +67,17 @@ class AbstractManifold(eqx.Module):
     @abc.abstractmethod
     def band_limit(self) -> int:
         """The largest degree (wavenumber on tori) the spectral interpolant reproduces exactly."""
+
+    @property
+    @abc.abstractmethod
+    def interpolates(self) -> bool:
+        """Whether the spectral series of any nodal values passes through them.
+
+        True on tori (trigonometric interpolation). False on spheres, where the
+        series is the quadrature projection onto harmonics of degree <=
+        `band_limit` (fewer functions than nodes): it reproduces band-limited
+        data only, and `NodalMetric` checks that it does.
+        """
 
     @property
     @abc.abstractmethod

@@ -10,7 +10,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._types import ChartVector, Frame, Matrix, Point, Points, Scalar, Weights
-from ._abstract import AbstractManifold
+from ._abstract import AbstractManifold, check_count, safe_norm
 from ._harmonics import HarmonicTable, basis_size, harmonic_degree_dimension
 
 
@@ -67,10 +67,13 @@ class Sphere(AbstractManifold):
     every spherical harmonic of degree <= `degree`. Weights sum to $4\pi$
     on $S^2$ and $2\pi^2$ on $S^3$.
 
-    The spectral interpolant projects nodal values onto the real orthonormal
-    harmonics of degree <= `band_limit` $= \lfloor$ `degree` $/2 \rfloor$ by
-    quadrature; it is exact for fields of that band limit (products of two
-    such harmonics are integrated exactly).
+    The spectral series of nodal values is their quadrature projection onto
+    the real orthonormal harmonics of degree <= `band_limit`
+    $= \lfloor$ `degree` $/2 \rfloor$ (products of two such harmonics are
+    integrated exactly). There are fewer harmonics than nodes, so this is a
+    projection, not an interpolation: it reproduces band-limited data exactly
+    and smooths anything else (`interpolates` is False; `NodalMetric` refuses
+    nodal values that it does not reproduce).
 
     The chart at $x$ is the central projection
     $\varphi_x(u) = (x + E u)/|x + E u|$, $E$ the columns $2..n+1$ of the
@@ -89,10 +92,8 @@ class Sphere(AbstractManifold):
     weights: Weights
 
     def __init__(self, dim: int, degree: int):
-        if not isinstance(dim, int) or dim not in (2, 3):
-            raise ValueError(f"Sphere: dim must be 2 or 3, got {dim!r}.")
-        if not isinstance(degree, int) or degree < 2:
-            raise ValueError(f"Sphere: degree must be an integer >= 2, got {degree!r}.")
+        dim = check_count(dim, "Sphere: dim must be 2 or 3", allowed=(2, 3))
+        degree = check_count(degree, "Sphere: degree must be an integer >= 2", minimum=2)
         self.dim = dim
         self.degree = degree
         self.table = HarmonicTable(dim, degree // 2)
@@ -110,6 +111,10 @@ class Sphere(AbstractManifold):
     @property
     def band_limit(self) -> int:
         return self.degree // 2
+
+    @property
+    def interpolates(self) -> bool:
+        return False
 
     @property
     def volume(self) -> float:
@@ -132,7 +137,7 @@ class Sphere(AbstractManifold):
 
     def distance(self, x: Point, y: Point) -> Scalar:
         r"""Great-circle distance $2\,\mathrm{atan2}(|x - y|, |x + y|)$ (accurate at 0 and $\pi$)."""
-        return 2 * jnp.arctan2(jnp.sqrt(jnp.sum((x - y) ** 2)), jnp.sqrt(jnp.sum((x + y) ** 2)))
+        return 2 * jnp.arctan2(safe_norm(x - y), safe_norm(x + y))
 
     def check_points(self, points: Float[Array, "P D"], name: str) -> None:
         """Raise `ValueError` unless concrete `points` are finite unit vectors (to 1e3 eps)."""
@@ -180,8 +185,7 @@ class Sphere(AbstractManifold):
         $\sum_l |c_l| \sqrt{\dim H_l / \mathrm{vol}} = 1$ per component, which
         bounds $|f| \le 1$ everywhere by the addition theorem.
         """
-        if not isinstance(band_limit, int) or band_limit < 0:
-            raise ValueError(f"band_limit must be a non-negative integer, got {band_limit!r}.")
+        band_limit = check_count(band_limit, "band_limit must be a non-negative integer", minimum=0)
         table = HarmonicTable(self.dim, band_limit)
         ell = table.ell
         damp = np.exp(-(ell**2) / max(band_limit, 1) ** 2)

@@ -10,7 +10,7 @@ import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from .._types import ChartVector, Frame, Matrix, Point, Points, Scalar, Weights
-from ._abstract import AbstractManifold
+from ._abstract import AbstractManifold, check_count, safe_norm
 
 
 def _axis_basis(n: int, x: Float[Array, ""]) -> Complex[Array, " n"]:
@@ -65,10 +65,8 @@ class Torus(AbstractManifold):
     weights: Weights
 
     def __init__(self, dim: int, n: int):
-        if not isinstance(dim, int) or dim not in (1, 2, 3):
-            raise ValueError(f"Torus: dim must be 1, 2 or 3, got {dim!r}.")
-        if not isinstance(n, int) or n < 3:
-            raise ValueError(f"Torus: n (grid points per axis) must be an integer >= 3, got {n!r}.")
+        dim = check_count(dim, "Torus: dim must be 1, 2 or 3", allowed=(1, 2, 3))
+        n = check_count(n, "Torus: n (grid points per axis) must be an integer >= 3", minimum=3)
         self.dim = dim
         self.n = n
         axis = 2 * np.pi * np.arange(n) / n
@@ -88,6 +86,10 @@ class Torus(AbstractManifold):
         return (self.n - 1) // 2
 
     @property
+    def interpolates(self) -> bool:
+        return True
+
+    @property
     def volume(self) -> float:
         return (2 * math.pi) ** self.dim
 
@@ -103,7 +105,7 @@ class Torus(AbstractManifold):
     def distance(self, x: Point, y: Point) -> Scalar:
         r"""$|x - y|$ with each coordinate difference wrapped into $[-\pi, \pi)$."""
         d = jnp.mod(x - y + jnp.pi, 2 * jnp.pi) - jnp.pi
-        return jnp.sqrt(jnp.sum(d**2))
+        return safe_norm(d)
 
     def sample(self, key: PRNGKeyArray, count: int) -> Points:
         return jax.random.uniform(key, (count, self.dim), maxval=2 * jnp.pi)
@@ -138,8 +140,7 @@ class Torus(AbstractManifold):
         Coefficients are Gaussian, damped like $e^{-|k|^2/K^2}$, then scaled so
         that $\sum_k \sqrt{a_k^2 + b_k^2} = 1$ per component: $|f| \le 1$ everywhere.
         """
-        if not isinstance(band_limit, int) or band_limit < 0:
-            raise ValueError(f"band_limit must be a non-negative integer, got {band_limit!r}.")
+        band_limit = check_count(band_limit, "band_limit must be a non-negative integer", minimum=0)
         axis = np.arange(-band_limit, band_limit + 1)
         k = np.stack(np.meshgrid(*([axis] * self.dim), indexing="ij"), -1).reshape(-1, self.dim)
         # one representative of each pair {k, -k}: first non-zero entry positive
