@@ -134,8 +134,11 @@ class AbstractMetric(eqx.Module):
 class SpectralInterpolant(eqx.Module):
     """Nodal values of a field, evaluated anywhere through the manifold's spectral series.
 
-    Exact (to rounding) for fields band-limited to `manifold.band_limit`; for
-    other smooth fields the error falls spectrally with the resolution.
+    Trigonometric interpolation on tori; on spheres the quadrature projection
+    onto harmonics of degree <= `band_limit`, which passes through the nodal
+    values only when they are band-limited (`manifold.interpolates`). Exact (to
+    rounding) for fields band-limited to `manifold.band_limit`; for other
+    smooth fields the error falls spectrally with the resolution.
     """
 
     manifold: AbstractManifold
