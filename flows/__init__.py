@@ -1,4 +1,4 @@
-"""Continuum metric flows: manifolds, metrics and curvature.
+"""Continuum metric flows: manifolds, metrics, curvature and loss functionals.
 
 The mathematics of the project (see `shared/DESIGN.md`): manifolds with
 quadrature, metric modules, curvature by automatic differentiation; losses,
@@ -16,6 +16,12 @@ from ._curvature import ricci as ricci
 from ._curvature import riemann as riemann
 from ._curvature import scalar_curvature as scalar_curvature
 from ._curvature import volume_density as volume_density
+from ._losses import AbstractLoss as AbstractLoss
+from ._losses import CalabiLoss as CalabiLoss
+from ._losses import EinsteinHilbertLoss as EinsteinHilbertLoss
+from ._losses import PerelmanLoss as PerelmanLoss
+from ._losses import RicciSquaredLoss as RicciSquaredLoss
+from ._losses import functional_derivative as functional_derivative
 from ._manifolds import AbstractManifold as AbstractManifold
 from ._manifolds import Sphere as Sphere
 from ._manifolds import Torus as Torus

@@ -142,7 +142,9 @@ def _function_jet_batch(
         def in_chart(u):
             return f(manifold.chart(x, u))
 
-        return jax.grad(in_chart)(u0), jax.hessian(in_chart)(u0)
+        # forward over forward: the chart has n <= 3 directions, and reverse mode
+        # would store the whole spectral sum at every point
+        return jax.jacfwd(in_chart)(u0), jax.jacfwd(jax.jacfwd(in_chart))(u0)
 
     return jax.vmap(at)(points)
 

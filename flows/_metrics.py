@@ -198,7 +198,10 @@ class NodalMetric(AbstractMetric):
                 )
 
     def __call__(self, x: Point) -> Matrix:
-        return self.interpolant(x)
+        # The symmetric part: nodal values are symmetric, but a derivative in the
+        # values (a functional derivative) must not see an antisymmetric direction.
+        a = self.interpolant(x)
+        return (a + a.T) / 2
 
     def at_nodes(self) -> Float[Array, "N D D"]:
         return self.values
