@@ -10,12 +10,13 @@ README = (ROOT / "README.md").read_text()
 
 def test_readme_python_blocks_run():
     blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
-    assert len(blocks) >= 2
+    assert len(blocks) >= 3
     namespace: dict = {}
     for block in blocks:
         exec(compile(block, "README.md", "exec"), namespace)
     assert float(abs(namespace["gauss_bonnet"] - 4 * 3.141592653589793)) < 1e-3
     assert namespace["grad"].shape == (256, 2, 2)
+    assert namespace["E"].shape == (256, 2, 2)
 
 
 def _commands():
