@@ -37,3 +37,5 @@ from ._metrics import pack_symmetric as pack_symmetric
 from ._metrics import random_metric as random_metric
 from ._metrics import reference_metric as reference_metric
 from ._metrics import unpack_symmetric as unpack_symmetric
+from ._kernels import AbstractKernel as AbstractKernel
+from ._kernels import GaussianKernel as GaussianKernel
