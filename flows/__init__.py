@@ -16,6 +16,8 @@ from ._curvature import ricci as ricci
 from ._curvature import riemann as riemann
 from ._curvature import scalar_curvature as scalar_curvature
 from ._curvature import volume_density as volume_density
+from ._kernels import AbstractKernel as AbstractKernel
+from ._kernels import GaussianKernel as GaussianKernel
 from ._losses import AbstractLoss as AbstractLoss
 from ._losses import CalabiLoss as CalabiLoss
 from ._losses import EinsteinHilbertLoss as EinsteinHilbertLoss
@@ -37,5 +39,3 @@ from ._metrics import pack_symmetric as pack_symmetric
 from ._metrics import random_metric as random_metric
 from ._metrics import reference_metric as reference_metric
 from ._metrics import unpack_symmetric as unpack_symmetric
-from ._kernels import AbstractKernel as AbstractKernel
-from ._kernels import GaussianKernel as GaussianKernel

@@ -4,7 +4,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 import scipy.integrate
 import scipy.special
@@ -43,31 +42,33 @@ def test_sphere_gaussian_is_normalised(dim, degree, sigma):
     assert max_abs(ones - 1) < 1e-10 + 1e-3 * kink
 
 
-def test_sphere_gaussian_funk_hecke_eigenvalue():
-    # On S^2 a zonal kernel acts on degree-l harmonics by lambda_l = 2 pi int k(theta) P_l(cos theta) sin theta.
+# Zonal harmonics P_l(x_3) on S^2 (unnormalised Legendre polynomials of degree l).
+_ZONAL = {
+    1: lambda x: x[2],
+    2: lambda x: 1.5 * x[2] ** 2 - 0.5,
+    3: lambda x: 2.5 * x[2] ** 3 - 1.5 * x[2],
+}
+
+
+def _funk_hecke(ell, sigma, z):
+    def integrand(t):
+        legendre = scipy.special.eval_legendre(ell, math.cos(t))
+        return math.exp(-(t**2) / (2 * sigma**2)) * legendre * math.sin(t)
+
+    value, _ = scipy.integrate.quad(integrand, 0, math.pi, epsabs=0, epsrel=1e-13, limit=200)
+    return 2 * math.pi * value / z
+
+
+@pytest.mark.parametrize("ell", [1, 2, 3])
+def test_sphere_gaussian_funk_hecke_eigenvalue(ell):
+    # On S^2 a zonal kernel multiplies degree-l harmonics by 2 pi int k(theta) P_l(cos theta) sin theta.
     sphere = flows.Sphere(2, 64)
     kernel = flows.GaussianKernel(0.4)
-    z = kernel.normaliser(sphere)
+    lam = _funk_hecke(ell, 0.4, kernel.normaliser(sphere))
+    harmonic = _ZONAL[ell]
     pts = sphere.sample(jax.random.key(1), 4)
-    for ell in (1, 2, 3):
-        lam, _ = scipy.integrate.quad(
-            lambda t: (
-                math.exp(-(t**2) / (2 * 0.4**2))
-                * scipy.special.eval_legendre(ell, math.cos(t))
-                * math.sin(t)
-            ),
-            0,
-            math.pi,
-            epsabs=0,
-            epsrel=1e-13,
-            limit=200,
-        )
-        lam *= 2 * math.pi / z
-        harmonic = lambda x: (
-            x[2] if ell == 1 else (x[2] ** 2 - 1 / 3 if ell == 2 else x[2] ** 3 - 0.6 * x[2])
-        )  # noqa: E731
-        values = jax.vmap(harmonic)(sphere.nodes)
-        assert max_abs(kernel.apply(sphere, values, pts) - lam * jax.vmap(harmonic)(pts)) < 1e-10
+    smoothed = kernel.apply(sphere, jax.vmap(harmonic)(sphere.nodes), pts)
+    assert max_abs(smoothed - lam * jax.vmap(harmonic)(pts)) < 1e-10
 
 
 def test_chunking_does_not_change_the_result(getkey):
