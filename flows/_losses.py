@@ -45,11 +45,9 @@ def log_density_gradient(metric: AbstractMetric, x: Point, geometry: LocalGeomet
     m = metric.manifold
     u0 = jnp.zeros((m.dim,), dtype=x.dtype)
 
-    def reference_in_chart(u):
-        jac = jax.jacfwd(m.chart, argnums=1)(x, u)
-        return jac.T @ m.reference(m.chart(x, u)) @ jac
-
-    dref = jax.jacfwd(reference_in_chart)(u0)  # [b, c, a] = d_a gbar_bc (gbar(0) = I)
+    dref = jax.jacfwd(lambda u: m.pull_back(m.reference, x, u))(
+        u0
+    )  # [b, c, a] = d_a gbar_bc (gbar(0) = I)
     return 0.5 * jnp.einsum(
         "bc,bca->a", geometry.inverse, geometry.metric_derivative
     ) - 0.5 * jnp.einsum("bba->a", dref)

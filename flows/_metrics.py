@@ -127,8 +127,7 @@ class AbstractMetric(eqx.Module):
 
     def in_chart(self, x: Point, u: ChartVector) -> ChartMatrix:
         r"""$g_{ab}(u) = J^\top A(\varphi_x(u)) J$: components in the chart centred at `x`."""
-        jac = jax.jacfwd(self.manifold.chart, argnums=1)(x, u)
-        return jac.T @ self(self.manifold.chart(x, u)) @ jac
+        return self.manifold.pull_back(self, x, u)
 
 
 class SpectralInterpolant(eqx.Module):

@@ -138,6 +138,13 @@ class AbstractManifold(eqx.Module):
         frame = self.frame(x)
         return frame @ tensor @ frame.T
 
+    def pull_back(
+        self, components: Callable[[Point], Matrix], x: Point, u: ChartVector
+    ) -> Float[Array, "n n"]:
+        r"""$J^\top A(\varphi_x(u))\, J$, $J = \partial\varphi_x/\partial u$: a component field in the chart at `x`."""
+        jac = jax.jacfwd(self.chart, argnums=1)(x, u)
+        return jac.T @ components(self.chart(x, u)) @ jac
+
     def check_points(self, points: Float[Array, "P D"], name: str) -> None:
         """Raise `ValueError` if concrete `points` are not finite points of this manifold."""
         if isinstance(points, jax.core.Tracer):
