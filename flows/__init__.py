@@ -1,29 +1,42 @@
-"""Continuum metric flows: manifolds, metrics, curvature and loss functionals.
+"""Continuum metric flows: manifolds, metrics, curvature, losses, kernels and flows.
 
 The mathematics of the project (see `shared/DESIGN.md`): manifolds with
-quadrature, metric modules, curvature by automatic differentiation; losses,
-kernels and flows build on these. `solvers` integrates flows.
+quadrature, metric modules, curvature by automatic differentiation, loss
+functionals and their functional derivatives, kernels, and the flows built
+from them (Ricci, Ricci–DeTurck, Perelman's fixed-measure and lambda forms,
+smoothed and componentwise). `solvers` integrates flows.
 """
 
 from ._curvature import LocalGeometry as LocalGeometry
 from ._curvature import chart_geometry as chart_geometry
 from ._curvature import christoffel as christoffel
+from ._curvature import geometry_from_jet as geometry_from_jet
 from ._curvature import gradient as gradient
 from ._curvature import hessian as hessian
 from ._curvature import laplacian as laplacian
 from ._curvature import local_geometry as local_geometry
+from ._curvature import nodal_geometry as nodal_geometry
+from ._curvature import reference_geometry as reference_geometry
 from ._curvature import ricci as ricci
 from ._curvature import riemann as riemann
 from ._curvature import scalar_curvature as scalar_curvature
 from ._curvature import volume_density as volume_density
+from ._ground_state import GroundState as GroundState
+from ._ground_state import PerelmanLambdaLoss as PerelmanLambdaLoss
+from ._ground_state import ground_state as ground_state
 from ._kernels import AbstractKernel as AbstractKernel
+from ._kernels import DeltaKernel as DeltaKernel
 from ._kernels import GaussianKernel as GaussianKernel
+from ._linear import mode_rates as mode_rates
+from ._linear import predicted_mode_rates as predicted_mode_rates
+from ._losses import AbstractFunctional as AbstractFunctional
 from ._losses import AbstractLoss as AbstractLoss
 from ._losses import CalabiLoss as CalabiLoss
 from ._losses import EinsteinHilbertLoss as EinsteinHilbertLoss
 from ._losses import PerelmanLoss as PerelmanLoss
 from ._losses import RicciSquaredLoss as RicciSquaredLoss
 from ._losses import functional_derivative as functional_derivative
+from ._losses import log_density_gradient as log_density_gradient
 from ._manifolds import AbstractManifold as AbstractManifold
 from ._manifolds import Sphere as Sphere
 from ._manifolds import Torus as Torus
@@ -39,3 +52,14 @@ from ._metrics import pack_symmetric as pack_symmetric
 from ._metrics import random_metric as random_metric
 from ._metrics import reference_metric as reference_metric
 from ._metrics import unpack_symmetric as unpack_symmetric
+from ._vector_fields import FLOW_NAMES as FLOW_NAMES
+from ._vector_fields import AbstractFlow as AbstractFlow
+from ._vector_fields import ComponentwiseFlow as ComponentwiseFlow
+from ._vector_fields import MetricFlow as MetricFlow
+from ._vector_fields import VolumeNormalised as VolumeNormalised
+from ._vector_fields import deturck_term as deturck_term
+from ._vector_fields import make_flow as make_flow
+from ._vector_fields import perelman_flow as perelman_flow
+from ._vector_fields import perelman_lambda_flow as perelman_lambda_flow
+from ._vector_fields import ricci_deturck_flow as ricci_deturck_flow
+from ._vector_fields import ricci_flow as ricci_flow

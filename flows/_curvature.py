@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from ._manifolds import AbstractManifold
-from ._metrics import AbstractMetric, SpectralInterpolant
+from ._metrics import AbstractMetric, NodalMetric, SpectralInterpolant
 from ._types import ChartMatrix, ChartVector, Point, Scalar
 
 ChartMetric = Callable[[ChartVector], ChartMatrix]
@@ -89,11 +89,14 @@ def _check_positive(g: Float[Array, "n n"]) -> Float[Array, "n n"]:
     )
 
 
-def chart_geometry(chart_metric: ChartMetric, u: ChartVector) -> LocalGeometry:
+def chart_geometry(
+    chart_metric: ChartMetric, u: ChartVector, *, check: bool = True
+) -> LocalGeometry:
     r"""`LocalGeometry` of the metric $g_{ij}(u)$ given in coordinates, at `u`.
 
-    Uses forward-mode AD twice (second derivatives of $g$); raises at run time
-    (`eqx.error_if`) if $g(u)$ is not positive definite.
+    Uses forward-mode AD twice (second derivatives of $g$). With `check`, raises
+    at run time (`eqx.error_if`) if $g(u)$ is not positive definite or its
+    derivatives are not finite; flows turn the check off and stop by event.
     """
 
     def metric_and_aux(v):
@@ -102,7 +105,8 @@ def chart_geometry(chart_metric: ChartMetric, u: ChartVector) -> LocalGeometry:
 
     def gamma_and_aux(v):
         dg, g = jax.jacfwd(metric_and_aux, has_aux=True)(v)
-        g = _check_positive(g)
+        if check:
+            g = _check_positive(g)
         ginv = jnp.linalg.inv(g)
         lowered = 0.5 * (
             jnp.einsum("jli->lij", dg) + jnp.einsum("ilj->lij", dg) - jnp.einsum("ijl->lij", dg)
@@ -111,18 +115,64 @@ def chart_geometry(chart_metric: ChartMetric, u: ChartVector) -> LocalGeometry:
         return gam, (g, ginv, dg, gam)
 
     dgam, (g, ginv, dg, gam) = jax.jacfwd(gamma_and_aux, has_aux=True)(u)
-    dgam = eqx.error_if(
-        dgam,
-        ~(jnp.all(jnp.isfinite(dg)) & jnp.all(jnp.isfinite(dgam))),
-        "metric derivatives are not finite at an evaluation point (is the metric smooth there?)",
-    )
+    if check:
+        dgam = eqx.error_if(
+            dgam,
+            ~(jnp.all(jnp.isfinite(dg)) & jnp.all(jnp.isfinite(dgam))),
+            "metric derivatives are not finite at an evaluation point (is the metric smooth there?)",
+        )
     return LocalGeometry(g, ginv, dg, gam, dgam)
 
 
-def local_geometry(metric: AbstractMetric, x: Point) -> LocalGeometry:
+def geometry_from_jet(
+    g: Float[Array, "n n"], dg: Float[Array, "n n n"], ddg: Float[Array, "n n n n"]
+) -> LocalGeometry:
+    r"""`LocalGeometry` from $g_{ij}$, $\partial_l g_{ij}$ (`dg[i, j, l]`) and $\partial_l\partial_m g_{ij}$ (`ddg[i, j, l, m]`).
+
+    $\partial_m\Gamma^k_{ij} = \partial_m g^{kl}\,\Gamma_{lij} + g^{kl}\,\partial_m\Gamma_{lij}$,
+    $\Gamma_{lij} = \tfrac12(\partial_i g_{jl} + \partial_j g_{il} - \partial_l g_{ij})$. No checks.
+    """
+    ginv = jnp.linalg.inv(g)
+    lowered = 0.5 * (
+        jnp.einsum("jli->lij", dg) + jnp.einsum("ilj->lij", dg) - jnp.einsum("ijl->lij", dg)
+    )
+    dlowered = 0.5 * (
+        jnp.einsum("jlim->lijm", ddg)
+        + jnp.einsum("iljm->lijm", ddg)
+        - jnp.einsum("ijlm->lijm", ddg)
+    )
+    dginv = -jnp.einsum("ka,abm,bl->klm", ginv, dg, ginv)
+    gam = jnp.einsum("kl,lij->kij", ginv, lowered)
+    dgam = jnp.einsum("klm,lij->kijm", dginv, lowered) + jnp.einsum("kl,lijm->kijm", ginv, dlowered)
+    return LocalGeometry(g, ginv, dg, gam, dgam)
+
+
+def local_geometry(metric: AbstractMetric, x: Point, *, check: bool = True) -> LocalGeometry:
     """`LocalGeometry` of `metric` at the point `x`, in the manifold's chart centred at `x`."""
     u0 = jnp.zeros((metric.manifold.dim,), dtype=x.dtype)
-    return chart_geometry(lambda u: metric.in_chart(x, u), u0)
+    return chart_geometry(lambda u: metric.in_chart(x, u), u0, check=check)
+
+
+def nodal_geometry(metric: NodalMetric) -> LocalGeometry:
+    """`LocalGeometry` at every node (batched), in the chart centred at each node; unchecked.
+
+    On manifolds with flat charts (tori) from FFT derivatives of the nodal
+    values, O(N log N); elsewhere by automatic differentiation of the series.
+    """
+    m = metric.manifold
+    if m.flat_chart:
+        values = 0.5 * (metric.values + jnp.swapaxes(metric.values, -1, -2))
+        dg, ddg = m.nodal_jet(values)
+        return jax.vmap(geometry_from_jet)(values, dg, ddg)
+    return jax.vmap(lambda x: local_geometry(metric, x, check=False))(m.nodes)
+
+
+def reference_geometry(manifold: AbstractManifold) -> LocalGeometry:
+    r"""`LocalGeometry` of $g_\mathrm{ref}$ at every node, in the chart centred at each node."""
+    u0 = jnp.zeros((manifold.dim,), dtype=manifold.nodes.dtype)
+    return jax.vmap(
+        lambda x: chart_geometry(lambda u: manifold.pull_back(manifold.reference, x, u), u0)
+    )(manifold.nodes)
 
 
 @eqx.filter_jit

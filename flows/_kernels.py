@@ -4,9 +4,17 @@ r"""Scalar kernels $k(x, y)$ on a manifold and their application by quadrature.
 $V$ with any trailing shape (the componentwise action of a kernel on tensor
 components, `shared/DESIGN.md` §2), in chunks of rows under `lax.map`, so the
 memory is O(chunk x N), never an N x N array per component.
+
+`smooth` is what flows use: the kernel applied to the spectral series of nodal
+values, returned at the nodes. Kernels with a spectral `multiplier` (the
+Gaussian: $e^{-\sigma^2|k|^2/2}$ on tori, its Funk–Hecke eigenvalues on
+spheres) do it exactly in the spectral basis (FFT on tori), with no aliasing;
+others fall back on `apply`. On spheres tensors are smoothed ambient component
+by ambient component, which commutes with rotations.
 """
 
 import abc
+import functools
 import math
 
 import equinox as eqx
@@ -14,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.integrate
+import scipy.special
 from jaxtyping import Array, Float
 
 from ._manifolds import AbstractManifold, Sphere, Torus
@@ -22,6 +31,31 @@ from ._types import Point, Scalar
 
 class AbstractKernel(eqx.Module):
     r"""A kernel $k(x, y)$ on a manifold, applied to nodal fields by quadrature."""
+
+    @property
+    def is_local(self) -> bool:
+        r"""Whether this is the local kernel $\delta$ (the flow is then Perelman's/Ricci's own)."""
+        return False
+
+    def multiplier(self, manifold: AbstractManifold) -> Float[Array, "*slots"] | None:
+        """The kernel's eigenvalue on each spectral slot, if it is diagonal there; else None."""
+        return None
+
+    def smooth(
+        self, manifold: AbstractManifold, values: Float[Array, "N *shape"]
+    ) -> Float[Array, "N *shape"]:
+        r"""$\int k(x_a, y)\, V(y)\, d\mu(y)$ at the nodes, $V$ the spectral series of `values`.
+
+        Exact in the spectral basis where `multiplier` exists; otherwise by
+        quadrature (`apply`), projected onto the series on spheres.
+        """
+        mult = self.multiplier(manifold)
+        if mult is not None:
+            return manifold.spectral_multiply(values, mult)
+        out = self.apply(manifold, values)
+        if not manifold.interpolates:
+            out = manifold.spectral_multiply(out, jnp.ones_like(manifold.laplace_eigenvalues()))
+        return out
 
     @abc.abstractmethod
     def __call__(self, manifold: AbstractManifold, x: Point, y: Point) -> Scalar:
@@ -56,6 +90,56 @@ class AbstractKernel(eqx.Module):
         return out.reshape((-1,) + values.shape[1:])[:p]
 
 
+@functools.cache
+def _funk_hecke(sigma: float, dim: int, max_degree: int) -> np.ndarray:
+    alpha = (dim - 1) / 2
+
+    def radial(t, ell):
+        p = scipy.special.eval_gegenbauer(ell, alpha, math.cos(t)) / scipy.special.eval_gegenbauer(
+            ell, alpha, 1.0
+        )
+        return math.exp(-(t**2) / (2 * sigma**2)) * p * math.sin(t) ** (dim - 1)
+
+    def integral(ell, epsabs):
+        value, _ = scipy.integrate.quad(
+            radial, 0, math.pi, args=(ell,), epsabs=epsabs, epsrel=1e-13, limit=400
+        )
+        return value
+
+    z = integral(0, 0.0)
+    return np.array([integral(ell, 1e-15 * z) / z for ell in range(max_degree + 1)])
+
+
+class DeltaKernel(AbstractKernel):
+    r"""The local kernel $k(x, y) = \delta_x(y)$: `smooth` and `apply` at the nodes return the values.
+
+    It has no pointwise values (`__call__` raises); flows with it are local
+    (Perelman's and Hamilton's own flows, or the componentwise local flow).
+    """
+
+    @property
+    def is_local(self) -> bool:
+        return True
+
+    def __call__(self, manifold: AbstractManifold, x: Point, y: Point) -> Scalar:
+        raise ValueError(
+            "DeltaKernel has no pointwise values k(x, y); use smooth/apply on nodal values."
+        )
+
+    def multiplier(self, manifold: AbstractManifold) -> Float[Array, "*slots"]:
+        return jnp.ones_like(manifold.laplace_eigenvalues())
+
+    def smooth(self, manifold: AbstractManifold, values: Float[Array, "N *shape"]):
+        return values
+
+    def apply(self, manifold, values, points=None, *, chunk: int = 512):
+        if points is not None:
+            raise ValueError(
+                "DeltaKernel.apply: the local kernel acts at the nodes only (points=None)."
+            )
+        return values
+
+
 class GaussianKernel(AbstractKernel):
     r"""The normalised Gaussian $k_\sigma(x, y) = e^{-d(x,y)^2/2\sigma^2} / Z_\sigma$, $\int k_\sigma\, d\mu = 1$.
 
@@ -75,6 +159,22 @@ class GaussianKernel(AbstractKernel):
         if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
             raise ValueError(f"GaussianKernel: sigma must be a finite number > 0, got {sigma!r}.")
         self.sigma = float(sigma)
+
+    def multiplier(self, manifold: AbstractManifold) -> Float[Array, "*slots"]:
+        r"""Torus: $e^{-\sigma^2|k|^2/2}$. Sphere $S^n$: the Funk–Hecke eigenvalue of each degree $l$,
+        $|S^{n-1}| Z_\sigma^{-1}\int_0^\pi e^{-\theta^2/2\sigma^2} P_l(\cos\theta) \sin^{n-1}\theta\, d\theta$,
+        $P_l = C_l^{(n-1)/2} / C_l^{(n-1)/2}(1)$ (scipy quadrature, relative error ~1e-13)."""
+        s = self.sigma
+        if isinstance(manifold, Torus):
+            return jnp.exp(-(s**2) * manifold.laplace_eigenvalues() / 2)
+        if isinstance(manifold, Sphere):
+            values = self.degree_multipliers(manifold.dim, manifold.band_limit)
+            return jnp.asarray(values[manifold.harmonic_degrees()])
+        return None
+
+    def degree_multipliers(self, dim: int, max_degree: int) -> np.ndarray:
+        r"""Funk–Hecke eigenvalues on $S^\mathrm{dim}$ for degrees 0..`max_degree` (1 at degree 0)."""
+        return _funk_hecke(self.sigma, dim, max_degree)
 
     def normaliser(self, manifold: AbstractManifold) -> float:
         r"""$Z_\sigma$ on `manifold` (torus: $(2\pi\sigma^2)^{n/2}$)."""

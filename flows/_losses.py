@@ -23,7 +23,15 @@ from ._metrics import AbstractMetric, NodalMetric
 from ._types import Point, Scalar
 
 
-class AbstractLoss(eqx.Module):
+class AbstractFunctional(eqx.Module):
+    r"""A functional $L[g]$ of a metric, differentiable in its nodal values."""
+
+    @abc.abstractmethod
+    def __call__(self, metric: AbstractMetric) -> Scalar:
+        """$L[g]$, discretised on the metric's manifold."""
+
+
+class AbstractLoss(AbstractFunctional):
     r"""A loss functional $L[g] = \int_M \ell_g\, d\mu$; subclasses give the density $\ell_g(x)$."""
 
     @abc.abstractmethod
@@ -96,7 +104,7 @@ class RicciSquaredLoss(AbstractLoss):
         return jnp.einsum("ab,cd,ac,bd->", ric, ric, ginv, ginv) * geom.volume_density
 
 
-def functional_derivative(loss: AbstractLoss, metric: NodalMetric) -> Float[Array, "N D D"]:
+def functional_derivative(loss: AbstractFunctional, metric: NodalMetric) -> Float[Array, "N D D"]:
     r"""$E(x_a) = w_a^{-1}\,\partial L_h/\partial G_a$ at every node, in the representation.
 
     Every entry of $G_a$ is an independent variable (off-diagonal pairs counted

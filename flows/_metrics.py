@@ -170,6 +170,9 @@ class NodalMetric(AbstractMetric):
     - `rtol`: on spheres, the largest accepted difference between the spectral
       series at the nodes and `values`, relative to max |values| (checked
       for concrete values; traced values are not checked).
+    - `check`: False skips every check (flows use it for their state, which
+      they check by events instead; a failed check there must stop the solve
+      cleanly, not raise).
     """
 
     manifold: AbstractManifold
@@ -177,13 +180,20 @@ class NodalMetric(AbstractMetric):
     interpolant: SpectralInterpolant
 
     def __init__(
-        self, manifold: AbstractManifold, values: Float[Array, "N D D"], *, rtol: float = 1e-8
+        self,
+        manifold: AbstractManifold,
+        values: Float[Array, "N D D"],
+        *,
+        rtol: float = 1e-8,
+        check: bool = True,
     ):
-        values = check_nodal_values(manifold, jnp.asarray(values))
+        values = jnp.asarray(values)
+        if check:
+            values = check_nodal_values(manifold, values)
         self.manifold = manifold
         self.values = values
         self.interpolant = SpectralInterpolant(manifold, values)
-        if not manifold.interpolates and not _is_traced(values):
+        if check and not manifold.interpolates and not _is_traced(values):
             series = evaluate_at(self.interpolant, manifold.nodes)
             error = jnp.max(jnp.abs(series - values), axis=(1, 2))
             scale = float(jnp.max(jnp.abs(values)))

@@ -1,7 +1,16 @@
-"""Integration of metric flows (diffrax set-up, parameter-space flows, devices, checkpoints).
+"""Integration of metric flows with diffrax.
 
-`solvers` imports `flows`; `flows` never imports `solvers`. The flows and their
-integration land with the issue "Losses, kernels and flows integrated by
-diffrax"; this package holds only what is implemented, which so far is nothing
-beyond the package itself.
+`solve(flow, g0, t0, t1, ...)` integrates any `flows.AbstractFlow`, with
+events (degenerate metric, non-finite state, fixed point, curvature blow-up),
+a progress meter, and a prediction of the amplification of rounding that
+refuses hopeless runs of ill-posed flows (`shared/DESIGN.md` 2.1).
+`solvers` imports `flows`; `flows` never imports `solvers`.
 """
+
+from ._solve import SOLVERS as SOLVERS
+from ._solve import Amplification as Amplification
+from ._solve import IllPosedError as IllPosedError
+from ._solve import Solution as Solution
+from ._solve import observables as observables
+from ._solve import predicted_amplification as predicted_amplification
+from ._solve import solve as solve

@@ -109,6 +109,14 @@ class AbstractManifold(eqx.Module):
         """The spectral series with these coefficients, summed at the point `x`."""
 
     @abc.abstractmethod
+    def laplace_eigenvalues(self) -> Float[Array, "*slots"]:
+        r"""The eigenvalue of $-\Delta_\mathrm{ref}$ of each coefficient slot of `transform`.
+
+        Shaped like the leading (spectral) axes of the coefficients:
+        $|k|^2$ on tori, $l(l + n - 1)$ on $S^n$.
+        """
+
+    @abc.abstractmethod
     def random_field(
         self, key: PRNGKeyArray, band_limit: int, shape: tuple[int, ...] = ()
     ) -> Callable[[Point], Float[Array, "*shape"]]:
@@ -137,6 +145,49 @@ class AbstractManifold(eqx.Module):
         r"""Components $E\,T\,E^\top$ in the representation of a covariant 2-tensor given in the chart at `x`."""
         frame = self.frame(x)
         return frame @ tensor @ frame.T
+
+    @property
+    def flat_chart(self) -> bool:
+        """Whether every chart is $x + u$ with the identity frame (chart components = representation)."""
+        return False
+
+    def resolved_slots(self) -> Float[Array, "*slots"]:
+        """1 for coefficient slots whose derivatives the series resolves, 0 otherwise.
+
+        All ones except the Nyquist slots of even torus grids, whose first
+        derivative vanishes at every node (a checkerboard has no discrete
+        gradient energy); eigen-solves filter those slots out.
+        """
+        return jnp.ones_like(self.laplace_eigenvalues())
+
+    def synthesize(self, coefficients: Any) -> Float[Array, "N *shape"]:
+        """The spectral series with these coefficients at every node."""
+        return jax.vmap(lambda x: self.evaluate(coefficients, x))(self.nodes)
+
+    def spectral_multiply(
+        self, values: Float[Array, "N *shape"], multiplier: Float[Array, "*slots"]
+    ) -> Float[Array, "N *shape"]:
+        """Multiply each spectral coefficient of nodal values by `multiplier` (one per slot) and synthesise."""
+        coefficients = self.transform(values)
+        extra = coefficients.ndim - multiplier.ndim
+        multiplier = multiplier.astype(coefficients.dtype)
+        return self.synthesize(coefficients * multiplier.reshape(multiplier.shape + (1,) * extra))
+
+    def nodal_jet(
+        self, values: Float[Array, "N *shape"]
+    ) -> tuple[Float[Array, "N *shape n"], Float[Array, "N *shape n n"]]:
+        """First and second derivatives of the spectral series of nodal values, in the chart at each node."""
+        coefficients = self.transform(values)
+
+        def at(x):
+            u0 = jnp.zeros((self.dim,), dtype=x.dtype)
+
+            def in_chart(u):
+                return self.evaluate(coefficients, self.chart(x, u))
+
+            return jax.jacfwd(in_chart)(u0), jax.jacfwd(jax.jacfwd(in_chart))(u0)
+
+        return jax.vmap(at)(self.nodes)
 
     def pull_back(
         self, components: Callable[[Point], Matrix], x: Point, u: ChartVector

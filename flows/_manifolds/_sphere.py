@@ -176,6 +176,15 @@ class Sphere(AbstractManifold):
     def evaluate(self, coefficients: Float[Array, "M *shape"], x: Point) -> Float[Array, "*shape"]:
         return jnp.tensordot(self.basis(x), coefficients, axes=(0, 0))
 
+    def laplace_eigenvalues(self) -> Float[Array, " M"]:
+        r"""$l(l + n - 1)$ for each harmonic of degree $l \le$ `band_limit`."""
+        ell = self.table.ell
+        return jnp.asarray(ell * (ell + self.dim - 1), dtype=float)
+
+    def harmonic_degrees(self) -> np.ndarray:
+        """The degree $l$ of each coefficient slot."""
+        return self.table.ell
+
     def random_field(
         self, key: PRNGKeyArray, band_limit: int, shape: tuple[int, ...] = ()
     ) -> Callable[[Point], Float[Array, "*shape"]]:

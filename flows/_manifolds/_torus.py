@@ -132,6 +132,64 @@ class Torus(AbstractManifold):
             out = jnp.tensordot(_axis_basis(self.n, x[i]), out, axes=(0, 0))
         return jnp.real(out)
 
+    def laplace_eigenvalues(self) -> Float[Array, "*grid_shape"]:
+        r"""$|k|^2$ on the FFT grid (the Nyquist wavenumber counted as $n/2$)."""
+        return sum(k**2 for k in self._wavenumbers())
+
+    def resolved_slots(self) -> Float[Array, "*grid_shape"]:
+        mask = np.ones((self.n,) * self.dim)
+        if self.n % 2 == 0:
+            for a in range(self.dim):
+                index = [slice(None)] * self.dim
+                index[a] = self.n // 2
+                mask[tuple(index)] = 0.0
+        return jnp.asarray(mask)
+
+    @property
+    def flat_chart(self) -> bool:
+        return True
+
+    def _wavenumbers(self) -> list[Float[Array, "*grid_shape"]]:
+        """$k_a$ on the FFT grid, one array per axis."""
+        k = np.fft.fftfreq(self.n, d=1.0 / self.n)
+        return [jnp.asarray(g) for g in np.meshgrid(*([k] * self.dim), indexing="ij")]
+
+    def synthesize(self, coefficients: Complex[Array, "*grid_shape"]) -> Float[Array, "N *shape"]:
+        """The series at the nodes by inverse FFT."""
+        axes = tuple(range(self.dim))
+        values = jnp.real(jnp.fft.ifftn(coefficients, axes=axes)) * self.n**self.dim
+        return values.reshape((self.n**self.dim,) + coefficients.shape[self.dim :])
+
+    def nodal_jet(
+        self, values: Float[Array, "N *shape"]
+    ) -> tuple[Float[Array, "N *shape n"], Float[Array, "N *shape n n"]]:
+        r"""Derivatives of the trigonometric interpolant at the nodes by FFT, O(N log N).
+
+        The Nyquist mode is $\cos(nx/2)$: its first derivative vanishes at the
+        nodes and its second is $-(n/2)^2 \cos(nx/2)$.
+        """
+        c = self.transform(values)
+        extra = c.ndim - self.dim
+        k = self._wavenumbers()
+        nyquist = self.n // 2 if self.n % 2 == 0 else None
+        k_odd = [jnp.where(jnp.abs(ka) == nyquist, 0.0, ka) for ka in k]
+
+        def mult(m):
+            return m.astype(c.dtype).reshape(m.shape + (1,) * extra)
+
+        def nodal(cc):
+            return self.synthesize(cc)
+
+        grad = jnp.stack([nodal(1j * mult(ka) * c) for ka in k_odd], axis=-1)
+        rows = []
+        for a in range(self.dim):
+            row = []
+            for b in range(self.dim):
+                m = -(k[a] ** 2) if a == b else -k_odd[a] * k_odd[b]
+                row.append(nodal(mult(m) * c))
+            rows.append(jnp.stack(row, axis=-1))
+        return grad, jnp.stack(rows, axis=-2)
+
     def random_field(
         self, key: PRNGKeyArray, band_limit: int, shape: tuple[int, ...] = ()
     ) -> Callable[[Point], Float[Array, "*shape"]]:

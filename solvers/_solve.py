@@ -1,0 +1,440 @@
+r"""`solve`: integrate any flow with diffrax, with events, progress and an amplification check.
+
+Before integrating, `solve` predicts the amplification $e^{\int \Lambda\, dt}$ of
+the flow's fastest linearly growing mode on the given discretisation
+(`AbstractFlow.growth_rate`, at the reference scale, divided by the metric's
+current scale $c(t)$: rates grow like $1/c$ as a sphere shrinks; $c(t)$ is
+extrapolated linearly from the initial volume change, and the integral is
+taken up to $10^{-3}$ before the extrapolated extinction). It warns above
+`warn_amplification` (1e3) and refuses above `refuse_amplification` (1e8)
+unless `force=True`, naming the number and the cures.
+
+Events stop the solve with the reason recorded in the solution:
+- `degenerate`: the smallest eigenvalue of the metric over the nodes falls to
+  `degenerate_tol` times its initial value (extinction, or a metric leaving
+  positive definiteness);
+  located by root finding, so a round sphere stops at its extinction time;
+- `non_finite`: a non-finite value in the state;
+- `fixed_point`: $\max |\partial_t g| <$ `fixed_point_tol` (when given);
+- `curvature`: $\max |R| >$ `curvature_limit` (when given).
+"""
+
+import dataclasses
+import math
+import warnings
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import lineax
+import numpy as np
+import optimistix
+from jaxtyping import Array, Float
+
+import flows
+from flows import AbstractFlow, NodalMetric
+
+WARN_AMPLIFICATION = 1e3
+REFUSE_AMPLIFICATION = 1e8
+
+
+class IllPosedError(ValueError):
+    """Raised when a flow's predicted amplification of rounding makes the run meaningless."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Amplification:
+    r"""The predicted amplification $e^{\text{exponent}}$ of the fastest growing mode.
+
+    - `growth_rate`: $\Lambda$ at the reference scale (None: no prediction).
+    - `exponent`: $\Lambda \int_{t_0}^{t_\mathrm{end}} dt / c(t)$.
+    - `t_end`: the end of the integral ($t_1$, or $10^{-3}$ before extrapolated extinction).
+    - `scale`, `shrink_rate`: $c(t_0)$ and $-\dot c$ used for the extrapolation.
+    """
+
+    growth_rate: float | None
+    exponent: float
+    t_end: float
+    scale: float
+    shrink_rate: float
+
+    @property
+    def value(self) -> float:
+        """$e^\\text{exponent}$ (inf if it overflows; nan if there is no prediction)."""
+        if self.growth_rate is None:
+            return math.nan
+        return math.exp(self.exponent) if self.exponent < 700 else math.inf
+
+
+def _mean_trace_and_scale(flow: AbstractFlow, values: Array) -> tuple[float, float]:
+    m = flow.manifold
+    frames = jax.vmap(m.frame)(m.nodes)
+    g = jnp.einsum("nai,nab,nbj->nij", frames, values, frames)
+    density = jnp.sqrt(jnp.linalg.det(g))
+    scale = float((m.integrate(density) / m.volume) ** (2 / m.dim))
+    v = _velocity(flow, values)
+    vt = jnp.einsum("nai,nab,nbj->nij", frames, v, frames)
+    trace = jnp.einsum("nij,nji->n", jnp.linalg.inv(g), vt)
+    return float(m.integrate(trace * density) / m.integrate(density)), scale
+
+
+@eqx.filter_jit
+def _velocity(flow, values):
+    return flow(0.0, values)
+
+
+def predicted_amplification(
+    flow: AbstractFlow, g0: NodalMetric, t0: float, t1: float
+) -> Amplification:
+    """The amplification of rounding `flow` is predicted to cause from `g0` over [t0, t1]."""
+    rate = flow.growth_rate()
+    if rate is None or rate == 0.0:
+        return Amplification(rate, 0.0, float(t1), math.nan, math.nan)
+    n = flow.manifold.dim
+    mean_trace, c0 = _mean_trace_and_scale(flow, g0.values)
+    shrink = -c0 * mean_trace / n
+    if shrink > 1e-12 * max(abs(mean_trace), 1.0):
+        t_ext = t0 + c0 / shrink
+        t_end = min(t1, t_ext - 1e-3)
+        c_end = c0 - shrink * (t_end - t0)
+        exponent = rate * math.log(c0 / c_end) / shrink if t_end > t0 else 0.0
+    else:
+        t_end = t1
+        exponent = rate * (t1 - t0) / c0
+    return Amplification(rate, exponent, float(t_end), c0, shrink)
+
+
+@dataclasses.dataclass(frozen=True)
+class Solution:
+    """The result of `solve`.
+
+    - `flow`: the flow's name; `ts`, `values`: saved times and nodal metric values
+      (only those reached; the last entry is the final state);
+    - `t_final`, `stop_reason`: where and why the solve stopped;
+    - `amplification`: the prediction made before the solve;
+    - `stats`: diffrax's step counts.
+    """
+
+    flow: str
+    manifold: flows.AbstractManifold
+    ts: Float[Array, " S"]
+    values: Float[Array, "S N D D"]
+    t_final: float
+    stop_reason: str
+    amplification: Amplification
+    stats: dict
+
+    def metric(self, i: int = -1) -> NodalMetric:
+        """The metric at saved time index `i` (default: the final state)."""
+        return NodalMetric(self.manifold, self.values[i], check=False)
+
+    def observables(self, i: int = -1, *, ground_state: bool = True) -> dict[str, float]:
+        """Diffeomorphism-invariant numbers at saved index `i`.
+
+        `volume`, `integral_R` ($\\int R\\,dV$), `integral_R2`, `integral_R3`,
+        `min_R`, `max_R` (at the nodes), `F` (Perelman's at the fixed measure),
+        and `lambda` (if `ground_state`).
+        """
+        return observables(self.metric(i), ground_state=ground_state)
+
+
+@eqx.filter_jit
+def _observables(metric: NodalMetric, with_ground_state: bool):
+    m = metric.manifold
+    geom = flows.nodal_geometry(metric)
+    r = jax.vmap(lambda q: q.scalar)(geom)
+    dens = jax.vmap(lambda q: q.volume_density)(geom)
+    ref = flows.reference_geometry(m)
+    df = jnp.einsum("nkka->na", geom.christoffel) - jnp.einsum("nkka->na", ref.christoffel)
+    grad2 = jnp.einsum("na,nab,nb->n", df, geom.inverse, df)
+    out = {
+        "volume": m.integrate(dens),
+        "integral_R": m.integrate(r * dens),
+        "integral_R2": m.integrate(r**2 * dens),
+        "integral_R3": m.integrate(r**3 * dens),
+        "min_R": jnp.min(r),
+        "max_R": jnp.max(r),
+        "F": m.integrate(r + grad2),
+    }
+    if with_ground_state:
+        out["lambda"] = flows.ground_state(metric, geometry=geom).value
+    return out
+
+
+def observables(metric: NodalMetric, *, ground_state: bool = True) -> dict[str, float]:
+    r"""Volume, $\int R^p dV$ ($p = 1, 2, 3$), node min/max of $R$, $\mathcal F$ at fixed measure, $\lambda$."""
+    return {k: float(v) for k, v in _observables(metric, ground_state).items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Config:
+    solver: str
+    linear_solver: str
+    max_steps: int
+    progress: bool
+    fixed_point: bool
+    curvature: bool
+
+
+def _make_solver(name: str, linear_solver: str, rtol: float, atol: float):
+    if name == "tsit5":
+        return diffrax.Tsit5()
+    if name == "dopri5":
+        return diffrax.Dopri5()
+    if name == "dopri8":
+        return diffrax.Dopri8()
+    if name in ("kvaerno3", "kvaerno5"):
+        linear = (
+            lineax.GMRES(rtol=1e-3 * rtol, atol=1e-3 * atol, restart=40, stagnation_iters=40)
+            if linear_solver == "gmres"
+            else lineax.AutoLinearSolver(well_posed=None)
+        )
+        root = diffrax.VeryChord(rtol=rtol, atol=atol, linear_solver=linear)
+        cls = diffrax.Kvaerno3 if name == "kvaerno3" else diffrax.Kvaerno5
+        return cls(root_finder=root)
+    raise ValueError(
+        f"solve: unknown solver {name!r}; choose tsit5, dopri5, dopri8, kvaerno3 or kvaerno5."
+    )
+
+
+SOLVERS = ("tsit5", "dopri5", "dopri8", "kvaerno3", "kvaerno5")
+
+
+def _smallest_eigenvalue(manifold, values):
+    """The smallest eigenvalue of the tangential metric over all nodes (continuous in the state)."""
+    frames = jax.vmap(manifold.frame)(manifold.nodes)
+    g = jnp.einsum("nai,nab,nbj->nij", frames, values, frames)
+    g = 0.5 * (g + jnp.swapaxes(g, -1, -2))
+    return jnp.min(jnp.linalg.eigvalsh(g)[:, 0])
+
+
+@eqx.filter_jit
+def _integrate(
+    flow, y0, t0, t1, dt0, ts, rtol, atol, degenerate_tol, fixed_point_tol, curvature_limit, config
+):
+    m = flow.manifold
+    s0 = _smallest_eigenvalue(m, y0)
+    solver = _make_solver(config.solver, config.linear_solver, rtol, atol)
+
+    def degenerate(t, y, args, **kwargs):
+        return _smallest_eigenvalue(m, y) / s0 - degenerate_tol
+
+    def non_finite(t, y, args, **kwargs):
+        return ~jnp.all(jnp.isfinite(y))
+
+    conds = {"degenerate": degenerate, "non_finite": non_finite}
+    if config.fixed_point:
+        conds["fixed_point"] = lambda t, y, args, **kw: (
+            jnp.max(jnp.abs(flow(t, y))) < fixed_point_tol
+        )
+    if config.curvature:
+
+        def curvature(t, y, args, **kwargs):
+            geom = flows.nodal_geometry(NodalMetric(m, y, check=False))
+            return jnp.max(jnp.abs(jax.vmap(lambda q: q.scalar)(geom))) > curvature_limit
+
+        conds["curvature"] = curvature
+    root = optimistix.Newton(rtol=1e-10, atol=1e-12)
+    event = diffrax.Event(conds, root_finder=root)
+    controller = diffrax.PIDController(rtol=rtol, atol=atol)
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(flow),
+        solver,
+        t0,
+        t1,
+        dt0,
+        y0,
+        saveat=diffrax.SaveAt(ts=ts, t1=True),
+        stepsize_controller=controller,
+        event=event,
+        max_steps=config.max_steps,
+        throw=False,
+        progress_meter=diffrax.TextProgressMeter()
+        if config.progress
+        else diffrax.NoProgressMeter(),
+    )
+    return sol.ts, sol.ys, sol.result, sol.event_mask, sol.stats
+
+
+def _check_time(name: str, value) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"solve: {name} must be a finite number, got {value!r}.") from None
+    if not math.isfinite(value):
+        raise ValueError(f"solve: {name} must be a finite number, got {value!r}.")
+    return value
+
+
+def solve(
+    flow: AbstractFlow,
+    g0: NodalMetric | Float[Array, "N D D"],
+    t0: float,
+    t1: float,
+    *,
+    solver: str = "tsit5",
+    linear_solver: str = "gmres",
+    rtol: float = 1e-8,
+    atol: float = 1e-10,
+    dt0: float | None = None,
+    saveat: int | Float[Array, " S"] = 11,
+    max_steps: int = 100_000,
+    degenerate_tol: float = 1e-4,
+    fixed_point_tol: float | None = None,
+    curvature_limit: float | None = None,
+    force: bool = False,
+    progress: bool = False,
+    warn_amplification: float = WARN_AMPLIFICATION,
+    refuse_amplification: float = REFUSE_AMPLIFICATION,
+) -> Solution:
+    r"""Integrate `flow` from the metric `g0` at `t0` to `t1` with diffrax.
+
+    **Arguments:**
+
+    - `flow`: an `AbstractFlow` (e.g. `flows.ricci_deturck(manifold)`).
+    - `g0`: the initial metric, a `NodalMetric` on `flow.manifold` or its nodal values
+      (checked: finite, symmetric, positive definite).
+    - `t0`, `t1`: the interval, `t1 > t0`.
+    - `solver`: one of `SOLVERS`; `kvaerno3`/`kvaerno5` are implicit, with a
+      matrix-free GMRES Newton solve by default (`linear_solver="dense"` for a
+      dense factorisation).
+    - `rtol`, `atol`, `dt0`: adaptive step control (PID controller).
+    - `saveat`: a number of equally spaced save times, or the times themselves.
+    - `degenerate_tol`, `fixed_point_tol`, `curvature_limit`: the events (module docstring).
+    - `force`: integrate even when the predicted amplification exceeds `refuse_amplification`.
+    - `progress`: print a progress meter.
+
+    Raises `ValueError` on bad input and `IllPosedError` when refusing.
+    """
+    if not isinstance(flow, AbstractFlow):
+        raise ValueError(f"solve: flow must be a flows.AbstractFlow, got {type(flow).__name__}.")
+    m = flow.manifold
+    t0 = _check_time("t0", t0)
+    t1 = _check_time("t1", t1)
+    if not t1 > t0:
+        raise ValueError(f"solve: t1 must be greater than t0, got t0 = {t0}, t1 = {t1}.")
+    if isinstance(g0, NodalMetric):
+        if g0.manifold != m:
+            raise ValueError(f"solve: g0 lives on {g0.manifold!r} but the flow on {m!r}.")
+        values = g0.values
+    else:
+        values = jnp.asarray(g0)
+    g0 = NodalMetric(m, flows.check_nodal_values(m, values, name="solve: initial metric g0"))
+    if solver not in SOLVERS:
+        raise ValueError(f"solve: unknown solver {solver!r}; choose one of {SOLVERS}.")
+    if linear_solver not in ("gmres", "dense"):
+        raise ValueError(f"solve: linear_solver must be 'gmres' or 'dense', got {linear_solver!r}.")
+    for name, value in (("rtol", rtol), ("atol", atol), ("degenerate_tol", degenerate_tol)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ValueError(f"solve: {name} must be a finite number > 0, got {value!r}.")
+
+    amp = predicted_amplification(flow, g0, t0, t1)
+    _judge(flow, amp, t0, t1, force, warn_amplification, refuse_amplification)
+
+    if isinstance(saveat, int):
+        if saveat < 2:
+            raise ValueError(f"solve: saveat must be at least 2 save times, got {saveat}.")
+        ts = jnp.linspace(t0, t1, saveat)
+    else:
+        ts = jnp.asarray(saveat, dtype=values.dtype)
+        if (
+            ts.ndim != 1
+            or not bool(jnp.all((ts >= t0) & (ts <= t1)))
+            or not bool(jnp.all(jnp.diff(ts) > 0))
+        ):
+            raise ValueError("solve: saveat times must be increasing and within [t0, t1].")
+    config = _Config(
+        solver,
+        linear_solver,
+        int(max_steps),
+        bool(progress),
+        fixed_point_tol is not None,
+        curvature_limit is not None,
+    )
+    dtype = values.dtype
+
+    def arr(x):
+        return jnp.asarray(0.0 if x is None else x, dtype=dtype)
+
+    ts_out, ys, result, mask, stats = _integrate(
+        flow,
+        values,
+        arr(t0),
+        arr(t1),
+        None if dt0 is None else arr(dt0),
+        ts,
+        arr(rtol),
+        arr(atol),
+        arr(degenerate_tol),
+        arr(fixed_point_tol),
+        arr(curvature_limit),
+        config,
+    )
+    return _package(flow, ts_out, ys, result, mask, stats, amp, t1)
+
+
+def _judge(flow, amp: Amplification, t0, t1, force, warn_at, refuse_at) -> None:
+    if amp.growth_rate is None:
+        warnings.warn(
+            f"solve: no amplification prediction for flow {flow.name!r}; watch for growing "
+            "high modes (compare two resolutions).",
+            stacklevel=3,
+        )
+        return
+    value = amp.value
+    if value <= warn_at:
+        return
+    message = (
+        f"flow {flow.name!r} on {flow.manifold!r} over [{t0}, {t1}]: predicted amplification "
+        f"of rounding exp({amp.growth_rate:.4g} x {amp.exponent / amp.growth_rate:.4g}) = "
+        f"{value:.3g} (largest linear growth rate {amp.growth_rate:.4g} on this discretisation, "
+        "shared/DESIGN.md 2.1). Cures: smooth the flow (a Gaussian kernel of larger sigma), lower "
+        "the resolution, shorten the interval, or integrate a well-posed equivalent (the lambda "
+        "form, perelman_lambda, or Ricci-DeTurck, ricci_deturck)."
+    )
+    if value > refuse_at and not force:
+        raise IllPosedError("solve refuses: " + message + " Pass force=True to run it anyway.")
+    warnings.warn("solve: " + message, stacklevel=3)
+
+
+def _package(flow, ts_out, ys, result, mask, stats, amp, t1) -> Solution:
+    ts_out = np.asarray(ts_out)
+    ys = np.asarray(ys)
+    # diffrax marks unreached save slots with inf; the state at the stop is saved too
+    reached = np.isfinite(ts_out)
+    ts_out, ys = ts_out[reached], ys[reached]
+    order = np.argsort(ts_out, kind="stable")
+    ts_out, ys = ts_out[order], ys[order]
+    distinct = np.concatenate([np.diff(ts_out) > 0, [True]])
+    ts_out, ys = ts_out[distinct], ys[distinct]
+    t_final = float(ts_out[-1])
+    mask = {k: bool(v) for k, v in mask.items()} if mask is not None else {}
+    reasons = {
+        "degenerate": "metric degenerate: its smallest eigenvalue fell to degenerate_tol of its "
+        "initial value (extinction, or loss of positive definiteness)",
+        "non_finite": "non-finite value in the metric",
+        "fixed_point": "fixed point reached: max |dg/dt| below fixed_point_tol",
+        "curvature": "curvature above curvature_limit",
+    }
+    hit = [k for k, v in mask.items() if v]
+    if hit:
+        reason = reasons[hit[0]]
+    elif result == diffrax.RESULTS.successful:
+        reason = "reached t1"
+    elif result == diffrax.RESULTS.max_steps_reached:
+        reason = "max_steps reached"
+    else:
+        reason = "solver failed: " + str(result.value if hasattr(result, "value") else result)
+    ts_kept, ys_kept = ts_out, ys
+    stats = {k: int(v) for k, v in stats.items() if np.ndim(v) == 0}
+    return Solution(
+        flow.name,
+        flow.manifold,
+        jnp.asarray(ts_kept),
+        jnp.asarray(ys_kept),
+        t_final,
+        reason,
+        amp,
+        stats,
+    )
