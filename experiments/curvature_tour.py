@@ -22,17 +22,15 @@ Usage: `python experiments/curvature_tour.py --out DIR [--seed S] [--band-limit 
 """
 
 import argparse
-import contextlib
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import atomic_write, progress
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure  # the object API: saves through Agg, no pyplot state
 
@@ -43,12 +41,6 @@ jax.config.update("jax_enable_x64", True)
 SPHERE_DEGREES = (8, 12, 16, 24, 32, 40)  # S^2 quadrature degree L
 TORUS_SIZES = (8, 12, 16, 24, 32)  # T^2 grid points per axis n
 ROUND_DEGREE = 16  # quadrature degree of the round-sphere check
-
-_START = time.perf_counter()
-
-
-def progress(message: str) -> None:
-    print(f"[{time.perf_counter() - _START:5.1f} s] {message}", flush=True)
 
 
 def curvature_and_density(
@@ -210,23 +202,6 @@ def plot_curvature_maps(
     )
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png", dpi=150)
-
-
-@contextlib.contextmanager
-def atomic_write(path: Path, mode: str = "w"):
-    """Open a temporary file beside `path`; on success move it onto `path` (`os.replace`)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-            os.fchmod(f.fileno(), 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -147,8 +147,14 @@ def geometry_from_jet(
     return LocalGeometry(g, ginv, dg, gam, dgam)
 
 
-def local_geometry(metric: AbstractMetric, x: Point, *, check: bool = True) -> LocalGeometry:
-    """`LocalGeometry` of `metric` at the point `x`, in the manifold's chart centred at `x`."""
+def local_geometry(metric: AbstractMetric, x: Point, *, check: bool | None = None) -> LocalGeometry:
+    """`LocalGeometry` of `metric` at the point `x`, in the manifold's chart centred at `x`.
+
+    `check` (default: the metric's own `check` flag, True for most metrics)
+    attaches run-time positive-definiteness and finiteness checks.
+    """
+    if check is None:
+        check = getattr(metric, "check", True)
     u0 = jnp.zeros((metric.manifold.dim,), dtype=x.dtype)
     return chart_geometry(lambda u: metric.in_chart(x, u), u0, check=check)
 

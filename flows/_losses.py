@@ -115,10 +115,10 @@ def functional_derivative(loss: AbstractFunctional, metric: NodalMetric) -> Floa
             f"functional_derivative: needs a NodalMetric (values at the nodes), got {type(metric).__name__}."
         )
     manifold = metric.manifold
-    grad = _loss_gradient(loss, manifold, metric.values)
+    grad = _loss_gradient(loss, manifold, metric.values, metric.check)
     return grad / manifold.weights[:, None, None]
 
 
 @eqx.filter_jit
-def _loss_gradient(loss, manifold, values):
-    return jax.grad(lambda v: loss(NodalMetric(manifold, v)))(values)
+def _loss_gradient(loss, manifold, values, check):
+    return jax.grad(lambda v: loss(NodalMetric(manifold, v, check=check)))(values)

@@ -178,6 +178,7 @@ class NodalMetric(AbstractMetric):
     manifold: AbstractManifold
     values: Float[Array, "N D D"]
     interpolant: SpectralInterpolant
+    check: bool = eqx.field(static=True)
 
     def __init__(
         self,
@@ -192,6 +193,7 @@ class NodalMetric(AbstractMetric):
             values = check_nodal_values(manifold, values)
         self.manifold = manifold
         self.values = values
+        self.check = bool(check)
         self.interpolant = SpectralInterpolant(manifold, values)
         if check and not manifold.interpolates and not _is_traced(values):
             series = evaluate_at(self.interpolant, manifold.nodes)

@@ -184,8 +184,8 @@ class MetricFlow(AbstractFlow):
 
     def local_velocity(
         self, metric: NodalMetric, state: GroundState | None = None
-    ) -> tuple[NodalTensors, GroundState | None]:
-        r"""The local $V$ at the nodes (before smoothing) and the ground state used, if any."""
+    ) -> tuple[Float[Array, "N n n"], GroundState | None]:
+        r"""The local $V$ at the nodes in each node's chart (before smoothing), and the ground state used."""
         m = self.manifold
         geom = nodal_geometry(metric)
         ref = reference_geometry(m)
@@ -205,7 +205,7 @@ class MetricFlow(AbstractFlow):
             df = jnp.zeros((m.nodes.shape[0], m.dim))
             ddf = jnp.zeros((m.nodes.shape[0], m.dim, m.dim))
 
-        def at(x, gq, rq, df_a, ddf_a):
+        def at(gq, rq, df_a, ddf_a):
             v = -2 * gq.ricci
             if self.measure == "fixed":
                 v = v - 2 * _fixed_measure_hessian(gq, rq)
@@ -213,13 +213,18 @@ class MetricFlow(AbstractFlow):
                 v = v - 2 * _function_hessian(gq, df_a, ddf_a)
             if self.deturck:
                 v = v + deturck_term(gq, rq)
-            return m.to_representation(x, v)
+            return v
 
-        return jax.vmap(at)(m.nodes, geom, ref, df, ddf), state
+        return jax.vmap(at)(geom, ref, df, ddf), state
 
     def velocity(self, metric: NodalMetric) -> NodalTensors:
+        m = self.manifold
         v, _ = self.local_velocity(metric)
-        return _project(self.manifold, self.kernel.smooth(self.manifold, v))
+        if self.kernel.is_local:
+            return _project(m, jax.vmap(m.isotropic_extension)(m.nodes, v))
+        # a kernel sums the tangential components from every point (DESIGN.md 2)
+        tangential = jax.vmap(m.to_representation)(m.nodes, v)
+        return _project(m, self.kernel.smooth(m, tangential))
 
     def growth_rate(self) -> float | None:
         if self.measure != "fixed":

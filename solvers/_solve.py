@@ -73,7 +73,15 @@ def _mean_trace_and_scale(flow: AbstractFlow, values: Array) -> tuple[float, flo
     g = jnp.einsum("nai,nab,nbj->nij", frames, values, frames)
     density = jnp.sqrt(jnp.linalg.det(g))
     scale = float((m.integrate(density) / m.volume) ** (2 / m.dim))
-    v = _velocity(flow, values)
+    if isinstance(flow, flows.MetricFlow) and not flow.kernel.is_local:
+        # smooth outside the compiled local velocity, which then serves every kernel width
+        local = eqx.tree_at(lambda f: f.kernel, flow, flows.DeltaKernel())
+        v = _velocity(local, values)
+        chart = jnp.einsum("nai,nab,nbj->nij", frames, v, frames)
+        tangential = jnp.einsum("nci,nij,ndj->ncd", frames, chart, frames)
+        v = flow.kernel.smooth(m, tangential)
+    else:
+        v = _velocity(flow, values)
     vt = jnp.einsum("nai,nab,nbj->nij", frames, v, frames)
     trace = jnp.einsum("nij,nji->n", jnp.linalg.inv(g), vt)
     return float(m.integrate(trace * density) / m.integrate(density)), scale
@@ -185,12 +193,15 @@ def _make_solver(name: str, linear_solver: str, rtol: float, atol: float):
     if name == "dopri8":
         return diffrax.Dopri8()
     if name in ("kvaerno3", "kvaerno5"):
-        linear = (
-            lineax.GMRES(rtol=1e-3 * rtol, atol=1e-3 * atol, restart=40, stagnation_iters=40)
-            if linear_solver == "gmres"
-            else lineax.AutoLinearSolver(well_posed=None)
-        )
-        root = diffrax.VeryChord(rtol=rtol, atol=atol, linear_solver=linear)
+        if linear_solver == "gmres":
+            # Newton-Krylov: each Newton step solves with GMRES on Jacobian-vector products
+            # (forward-mode jvps of the flow), never forming the Jacobian
+            linear = lineax.GMRES(
+                rtol=1e-3 * rtol, atol=1e-3 * atol, restart=40, stagnation_iters=40
+            )
+            root = optimistix.Newton(rtol=rtol, atol=atol, linear_solver=linear)
+        else:
+            root = diffrax.VeryChord(rtol=rtol, atol=atol)
         cls = diffrax.Kvaerno3 if name == "kvaerno3" else diffrax.Kvaerno5
         return cls(root_finder=root)
     raise ValueError(

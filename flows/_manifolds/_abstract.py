@@ -189,6 +189,19 @@ class AbstractManifold(eqx.Module):
 
         return jax.vmap(at)(self.nodes)
 
+    def isotropic_extension(self, x: Point, tensor: Float[Array, "n n"]) -> Float[Array, "D D"]:
+        r"""$E\,T\,E^\top + \tfrac{1}{n}\mathrm{tr}(T)\,(I - E E^\top)$: representation components of `tensor`.
+
+        The same tensor as `to_representation` (the normal part is invisible to
+        $g = P A P$), extended isotropically off the tangent space, which keeps
+        the ambient components smooth: the round metric's $c\,P_x$ becomes the
+        constant $c\,I$. Local flows use it so that band-limited states stay
+        band-limited; kernels sum the tangential components (`shared/DESIGN.md` §2).
+        """
+        frame = self.frame(x)
+        normal = jnp.eye(frame.shape[0], dtype=frame.dtype) - frame @ frame.T
+        return frame @ tensor @ frame.T + jnp.trace(tensor) / self.dim * normal
+
     def pull_back(
         self, components: Callable[[Point], Matrix], x: Point, u: ChartVector
     ) -> Float[Array, "n n"]:

@@ -1,0 +1,238 @@
+r"""Which flows can be integrated forward: linear rates at the flat torus, then a nonlinear run.
+
+Part 1 (linear): on the flat $T^2$ with $N^2$ nodes, the growth rates of the
+gauge mode $h = \nabla\nabla\cos(kx)$ and of R's $k$-th mode, $k = 1..N/4$,
+measured exactly by differentiating each flow's vector field
+(`flows.mode_rates`), beside DESIGN.md §2.1's predictions: gauge
+$0, -k^2, +k^2, 0, -k^2, +k^2 e^{-\sigma^2k^2/2}, 0$ and R mode
+$-k^2$ (times $e^{-\sigma^2k^2/2}$ when smoothed) for `ricci`, `ricci_deturck`,
+`perelman`, `perelman_lambda` (no DeTurck term), `perelman_lambda_deturck`,
+`smoothed`, `smoothed_lambda` (width S, no DeTurck term).
+
+Part 2 (nonlinear): each flow from the conformal metric $e^{2u}\delta$,
+$u = 0.2(\cos x\cos y + \tfrac12\sin(2x+y))$, to t = 0.3, forced past the
+amplification check, recording how far it got and why it stopped, and
+$\mathcal F$ (fixed measure), λ, min and max R at the nodes, $\int R\,dV$ and
+$\int R^2 dV$ against t. Beside them, the independently integrated scalar
+equation $\partial_t u = e^{-2u}\Delta u$ (Ricci flow within the conformal
+class, on the same grid): the diffeomorphism-invariant integrals of every
+well-posed flow should agree with it (volume and $\int R^2 dV$ errors are
+reported per flow). Expected (DESIGN.md §2.1): Hamilton, Ricci–DeTurck and the
+λ form with DeTurck agree closely; the fixed-measure flow fails early; the
+smoothed fixed-measure flow concentrates volume (max R grows).
+
+Outputs in --out: well_posedness.json (per flow: `gauge_rate`, `r_mode_rate`,
+`predicted_gauge_rate`, `predicted_r_mode_rate` as lists over k, `t_reached`,
+`stop_reason`, and the time series), rates.png, max_R.png.
+
+Usage: python experiments/well_posedness.py --sigma S --n N --out DIR [--t1 T] [--skip-nonlinear]
+"""
+
+import argparse
+import math
+import warnings
+from pathlib import Path
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from _common import progress, save_figure, write_json
+from matplotlib.figure import Figure
+
+import flows
+import solvers
+
+jax.config.update("jax_enable_x64", True)
+
+FLOWS = (
+    "ricci",
+    "ricci_deturck",
+    "perelman",
+    "perelman_lambda",
+    "perelman_lambda_deturck",
+    "smoothed",
+    "smoothed_lambda",
+)
+
+
+def initial_u(x):
+    return 0.2 * (
+        jnp.cos(x[..., 0]) * jnp.cos(x[..., 1]) + 0.5 * jnp.sin(2 * x[..., 0] + x[..., 1])
+    )
+
+
+def scalar_reference(torus: flows.Torus, ts: np.ndarray) -> dict[str, np.ndarray]:
+    r"""Invariants of $e^{2u}\delta$ along $\partial_t u = e^{-2u}\Delta u$ (spectral Laplacian, Dopri8)."""
+
+    def laplacian(u):
+        _, hess = torus.nodal_jet(u)
+        return jnp.trace(hess, axis1=-2, axis2=-1)
+
+    def rhs(t, u, args):
+        return jnp.exp(-2 * u) * laplacian(u)
+
+    u0 = initial_u(torus.nodes)
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(rhs),
+        diffrax.Dopri8(),
+        0.0,
+        float(ts[-1]),
+        None,
+        u0,
+        saveat=diffrax.SaveAt(ts=jnp.asarray(ts)),
+        stepsize_controller=diffrax.PIDController(rtol=1e-12, atol=1e-12),
+        max_steps=100_000,
+    )
+
+    def invariants(u):
+        dens = jnp.exp(2 * u)
+        r = -2 * jnp.exp(-2 * u) * laplacian(u)
+        return {
+            "volume": torus.integrate(dens),
+            "integral_R2": torus.integrate(r**2 * dens),
+            "integral_R3": torus.integrate(r**3 * dens),
+        }
+
+    out = jax.vmap(invariants)(sol.ys)
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def linear_part(torus: flows.Torus, sigma: float) -> dict:
+    record = {}
+    ks = list(range(1, torus.n // 4 + 1))
+    for name in FLOWS:
+        flow = flows.make_flow(name, torus, sigma)
+        rates = [flows.mode_rates(flow, k) for k in ks]
+        predicted = [flows.predicted_mode_rates(name, k, sigma) for k in ks]
+        record[name] = {
+            "k": ks,
+            "gauge_rate": [r["gauge_rate"] for r in rates],
+            "r_mode_rate": [r["r_mode_rate"] for r in rates],
+            "gauge_eigen_residual": [r["gauge_residual"] for r in rates],
+            "predicted_gauge_rate": [p[0] for p in predicted],
+            "predicted_r_mode_rate": [p[1] for p in predicted],
+        }
+        worst = max(
+            max(
+                abs(a - b) / max(abs(b), 1.0)
+                for a, b in zip(record[name][m], record[name][p], strict=True)
+            )
+            for m, p in (
+                ("gauge_rate", "predicted_gauge_rate"),
+                ("r_mode_rate", "predicted_r_mode_rate"),
+            )
+        )
+        record[name]["max_relative_error"] = worst
+        progress(f"{name}: linear rates for k = 1..{ks[-1]}, worst relative error {worst:.1e}")
+    return record
+
+
+def nonlinear_part(torus: flows.Torus, sigma: float, t1: float, record: dict) -> None:
+    g0 = flows.conformal_metric(
+        torus, initial_u(torus.nodes)
+    )  # the same nodal data as the reference
+    ts = np.linspace(0, t1, 13)
+    reference = scalar_reference(torus, ts)
+    record["scalar_reference"] = {
+        "times": ts.tolist(),
+        **{k: v.tolist() for k, v in reference.items()},
+    }
+    for name in FLOWS:
+        flow = flows.make_flow(name, torus, sigma)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            solution = solvers.solve(flow, g0, 0.0, t1, saveat=ts, force=True, max_steps=4000)
+        series = [solution.observables(i) for i in range(len(solution.ts))]
+        times = np.asarray(solution.ts)
+        entry = record[name]
+        entry.update(
+            {
+                "t_reached": solution.t_final,
+                "stop_reason": solution.stop_reason,
+                "amplification_warning": str(caught[0].message) if caught else None,
+                "predicted_amplification": solution.amplification.value,
+                "times": times.tolist(),
+                **{key: [s[key] for s in series] for key in series[0]},
+            }
+        )
+        # invariants against the scalar reference at the common save times
+        common = [i for i, t in enumerate(times) if np.any(np.isclose(ts, t, rtol=0, atol=1e-12))]
+        idx = [int(np.argmin(np.abs(ts - times[i]))) for i in common]
+        for key in ("volume", "integral_R2"):
+            ref = reference[key][idx]
+            got = np.array([series[i][key] for i in common])
+            entry[f"{key}_relative_difference"] = (np.abs(got - ref) / np.abs(ref)).tolist()
+        err = max(entry["integral_R2_relative_difference"] or [math.nan])
+        progress(
+            f"{name}: reached t = {solution.t_final:.4f} ({solution.stop_reason}); "
+            f"int R^2 dV differs from the scalar equation by at most {err:.1e}"
+        )
+
+
+def plot_rates(record: dict, sigma: float, path: Path) -> None:
+    fig = Figure(figsize=(10, 4))
+    for j, (key, title) in enumerate(
+        (("gauge_rate", "gauge mode ∇∇cos(kx)"), ("r_mode_rate", "R's k-th mode"))
+    ):
+        ax = fig.add_subplot(1, 2, j + 1)
+        for name in FLOWS:
+            entry = record[name]
+            line = ax.plot(entry["k"], entry[key], "o", ms=4, label=name)[0]
+            ax.plot(entry["k"], entry["predicted_" + key], "-", lw=0.8, color=line.get_color())
+        ax.set_xlabel("k")
+        ax.set_ylabel("growth rate")
+        ax.set_title(f"{title} (σ = {sigma} for smoothed)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_max_r(record: dict, path: Path) -> None:
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    for name in FLOWS:
+        entry = record[name]
+        if "times" in entry:
+            ax.semilogy(entry["times"], np.abs(entry["max_R"]) + 1e-16, "-o", ms=3, label=name)
+    ax.set_xlabel("t")
+    ax.set_ylabel("max R over nodes")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--sigma", type=float, default=0.3, help="width S > 0 of the smoothed flows"
+    )
+    parser.add_argument("--n", type=int, default=16, help="grid points per axis (>= 8)")
+    parser.add_argument("--t1", type=float, default=0.3)
+    parser.add_argument("--skip-nonlinear", action="store_true", help="only the linear rates")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if not (math.isfinite(args.sigma) and args.sigma > 0):
+        parser.error("--sigma must be finite and > 0")
+    if args.n < 8:
+        parser.error("--n must be >= 8")
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    torus = flows.Torus(2, args.n)
+    record = linear_part(torus, args.sigma)
+    if not args.skip_nonlinear:
+        nonlinear_part(torus, args.sigma, args.t1, record)
+    result = {"sigma": args.sigma, "n": args.n, "flows": record}
+    write_json(args.out / "well_posedness.json", result)
+    plot_rates(record, args.sigma, args.out / "rates.png")
+    if not args.skip_nonlinear:
+        plot_max_r(record, args.out / "max_R.png")
+    return result
+
+
+if __name__ == "__main__":
+    main()

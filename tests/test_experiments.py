@@ -1,0 +1,76 @@
+"""The experiment programs run, write their files, and meet the issue's numbers.
+
+torus_modes.py: R's k-th mode decays at k^2 exp(-sigma^2 k^2 / 2) to 1e-3 relative
+(measured: ~1e-7; the nonlinear correction is O(amplitude) = 1e-4 at most). The
+default suite runs sigma = 0.3 for k = 1..4; the full grid sigma in {0, 0.1, 0.3, 0.5}
+is marked slow (about 2 minutes on two cores).
+"""
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def _program(name: str):
+    if str(EXPERIMENTS) not in sys.path:
+        sys.path.insert(0, str(EXPERIMENTS))
+    return importlib.import_module(name)
+
+
+def _check_torus_modes(tmp_path, sigmas):
+    program = _program("torus_modes")
+    ks = ["1", "2", "3", "4"]
+    program.main(["--sigma", *map(str, sigmas), "--k", *ks, "--n", "16", "--out", str(tmp_path)])
+    record = json.loads((tmp_path / "torus_modes.json").read_text())
+    runs = record["runs"]
+    assert len(runs) == len(sigmas) * len(ks)
+    for run in runs:
+        assert {"flow", "sigma", "k", "measured_rate", "predicted_rate"} <= set(run)
+        assert run["relative_error"] < 1e-3, run
+        assert run["flow"] == ("perelman" if run["sigma"] == 0 else "smoothed")
+    assert (tmp_path / "torus_modes.png").stat().st_size > 0
+
+
+def test_torus_modes_decay_rates(tmp_path):
+    _check_torus_modes(tmp_path, [0.3])
+
+
+@pytest.mark.slow
+def test_torus_modes_decay_rates_all_widths(tmp_path):
+    _check_torus_modes(tmp_path, [0.0, 0.1, 0.3, 0.5])
+
+
+def test_sphere_extinction_program(tmp_path):
+    program = _program("sphere_extinction")
+    record = program.main(
+        ["--dim", "2", "--sigma", "0.3", "--flow", "smoothed_lambda", "--out", str(tmp_path)]
+    )
+    saved = json.loads((tmp_path / "sphere_extinction.json").read_text())
+    assert saved["flow"] == "smoothed_lambda" and saved["dim"] == 2 and saved["sigma"] == 0.3
+    assert abs(saved["extinction_time"] - saved["predicted_extinction_time"]) < 1e-3
+    assert record["max_scale_error_before_0.8T"] < 1e-6
+    assert (tmp_path / "sphere_extinction.png").stat().st_size > 0
+    with pytest.raises(SystemExit):
+        program.main(["--flow", "smoothed", "--sigma", "0", "--out", str(tmp_path)])
+
+
+def test_well_posedness_linear_rates(tmp_path):
+    program = _program("well_posedness")
+    program.main(["--sigma", "0.2", "--n", "16", "--skip-nonlinear", "--out", str(tmp_path)])
+    record = json.loads((tmp_path / "well_posedness.json").read_text())
+    for name, entry in record["flows"].items():
+        assert entry["k"] == [1, 2, 3, 4]
+        for measured, predicted in (
+            ("gauge_rate", "predicted_gauge_rate"),
+            ("r_mode_rate", "predicted_r_mode_rate"),
+        ):
+            for a, b in zip(entry[measured], entry[predicted], strict=True):
+                assert abs(a - b) <= 1e-6 * max(abs(b), 1.0), (name, measured)
+    assert (tmp_path / "rates.png").stat().st_size > 0
+    with pytest.raises(SystemExit):
+        program.main(["--sigma", "0", "--out", str(tmp_path)])
