@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import flows
 from flows._ground_state import _forms
@@ -184,3 +186,32 @@ def test_flow_construction_errors():
         flows.MetricFlow(torus, "none", kernel=0.3)
     with pytest.raises(ValueError, match="pointwise"):
         flows.DeltaKernel()(torus, torus.nodes[0], torus.nodes[1])
+
+
+@eqx.filter_jit
+def _descent_rates(flow, metric):
+    """dL/dt along the flow: the pairing sum_a w_a tr(E_a V_a), and the jvp of L_h along V."""
+    m = metric.manifold
+    v = flow(0.0, metric.values)
+    e = flows.functional_derivative(flow.loss, metric)
+    pairing = jnp.sum(m.weights * jnp.einsum("nij,nij->n", e, v))
+    _, along = jax.jvp(
+        lambda y: flow.loss(flows.NodalMetric(m, y, check=False)), (metric.values,), (v,)
+    )
+    return pairing, along, jnp.sum(m.weights * jnp.einsum("nij,nij->n", e, e))
+
+
+@settings(max_examples=3)
+@given(seed=st.integers(0, 2**16))
+def test_componentwise_flows_descend(seed):
+    # dL/dt = -<E, Theta E> <= 0 for a positive semi-definite kernel (the Gaussian's multiplier
+    # is positive): the pairing and the derivative of L_h along V agree to rounding
+    torus = flows.Torus(2, 12)
+    metric = _random(torus, seed=seed, amplitude=0.3)
+    for loss in (flows.PerelmanLoss(), flows.CalabiLoss()):
+        for kernel in (flows.DeltaKernel(), flows.GaussianKernel(0.4)):
+            pairing, along, norm = _descent_rates(
+                flows.ComponentwiseFlow(torus, loss, kernel), metric
+            )
+            assert float(pairing) < 0
+            assert abs(float(pairing - along)) <= 1e-9 * float(norm)
