@@ -7,6 +7,7 @@ from them (Ricci, Ricci–DeTurck, Perelman's fixed-measure and lambda forms,
 smoothed and componentwise). `solvers` integrates flows.
 """
 
+from ._cosine import CosineNTK as CosineNTK
 from ._curvature import LocalGeometry as LocalGeometry
 from ._curvature import chart_geometry as chart_geometry
 from ._curvature import christoffel as christoffel
