@@ -22,6 +22,8 @@ from ._curvature import ricci as ricci
 from ._curvature import riemann as riemann
 from ._curvature import scalar_curvature as scalar_curvature
 from ._curvature import volume_density as volume_density
+from ._entropy import conjugate_heat_velocity as conjugate_heat_velocity
+from ._entropy import perelman_entropy as perelman_entropy
 from ._ground_state import GroundState as GroundState
 from ._ground_state import PerelmanLambdaLoss as PerelmanLambdaLoss
 from ._ground_state import ground_state as ground_state

@@ -7,6 +7,8 @@ refuses hopeless runs of ill-posed flows (`shared/DESIGN.md` 2.1).
 `solvers` imports `flows`; `flows` never imports `solvers`.
 """
 
+from ._perelman_pair import PairSolution as PairSolution
+from ._perelman_pair import conjugate_heat as conjugate_heat
 from ._solve import SOLVERS as SOLVERS
 from ._solve import Amplification as Amplification
 from ._solve import IllPosedError as IllPosedError

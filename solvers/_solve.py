@@ -132,6 +132,13 @@ class Solution:
     stop_reason: str
     amplification: Amplification
     stats: dict
+    interpolation: object = None
+
+    def evaluate(self, t: float) -> Float[Array, "N D D"]:
+        """The nodal metric values at any time in [t0, t_final] (needs `solve(..., dense=True)`)."""
+        if self.interpolation is None:
+            raise ValueError("Solution.evaluate: solve with dense=True to keep the interpolation.")
+        return self.interpolation.evaluate(t)
 
     def metric(self, i: int = -1) -> NodalMetric:
         """The metric at saved time index `i` (default: the final state)."""
@@ -177,6 +184,7 @@ def observables(metric: NodalMetric, *, ground_state: bool = True) -> dict[str, 
 
 @dataclasses.dataclass(frozen=True)
 class _Config:
+    dense: bool
     solver: str
     linear_solver: str
     max_steps: int
@@ -256,7 +264,7 @@ def _integrate(
         t1,
         dt0,
         y0,
-        saveat=diffrax.SaveAt(ts=ts, t1=True),
+        saveat=diffrax.SaveAt(ts=ts, t1=True, dense=config.dense),
         stepsize_controller=controller,
         event=event,
         max_steps=config.max_steps,
@@ -265,7 +273,7 @@ def _integrate(
         if config.progress
         else diffrax.NoProgressMeter(),
     )
-    return sol.ts, sol.ys, sol.result, sol.event_mask, sol.stats
+    return sol.ts, sol.ys, sol.result, sol.event_mask, sol.stats, sol.interpolation
 
 
 def _check_time(name: str, value) -> float:
@@ -296,6 +304,7 @@ def solve(
     curvature_limit: float | None = None,
     force: bool = False,
     progress: bool = False,
+    dense: bool = False,
     warn_amplification: float = WARN_AMPLIFICATION,
     refuse_amplification: float = REFUSE_AMPLIFICATION,
 ) -> Solution:
@@ -315,6 +324,8 @@ def solve(
     - `degenerate_tol`, `fixed_point_tol`, `curvature_limit`: the events (module docstring).
     - `force`: integrate even when the predicted amplification exceeds `refuse_amplification`.
     - `progress`: print a progress meter.
+    - `dense`: keep diffrax's dense interpolation (`Solution.evaluate(t)`), e.g. for
+      Perelman's pair (`conjugate_heat`).
 
     Raises `ValueError` on bad input and `IllPosedError` when refusing.
     """
@@ -356,6 +367,7 @@ def solve(
         ):
             raise ValueError("solve: saveat times must be increasing and within [t0, t1].")
     config = _Config(
+        bool(dense),
         solver,
         linear_solver,
         int(max_steps),
@@ -368,7 +380,7 @@ def solve(
     def arr(x):
         return jnp.asarray(0.0 if x is None else x, dtype=dtype)
 
-    ts_out, ys, result, mask, stats = _integrate(
+    ts_out, ys, result, mask, stats, interpolation = _integrate(
         flow,
         values,
         arr(t0),
@@ -382,7 +394,7 @@ def solve(
         arr(curvature_limit),
         config,
     )
-    return _package(flow, ts_out, ys, result, mask, stats, amp, t1)
+    return _package(flow, ts_out, ys, result, mask, stats, amp, interpolation)
 
 
 def _judge(flow, amp: Amplification, t0, t1, force, warn_at, refuse_at) -> None:
@@ -409,7 +421,7 @@ def _judge(flow, amp: Amplification, t0, t1, force, warn_at, refuse_at) -> None:
     warnings.warn("solve: " + message, stacklevel=3)
 
 
-def _package(flow, ts_out, ys, result, mask, stats, amp, t1) -> Solution:
+def _package(flow, ts_out, ys, result, mask, stats, amp, interpolation) -> Solution:
     ts_out = np.asarray(ts_out)
     ys = np.asarray(ys)
     # diffrax marks unreached save slots with inf; the state at the stop is saved too
@@ -448,4 +460,5 @@ def _package(flow, ts_out, ys, result, mask, stats, amp, t1) -> Solution:
         reason,
         amp,
         stats,
+        interpolation,
     )
