@@ -1,6 +1,12 @@
-import jax
+import os
+
+# The default suite is dominated by XLA compilation: trade run speed for compile speed
+# (about 15% faster here). Set before JAX starts its backend; numerics are unchanged.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+
+import jax  # noqa: E402
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")

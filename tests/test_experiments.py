@@ -45,6 +45,7 @@ def test_torus_modes_decay_rates_all_widths(tmp_path):
     _check_torus_modes(tmp_path, [0.0, 0.1, 0.3, 0.5])
 
 
+@pytest.mark.slow
 def test_sphere_extinction_program(tmp_path):
     program = _program("sphere_extinction")
     record = program.main(
@@ -59,6 +60,18 @@ def test_sphere_extinction_program(tmp_path):
         program.main(["--flow", "smoothed", "--sigma", "0", "--out", str(tmp_path)])
 
 
+def test_experiment_flags_are_checked(tmp_path):
+    with pytest.raises(SystemExit):
+        _program("sphere_extinction").main(
+            ["--flow", "smoothed", "--sigma", "0", "--out", str(tmp_path)]
+        )
+    with pytest.raises(SystemExit):
+        _program("well_posedness").main(["--sigma", "0", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        _program("torus_modes").main(["--amplitude", "0.1", "--out", str(tmp_path)])
+
+
+@pytest.mark.slow
 def test_well_posedness_linear_rates(tmp_path):
     program = _program("well_posedness")
     program.main(["--sigma", "0.2", "--n", "16", "--skip-nonlinear", "--out", str(tmp_path)])

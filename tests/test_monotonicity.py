@@ -60,6 +60,7 @@ def test_lambda_is_monotone_along_ricci_deturck(make):
     assert np.all(np.diff(lambdas) > 0), lambdas
 
 
+@pytest.mark.slow
 def test_perelman_pair_entropy_is_monotone():
     # Ricci flow forward to T = 0.1, conjugate heat equation backward from u(T) = 1/vol:
     # F non-decreasing, dF/dt (derivative of the discrete F along the pair's vector field)

@@ -55,13 +55,13 @@ def _case(dim, name, sigma, degree, slow=False):
     return pytest.param(dim, name, sigma, degree, marks=marks, id=f"S{dim}-{name}-{sigma}")
 
 
-# (dim, flow name, sigma, degree); the default suite runs the local fixed-measure case here
-# and smoothed_lambda on S^2 through test_experiments.py; the rest are marked slow (each
-# solve compiles for 15-30 s on 2 cores): run them with -m slow
+# (dim, flow name, sigma, degree); the default suite runs the local fixed-measure and the
+# smoothed lambda forms on S^2; the rest are marked slow (each solve compiles for 15-30 s
+# on 2 cores): run them with -m slow
 CASES = [
     _case(2, "perelman", None, 2),  # the local fixed-measure form only at a degree it allows
     _case(3, "perelman_lambda_deturck", None, 6, slow=True),
-    _case(2, "smoothed_lambda", 0.3, 6, slow=True),  # run by test_experiments.py
+    _case(2, "smoothed_lambda", 0.3, 6),
     _case(2, "ricci_deturck", None, 6, slow=True),
     _case(2, "perelman_lambda_deturck", None, 6, slow=True),
     _case(3, "ricci_deturck", None, 6, slow=True),
@@ -101,7 +101,8 @@ def test_round_sphere_shrinks_linearly_and_goes_extinct(dim, name, sigma, degree
     assert abs(solution.t_final - t_ext) < 1e-3
 
 
-@pytest.mark.parametrize("dim", [2, pytest.param(3, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("dim", [2, 3])
 def test_componentwise_local_flow_follows_cube_law(dim):
     sphere = flows.Sphere(dim, 4)  # E is tangential: its ambient components have degree 2
     t_ext = 1 / (6 * (dim - 1))
@@ -176,12 +177,11 @@ def test_fixed_point_event_and_volume_normalised_round_spheres():
     )
     assert solution.stop_reason.startswith("fixed point")
     assert solution.t_final < 1.0
-    for dim in (2, 3):
-        sphere = flows.Sphere(dim, 4)
-        g = flows.NodalMetric(sphere, 0.7 * sphere.reference_at_nodes())
-        flow = flows.ricci_flow(sphere)
-        assert max_abs(_velocity(flows.VolumeNormalised(flow), g.values)) < 1e-12
-        assert max_abs(_velocity(flow, g.values)) > 1.0
+    sphere = flows.Sphere(2, 4)  # S^3 and the lambda form: the slow test below
+    g = flows.NodalMetric(sphere, 0.7 * sphere.reference_at_nodes())
+    flow = flows.ricci_flow(sphere)
+    assert max_abs(_velocity(flows.VolumeNormalised(flow), g.values)) < 1e-12
+    assert max_abs(_velocity(flow, g.values)) > 1.0
 
 
 @pytest.mark.slow
@@ -189,8 +189,8 @@ def test_volume_normalised_lambda_flow_fixes_round_spheres():
     for dim in (2, 3):
         sphere = flows.Sphere(dim, 4)
         g = flows.NodalMetric(sphere, 0.7 * sphere.reference_at_nodes())
-        flow = flows.perelman_lambda_flow(sphere)
-        assert max_abs(_velocity(flows.VolumeNormalised(flow), g.values)) < 1e-12
+        for flow in (flows.ricci_flow(sphere), flows.perelman_lambda_flow(sphere)):
+            assert max_abs(_velocity(flows.VolumeNormalised(flow), g.values)) < 1e-12
 
 
 class _Counting(flows.AbstractFlow):
@@ -226,6 +226,7 @@ def test_right_hand_side_compiles_once_per_problem_shape():
     assert len(counter) == traced
 
 
+@pytest.mark.slow
 def test_implicit_solver_is_matrix_free_on_a_64_grid():
     # 64^2 nodes x 4 components: a dense Jacobian would have 2.7e8 entries (2 GB)
     torus = flows.Torus(2, 64)
