@@ -127,8 +127,7 @@ def main(argv=None) -> dict:
         force=args.force,
         progress=False,
     )
-    frames = jax.vmap(sphere.frame)(sphere.nodes)
-    tangential = jnp.einsum("nai,snab,nbj->snij", frames, solution.values, frames)
+    tangential = jax.vmap(sphere.tangential)(solution.values)
     c = np.asarray(tangential[:, 0, 0, 0])
     roundness = np.asarray(
         jnp.max(jnp.abs(tangential - c[:, None, None, None] * jnp.eye(args.dim)), axis=(1, 2, 3))

@@ -11,11 +11,14 @@ from ._cosine import CosineNTK as CosineNTK
 from ._curvature import LocalGeometry as LocalGeometry
 from ._curvature import chart_geometry as chart_geometry
 from ._curvature import christoffel as christoffel
+from ._curvature import covariant_hessian as covariant_hessian
 from ._curvature import geometry_from_jet as geometry_from_jet
 from ._curvature import gradient as gradient
 from ._curvature import hessian as hessian
 from ._curvature import laplacian as laplacian
 from ._curvature import local_geometry as local_geometry
+from ._curvature import log_density_jet as log_density_jet
+from ._curvature import log_jet as log_jet
 from ._curvature import nodal_geometry as nodal_geometry
 from ._curvature import reference_geometry as reference_geometry
 from ._curvature import ricci as ricci
@@ -62,6 +65,7 @@ from ._vector_fields import MetricFlow as MetricFlow
 from ._vector_fields import VolumeNormalised as VolumeNormalised
 from ._vector_fields import deturck_term as deturck_term
 from ._vector_fields import make_flow as make_flow
+from ._vector_fields import mean_trace as mean_trace
 from ._vector_fields import perelman_flow as perelman_flow
 from ._vector_fields import perelman_lambda_flow as perelman_lambda_flow
 from ._vector_fields import ricci_deturck_flow as ricci_deturck_flow

@@ -89,6 +89,15 @@ def _check_positive(g: Float[Array, "n n"]) -> Float[Array, "n n"]:
     )
 
 
+def _lowered_christoffel(dg: Float[Array, "n n n"]) -> Float[Array, "n n n"]:
+    r"""$\Gamma_{lij} = \tfrac12(\partial_i g_{jl} + \partial_j g_{il} - \partial_l g_{ij})$ from `dg[i, j, l]` (trailing axes carried)."""
+    return 0.5 * (
+        jnp.einsum("jli...->lij...", dg)
+        + jnp.einsum("ilj...->lij...", dg)
+        - jnp.einsum("ijl...->lij...", dg)
+    )
+
+
 def chart_geometry(
     chart_metric: ChartMetric, u: ChartVector, *, check: bool = True
 ) -> LocalGeometry:
@@ -108,10 +117,7 @@ def chart_geometry(
         if check:
             g = _check_positive(g)
         ginv = jnp.linalg.inv(g)
-        lowered = 0.5 * (
-            jnp.einsum("jli->lij", dg) + jnp.einsum("ilj->lij", dg) - jnp.einsum("ijl->lij", dg)
-        )
-        gam = jnp.einsum("kl,lij->kij", ginv, lowered)
+        gam = jnp.einsum("kl,lij->kij", ginv, _lowered_christoffel(dg))
         return gam, (g, ginv, dg, gam)
 
     dgam, (g, ginv, dg, gam) = jax.jacfwd(gamma_and_aux, has_aux=True)(u)
@@ -133,14 +139,8 @@ def geometry_from_jet(
     $\Gamma_{lij} = \tfrac12(\partial_i g_{jl} + \partial_j g_{il} - \partial_l g_{ij})$. No checks.
     """
     ginv = jnp.linalg.inv(g)
-    lowered = 0.5 * (
-        jnp.einsum("jli->lij", dg) + jnp.einsum("ilj->lij", dg) - jnp.einsum("ijl->lij", dg)
-    )
-    dlowered = 0.5 * (
-        jnp.einsum("jlim->lijm", ddg)
-        + jnp.einsum("iljm->lijm", ddg)
-        - jnp.einsum("ijlm->lijm", ddg)
-    )
+    lowered = _lowered_christoffel(dg)
+    dlowered = _lowered_christoffel(ddg)  # [l, i, j, m] = d_m Gamma_lij
     dginv = -jnp.einsum("ka,abm,bl->klm", ginv, dg, ginv)
     gam = jnp.einsum("kl,lij->kij", ginv, lowered)
     dgam = jnp.einsum("klm,lij->kijm", dginv, lowered) + jnp.einsum("kl,lijm->kijm", ginv, dlowered)
@@ -192,17 +192,7 @@ def _function_jet_batch(
 ) -> tuple[Float[Array, "P n"], Float[Array, "P n n"]]:
     """First and second derivatives of f in the chart at each point (u = 0)."""
 
-    def at(x):
-        u0 = jnp.zeros((manifold.dim,), dtype=x.dtype)
-
-        def in_chart(u):
-            return f(manifold.chart(x, u))
-
-        # forward over forward: the chart has n <= 3 directions, and reverse mode
-        # would store the whole spectral sum at every point
-        return jax.jacfwd(in_chart)(u0), jax.jacfwd(jax.jacfwd(in_chart))(u0)
-
-    return jax.vmap(at)(points)
+    return jax.vmap(lambda x: manifold.chart_jet(f, x))(points)
 
 
 def _as_function(manifold: AbstractManifold, f) -> Callable[[Point], Scalar]:
@@ -274,8 +264,23 @@ def _pointwise(quantity: Callable, name: str, with_function: bool = False):
     return public
 
 
-def _covariant_hessian(geom: LocalGeometry, grad, hess):
+def covariant_hessian(geom: LocalGeometry, grad, hess) -> Float[Array, "n n"]:
+    r"""$\nabla_a\nabla_b f = \partial_a\partial_b f - \Gamma^c_{ab}\partial_c f$ from a function's chart jet."""
     return hess - jnp.einsum("cab,c->ab", geom.christoffel, grad)
+
+
+def log_jet(w, dw, ddw):
+    r"""The chart jet of $\log w$ from that of a positive $w$: $\partial w/w$, $\partial\partial w/w - \partial w\,\partial w^\top/w^2$."""
+    return dw / w, ddw / w - jnp.outer(dw, dw) / w**2
+
+
+def log_density_jet(geom: LocalGeometry, ref: LocalGeometry):
+    r"""The chart jet of $\log(dV_g/d\mu)$: $\partial_a = \Gamma^k_{ka} - \bar\Gamma^k_{ka}$, and its derivative (symmetrised)."""
+    grad = jnp.einsum("kka->a", geom.christoffel) - jnp.einsum("kka->a", ref.christoffel)
+    hess = jnp.einsum("kkab->ab", geom.christoffel_derivative) - jnp.einsum(
+        "kkab->ab", ref.christoffel_derivative
+    )
+    return grad, 0.5 * (hess + hess.T)
 
 
 christoffel = _pointwise(lambda m, x, geom: geom.christoffel, "christoffel")
@@ -305,7 +310,7 @@ gradient.__doc__ = r"""$\nabla f = g^{ab}\partial_b f\,\partial_a$ at `x`, a vec
 `f` is a function of a point, or nodal values (interpolated spectrally)."""
 
 hessian = _pointwise(
-    lambda m, x, geom, grad, hess: m.to_representation(x, _covariant_hessian(geom, grad, hess)),
+    lambda m, x, geom, grad, hess: m.to_representation(x, covariant_hessian(geom, grad, hess)),
     "hessian",
     with_function=True,
 )
@@ -315,7 +320,7 @@ hessian.__doc__ = r"""$\nabla_a\nabla_b f = \partial_a\partial_b f - \Gamma^c_{a
 
 laplacian = _pointwise(
     lambda m, x, geom, grad, hess: jnp.einsum(
-        "ab,ab->", geom.inverse, _covariant_hessian(geom, grad, hess)
+        "ab,ab->", geom.inverse, covariant_hessian(geom, grad, hess)
     ),
     "laplacian",
     with_function=True,

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._curvature import nodal_geometry
+from ._curvature import covariant_hessian, log_jet, nodal_geometry
 from ._metrics import NodalMetric
 from ._types import Scalar
 
@@ -31,9 +31,8 @@ def perelman_entropy(metric: NodalMetric, u: Float[Array, " N"]) -> tuple[Scalar
 
     def at(q, u_a, du_a, ddu_a):
         gi = q.inverse
-        df = -du_a / u_a
-        ddf = -ddu_a / u_a + jnp.outer(du_a, du_a) / u_a**2
-        t = q.ricci + ddf - jnp.einsum("cab,c->ab", q.christoffel, df)
+        dlog, ddlog = log_jet(u_a, du_a, ddu_a)
+        t = q.ricci - covariant_hessian(q, dlog, ddlog)  # Ric + Hess f, f = -log u
         entropy = (q.scalar * u_a + du_a @ gi @ du_a / u_a) * q.volume_density
         rate = 2 * jnp.einsum("ac,bd,ab,cd->", gi, gi, t, t) * u_a * q.volume_density
         return entropy, rate
@@ -47,7 +46,7 @@ def conjugate_heat_velocity(metric: NodalMetric, u: Float[Array, " N"]) -> Float
     m, geom, du, ddu = _pieces(metric, u)
 
     def at(q, u_a, du_a, ddu_a):
-        lap = jnp.einsum("ab,ab->", q.inverse, ddu_a - jnp.einsum("cab,c->ab", q.christoffel, du_a))
+        lap = jnp.einsum("ab,ab->", q.inverse, covariant_hessian(q, du_a, ddu_a))
         return -lap + q.scalar * u_a
 
     return jax.vmap(at)(geom, u, du, ddu)

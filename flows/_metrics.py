@@ -38,9 +38,7 @@ def _is_traced(x: Any) -> bool:
 def _tangential_eigenvalues(
     manifold: AbstractManifold, values: Float[Array, "N D D"]
 ) -> Float[Array, "N n"]:
-    frames = jax.vmap(manifold.frame)(manifold.nodes)
-    tangential = jnp.einsum("nai,nab,nbj->nij", frames, values, frames)
-    return jnp.linalg.eigvalsh(tangential)
+    return jnp.linalg.eigvalsh(manifold.tangential(values))
 
 
 @eqx.filter_jit

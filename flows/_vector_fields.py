@@ -37,7 +37,14 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._curvature import LocalGeometry, nodal_geometry, reference_geometry
+from ._curvature import (
+    LocalGeometry,
+    covariant_hessian,
+    log_density_jet,
+    log_jet,
+    nodal_geometry,
+    reference_geometry,
+)
 from ._ground_state import GroundState, PerelmanLambdaLoss, ground_state
 from ._kernels import AbstractKernel, DeltaKernel, GaussianKernel
 from ._losses import AbstractFunctional, PerelmanLoss, functional_derivative
@@ -79,22 +86,18 @@ class AbstractFlow(eqx.Module):
         return self.velocity(NodalMetric(self.manifold, values, check=False))
 
 
-def _trace(name: str, array):
-    return jnp.einsum(name, array)
+def mean_trace(
+    manifold: AbstractManifold, values: NodalTensors, velocity: NodalTensors
+) -> tuple[Float[Array, ""], Float[Array, ""]]:
+    r"""$\int \mathrm{tr}_g V\, dV_g / \mathrm{Vol}_g$ and $\mathrm{Vol}_g$ for nodal $g$ and $V$.
 
-
-def _fixed_measure_hessian(geom: LocalGeometry, ref: LocalGeometry) -> Float[Array, "n n"]:
-    r"""$\nabla\nabla f$, $f = \log(dV_g/d\mu)$: $\partial_a f = \Gamma^k_{ka} - \bar\Gamma^k_{ka}$."""
-    df = _trace("kka->a", geom.christoffel) - _trace("kka->a", ref.christoffel)
-    ddf = _trace("kkab->ab", geom.christoffel_derivative) - _trace(
-        "kkab->ab", ref.christoffel_derivative
-    )
-    ddf = 0.5 * (ddf + ddf.T)
-    return ddf - jnp.einsum("cab,c->ab", geom.christoffel, df)
-
-
-def _function_hessian(geom: LocalGeometry, df, ddf) -> Float[Array, "n n"]:
-    return ddf - jnp.einsum("cab,c->ab", geom.christoffel, df)
+    $\tfrac12$ the first is $d\log\mathrm{Vol}_g/dt$ along $\partial_t g = V$.
+    """
+    g = manifold.tangential(values)
+    density = jnp.sqrt(jnp.linalg.det(g))
+    trace = jnp.einsum("nij,nji->n", jnp.linalg.inv(g), manifold.tangential(velocity))
+    volume = manifold.integrate(density)
+    return manifold.integrate(trace * density) / volume, volume
 
 
 def deturck_term(geom: LocalGeometry, ref: LocalGeometry) -> Float[Array, "n n"]:
@@ -197,20 +200,19 @@ class MetricFlow(AbstractFlow):
                     tol=self.ground_tol,
                     max_iterations=self.ground_iterations,
                 )
-            dw, ddw = m.nodal_jet(state.w)
-            w = state.w[:, None]
-            df = -2 * dw / w
-            ddf = -2 * (ddw / w[..., None] - dw[:, :, None] * dw[:, None, :] / w[..., None] ** 2)
+            # f = -2 log w
+            df, ddf = jax.vmap(log_jet)(state.w, *m.nodal_jet(state.w))
+            df, ddf = -2 * df, -2 * ddf
+        elif self.measure == "fixed":  # f = log(dV_g/dmu)
+            df, ddf = jax.vmap(log_density_jet)(geom, ref)
         else:
             df = jnp.zeros((m.nodes.shape[0], m.dim))
             ddf = jnp.zeros((m.nodes.shape[0], m.dim, m.dim))
 
         def at(gq, rq, df_a, ddf_a):
             v = -2 * gq.ricci
-            if self.measure == "fixed":
-                v = v - 2 * _fixed_measure_hessian(gq, rq)
-            elif self.measure == "lambda":
-                v = v - 2 * _function_hessian(gq, df_a, ddf_a)
+            if self.measure != "none":
+                v = v - 2 * covariant_hessian(gq, df_a, ddf_a)
             if self.deturck:
                 v = v + deturck_term(gq, rq)
             return v
@@ -298,15 +300,9 @@ class VolumeNormalised(AbstractFlow):
         return self.flow.name + "_normalised"
 
     def velocity(self, metric: NodalMetric) -> NodalTensors:
-        m = self.manifold
         v = self.flow.velocity(metric)
-        frames = jax.vmap(m.frame)(m.nodes)
-        g = jnp.einsum("nai,nab,nbj->nij", frames, metric.values, frames)
-        vt = jnp.einsum("nai,nab,nbj->nij", frames, v, frames)
-        density = jnp.sqrt(jnp.linalg.det(g))
-        trace = jnp.einsum("nij,nji->n", jnp.linalg.inv(g), vt)
-        c = -m.integrate(trace * density) / (m.dim * m.integrate(density))
-        return v + c * metric.values
+        trace, _ = mean_trace(self.manifold, metric.values, v)
+        return v - trace / self.manifold.dim * metric.values
 
     def growth_rate(self) -> float | None:
         return self.flow.growth_rate()

@@ -68,23 +68,17 @@ class Amplification:
 
 
 def _mean_trace_and_scale(flow: AbstractFlow, values: Array) -> tuple[float, float]:
+    """The mean of tr_g V over dV_g at the initial metric, and the metric's mean scale c."""
     m = flow.manifold
-    frames = jax.vmap(m.frame)(m.nodes)
-    g = jnp.einsum("nai,nab,nbj->nij", frames, values, frames)
-    density = jnp.sqrt(jnp.linalg.det(g))
-    scale = float((m.integrate(density) / m.volume) ** (2 / m.dim))
     if isinstance(flow, flows.MetricFlow) and not flow.kernel.is_local:
         # smooth outside the compiled local velocity, which then serves every kernel width
         local = eqx.tree_at(lambda f: f.kernel, flow, flows.DeltaKernel())
-        v = _velocity(local, values)
-        chart = jnp.einsum("nai,nab,nbj->nij", frames, v, frames)
-        tangential = jnp.einsum("nci,nij,ndj->ncd", frames, chart, frames)
-        v = flow.kernel.smooth(m, tangential)
+        chart = m.tangential(_velocity(local, values))
+        v = flow.kernel.smooth(m, jax.vmap(m.to_representation)(m.nodes, chart))
     else:
         v = _velocity(flow, values)
-    vt = jnp.einsum("nai,nab,nbj->nij", frames, v, frames)
-    trace = jnp.einsum("nij,nji->n", jnp.linalg.inv(g), vt)
-    return float(m.integrate(trace * density) / m.integrate(density)), scale
+    trace, volume = flows.mean_trace(m, values, v)
+    return float(trace), float((volume / m.volume) ** (2 / m.dim))
 
 
 @eqx.filter_jit
@@ -160,8 +154,7 @@ def _observables(metric: NodalMetric, with_ground_state: bool):
     geom = flows.nodal_geometry(metric)
     r = jax.vmap(lambda q: q.scalar)(geom)
     dens = jax.vmap(lambda q: q.volume_density)(geom)
-    ref = flows.reference_geometry(m)
-    df = jnp.einsum("nkka->na", geom.christoffel) - jnp.einsum("nkka->na", ref.christoffel)
+    df, _ = jax.vmap(flows.log_density_jet)(geom, flows.reference_geometry(m))
     grad2 = jnp.einsum("na,nab,nb->n", df, geom.inverse, df)
     out = {
         "volume": m.integrate(dens),
@@ -222,8 +215,7 @@ SOLVERS = ("tsit5", "dopri5", "dopri8", "kvaerno3", "kvaerno5")
 
 def _smallest_eigenvalue(manifold, values):
     """The smallest eigenvalue of the tangential metric over all nodes (continuous in the state)."""
-    frames = jax.vmap(manifold.frame)(manifold.nodes)
-    g = jnp.einsum("nai,nab,nbj->nij", frames, values, frames)
+    g = manifold.tangential(values)
     g = 0.5 * (g + jnp.swapaxes(g, -1, -2))
     return jnp.min(jnp.linalg.eigvalsh(g)[:, 0])
 

@@ -1,6 +1,9 @@
-"""Shared test helpers: comparisons and manifold/metric registries."""
+"""Shared test helpers: comparisons, manifold registries, the experiment programs."""
 
 import functools
+import importlib
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -37,3 +40,13 @@ all_manifolds = ("T2", "T3", "S2", "S3")
 
 def off_grid_points(m: flows.AbstractManifold, count: int, seed: int = 0):
     return m.sample(jax.random.key(seed), count)
+
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def experiment_program(name: str):
+    """The module of `experiments/<name>.py` (its directory goes on sys.path, as when run)."""
+    if str(EXPERIMENTS) not in sys.path:
+        sys.path.insert(0, str(EXPERIMENTS))
+    return importlib.import_module(name)

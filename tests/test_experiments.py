@@ -6,20 +6,11 @@ default suite runs sigma = 0.3 for k = 1..4; the full grid sigma in {0, 0.1, 0.3
 is marked slow (about 2 minutes on two cores).
 """
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-
-
-def _program(name: str):
-    if str(EXPERIMENTS) not in sys.path:
-        sys.path.insert(0, str(EXPERIMENTS))
-    return importlib.import_module(name)
+from .helpers import experiment_program as _program
 
 
 def _check_torus_modes(tmp_path, sigmas):

@@ -16,7 +16,7 @@ import pytest
 import flows
 import solvers
 
-from .test_experiments import _program
+from .helpers import experiment_program as _program
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,6 @@ error (rtol 1e-8). The extinction event is root-found at c = 1e-4, so it stops
 1e-4 T before T, well within the required 1e-3.
 """
 
-import math
 import warnings
 
 import equinox as eqx
@@ -17,19 +16,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import scipy.integrate
 
 import flows
 import solvers
 
+from .helpers import experiment_program as _program
 from .helpers import max_abs
 
 
 def _scale_factors(solution):
     """c(t) at every saved time, and the largest deviation of g from c(t) g_ref over the nodes."""
     m = solution.manifold
-    frames = jax.vmap(m.frame)(m.nodes)
-    tangential = jnp.einsum("nai,snab,nbj->snij", frames, solution.values, frames)
+    tangential = jax.vmap(m.tangential)(solution.values)
     c = tangential[:, 0, 0, 0]
     deviation = jnp.max(
         jnp.abs(tangential - c[:, None, None, None] * jnp.eye(m.dim)), axis=(1, 2, 3)
@@ -38,16 +36,8 @@ def _scale_factors(solution):
 
 
 def _beta(sigma, n):
-    def integral(p):
-        return scipy.integrate.quad(
-            lambda d: math.exp(-(d**2) / (2 * sigma**2)) * math.sin(d) ** p,
-            0,
-            math.pi,
-            epsabs=0,
-            epsrel=1e-13,
-        )[0]
-
-    return integral(n + 1) / (n * integral(n - 1))
+    """beta_sigma of the smoothed extinction time (the formula experiments/sphere_extinction.py uses)."""
+    return _program("sphere_extinction").beta(sigma, n)
 
 
 def _case(dim, name, sigma, degree, slow=False):

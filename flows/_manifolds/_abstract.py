@@ -146,6 +146,26 @@ class AbstractManifold(eqx.Module):
         frame = self.frame(x)
         return frame @ tensor @ frame.T
 
+    def tangential(self, values: Float[Array, "N D D"]) -> Float[Array, "N n n"]:
+        r"""$E^\top A\, E$ at every node: the chart components of nodal tensors (what $g = PAP$ sees)."""
+        frames = jax.vmap(self.frame)(self.nodes)
+        return jnp.einsum("nai,nab,nbj->nij", frames, values, frames)
+
+    def chart_jet(
+        self, f: Callable[[Point], Array], x: Point
+    ) -> tuple[Float[Array, "*shape n"], Float[Array, "*shape n n"]]:
+        """First and second derivatives of `f` in the chart centred at `x`, at $u = 0$.
+
+        Forward over forward: the chart has n <= 3 directions, and reverse mode
+        would store a whole spectral sum at every point.
+        """
+        u0 = jnp.zeros((self.dim,), dtype=x.dtype)
+
+        def in_chart(u):
+            return f(self.chart(x, u))
+
+        return jax.jacfwd(in_chart)(u0), jax.jacfwd(jax.jacfwd(in_chart))(u0)
+
     @property
     def flat_chart(self) -> bool:
         """Whether every chart is $x + u$ with the identity frame (chart components = representation)."""
@@ -178,16 +198,9 @@ class AbstractManifold(eqx.Module):
     ) -> tuple[Float[Array, "N *shape n"], Float[Array, "N *shape n n"]]:
         """First and second derivatives of the spectral series of nodal values, in the chart at each node."""
         coefficients = self.transform(values)
-
-        def at(x):
-            u0 = jnp.zeros((self.dim,), dtype=x.dtype)
-
-            def in_chart(u):
-                return self.evaluate(coefficients, self.chart(x, u))
-
-            return jax.jacfwd(in_chart)(u0), jax.jacfwd(jax.jacfwd(in_chart))(u0)
-
-        return jax.vmap(at)(self.nodes)
+        return jax.vmap(lambda x: self.chart_jet(lambda y: self.evaluate(coefficients, y), x))(
+            self.nodes
+        )
 
     def isotropic_extension(self, x: Point, tensor: Float[Array, "n n"]) -> Float[Array, "D D"]:
         r"""$E\,T\,E^\top + \tfrac{1}{n}\mathrm{tr}(T)\,(I - E E^\top)$: representation components of `tensor`.

@@ -177,16 +177,13 @@ class Torus(AbstractManifold):
         def mult(m):
             return m.astype(c.dtype).reshape(m.shape + (1,) * extra)
 
-        def nodal(cc):
-            return self.synthesize(cc)
-
-        grad = jnp.stack([nodal(1j * mult(ka) * c) for ka in k_odd], axis=-1)
+        grad = jnp.stack([self.synthesize(1j * mult(ka) * c) for ka in k_odd], axis=-1)
         rows = []
         for a in range(self.dim):
             row = []
             for b in range(self.dim):
                 m = -(k[a] ** 2) if a == b else -k_odd[a] * k_odd[b]
-                row.append(nodal(mult(m) * c))
+                row.append(self.synthesize(mult(m) * c))
             rows.append(jnp.stack(row, axis=-1))
         return grad, jnp.stack(rows, axis=-2)
 
