@@ -13,9 +13,14 @@ from matplotlib.figure import Figure  # the object API: saves through Agg, no py
 _START = time.perf_counter()
 
 
+def elapsed() -> float:
+    """Seconds since the program started."""
+    return time.perf_counter() - _START
+
+
 def progress(message: str) -> None:
     """Print `message` with the seconds since the program started."""
-    print(f"[{time.perf_counter() - _START:6.1f} s] {message}", flush=True)
+    print(f"[{elapsed():6.1f} s] {message}", flush=True)
 
 
 @contextlib.contextmanager

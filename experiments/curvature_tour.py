@@ -24,13 +24,12 @@ Usage: `python experiments/curvature_tour.py --out DIR [--seed S] [--band-limit 
 import argparse
 import json
 import math
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import atomic_write, progress
+from _common import atomic_write, elapsed, progress
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure  # the object API: saves through Agg, no pyplot state
 
@@ -287,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
         "round_spheres": round_spheres,
         "gauss_bonnet": gauss_bonnet,
         "curvature_maps": maps,
-        "runtime_s": time.perf_counter() - _START,
+        "runtime_s": elapsed(),
     }
     with atomic_write(args.out / "curvature_tour.json") as f:
         json.dump(result, f, indent=2)
