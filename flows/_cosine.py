@@ -54,6 +54,37 @@ def _chordal_normaliser(sigma: float, dim: int) -> float:
     return sphere_area * radial
 
 
+def cosine_limit_scale(sigma: float, manifold: AbstractManifold) -> float:
+    r"""The normaliser $\kappa$ with $\kappa\, \mathbb E_{w}[\cos(w\cdot(x - x'))] = k_\sigma(x, x')$.
+
+    Torus: $S_\sigma^n / (2\pi)^n$; sphere: $1/Z_\sigma$ (the chordal Gaussian's).
+    """
+    if isinstance(manifold, Torus):
+        total, _, _ = _discrete_gaussian_sum(sigma)
+        return total**manifold.dim / (2 * math.pi) ** manifold.dim
+    return 1 / _chordal_normaliser(sigma, manifold.dim)
+
+
+def cosine_features(
+    sigma: float, manifold: AbstractManifold, width: int, key: PRNGKeyArray
+) -> tuple[Float[Array, "N D"], Float[Array, " N"]]:
+    r"""Frequencies $w_i$ and phases $b_i \sim U[-\pi, \pi]$ of `width` cosine features.
+
+    Torus: integer $w_i$ from the discrete Gaussian $\propto e^{-\sigma^2|w|^2/2}$ (so every
+    feature is periodic); sphere: $w_i \sim N(0, \sigma^{-2} I)$ in the ambient space.
+    """
+    kw, kb = jax.random.split(key)
+    d = manifold.ambient_dim
+    if isinstance(manifold, Torus):
+        _, support, probs = _discrete_gaussian_sum(sigma)
+        index = jax.random.categorical(kw, jnp.log(jnp.asarray(probs)), shape=(width, d))
+        frequencies = jnp.asarray(support, dtype=float)[index]
+    else:
+        frequencies = jax.random.normal(kw, (width, d)) / sigma
+    phases = jax.random.uniform(kb, (width,), minval=-jnp.pi, maxval=jnp.pi)
+    return frequencies, phases
+
+
 class CosineNTK(AbstractKernel):
     r"""The cosine network's NTK, normalised so its infinite-width limit has $\int k\, d\mu = 1$.
 
@@ -90,23 +121,12 @@ class CosineNTK(AbstractKernel):
             raise ValueError("CosineNTK: a finite width needs a PRNG key for its features.")
         self.sigma = float(sigma)
         self.width = width
-        d = manifold.ambient_dim
-        if isinstance(manifold, Torus):
-            total, support, probs = _discrete_gaussian_sum(self.sigma)
-            limit_scale = total**d / (2 * math.pi) ** d
-        else:
-            limit_scale = 1 / _chordal_normaliser(self.sigma, manifold.dim)
+        limit_scale = cosine_limit_scale(self.sigma, manifold)
         if width is None:
             self.frequencies = self.phases = None
             self.scale = limit_scale
             return
-        kw, kb = jax.random.split(key)
-        if isinstance(manifold, Torus):
-            index = jax.random.categorical(kw, jnp.log(jnp.asarray(probs)), shape=(width, d))
-            self.frequencies = jnp.asarray(support, dtype=float)[index]
-        else:
-            self.frequencies = jax.random.normal(kw, (width, d)) / self.sigma
-        self.phases = jax.random.uniform(kb, (width,), minval=-jnp.pi, maxval=jnp.pi)
+        self.frequencies, self.phases = cosine_features(self.sigma, manifold, width, key)
         self.scale = 2 * limit_scale / width
 
     def _features(self, x: Float[Array, "P D"]) -> Float[Array, "P N"]:
