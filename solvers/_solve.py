@@ -413,43 +413,51 @@ def _judge(flow, amp: Amplification, t0, t1, force, warn_at, refuse_at) -> None:
     warnings.warn("solve: " + message, stacklevel=3)
 
 
-def _package(flow, ts_out, ys, result, mask, stats, amp, interpolation) -> Solution:
-    ts_out = np.asarray(ts_out)
-    ys = np.asarray(ys)
-    # diffrax marks unreached save slots with inf; the state at the stop is saved too
-    reached = np.isfinite(ts_out)
-    ts_out, ys = ts_out[reached], ys[reached]
-    order = np.argsort(ts_out, kind="stable")
-    ts_out, ys = ts_out[order], ys[order]
-    distinct = np.concatenate([np.diff(ts_out) > 0, [True]])
-    ts_out, ys = ts_out[distinct], ys[distinct]
-    t_final = float(ts_out[-1])
+_REASONS = {
+    "degenerate": "metric degenerate: its smallest eigenvalue fell to degenerate_tol of its "
+    "initial value (extinction, or loss of positive definiteness)",
+    "non_finite": "non-finite value in the metric",
+    "fixed_point": "fixed point reached: max |dg/dt| below fixed_point_tol",
+    "curvature": "curvature above curvature_limit",
+}
+
+
+def stop_reason(result, mask) -> str:
+    """Why a diffrax solve stopped: the first event that fired, or diffrax's result."""
     mask = {k: bool(v) for k, v in mask.items()} if mask is not None else {}
-    reasons = {
-        "degenerate": "metric degenerate: its smallest eigenvalue fell to degenerate_tol of its "
-        "initial value (extinction, or loss of positive definiteness)",
-        "non_finite": "non-finite value in the metric",
-        "fixed_point": "fixed point reached: max |dg/dt| below fixed_point_tol",
-        "curvature": "curvature above curvature_limit",
-    }
     hit = [k for k, v in mask.items() if v]
     if hit:
-        reason = reasons[hit[0]]
-    elif result == diffrax.RESULTS.successful:
-        reason = "reached t1"
-    elif result == diffrax.RESULTS.max_steps_reached:
-        reason = "max_steps reached"
-    else:
-        reason = "solver failed: " + str(result.value if hasattr(result, "value") else result)
-    ts_kept, ys_kept = ts_out, ys
+        return _REASONS[hit[0]]
+    if result == diffrax.RESULTS.successful:
+        return "reached t1"
+    if result == diffrax.RESULTS.max_steps_reached:
+        return "max_steps reached"
+    return "solver failed: " + str(result.value if hasattr(result, "value") else result)
+
+
+def kept_saves(ts_out) -> np.ndarray:
+    """Indices of the save slots a solve reached, in time order, one per distinct time.
+
+    diffrax marks unreached slots with inf; the state at the stop is saved too.
+    """
+    ts = np.asarray(ts_out)
+    idx = np.flatnonzero(np.isfinite(ts))
+    idx = idx[np.argsort(ts[idx], kind="stable")]
+    distinct = np.concatenate([np.diff(ts[idx]) > 0, [True]])
+    return idx[distinct]
+
+
+def _package(flow, ts_out, ys, result, mask, stats, amp, interpolation) -> Solution:
+    idx = kept_saves(ts_out)
+    ts_kept, ys_kept = np.asarray(ts_out)[idx], np.asarray(ys)[idx]
     stats = {k: int(v) for k, v in stats.items() if np.ndim(v) == 0}
     return Solution(
         flow.name,
         flow.manifold,
         jnp.asarray(ts_kept),
         jnp.asarray(ys_kept),
-        t_final,
-        reason,
+        float(ts_kept[-1]),
+        stop_reason(result, mask),
         amp,
         stats,
         interpolation,
