@@ -17,6 +17,7 @@ import abc
 import functools
 import math
 import warnings
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -232,3 +233,47 @@ class GaussianKernel(AbstractKernel):
             shifted = diff + 2 * jnp.pi * jnp.asarray(images, dtype=x.dtype)
             return jnp.sum(jnp.exp(-jnp.sum(shifted**2, axis=-1) / (2 * s**2))) / z
         return jnp.exp(-(manifold.distance(x, y) ** 2) / (2 * s**2)) / z
+
+
+class RescaledKernel(AbstractKernel):
+    r"""$s(x)\, k(x, y)\, s(y)$: the rescaling trick.
+
+    A network multiplied by a fixed function $s$ has its NTK multiplied by
+    $s(x)s(y)$. **Arguments:** `kernel`, and `rescale`: $s$, a function of a
+    point or a constant. Applied by quadrature (`apply`).
+    """
+
+    kernel: AbstractKernel
+    rescale: Callable[[Point], Scalar] | float
+
+    def __init__(self, kernel: AbstractKernel, rescale: Callable[[Point], Scalar] | float):
+        if not isinstance(kernel, AbstractKernel) or kernel.is_local:
+            raise ValueError(f"RescaledKernel: needs a non-local kernel module, got {kernel!r}.")
+        if not callable(rescale) and not (
+            isinstance(rescale, (int, float)) and math.isfinite(rescale)
+        ):
+            raise ValueError(
+                f"RescaledKernel: rescale must be callable or a finite number, got {rescale!r}."
+            )
+        self.kernel = kernel
+        self.rescale = rescale if callable(rescale) else float(rescale)
+
+    def factor(self, x: Point) -> Scalar:
+        """$s(x)$."""
+        if callable(self.rescale):
+            return jnp.asarray(self.rescale(x), dtype=x.dtype)
+        return jnp.asarray(self.rescale, dtype=x.dtype)
+
+    def __call__(self, manifold: AbstractManifold, x: Point, y: Point) -> Scalar:
+        return self.factor(x) * self.kernel(manifold, x, y) * self.factor(y)
+
+    def apply(self, manifold, values, points=None, *, chunk: int = 512):
+        r"""$s(x_p) \sum_b w_b\, k(x_p, x_b)\, s(x_b) V_b$ (the inner kernel's own `apply`)."""
+        points = manifold.nodes if points is None else points
+
+        def scaled(v, at):
+            s = jax.vmap(self.factor)(at)
+            return v * s.reshape((-1,) + (1,) * (v.ndim - 1))
+
+        inner = self.kernel.apply(manifold, scaled(values, manifold.nodes), points, chunk=chunk)
+        return scaled(inner, points)

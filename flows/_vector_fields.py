@@ -248,17 +248,27 @@ class ComponentwiseFlow(AbstractFlow):
     discretised loss); $\Theta$ is any kernel, `DeltaKernel()` by default. With
     a positive semi-definite kernel the loss decreases:
     $dL/dt = -\langle E, \Theta E\rangle \le 0$.
+
+    By default the kernel acts on $E$'s spectral series (`kernel.smooth`) and on
+    spheres the velocity is projected onto the band-limited series. With
+    `quadrature=True` it is the quadrature a network sees,
+    $-\sum_b w_b \Theta(x_a, x_b) E_b = -\sum_b \Theta(x_a, x_b)\, \partial L_h/\partial G_b$
+    (`kernel.apply`), unprojected: the infinite-width limit of a network metric's
+    flow (`solvers.solve_network`).
     """
 
     manifold: AbstractManifold
     loss: AbstractFunctional
     kernel: AbstractKernel
+    quadrature: bool = eqx.field(static=True)
 
     def __init__(
         self,
         manifold: AbstractManifold,
         loss: AbstractFunctional | None = None,
         kernel: AbstractKernel | None = None,
+        *,
+        quadrature: bool = False,
     ):
         if not isinstance(manifold, AbstractManifold):
             raise ValueError(f"ComponentwiseFlow: manifold must be a manifold, got {manifold!r}.")
@@ -269,6 +279,7 @@ class ComponentwiseFlow(AbstractFlow):
             raise ValueError(f"ComponentwiseFlow: loss must be a loss module, got {loss!r}.")
         if not isinstance(self.kernel, AbstractKernel):
             raise ValueError(f"ComponentwiseFlow: kernel must be a kernel module, got {kernel!r}.")
+        self.quadrature = bool(quadrature)
 
     @property
     def name(self) -> str:
@@ -276,6 +287,8 @@ class ComponentwiseFlow(AbstractFlow):
 
     def velocity(self, metric: NodalMetric) -> NodalTensors:
         e = functional_derivative(self.loss, metric)
+        if self.quadrature:
+            return -self.kernel.apply(self.manifold, e)
         return _project(self.manifold, -self.kernel.smooth(self.manifold, e))
 
     def growth_rate(self) -> float | None:

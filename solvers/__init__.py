@@ -4,6 +4,8 @@
 events (degenerate metric, non-finite state, fixed point, curvature blow-up),
 a progress meter, and a prediction of the amplification of rounding that
 refuses hopeless runs of ill-posed flows (`shared/DESIGN.md` 2.1).
+`solve_network(metric, loss, t0, t1, kernel=...)` integrates a network metric's
+flow in the evolving, frozen or infinite-width regime.
 `solvers` imports `flows`; `flows` never imports `solvers`.
 """
 
@@ -16,3 +18,6 @@ from ._solve import Solution as Solution
 from ._solve import observables as observables
 from ._solve import predicted_amplification as predicted_amplification
 from ._solve import solve as solve
+from ._training import REGIMES as REGIMES
+from ._training import NetworkSolution as NetworkSolution
+from ._training import solve_network as solve_network

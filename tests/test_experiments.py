@@ -78,3 +78,20 @@ def test_well_posedness_linear_rates(tmp_path):
     assert (tmp_path / "rates.png").stat().st_size > 0
     with pytest.raises(SystemExit):
         program.main(["--sigma", "0", "--out", str(tmp_path)])
+
+
+@pytest.mark.slow
+def test_ntk_regimes_program(tmp_path):
+    # a small run: the files, the fields, and the distances falling with width
+    program = _program("ntk_regimes")
+    args = ["--manifold", "sphere", "--widths", "8,128", "--t1", "0.05", "--seeds", "1"]
+    program.main([*args, "--saves", "3", "--resolution", "6", "--out", str(tmp_path)])
+    record = json.loads((tmp_path / "ntk_regimes.json").read_text())
+    assert record["widths"] == [8, 128]
+    for key in ("evolving_frozen", "frozen_infinite", "kernel_drift"):
+        small, large = (record["per_width"][w][f"final_{key}"] for w in ("8", "128"))
+        assert large < small, key
+        assert record["slopes"][key]["slope"] < 0
+    assert (tmp_path / "ntk_regimes.png").stat().st_size > 0
+    with pytest.raises(SystemExit):
+        program.main(["--widths", "0,4", "--out", str(tmp_path)])

@@ -1,0 +1,197 @@
+r"""Evolving, frozen and infinite-width metric-NTK flows of one loss, against the network's width.
+
+A cosine network metric (DESIGN.md §3; one network per metric component,
+amplitudes and phases trained) starts at a seeded random metric $B$ on $T^2$
+or $S^2$ (the flat torus and the round sphere are too symmetric to show
+much) and descends Perelman's loss $L_P = -2\mathcal F$ three ways, from the
+same $g_{\theta_0} = B$ (`solvers.solve_network`):
+
+- evolving: every trained parameter follows $\dot\theta = -\nabla_\theta L_h$;
+- frozen: the network linearised at $\theta_0$ (its NTK at initialisation);
+- infinite width: the componentwise flow with the analytic limit, the
+  normalised Gaussian $k_\sigma$.
+
+At each width the program records, over time, the $L^2(\mu)$ distance
+$\big(\sum_a w_a |G_a - G'_a|_F^2\big)^{1/2}$ between the evolving and frozen
+nodal metrics and between the frozen and infinite-width ones, and the
+evolving kernel's drift $\|\Theta_t - \Theta_0\|_F/\|\Theta_0\|_F$ on the
+nodes, each averaged over --seeds networks; then fits log-log slopes of the
+values at t1 against width. Expected: frozen − infinite falls like
+width$^{-1/2}$ (random-feature fluctuations of the NTK); the drift and the
+evolving − frozen distance fall at least that fast (the NTK's rate of change
+is $O(1/\text{width})$ for wide networks, Dyer & Gur-Ari 2019, so slopes near
+$-1$ are expected at these widths).
+
+Outputs in --out: ntk_regimes.json (`widths`, per width the time series and
+final values, and `slopes` with standard errors) and ntk_regimes.png.
+
+Usage: python experiments/ntk_regimes.py --manifold torus --widths 16,64,256,1024 --sigma 0.5 --t1 0.1 --out DIR
+"""
+
+import argparse
+import math
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.stats
+from _common import progress, save_figure, write_json
+from matplotlib.figure import Figure
+
+import flows
+import solvers
+
+jax.config.update("jax_enable_x64", True)
+
+REGIMES = ("evolving", "frozen", "infinite")
+SERIES = ("evolving_frozen", "frozen_infinite", "kernel_drift")
+
+
+def make_manifold(name: str, resolution: int | None) -> flows.AbstractManifold:
+    if name == "torus":
+        return flows.Torus(2, resolution or 12)
+    return flows.Sphere(2, resolution or 8)
+
+
+def distance(m: flows.AbstractManifold, a, b) -> np.ndarray:
+    r"""$(\sum_a w_a |G_a - G'_a|_F^2)^{1/2}$ at each saved time."""
+    return np.sqrt(
+        np.asarray(jax.vmap(lambda x, y: m.integrate(jnp.sum((x - y) ** 2, (1, 2))))(a, b))
+    )
+
+
+def run_width(m, width: int, sigma: float, t1: float, seeds: int, saves: int) -> dict:
+    loss = flows.PerelmanLoss()
+    base = flows.random_metric(m, jax.random.key(0), band_limit=1, amplitude=0.2)
+    runs = []
+    for seed in range(seeds):
+        metric = flows.cosine_network_metric(
+            m, width, sigma, jax.random.key(1000 + seed), base=base
+        )
+        sols = {
+            k: solvers.solve_network(metric, loss, 0.0, t1, kernel=k, saveat=saves) for k in REGIMES
+        }
+        for k, sol in sols.items():
+            if sol.stop_reason != "reached t1":
+                raise RuntimeError(f"width {width}, seed {seed}, {k}: stopped: {sol.stop_reason}")
+        runs.append(
+            {
+                "evolving_frozen": distance(m, sols["evolving"].values, sols["frozen"].values),
+                "frozen_infinite": distance(m, sols["frozen"].values, sols["infinite"].values),
+                "kernel_drift": np.asarray(sols["evolving"].kernel_drift),
+                "loss": {k: np.asarray(s.loss) for k, s in sols.items()},
+                "times": np.asarray(sols["evolving"].ts),
+            }
+        )
+    entry = {"times": runs[0]["times"].tolist()}
+    for key in SERIES:
+        mean = np.mean([r[key] for r in runs], axis=0)
+        entry[key] = mean.tolist()
+        entry[f"final_{key}"] = float(mean[-1])
+    entry["loss"] = {k: np.mean([r["loss"][k] for r in runs], axis=0).tolist() for k in REGIMES}
+    return entry
+
+
+def fit_slopes(widths, record) -> dict:
+    out = {}
+    for key in SERIES:
+        y = [record[str(w)][f"final_{key}"] for w in widths]
+        fit = scipy.stats.linregress(np.log(widths), np.log(y))
+        out[key] = {"slope": float(fit.slope), "stderr": float(fit.stderr)}
+    return out
+
+
+def plot(widths, record, slopes, path: Path, title: str) -> None:
+    fig = Figure(figsize=(13, 4))
+    labels = {
+        "evolving_frozen": "‖g_evolving − g_frozen‖ (L²(μ))",
+        "frozen_infinite": "‖g_frozen − g_∞‖ (L²(μ))",
+        "kernel_drift": "‖Θ_t − Θ_0‖_F / ‖Θ_0‖_F",
+    }
+    for j, key in enumerate(("evolving_frozen", "frozen_infinite")):
+        ax = fig.add_subplot(1, 3, j + 1)
+        for w in widths:
+            entry = record[str(w)]
+            ax.semilogy(entry["times"][1:], entry[key][1:], "-o", ms=3, label=f"width {w}")
+        ax.set_xlabel("t")
+        ax.set_ylabel(labels[key])
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+    ax = fig.add_subplot(1, 3, 3)
+    w = np.asarray(widths, dtype=float)
+    for key, marker in zip(SERIES, "os^", strict=True):
+        y = np.array([record[str(v)][f"final_{key}"] for v in widths])
+        s = slopes[key]
+        line = ax.loglog(
+            w, y, marker, label=f"{labels[key]}: slope {s['slope']:.2f} ± {s['stderr']:.2f}"
+        )
+        ax.loglog(w, y[0] * (w / w[0]) ** s["slope"], "-", lw=0.8, color=line[0].get_color())
+    ax.loglog(w, y[0] * (w / w[0]) ** -0.5, "k--", lw=0.8, label="width^(-1/2)")
+    ax.set_xlabel("width N")
+    ax.set_ylabel("value at t1")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--manifold", choices=("torus", "sphere"), default="torus")
+    parser.add_argument("--widths", default="16,64,256,1024", help="comma-separated, each >= 1")
+    parser.add_argument("--sigma", type=float, default=0.5, help="the cosine network's width > 0")
+    parser.add_argument("--t1", type=float, default=0.1)
+    parser.add_argument("--seeds", type=int, default=2, help="networks averaged per width (>= 1)")
+    parser.add_argument("--saves", type=int, default=6, help="save times, t = 0 included (>= 2)")
+    parser.add_argument(
+        "--resolution", type=int, default=None, help="torus n (default 12) or sphere degree (8)"
+    )
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        args.widths = sorted({int(w) for w in args.widths.split(",")})
+    except ValueError:
+        parser.error(f"--widths must be comma-separated integers, got {args.widths!r}")
+    if len(args.widths) < 2 or args.widths[0] < 1:
+        parser.error("--widths needs at least two widths, each >= 1")
+    if not (math.isfinite(args.sigma) and args.sigma > 0):
+        parser.error("--sigma must be finite and > 0")
+    if not (math.isfinite(args.t1) and args.t1 > 0):
+        parser.error("--t1 must be finite and > 0")
+    if args.seeds < 1 or args.saves < 2:
+        parser.error("--seeds must be >= 1 and --saves >= 2")
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    m = make_manifold(args.manifold, args.resolution)
+    record = {}
+    for width in args.widths:
+        record[str(width)] = run_width(m, width, args.sigma, args.t1, args.seeds, args.saves)
+        e = record[str(width)]
+        progress(
+            f"width {width}: at t1 evolving-frozen {e['final_evolving_frozen']:.2e}, "
+            f"frozen-infinite {e['final_frozen_infinite']:.2e}, kernel drift {e['final_kernel_drift']:.2e}"
+        )
+    slopes = fit_slopes(args.widths, record)
+    for key, s in slopes.items():
+        progress(f"slope of {key} against width: {s['slope']:.3f} ± {s['stderr']:.3f}")
+    result = {
+        "manifold": repr(m),
+        "loss": "perelman",
+        "sigma": args.sigma,
+        "t1": args.t1,
+        "seeds": args.seeds,
+        "widths": args.widths,
+        "per_width": record,
+        "slopes": slopes,
+    }
+    write_json(args.out / "ntk_regimes.json", result)
+    plot(args.widths, record, slopes, args.out / "ntk_regimes.png", f"{repr(m)}, σ = {args.sigma}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""Network metrics, their empirical metric-NTK, and the three kernel regimes (float64).
+
+The paper's central identity (Halverson–Ruehle eqs. 2.5–2.8) is the chain rule, so it
+holds to rounding: the tolerance 1e-10 (relative to the velocity) leaves room for the
+accumulated rounding of a few hundred parameters (measured: 1e-14).
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import flows
+import solvers
+
+from .helpers import max_abs
+
+T2 = flows.Torus(2, 8)
+S2 = flows.Sphere(2, 6)
+
+
+def _base(m):
+    # a non-flat base: the flat torus is a critical point of F, where dL/dG = 0
+    return flows.random_metric(m, jax.random.key(3), band_limit=1, amplitude=0.2)
+
+
+def _network_metric(arch, m, width=16, key=0, **kwargs):
+    key = jax.random.key(key)
+    if arch == "cosine":
+        return flows.cosine_network_metric(m, width, 0.5, key, base=_base(m), **kwargs)
+    return flows.relu_network_metric(m, width, 2, key, bias_std=0.1, base=_base(m), **kwargs)
+
+
+@eqx.filter_jit
+def _gradient_step(metric, loss, step):
+    flow = flows.ParameterFlow(metric, loss)
+    params = metric.parameters
+    return metric.with_parameters(
+        jax.tree.map(lambda p, v: p + step * v, params, flow(0.0, params))
+    )
+
+
+@eqx.filter_jit
+def _identity_sides(metric, loss, points):
+    """d/dt g(x) along theta' = -grad L_h, against -sum_a Theta(x, x_a) dL_h/dG_a (two ways)."""
+    m = metric.manifold
+    pdot = flows.ParameterFlow(metric, loss)(0.0, metric.parameters)
+    velocity = jax.vmap(
+        lambda x: jax.jvp(lambda p: metric.with_parameters(p)(x), (metric.parameters,), (pdot,))[1]
+    )(points)
+    dldg = jax.grad(lambda v: flows.nodal_loss(loss, m, v))(metric.at_nodes())
+    materialised = -jnp.einsum("pijqkl,qkl->pij", flows.metric_ntk(metric, points, m.nodes), dldg)
+    matrix_free = -flows.ntk_product(metric, dldg, m.nodes, points)
+    return velocity, materialised, matrix_free
+
+
+@pytest.mark.parametrize("arch", ["cosine", "relu"])
+@pytest.mark.parametrize("m", [T2, S2], ids=["T2", "S2"])
+def test_central_identity(arch, m):
+    loss = flows.PerelmanLoss()
+    metric = _network_metric(arch, m)
+    trained = metric
+    for _ in range(3):
+        trained = _gradient_step(trained, loss, 0.02)
+    assert max_abs(trained.at_nodes() - metric.at_nodes()) > 1e-3  # training moved it
+    points = jnp.concatenate([m.nodes[:3], m.sample(jax.random.key(1), 3)])  # nodes and off-grid
+    for state in (metric, trained):
+        velocity, materialised, matrix_free = _identity_sides(state, loss, points)
+        scale = max_abs(velocity)
+        assert scale > 1e-2
+        assert max_abs(velocity - materialised) < 1e-10 * scale
+        assert max_abs(velocity - matrix_free) < 1e-10 * scale
+
+
+def test_metric_ntk_structure_and_rescaling():
+    # Theta_{ij,kl} = s(x)s(y) Theta^c (delta_ik delta_jl + delta_il delta_jk)/2 per component
+    m = T2
+    metric = _network_metric("cosine", m)
+    s = lambda x: 1.5 + 0.5 * jnp.cos(x[0])  # noqa: E731
+    rescaled = eqx.tree_at(lambda g: g.rescale, metric, s, is_leaf=lambda x: x is None)
+    x, y = m.nodes[:5], m.nodes[7:11]
+    full = flows.metric_ntk(rescaled, x, y)
+    comp = flows.component_ntk(rescaled, x, y)
+    i, j = np.triu_indices(2)
+    for c, (a, b) in enumerate(zip(i, j, strict=True)):
+        expected = comp[c] * (1.0 if a == b else 0.5)
+        assert max_abs(full[:, a, b, :, a, b] - expected) < 1e-13
+    assert max_abs(full[:, 0, 0, :, 1, 1]) < 1e-15  # no component mixing
+    plain = flows.component_ntk(metric, x, y)
+    sx, sy = jax.vmap(s)(x), jax.vmap(s)(y)
+    assert max_abs(comp - plain * sx[None, :, None] * sy[None, None, :]) < 1e-13
+
+
+def test_centred_network_starts_at_its_base():
+    metric = _network_metric("relu", S2)
+    assert max_abs(metric.at_nodes() - _base(S2).values) < 1e-14
+    uncentred = flows.ComponentNetworkMetric(S2, metric.networks, _base(S2), centred=False)
+    assert max_abs(uncentred.at_nodes() - _base(S2).values) > 1e-2
+
+
+@pytest.mark.parametrize("m", [T2, S2], ids=["T2", "S2"])
+def test_cosine_ntk_converges_to_the_normalised_gaussian(m):
+    # relative Frobenius error of each component's empirical NTK on the nodes against the
+    # normalised Gaussian (CosineNTK at infinite width): O(N^{-1/2}) random-feature fluctuations
+    limit = flows.CosineNTK(0.5, m)
+    target = jax.vmap(lambda x: jax.vmap(lambda y: limit(m, x, y))(m.nodes))(m.nodes)
+    widths = np.array([64, 256, 1024, 4096, 16384])
+    errors = []
+    for width in widths:
+        metric = flows.cosine_network_metric(m, int(width), 0.5, jax.random.key(int(width)))
+        kernels = flows.component_ntk(metric, m.nodes)
+        rel = jnp.sqrt(jnp.sum((kernels - target) ** 2, axis=(1, 2)) / jnp.sum(target**2))
+        errors.append(float(jnp.mean(rel)))  # mean over the independent component networks
+    slope = np.polyfit(np.log(widths), np.log(errors), 1)[0]
+    print(m, "errors", errors, "slope", slope)
+    assert abs(slope + 0.5) < 0.1
+
+
+def test_three_regimes_through_one_interface():
+    # one argument switches the kernel: a regime name or any kernel module
+    m, loss = T2, flows.PerelmanLoss()
+    metric = _network_metric("cosine", m)
+    regimes = ("evolving", "frozen", "infinite", flows.CosineNTK(0.5, m))
+    sols = [solvers.solve_network(metric, loss, 0.0, 0.1, kernel=k, saveat=3) for k in regimes]
+    for sol in sols:
+        assert sol.stop_reason == "reached t1", sol.kernel
+        assert sol.values.shape == (3, m.nodes.shape[0], 2, 2)
+        assert max_abs(sol.values[0] - metric.at_nodes()) < 1e-14
+        assert float(sol.loss[-1]) < float(sol.loss[0])
+    assert [s.kernel for s in sols] == ["evolving", "frozen", "infinite", "CosineNTK"]
+    assert max_abs(sols[2].values - sols[3].values) < 1e-14  # "infinite" is the analytic limit
+    # the network regimes give a metric anywhere; at the nodes it is the saved state
+    for sol in sols[:2]:
+        assert max_abs(sol.metric(-1).at_nodes() - sol.values[-1]) < 1e-13
+    assert sols[1].kernel_drift is None
+    # the evolving kernel moves because the phases train; with only the amplitudes trained
+    # the cosine network's NTK is exactly frozen, and its limit is k_sigma / 2
+    assert float(sols[0].kernel_drift[-1]) > 1e-4
+    amplitudes_only = _network_metric("cosine", m, train_phases=False)
+    sol = solvers.solve_network(amplitudes_only, loss, 0.0, 0.1, kernel="evolving", saveat=3)
+    assert float(sol.loss[-1]) < float(sol.loss[0])
+    assert float(sol.kernel_drift[-1]) < 1e-13
+    half, full = amplitudes_only.infinite_width_kernel(), flows.CosineNTK(0.5, m)
+    x, y = m.nodes[0], m.nodes[5]
+    assert abs(float(half(m, x, y) - 0.5 * full(m, x, y))) < 1e-15
+
+
+@pytest.mark.slow
+def test_lazy_training_as_width_grows():
+    # widths 16 and 512: the kernel drift at t = 0.1 falls, the evolving flow approaches the
+    # frozen one and the frozen one the infinite-width flow (slopes: experiments/ntk_regimes.py).
+    # Measured: drift 9.5e-3 -> 3.7e-4 (slope about -0.9: dTheta/dt = O(1/width), Dyer and
+    # Gur-Ari 2019), evolving-frozen 7.2e-3 -> 3.4e-4, frozen-infinite 0.80 -> 0.13 (slope -0.52).
+    m, loss = T2, flows.PerelmanLoss()
+    record = {}
+    for width in (16, 512):
+        metric = _network_metric("cosine", m, width=width)
+        sols = {
+            k: solvers.solve_network(metric, loss, 0.0, 0.1, kernel=k, saveat=2)
+            for k in ("evolving", "frozen", "infinite")
+        }
+        change = max_abs(sols["frozen"].values[-1] - metric.at_nodes())
+        record[width] = (
+            float(sols["evolving"].kernel_drift[-1]),
+            max_abs(sols["evolving"].values[-1] - sols["frozen"].values[-1]) / change,
+            max_abs(sols["frozen"].values[-1] - sols["infinite"].values[-1]) / change,
+        )
+    print("(drift, evolving-frozen, frozen-infinite) by width:", record)
+    for small, large in zip(record[16], record[512], strict=True):
+        assert large < small
+
+
+def test_bad_network_metrics():
+    m, key = T2, jax.random.key(0)
+    with pytest.raises(ValueError, match="width must be a positive integer"):
+        flows.cosine_network_metric(m, 0, 0.5, key)
+    with pytest.raises(ValueError, match="width must be a positive integer"):
+        flows.relu_network_metric(m, -3, 1, key)
+    with pytest.raises(ValueError, match="depth must be an integer >= 0"):
+        flows.ReLUNetwork(m, 8, -1, key)
+    keys = jax.random.split(key, 3)
+    mixed = [
+        flows.CosineNetwork(m, 8, 0.5, keys[0]),
+        flows.CosineNetwork(m, 8, 0.5, keys[1]),
+        flows.CosineNetwork(m, 16, 0.5, keys[2]),
+    ]
+    with pytest.raises(ValueError, match="share one architecture"):
+        flows.ComponentNetworkMetric(m, mixed)
+    with pytest.raises(ValueError, match="needs 3 networks, got 2"):
+        flows.ComponentNetworkMetric(m, mixed[:2])
+    vector_out = [eqx.nn.MLP(2, 2, 4, 1, key=k) for k in keys]
+    with pytest.raises(ValueError, match="to a scalar"):
+        flows.ComponentNetworkMetric(m, vector_out)
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        solvers.solve_network(
+            _network_metric("cosine", m), flows.PerelmanLoss(), 0, 1, kernel="lazy"
+        )
+    with pytest.raises(ValueError, match="ComponentNetworkMetric"):
+        solvers.solve_network(_base(m), flows.PerelmanLoss(), 0, 1)
+
+
+def test_user_network_components():
+    # any Equinox network of one architecture, one per component (scalar output)
+    keys = jax.random.split(jax.random.key(2), 3)
+    nets = [eqx.nn.MLP(2, "scalar", 8, 2, activation=jnp.tanh, key=k) for k in keys]
+    metric = flows.ComponentNetworkMetric(T2, nets, _base(T2), rescale=lambda x: 0.1)
+    loss = flows.PerelmanLoss()
+    velocity, materialised, matrix_free = _identity_sides(metric, loss, T2.nodes[:4])
+    assert max_abs(velocity - matrix_free) < 1e-10 * max_abs(velocity)
+    with pytest.raises(ValueError, match="no analytic infinite-width kernel"):
+        metric.infinite_width_kernel()
