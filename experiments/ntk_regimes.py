@@ -25,6 +25,11 @@ $-1$ are expected at these widths).
 Outputs in --out: ntk_regimes.json (`widths`, per width the time series and
 final values, and `slopes` with standard errors) and ntk_regimes.png.
 
+The default σ is 0.5 on the torus and 1.0 on the sphere: Perelman's
+fixed-measure loss is unstable (DESIGN.md §2.1), and on the sphere at σ = 0.5 a
+width-16 network's kernel smooths too little to reach t = 0.1 (its metric
+degenerates at t ≈ 0.08); a run that stops early says so.
+
 Usage: python experiments/ntk_regimes.py --manifold torus --widths 16,64,256,1024 --sigma 0.5 --t1 0.1 --out DIR
 """
 
@@ -74,7 +79,11 @@ def run_width(m, width: int, sigma: float, t1: float, seeds: int, saves: int) ->
         }
         for k, sol in sols.items():
             if sol.stop_reason != "reached t1":
-                raise RuntimeError(f"width {width}, seed {seed}, {k}: stopped: {sol.stop_reason}")
+                raise RuntimeError(
+                    f"width {width}, seed {seed}, {k} flow stopped at t = {sol.t_final:.4g}: "
+                    f"{sol.stop_reason}. Perelman's fixed-measure loss is unstable (DESIGN.md 2.1) "
+                    "and a narrow network's kernel smooths little: raise --sigma or lower --t1."
+                )
         runs.append(
             {
                 "evolving_frozen": distance(m, sols["evolving"].values, sols["frozen"].values),
@@ -139,7 +148,12 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--manifold", choices=("torus", "sphere"), default="torus")
     parser.add_argument("--widths", default="16,64,256,1024", help="comma-separated, each >= 1")
-    parser.add_argument("--sigma", type=float, default=0.5, help="the cosine network's width > 0")
+    parser.add_argument(
+        "--sigma",
+        type=float,
+        default=None,
+        help="the cosine network's width > 0 (default 0.5 on the torus, 1.0 on the sphere)",
+    )
     parser.add_argument("--t1", type=float, default=0.1)
     parser.add_argument("--seeds", type=int, default=2, help="networks averaged per width (>= 1)")
     parser.add_argument("--saves", type=int, default=6, help="save times, t = 0 included (>= 2)")
@@ -154,6 +168,8 @@ def parse_args(argv):
         parser.error(f"--widths must be comma-separated integers, got {args.widths!r}")
     if len(args.widths) < 2 or args.widths[0] < 1:
         parser.error("--widths needs at least two widths, each >= 1")
+    if args.sigma is None:
+        args.sigma = 0.5 if args.manifold == "torus" else 1.0
     if not (math.isfinite(args.sigma) and args.sigma > 0):
         parser.error("--sigma must be finite and > 0")
     if not (math.isfinite(args.t1) and args.t1 > 0):
