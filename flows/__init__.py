@@ -4,7 +4,9 @@ The mathematics of the project (see `shared/DESIGN.md`): manifolds with
 quadrature, metric modules, curvature by automatic differentiation, loss
 functionals and their functional derivatives, kernels, and the flows built
 from them (Ricci, Ricci–DeTurck, Perelman's fixed-measure and lambda forms,
-smoothed and componentwise). `solvers` integrates flows.
+smoothed and componentwise), network metrics and their NTKs, and Calabi–Yau
+hypersurfaces in CP^n. `flows.testing` holds property checks for users. `solvers`
+integrates flows.
 """
 
 from ._cosine import CosineNTK as CosineNTK
@@ -30,6 +32,13 @@ from ._entropy import perelman_entropy as perelman_entropy
 from ._ground_state import GroundState as GroundState
 from ._ground_state import PerelmanLambdaLoss as PerelmanLambdaLoss
 from ._ground_state import ground_state as ground_state
+from ._hypersurfaces import Hypersurface as Hypersurface
+from ._hypersurfaces import PointSample as PointSample
+from ._hypersurfaces import fs_distance as fs_distance
+from ._hypersurfaces import patch_geometry as patch_geometry
+from ._hypersurfaces import point_sample as point_sample
+from ._hypersurfaces import sample_points as sample_points
+from ._hypersurfaces import sigma_measure as sigma_measure
 from ._kernels import AbstractKernel as AbstractKernel
 from ._kernels import DeltaKernel as DeltaKernel
 from ._kernels import GaussianKernel as GaussianKernel
