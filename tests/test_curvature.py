@@ -152,6 +152,7 @@ def test_gauss_bonnet(make, exact):
     assert abs(_gauss_bonnet(metric) - exact) < 1e-8
 
 
+@pytest.mark.slow  # a convergence study; Gauss–Bonnet itself is checked by default above
 def test_gauss_bonnet_error_falls_with_resolution():
     # The same random metric (same key, band limit 3) on finer and finer S^2 rules:
     # the error decays spectrally (log error falls at least linearly in the degree).

@@ -104,6 +104,7 @@ def test_cosine_ntk_infinite_width_limits():
     assert max_abs(chordal.smooth(sphere, jax.vmap(field)(sphere.nodes)) - exact) < 1e-12
 
 
+@pytest.mark.slow  # the network's own NTK convergence runs by default (test_networks.py)
 def test_cosine_ntk_finite_width_converges_like_inverse_square_root():
     # fluctuations O(N^{-1/2}): a 64x wider network is about 8x closer (seeded; > 3x asserted)
     for m, sigma in ((flows.Torus(2, 16), 0.5), (flows.Sphere(2, 16), 0.4)):

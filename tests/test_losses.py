@@ -152,7 +152,12 @@ def test_ricci_squared_on_t3():
 
 
 @pytest.mark.parametrize(
-    "make", [lambda: flows.Torus(2, 32), lambda: flows.Sphere(2, 40)], ids=["T2", "S2"]
+    "make",
+    [
+        lambda: flows.Torus(2, 32),
+        pytest.param(lambda: flows.Sphere(2, 40), marks=pytest.mark.slow),  # suite time
+    ],
+    ids=["T2", "S2"],
 )
 def test_two_dimensional_identities(make):
     # In 2D: int R dV is topological (E = 0), and |Ric|^2 = R^2 / 2, so E_Ric2 = E_Calabi / 2.

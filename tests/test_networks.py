@@ -55,8 +55,16 @@ def _identity_sides(metric, loss, points):
     return velocity, materialised, matrix_free
 
 
-@pytest.mark.parametrize("arch", ["cosine", "relu"])
-@pytest.mark.parametrize("m", [T2, S2], ids=["T2", "S2"])
+@pytest.mark.parametrize(
+    "arch,m",
+    [
+        ("cosine", T2),
+        ("relu", T2),
+        ("cosine", S2),
+        pytest.param("relu", S2, marks=pytest.mark.slow),  # default-suite time
+    ],
+    ids=["cosine-T2", "relu-T2", "cosine-S2", "relu-S2"],
+)
 def test_central_identity(arch, m):
     loss = flows.PerelmanLoss()
     metric = _network_metric(arch, m)
