@@ -39,6 +39,10 @@ from ._hypersurfaces import patch_geometry as patch_geometry
 from ._hypersurfaces import point_sample as point_sample
 from ._hypersurfaces import sample_points as sample_points
 from ._hypersurfaces import sigma_measure as sigma_measure
+from ._kahler import complex_hessian as complex_hessian
+from ._kahler import fubini_study_potential as fubini_study_potential
+from ._kahler import kahler_metric as kahler_metric
+from ._kahler import ricci_form as ricci_form
 from ._kernels import AbstractKernel as AbstractKernel
 from ._kernels import DeltaKernel as DeltaKernel
 from ._kernels import GaussianKernel as GaussianKernel
