@@ -278,6 +278,29 @@ def _check_time(name: str, value) -> float:
     return value
 
 
+def check_tolerances(caller: str, **tolerances) -> None:
+    """Raise `ValueError` unless every tolerance is a finite number > 0."""
+    for name, value in tolerances.items():
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ValueError(f"{caller}: {name} must be a finite number > 0, got {value!r}.")
+
+
+def save_times(caller: str, saveat, t0: float, t1: float, dtype) -> Float[Array, " S"]:
+    """The save times: `saveat` equally spaced ones (>= 2), or the given increasing times in [t0, t1]."""
+    if isinstance(saveat, int):
+        if saveat < 2:
+            raise ValueError(f"{caller}: saveat must be at least 2 save times, got {saveat}.")
+        return jnp.linspace(t0, t1, saveat)
+    ts = jnp.asarray(saveat, dtype=dtype)
+    if (
+        ts.ndim != 1
+        or not bool(jnp.all((ts >= t0) & (ts <= t1)))
+        or not bool(jnp.all(jnp.diff(ts) > 0))
+    ):
+        raise ValueError(f"{caller}: saveat times must be increasing and within [t0, t1].")
+    return ts
+
+
 def solve(
     flow: AbstractFlow,
     g0: NodalMetric | Float[Array, "N D D"],
@@ -339,25 +362,12 @@ def solve(
         raise ValueError(f"solve: unknown solver {solver!r}; choose one of {SOLVERS}.")
     if linear_solver not in ("gmres", "dense"):
         raise ValueError(f"solve: linear_solver must be 'gmres' or 'dense', got {linear_solver!r}.")
-    for name, value in (("rtol", rtol), ("atol", atol), ("degenerate_tol", degenerate_tol)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ValueError(f"solve: {name} must be a finite number > 0, got {value!r}.")
+    check_tolerances("solve", rtol=rtol, atol=atol, degenerate_tol=degenerate_tol)
 
     amp = predicted_amplification(flow, g0, t0, t1)
     _judge(flow, amp, t0, t1, force, warn_amplification, refuse_amplification)
 
-    if isinstance(saveat, int):
-        if saveat < 2:
-            raise ValueError(f"solve: saveat must be at least 2 save times, got {saveat}.")
-        ts = jnp.linspace(t0, t1, saveat)
-    else:
-        ts = jnp.asarray(saveat, dtype=values.dtype)
-        if (
-            ts.ndim != 1
-            or not bool(jnp.all((ts >= t0) & (ts <= t1)))
-            or not bool(jnp.all(jnp.diff(ts) > 0))
-        ):
-            raise ValueError("solve: saveat times must be increasing and within [t0, t1].")
+    ts = save_times("solve", saveat, t0, t1, values.dtype)
     config = _Config(
         bool(dense),
         solver,

@@ -43,7 +43,9 @@ from ._solve import (
     _check_time,
     _make_solver,
     _smallest_eigenvalue,
+    check_tolerances,
     kept_saves,
+    save_times,
     solve,
     stop_reason,
 )
@@ -232,12 +234,8 @@ def solve_network(
     )
     y0 = metric.parameters
     dtype = metric.manifold.nodes.dtype
-    if isinstance(saveat, int):
-        if saveat < 2:
-            raise ValueError(f"solve_network: saveat must be at least 2 save times, got {saveat}.")
-        ts = jnp.linspace(t0, t1, saveat)
-    else:
-        ts = jnp.asarray(saveat, dtype=dtype)
+    check_tolerances("solve_network", rtol=rtol, atol=atol, degenerate_tol=degenerate_tol)
+    ts = save_times("solve_network", saveat, t0, t1, dtype)
     arr = lambda x: None if x is None else jnp.asarray(x, dtype=dtype)  # noqa: E731
     config = {"solver": solver, "max_steps": int(max_steps), "progress": bool(progress)}
     ts_out, ys, result, mask, stats = _integrate_parameters(

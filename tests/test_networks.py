@@ -213,6 +213,11 @@ def test_bad_network_metrics():
         )
     with pytest.raises(ValueError, match="ComponentNetworkMetric"):
         solvers.solve_network(_base(m), flows.PerelmanLoss(), 0, 1)
+    good = _network_metric("cosine", m)
+    with pytest.raises(ValueError, match="saveat times must be increasing"):
+        solvers.solve_network(good, flows.PerelmanLoss(), 0, 1, saveat=jnp.array([0.5, 0.2]))
+    with pytest.raises(ValueError, match="rtol must be a finite number > 0"):
+        solvers.solve_network(good, flows.PerelmanLoss(), 0, 1, rtol=-1.0)
 
 
 def test_user_network_components():
