@@ -9,6 +9,9 @@ hypersurfaces in CP^n. `flows.testing` holds property checks for users. `solvers
 integrates flows.
 """
 
+from ._clustering import cluster_points as cluster_points
+from ._clustering import mean_nearest_distance as mean_nearest_distance
+from ._clustering import nearest_points as nearest_points
 from ._cosine import CosineNTK as CosineNTK
 from ._curvature import LocalGeometry as LocalGeometry
 from ._curvature import chart_geometry as chart_geometry
@@ -85,6 +88,27 @@ from ._networks import metric_ntk as metric_ntk
 from ._networks import ntk_product as ntk_product
 from ._networks import orthonormal_unpack as orthonormal_unpack
 from ._networks import relu_network_metric as relu_network_metric
+from ._point_flows import AbstractPointKernel as AbstractPointKernel
+from ._point_flows import ClusteredPointKernel as ClusteredPointKernel
+from ._point_flows import LocalPointKernel as LocalPointKernel
+from ._point_flows import MongeAmpereLoss as MongeAmpereLoss
+from ._point_flows import NearestPointKernel as NearestPointKernel
+from ._point_flows import PairPointKernel as PairPointKernel
+from ._point_flows import PointKernelFlow as PointKernelFlow
+from ._point_flows import ReLUPointNTK as ReLUPointNTK
+from ._point_flows import chart_sample as chart_sample
+from ._point_flows import check_metric_values as check_metric_values
+from ._point_flows import curve_metric as curve_metric
+from ._point_flows import gaussian_point_kernel as gaussian_point_kernel
+from ._point_flows import perturb_points as perturb_points
+from ._point_flows import relu_point_kernel as relu_point_kernel
+from ._point_flows import sample_near as sample_near
+from ._point_flows import to_complex as to_complex
+from ._point_flows import to_real as to_real
+from ._point_kernels import FSGaussian as FSGaussian
+from ._point_kernels import point_kernel_apply as point_kernel_apply
+from ._point_kernels import point_mesh as point_mesh
+from ._point_kernels import sharded_point_kernel_apply as sharded_point_kernel_apply
 from ._relu_ntk import ReLUNTK as ReLUNTK
 from ._relu_ntk import network_inputs as network_inputs
 from ._vector_fields import FLOW_NAMES as FLOW_NAMES

@@ -11,13 +11,14 @@ README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
 # the network tour stands alone (its own imports), so it runs beside the rest
 NETWORK = [b for b in BLOCKS if "solve_network" in b]
+QUINTIC = [b for b in BLOCKS if "solve_points" in b]
 
 
 def test_readme_python_blocks_run():
-    assert len(BLOCKS) >= 4 and len(NETWORK) == 1
+    assert len(BLOCKS) >= 5 and len(NETWORK) == 1 and len(QUINTIC) == 1
     namespace: dict = {}
     for block in BLOCKS:
-        if block not in NETWORK:
+        if block not in NETWORK + QUINTIC:
             exec(compile(block, "README.md", "exec"), namespace)
     assert float(abs(namespace["gauss_bonnet"] - 4 * 3.141592653589793)) < 1e-3
     assert namespace["grad"].shape == (256, 2, 2)
@@ -29,6 +30,15 @@ def test_readme_network_tour_runs():
     exec(compile(NETWORK[0], "README.md", "exec"), namespace)
     assert set(namespace["runs"]) == {"evolving", "frozen", "infinite"}
     assert all(float(r.loss[-1]) < float(r.loss[0]) for r in namespace["runs"].values())
+
+
+def test_readme_quintic_kernel_tour_runs():
+    namespace: dict = {}
+    exec(compile(QUINTIC[0], "README.md", "exec"), namespace)
+    run = namespace["run"]
+    assert run.stop_reason == "reached t1"
+    assert float(run.sigma_train[-1]) < 0.1 * float(run.sigma_train[0])
+    assert float(run.sigma_test[-1]) < float(run.sigma_test[0])
 
 
 def _commands():

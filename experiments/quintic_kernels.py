@@ -1,0 +1,383 @@
+r"""The paper's kernel experiments on the Fermat quintic (Halverson and Ruehle, §3; its Figure 3 and Table 1).
+
+Metric values $h_a$ at training points of the Fermat quintic, all in one chart
+(`flows.chart_sample`, as the paper's rejection sampling), start at the
+Fubini–Study metric and flow under the σ loss $L_1 = \sum w|1 - \eta/\bar\eta|/\sum w$
+by gradient descent (`solvers.solve_points`: explicit Euler with constant step,
+the learning rate) through four kernels:
+
+- `local`: $K = \delta$; training points move, test points do not;
+- `gaussian`: $e^{-d_\mathrm{FS}^2/2\sigma^2}$ (the paper's eq. 3.5), normalised
+  (`--unnormalised` to drop that);
+- `delta`: local on training points; a test point takes the update of its
+  nearest training point;
+- `relu_ntk`: the infinite-width NTK of a one-hidden-layer ReLU network of the
+  ambient coordinates $(\mathrm{Re}\,z, \mathrm{Im}\,z)$ (the paper's Table 1
+  weight and bias standard deviations 80.52 and 5.716 by default).
+
+Test points: for each `--noise` scale, the training points kicked by complex
+Gaussian noise and projected back onto $X$ (`flows.perturb_points`; the paper
+leaves them off $X$), plus an independent fresh sample in the same chart
+(`test`). The gain factor of a set is σ(start)/σ(end); `train_gain` and
+`test_gain` (the fresh sample) are reported per kernel, and the gain on every
+noised set against its mean FS distance to the training set is the left panel
+of the paper's Figure 3. The right panel: the mean nearest-neighbour FS
+distance of $N$ sampled points against $N$, with a log-log fit
+(`distance_exponent`; a real 6-manifold suggests $-1/6$). Beside the full
+Gaussian kernel, the paper's clustered version (`--clusters` clusters per
+mini-batch of `--batch-size` points) is run and compared.
+
+Output in --out: quintic_kernels.json (`train_gain`, `test_gain`,
+`distance_exponent` and everything else), quintic_kernels.png (Figure 3),
+quintic_kernels_sigma.png (σ against t), and the table on stdout.
+
+Usage: python experiments/quintic_kernels.py --out DIR [--points N] [--steps S] ...
+"""
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from _common import progress, save_figure, write_json
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
+
+import flows
+import solvers
+
+jax.config.update("jax_enable_x64", True)
+
+KERNELS = ("local", "gaussian", "delta", "relu_ntk")
+_STYLE = {"local": "o-", "gaussian": "D-", "delta": "^--", "relu_ntk": "v-"}
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add("--points", type=int, default=1000, help="training points (in one chart)")
+    add("--test-points", type=int, default=1000, help="fresh test points (in the same chart)")
+    add("--noise", type=float, nargs="*", default=[0.003, 0.01, 0.03, 0.1, 0.3])
+    add("--steps", type=int, default=500, help="gradient-descent steps")
+    add("--lr", type=float, default=1e-4, help="learning rate (Euler step) of local/gaussian/delta")
+    add("--relu-lr", type=float, default=3e-7, help="learning rate of relu_ntk")
+    add("--sigma", type=float, default=0.05, help="Gaussian width in FS distance (radians)")
+    add("--unnormalised", action="store_true", help="do not normalise the Gaussian kernel")
+    add("--relu-depth", type=int, default=1)
+    add("--relu-weight-std", type=float, default=80.52)
+    add("--relu-bias-std", type=float, default=5.716)
+    add("--clusters", type=int, default=10, help="clusters per mini-batch (0: skip)")
+    add("--batch-size", type=int, default=500, help="mini-batch size of the clustering")
+    add(
+        "--scaling-points",
+        type=int,
+        nargs="*",
+        default=[250, 500, 1000, 2000, 4000, 8000],
+        help="sample sizes of the nearest-neighbour distance fit",
+    )
+    add("--seed", type=int, default=0)
+    add("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    for name in ("points", "test_points", "steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    for name in ("lr", "relu_lr", "sigma", "relu_weight_std"):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value > 0):
+            parser.error(f"--{name.replace('_', '-')} must be a finite number > 0, got {value}")
+    if any(not (math.isfinite(s) and s > 0) for s in args.noise):
+        parser.error("--noise scales must be finite numbers > 0")
+    if len(args.scaling_points) < 3 or min(args.scaling_points) < 2:
+        parser.error("--scaling-points needs at least 3 sizes, each >= 2")
+    if args.clusters < 0 or (args.clusters and args.batch_size < args.clusters):
+        parser.error("--clusters must be >= 0 and --batch-size >= --clusters")
+    return args
+
+
+def chart_points(surface, key, count, chart=None):
+    """`count` points of `surface` in one chart (the most common, or `chart`), by oversampling."""
+    total = 24 * count
+    sample = flows.point_sample(surface, flows.sample_points(surface, key, total))
+    sample = flows.chart_sample(sample, *(chart or (None, None)))
+    if sample.count < count:
+        raise RuntimeError(f"only {sample.count} of {total} sampled points fell in the chart")
+    return subsample(sample, np.arange(count))
+
+
+def subsample(sample, idx):
+    """The points `idx` of a sample, weights renormalised to mean 1."""
+    w = np.asarray(sample.weights)[idx]
+    return flows.PointSample(
+        points=sample.points[idx],
+        patch=sample.patch[idx],
+        eliminated=sample.eliminated[idx],
+        omega=sample.omega[idx],
+        weights=jnp.asarray(w / w.mean()),
+        g_fs=sample.g_fs[idx],
+        jacobian=sample.jacobian[idx],
+        volume_ratio=sample.volume_ratio * w.mean(),
+        rejected=sample.rejected,
+    )
+
+
+def concatenate(samples):
+    """One sample holding several (weights as they are: each group has mean 1)."""
+    cat = lambda name: jnp.concatenate([getattr(s, name) for s in samples])  # noqa: E731
+    return flows.PointSample(
+        points=cat("points"),
+        patch=cat("patch"),
+        eliminated=cat("eliminated"),
+        omega=cat("omega"),
+        weights=cat("weights"),
+        g_fs=cat("g_fs"),
+        jacobian=cat("jacobian"),
+        volume_ratio=samples[0].volume_ratio,
+        rejected=sum(s.rejected for s in samples),
+    )
+
+
+def make_kernel(name, args):
+    if name == "local":
+        return flows.LocalPointKernel()
+    if name == "delta":
+        return flows.NearestPointKernel()
+    if name == "gaussian":
+        return flows.gaussian_point_kernel(args.sigma, normalise=not args.unnormalised)
+    if name == "relu_ntk":
+        return flows.relu_point_kernel(args.relu_depth, args.relu_weight_std, args.relu_bias_std)
+    raise ValueError(name)
+
+
+def run_kernel(label, kernel, lr, args, train, test, groups):
+    """One flow; σ of the training set and of every test group at each save."""
+    start = time.perf_counter()
+    flow = flows.PointKernelFlow(kernel, flows.MongeAmpereLoss(1.0), train, test)
+    sol = solvers.solve_points(flow, train.g_fs, test.g_fs, 0.0, args.steps * lr, dt0=lr, saveat=11)
+    sigma_groups = {
+        g: [float(flows.sigma_measure(sample, h[idx])[0]) for h in sol.test]
+        for g, (sample, idx) in groups.items()
+    }
+    sigma_train = [float(s) for s in sol.sigma_train]
+    record = {
+        "learning_rate": lr,
+        "t1": args.steps * lr,
+        "stop_reason": sol.stop_reason,
+        "ts": [float(t) for t in sol.ts],
+        "sigma_train": sigma_train,
+        "sigma_test": sigma_groups,
+        "train_gain": sigma_train[0] / sigma_train[-1],
+        "gains": {g: s[0] / s[-1] for g, s in sigma_groups.items()},
+        "seconds": time.perf_counter() - start,
+    }
+    progress(
+        f"{label}: train sigma {sigma_train[0]:.4f} -> {sigma_train[-1]:.5f} "
+        f"(gain {record['train_gain']:.1f}), fresh test gain {record['gains']['test']:.2f} "
+        f"[{sol.stop_reason}, {record['seconds']:.0f} s]"
+    )
+    return record, sol
+
+
+def fit_power_law(x, y):
+    r"""Least squares $\log y = a + b\log x$: $(b, e^a, \mathrm{se}(b))$."""
+    lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
+    b, a = np.polyfit(lx, ly, 1)
+    resid = ly - (a + b * lx)
+    se = math.sqrt(float(resid @ resid) / (lx.size - 2) / float(((lx - lx.mean()) ** 2).sum()))
+    return float(b), float(math.exp(a)), se
+
+
+def distance_scaling(surface, sizes, seed):
+    """Mean nearest-neighbour FS distance of `N` sampled points, for each N (the paper's Fig. 3 right)."""
+    mean = []
+    for i, n in enumerate(sizes):
+        key = jax.random.fold_in(jax.random.key(seed + 7), i)
+        pts = flows.sample_points(surface, key, n)
+        mean.append(flows.mean_nearest_distance(pts))
+        progress(f"mean nearest-neighbour distance at N = {n}: {mean[-1]:.4f}")
+    exponent, prefactor, se = fit_power_law(sizes, mean)
+    return {
+        "sizes": list(sizes),
+        "mean_distance": mean,
+        "distance_exponent": exponent,
+        "distance_exponent_stderr": se,
+        "distance_prefactor": prefactor,
+    }
+
+
+def figures(record, args):
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    ax, bx = fig.subplots(1, 2)
+    dist = record["test_distance"]
+    noise_groups = [f"noise {s:g}" for s in args.noise]
+    train_x = 0.3 * min(dist.values())
+    for name in KERNELS:
+        gains = record["kernels"][name]["gains"]
+        x = [dist[g] for g in noise_groups]
+        y = [gains[g] for g in noise_groups]
+        (line,) = ax.plot(x, y, _STYLE[name], mfc="none", label=name)
+        ax.plot([dist["test"]], [gains["test"]], "*", ms=12, color=line.get_color())
+        ax.plot([train_x], [record["kernels"][name]["train_gain"]], "s", color=line.get_color())
+    ax.axhline(1.0, color="0.7", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("mean FS distance to the training set (squares: the training points)")
+    ax.set_ylabel(r"gain factor $\sigma(0)/\sigma(t_1)$")
+    ax.set_title(f"Gain against distance ({args.points} training points; star: fresh test set)")
+    ax.legend()
+    sc = record["scaling"]
+    n = np.asarray(sc["sizes"], float)
+    bx.loglog(n, sc["mean_distance"], "o", label="mean nearest-neighbour distance")
+    bx.loglog(
+        n,
+        sc["distance_prefactor"] * n ** sc["distance_exponent"],
+        "-",
+        label=f"fit: exponent {sc['distance_exponent']:.3f} ± {sc['distance_exponent_stderr']:.3f}",
+    )
+    bx.loglog(
+        n,
+        sc["mean_distance"][0] * (n / n[0]) ** (-1 / 6),
+        "--",
+        label=r"$N^{-1/6}$ (real dimension 6)",
+    )
+    bx.xaxis.set_minor_formatter(NullFormatter())
+    bx.set_xlabel("number of points N")
+    bx.set_ylabel("mean FS distance to nearest neighbour (radians)")
+    bx.set_title("Point density on the Fermat quintic")
+    bx.legend()
+    save_figure(fig, args.out / "quintic_kernels.png")
+
+    fig = Figure(figsize=(7, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for name, rec in record["kernels"].items():
+        steps = np.asarray(rec["ts"]) / rec["learning_rate"]
+        (line,) = ax.semilogy(steps, rec["sigma_train"], "-", label=f"{name}: train")
+        ax.semilogy(steps, rec["sigma_test"]["test"], "--", color=line.get_color(), label="test")
+    ax.set_xlabel("gradient-descent step")
+    ax.set_ylabel(r"$\sigma$")
+    ax.set_title(r"$\sigma$ loss on training (solid) and fresh test points (dashed)")
+    ax.legend(fontsize=7, ncol=2)
+    save_figure(fig, args.out / "quintic_kernels_sigma.png")
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    surface = flows.Hypersurface.fermat_quintic()
+    key = jax.random.key(args.seed)
+    progress(f"Fermat quintic: {args.points} training points in one chart (seed {args.seed})")
+    train = chart_points(surface, jax.random.fold_in(key, 0), args.points)
+    chart = (int(train.patch[0]), int(train.eliminated[0]))
+    fresh = chart_points(surface, jax.random.fold_in(key, 1), args.test_points, chart)
+    parts, groups, offset = [], {}, 0
+    for i, scale in enumerate(args.noise):
+        near = flows.sample_near(surface, train, jax.random.fold_in(key, 10 + i), scale)
+        parts.append(near)
+        groups[f"noise {scale:g}"] = near
+    parts.append(fresh)
+    groups["test"] = fresh
+    test = concatenate(parts)
+    index = {}
+    for g, sample in groups.items():
+        index[g] = (sample, np.arange(offset, offset + sample.count))
+        offset += sample.count
+    distance = {
+        g: float(jnp.mean(flows.nearest_points(train.points, s.points)[1]))
+        for g, s in groups.items()
+    }
+    progress(
+        "test sets (mean FS distance to the training set): "
+        + ", ".join(f"{g}: {d:.4f}" for g, d in distance.items())
+    )
+
+    kernels, sols = {}, {}
+    for name in KERNELS:
+        lr = args.relu_lr if name == "relu_ntk" else args.lr
+        kernels[name], sols[name] = run_kernel(
+            name, make_kernel(name, args), lr, args, train, test, index
+        )
+
+    comparison = None
+    if args.clusters:
+        clustered = flows.ClusteredPointKernel(
+            make_kernel("gaussian", args), args.clusters, batch_size=args.batch_size, seed=args.seed
+        )
+        rec, sol = run_kernel("gaussian (clustered)", clustered, args.lr, args, train, test, index)
+        full = sols["gaussian"]
+        update = float(jnp.linalg.norm(full.train[-1] - full.train[0]))
+        comparison = {
+            "clusters": args.clusters,
+            "batch_size": args.batch_size,
+            "clustered": rec,
+            "train_relative_difference": float(jnp.linalg.norm(sol.train[-1] - full.train[-1]))
+            / update,
+            "test_relative_difference": float(jnp.linalg.norm(sol.test[-1] - full.test[-1]))
+            / float(jnp.linalg.norm(full.test[-1] - full.test[0])),
+        }
+        progress(
+            "clustered against full Gaussian kernel: final metric difference / update = "
+            f"{comparison['train_relative_difference']:.2e} (train), "
+            f"{comparison['test_relative_difference']:.2e} (test)"
+        )
+
+    scaling = distance_scaling(surface, args.scaling_points, args.seed)
+    progress(
+        f"distance exponent {scaling['distance_exponent']:.3f} "
+        f"± {scaling['distance_exponent_stderr']:.3f} (-1/6 = -0.167 expected)"
+    )
+    table = [
+        {
+            "kernel": name,
+            "points": args.points,
+            "learning_rate": kernels[name]["learning_rate"],
+            "steps": args.steps,
+            "sigma": args.sigma if name == "gaussian" else None,
+            "weight_std": args.relu_weight_std if name == "relu_ntk" else None,
+            "bias_std": args.relu_bias_std if name == "relu_ntk" else None,
+            "train_gain": kernels[name]["train_gain"],
+            "test_gain": kernels[name]["gains"]["test"],
+        }
+        for name in KERNELS
+    ]
+    print("\n| kernel | points | learning rate | sigma | W std | b std | train gain | test gain |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in table:
+        cells = [
+            row["kernel"],
+            row["points"],
+            f"{row['learning_rate']:g}",
+            *(
+                ("-" if row[k] is None else f"{row[k]:g}")
+                for k in ("sigma", "weight_std", "bias_std")
+            ),
+            f"{row['train_gain']:.1f}",
+            f"{row['test_gain']:.2f}",
+        ]
+        print("| " + " | ".join(str(c) for c in cells) + " |")
+    print()
+    record = {
+        "train_gain": {k: v["train_gain"] for k, v in kernels.items()},
+        "test_gain": {k: v["gains"]["test"] for k, v in kernels.items()},
+        "distance_exponent": scaling["distance_exponent"],
+        "distance_exponent_stderr": scaling["distance_exponent_stderr"],
+        "points": args.points,
+        "test_points": fresh.count,
+        "chart": list(chart),
+        "noise": args.noise,
+        "test_distance": distance,
+        "kernels": kernels,
+        "clustered_comparison": comparison,
+        "scaling": scaling,
+        "table": table,
+        "seed": args.seed,
+        "device": str(jax.devices()[0]),
+    }
+    figures(record, args)
+    write_json(args.out / "quintic_kernels.json", record)
+    return record
+
+
+if __name__ == "__main__":
+    main()
