@@ -46,6 +46,10 @@ from ._kahler import complex_hessian as complex_hessian
 from ._kahler import fubini_study_potential as fubini_study_potential
 from ._kahler import kahler_metric as kahler_metric
 from ._kahler import ricci_form as ricci_form
+from ._kahler_networks import KahlerPotential as KahlerPotential
+from ._kahler_networks import bihomogeneous_features as bihomogeneous_features
+from ._kahler_networks import kahler_potential as kahler_potential
+from ._kahler_networks import pulled_back_metric as pulled_back_metric
 from ._kernels import AbstractKernel as AbstractKernel
 from ._kernels import DeltaKernel as DeltaKernel
 from ._kernels import GaussianKernel as GaussianKernel
