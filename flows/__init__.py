@@ -113,6 +113,9 @@ from ._point_kernels import FSGaussian as FSGaussian
 from ._point_kernels import point_kernel_apply as point_kernel_apply
 from ._point_kernels import point_mesh as point_mesh
 from ._point_kernels import sharded_point_kernel_apply as sharded_point_kernel_apply
+from ._potential_flows import POTENTIAL_REGIMES as POTENTIAL_REGIMES
+from ._potential_flows import PotentialFlow as PotentialFlow
+from ._potential_flows import log_eta_ratio as log_eta_ratio
 from ._relu_ntk import ReLUNTK as ReLUNTK
 from ._relu_ntk import network_inputs as network_inputs
 from ._vector_fields import FLOW_NAMES as FLOW_NAMES

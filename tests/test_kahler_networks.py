@@ -59,3 +59,69 @@ def test_kahler_potential_bad_input(quintic):
         flows.kahler_potential(1, jax.random.key(0))
     with pytest.raises(ValueError, match="PointSample"):
         flows.pulled_back_metric(quintic.points)
+
+
+@pytest.fixture(scope="module")
+def cubic():
+    surface = flows.Hypersurface.fermat_cubic()
+    return flows.point_sample(surface, flows.sample_points(surface, jax.random.key(2), 240))
+
+
+def test_flat_cubic_metric_is_a_fixed_point_of_kahler_ricci_flow(cubic):
+    """The Kähler–Ricci velocity of the potential, log(eta / mean eta), vanishes at kappa |Omega|^2."""
+    u = flows.log_eta_ratio(cubic, flows.curve_metric(cubic, 0.7))
+    assert float(jnp.max(jnp.abs(u))) < 1e-8
+    assert float(jnp.max(jnp.abs(flows.log_eta_ratio(cubic, cubic.g_fs)))) > 0.1  # FS is not
+
+
+def _solve(flow, t1, steps):
+    import diffrax
+
+    return diffrax.diffeqsolve(
+        diffrax.ODETerm(flow),
+        diffrax.Tsit5(),
+        0.0,
+        t1,
+        t1 / steps,
+        flow.theta0,
+        saveat=diffrax.SaveAt(ts=jnp.linspace(0.0, t1, 3)),
+        stepsize_controller=diffrax.PIDController(rtol=1e-5, atol=1e-8),
+        max_steps=2000,
+    )
+
+
+@eqx.filter_jit
+def _velocity(flow, theta):
+    return flow(0.0, theta)
+
+
+def test_smoothed_kahler_ricci_velocity_tends_to_the_local_one(cubic):
+    phi = flows.kahler_potential(3, jax.random.key(3), width=16, depth=2)
+    krf = flows.PotentialFlow(phi, cubic, "kahler_ricci")
+    # the smoothed flow with a narrow kernel follows the local one
+    smooth = flows.PotentialFlow(phi, cubic, "kahler_ricci_smoothed", sigma=0.05)
+    v_local, v_smooth = _velocity(krf, krf.theta0), _velocity(smooth, smooth.theta0)
+    assert float(jnp.linalg.norm(v_smooth - v_local) / jnp.linalg.norm(v_local)) < 0.2
+    wide = flows.PotentialFlow(phi, cubic, "kahler_ricci_smoothed", sigma=0.5)
+    v_wide = _velocity(wide, wide.theta0)
+    assert float(jnp.linalg.norm(v_wide - v_local)) > float(jnp.linalg.norm(v_smooth - v_local))
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Complex dtype support in Diffrax")
+def test_kahler_ricci_flow_from_fubini_study_reaches_the_flat_cubic(cubic):
+    """Evolving and frozen velocities agree at theta_0; Kähler–Ricci flow of the potential
+    takes sigma from 0.10 (Fubini–Study) to 6e-5 by t = 1 (width 16; about a minute on 2 cores)."""
+    phi = flows.kahler_potential(3, jax.random.key(3), width=16, depth=2)
+    loss = flows.MongeAmpereLoss(2.0)
+    evolving = flows.PotentialFlow(phi, cubic, "evolving", loss)
+    frozen = flows.PotentialFlow(phi, cubic, "frozen", loss)
+    # at theta_0 the linearised network is the network: equal velocities, metric g_FS
+    v_evolving = _velocity(evolving, evolving.theta0)
+    assert jnp.allclose(v_evolving, _velocity(frozen, frozen.theta0), rtol=1e-10)
+    assert float(jnp.linalg.norm(v_evolving)) > 0
+    assert jnp.allclose(evolving.metric(evolving.theta0), cubic.g_fs, atol=1e-13, rtol=0)
+    krf = flows.PotentialFlow(phi, cubic, "kahler_ricci")
+    sol = _solve(krf, 1.0, 20)
+    sigma = [float(flows.sigma_measure(cubic, krf.metric(th))[0]) for th in sol.ys]
+    assert sigma[0] > 0.05 and sigma[-1] < 1e-3, sigma
