@@ -53,10 +53,11 @@ def test_ci_runs_the_readme_test_command():
     assert test_command in ci
 
 
-def test_demo_command_names_an_existing_program():
+def test_demo_command_is_the_installed_console_script():
     demo = next(c for c in _commands() if "pytest" not in c)
-    program = re.search(r"(experiments/\S+\.py)", demo).group(1)
-    assert (ROOT / program).exists()
+    script = re.search(r"\.venv/bin/(\S+)", demo.split("&&")[-1]).group(1)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert re.search(rf'^{re.escape(script)} = "solvers\.demo:main"$', pyproject, flags=re.M)
 
 
 def test_flows_never_imports_solvers():
