@@ -34,7 +34,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, PartitionSpec
 from jaxtyping import Array, Complex, Float, Inexact
 
 from ._hypersurfaces import fs_distance
@@ -82,6 +82,11 @@ def _is_traced(x) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
+def _checked_at_run_time(x) -> bool:
+    """Traced arrays, and arrays spread over several hosts, are checked by `_guard` instead."""
+    return _is_traced(x) or (isinstance(x, jax.Array) and not x.is_fully_addressable)
+
+
 def _check_chunk(value, name: str, caller: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{caller}: {name} must be an integer >= 1, got {value!r}.")
@@ -122,7 +127,7 @@ def _check_inputs(caller: str, kernel, targets, sources, values):
             f"got shape {values.shape}."
         )
     for name, x in arrays.items():
-        if _is_traced(x):
+        if _checked_at_run_time(x):
             continue
         finite = np.isfinite(np.asarray(x)).reshape(x.shape[0], -1).all(axis=1)
         if not finite.all():
@@ -143,8 +148,8 @@ def _check_inputs(caller: str, kernel, targets, sources, values):
 
 
 def _guard(x, name: str, caller: str):
-    """Traced arrays: a run-time error (`eqx.error_if`) on non-finite entries."""
-    if _is_traced(x):
+    """Arrays not checked on the host: a run-time error (`eqx.error_if`) on non-finite entries."""
+    if _checked_at_run_time(x):
         return eqx.error_if(x, ~jnp.all(jnp.isfinite(x)), f"{caller}: non-finite {name}")
     return x
 
@@ -164,13 +169,10 @@ def _chunked_apply(kernel, targets, sources, values, kernel_dtype, row_chunk, co
     split = jnp.issubdtype(values.dtype, jnp.complexfloating) and not jnp.issubdtype(
         kernel_dtype, jnp.complexfloating
     )
-    if split:
-        # a real kernel on complex values: one real product on [Re V, Im V]
-        f = values.shape[1]
+    f = values.shape[1]
+    if split:  # a real kernel on complex values: one real product on [Re V, Im V]
         values = jnp.concatenate([jnp.real(values), jnp.imag(values)], axis=1)
-        work_dtype = np.promote_types(kernel_dtype, values.dtype)
-    else:
-        work_dtype = np.promote_types(kernel_dtype, values.dtype)
+    work_dtype = np.promote_types(kernel_dtype, values.dtype)
     values = values.astype(work_dtype)
 
     n_cols = -(-b // cc)
@@ -268,7 +270,6 @@ def _sharded_apply(kernel, targets, sources, values, kernel_dtype, row_chunk, co
     flat = values.reshape(values.shape[0], -1)
     rows = PartitionSpec(_AXIS)
     replicated = PartitionSpec()
-    padded = jax.lax.with_sharding_constraint(padded, NamedSharding(mesh, rows))
 
     def local(x, y, v):
         return _chunked_apply(kernel, x, y, v, kernel_dtype, row_chunk, col_chunk)
