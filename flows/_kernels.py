@@ -16,6 +16,7 @@ by ambient component, which commutes with rotations.
 import abc
 import functools
 import math
+import numbers
 import warnings
 from collections.abc import Callable
 
@@ -29,6 +30,31 @@ from jaxtyping import Array, Float
 
 from ._manifolds import AbstractManifold, Sphere, Torus
 from ._types import Point, Scalar
+
+
+def _check_nodal(kernel, manifold: AbstractManifold, values, what: str) -> None:
+    """`ValueError` unless `values` has the nodes' leading axis and, when concrete, is finite.
+
+    Traced values (a flow's state inside a solve) are not checked here: the solver's
+    events stop on a non-finite state.
+    """
+    name = type(kernel).__name__
+    if not isinstance(manifold, AbstractManifold):
+        raise ValueError(f"{name}.{what}: manifold must be a manifold, got {manifold!r}.")
+    if jnp.shape(values)[:1] != manifold.weights.shape:
+        raise ValueError(
+            f"{name}.{what}: values on {manifold!r} must have leading axis "
+            f"{manifold.weights.shape[0]} (one per node), got shape {jnp.shape(values)}."
+        )
+    if not isinstance(values, jax.core.Tracer):
+        array = np.asarray(values)
+        finite = np.isfinite(array).reshape(array.shape[0], -1).all(axis=1)
+        if not finite.all():
+            a = int(np.argmin(finite))
+            raise ValueError(
+                f"{name}.{what}: values are not finite at node {a}; "
+                f"{int((~finite).sum())} of {finite.size} nodes fail."
+            )
 
 
 class AbstractKernel(eqx.Module):
@@ -51,6 +77,7 @@ class AbstractKernel(eqx.Module):
         Exact in the spectral basis where `multiplier` exists; otherwise by
         quadrature (`apply`), projected onto the series on spheres.
         """
+        _check_nodal(self, manifold, values, "smooth")
         mult = self.multiplier(manifold)
         if mult is not None:
             return manifold.spectral_multiply(values, mult)
@@ -72,14 +99,14 @@ class AbstractKernel(eqx.Module):
         chunk: int = 512,
     ) -> Float[Array, "P *shape"]:
         r"""$\sum_b w_b\, k(x_p, x_b)\, V_b$ at `points` (default: the nodes), `chunk` rows at a time."""
-        if values.shape[:1] != manifold.weights.shape:
+        _check_nodal(self, manifold, values, "apply")
+        points = manifold.nodes if points is None else _check_points(self, manifold, points)
+        if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1:
             raise ValueError(
-                f"{type(self).__name__}.apply: values on {manifold!r} must have leading axis "
-                f"{manifold.weights.shape[0]}, got shape {values.shape}."
+                f"{type(self).__name__}.apply: chunk must be an integer >= 1, got {chunk!r}."
             )
-        points = manifold.nodes if points is None else points
         p = points.shape[0]
-        chunk = max(1, min(int(chunk), p))
+        chunk = min(int(chunk), p)
         pad = (-p) % chunk
         padded = jnp.concatenate([points, jnp.broadcast_to(points[:1], (pad, points.shape[1]))])
         weighted = values * manifold.weights.reshape((-1,) + (1,) * (values.ndim - 1))
@@ -90,6 +117,20 @@ class AbstractKernel(eqx.Module):
 
         out = jax.lax.map(rows, padded.reshape(-1, chunk, points.shape[1]))
         return out.reshape((-1,) + values.shape[1:])[:p]
+
+
+def _check_points(kernel, manifold: AbstractManifold, points) -> Float[Array, "P D"]:
+    """`ValueError` unless `points` is a non-empty (P, D) array of finite points of `manifold`."""
+    name = type(kernel).__name__
+    d = manifold.nodes.shape[1]
+    points = jnp.asarray(points)
+    if points.ndim != 2 or points.shape[1] != d or points.shape[0] < 1:
+        raise ValueError(
+            f"{name}.apply: points on {manifold!r} must be a non-empty array of shape (P, {d}), "
+            f"got shape {points.shape}."
+        )
+    manifold.check_points(points, f"{name}.apply")
+    return points
 
 
 def _geodesic_profile(theta: float, sigma: float) -> float:
@@ -153,6 +194,7 @@ class DeltaKernel(AbstractKernel):
         return jnp.ones_like(manifold.laplace_eigenvalues())
 
     def smooth(self, manifold: AbstractManifold, values: Float[Array, "N *shape"]):
+        _check_nodal(self, manifold, values, "smooth")
         return values
 
     def apply(self, manifold, values, points=None, *, chunk: int = 512):
@@ -160,6 +202,7 @@ class DeltaKernel(AbstractKernel):
             raise ValueError(
                 "DeltaKernel.apply: the local kernel acts at the nodes only (points=None)."
             )
+        _check_nodal(self, manifold, values, "apply")
         return values
 
 
@@ -179,7 +222,12 @@ class GaussianKernel(AbstractKernel):
     sigma: float = eqx.field(static=True)
 
     def __init__(self, sigma: float):
-        if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
+        if not (
+            isinstance(sigma, numbers.Real)
+            and not isinstance(sigma, bool)
+            and math.isfinite(sigma)
+            and sigma > 0
+        ):
             raise ValueError(f"GaussianKernel: sigma must be a finite number > 0, got {sigma!r}.")
         self.sigma = float(sigma)
 
@@ -219,6 +267,12 @@ class GaussianKernel(AbstractKernel):
         raise ValueError(f"GaussianKernel: no normalisation for {manifold!r}.")
 
     def __call__(self, manifold: AbstractManifold, x: Point, y: Point) -> Scalar:
+        d = manifold.nodes.shape[1]
+        if jnp.shape(x) != (d,) or jnp.shape(y) != (d,):
+            raise ValueError(
+                f"GaussianKernel: points on {manifold!r} have shape ({d},), got "
+                f"{jnp.shape(x)} and {jnp.shape(y)}."
+            )
         s = self.sigma
         z = self.normaliser(manifold)
         if isinstance(manifold, Torus):

@@ -39,9 +39,20 @@ class AbstractLoss(AbstractFunctional):
         r"""$\ell_g(x)$, the integrand against the reference measure $\mu$."""
 
     def __call__(self, metric: AbstractMetric) -> Scalar:
-        r"""$L_h = \sum_a w_a \ell_g(x_a)$."""
+        r"""$L_h = \sum_a w_a \ell_g(x_a)$; a concrete non-finite value raises `ValueError`."""
+        if not isinstance(metric, AbstractMetric):
+            raise ValueError(
+                f"{type(self).__name__}: expected a metric module, got {type(metric).__name__}."
+            )
         m = metric.manifold
-        return m.integrate(jax.vmap(lambda x: self.density(metric, x))(m.nodes))
+        value = m.integrate(jax.vmap(lambda x: self.density(metric, x))(m.nodes))
+        if not isinstance(value, jax.core.Tracer) and not bool(jnp.isfinite(value)):
+            raise ValueError(
+                f"{type(self).__name__}: the loss is not finite ({float(value)}) for this "
+                f"metric on {m!r}; are its values finite and positive definite (a NodalMetric "
+                "built with check=False is not checked)?"
+            )
+        return value
 
 
 def log_density_gradient(metric: AbstractMetric, x: Point, geometry: LocalGeometry) -> Array:
@@ -110,12 +121,26 @@ def functional_derivative(loss: AbstractFunctional, metric: NodalMetric) -> Floa
     Every entry of $G_a$ is an independent variable (off-diagonal pairs counted
     twice), so that $\delta L_h = \sum_a w_a \mathrm{tr}(E_a\, \delta G_a)$.
     """
+    if not isinstance(loss, AbstractFunctional):
+        raise ValueError(
+            f"functional_derivative: loss must be a loss module (flows.AbstractFunctional), "
+            f"got {type(loss).__name__}."
+        )
     if not isinstance(metric, NodalMetric):
         raise ValueError(
             f"functional_derivative: needs a NodalMetric (values at the nodes), got {type(metric).__name__}."
         )
     manifold = metric.manifold
     grad = _loss_gradient(loss, manifold, metric.values, metric.check)
+    if not isinstance(grad, jax.core.Tracer):
+        finite = jnp.all(jnp.isfinite(grad), axis=(1, 2))
+        if not bool(jnp.all(finite)):
+            a = int(jnp.argmin(finite))
+            raise ValueError(
+                f"functional_derivative: the derivative of {type(loss).__name__} is not finite "
+                f"at node {a} on {manifold!r}; are the metric's values finite and positive "
+                "definite (a NodalMetric built with check=False is not checked)?"
+            )
     return grad / manifold.weights[:, None, None]
 
 

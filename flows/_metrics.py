@@ -1,6 +1,8 @@
 """Metric modules: nodal (spectrally interpolated) and network/function-defined metrics."""
 
 import abc
+import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +13,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._manifolds import AbstractManifold
+from ._manifolds._abstract import check_key
 from ._types import ChartMatrix, ChartVector, Matrix, Point
 
 
@@ -69,10 +72,20 @@ def check_nodal_values(
 ) -> Float[Array, "N D D"]:
     """Check shape, finiteness, symmetry and positive definiteness of nodal metric values.
 
-    Shape mistakes raise `ValueError`. Value problems raise `ValueError` naming
-    the first bad node when `values` is concrete, and are attached with
-    `eqx.error_if` when traced (use the returned array).
+    Shape and dtype mistakes raise `ValueError` (the dtype must be the manifold's
+    floating dtype, e.g. float64 under `jax_enable_x64`). Value problems raise
+    `ValueError` naming the first bad node when `values` is concrete, and are
+    attached with `eqx.error_if` when traced (use the returned array).
     """
+    if not isinstance(manifold, AbstractManifold):
+        raise ValueError(f"{name}: manifold must be a flows manifold, got {manifold!r}.")
+    if not isinstance(values, jax.Array):
+        try:
+            values = jnp.asarray(values)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{name}: nodal values must be an array of numbers, got {type(values).__name__}."
+            ) from None
     d = manifold.ambient_dim
     expected = (manifold.nodes.shape[0], d, d)
     if values.shape != expected:
@@ -82,6 +95,11 @@ def check_nodal_values(
         )
     if not jnp.issubdtype(values.dtype, jnp.floating):
         raise ValueError(f"{name}: nodal values must be floating point, got dtype {values.dtype}.")
+    if values.dtype != manifold.nodes.dtype:
+        raise ValueError(
+            f"{name}: nodal values have dtype {values.dtype} but {manifold!r} has "
+            f"{manifold.nodes.dtype} nodes; cast them with .astype({manifold.nodes.dtype.name})."
+        )
     finite, symmetric, positive = _node_flags(manifold, values)
     if _is_traced(values):
         values = eqx.error_if(values, ~jnp.all(finite), f"{name}: non-finite nodal value")
@@ -186,9 +204,16 @@ class NodalMetric(AbstractMetric):
         rtol: float = 1e-8,
         check: bool = True,
     ):
-        values = jnp.asarray(values)
         if check:
             values = check_nodal_values(manifold, values)
+            if not (
+                isinstance(rtol, numbers.Real)
+                and not isinstance(rtol, bool)
+                and math.isfinite(rtol)
+                and rtol > 0
+            ):
+                raise ValueError(f"NodalMetric: rtol must be a finite number > 0, got {rtol!r}.")
+        values = jnp.asarray(values)
         self.manifold = manifold
         self.values = values
         self.check = bool(check)
@@ -345,9 +370,16 @@ class RandomPerturbation(eqx.Module):
         band_limit: int = 2,
         amplitude: float = 0.3,
     ):
-        if not 0 < amplitude < 1:
+        if not isinstance(manifold, AbstractManifold):
+            raise ValueError(f"random_metric: manifold must be a flows manifold, got {manifold!r}.")
+        check_key(key, "random_metric")
+        if not (
+            isinstance(amplitude, numbers.Real)
+            and not isinstance(amplitude, bool)
+            and 0 < amplitude < 1
+        ):
             raise ValueError(
-                f"amplitude must lie in (0, 1) to keep the metric positive definite, got {amplitude}."
+                f"amplitude must lie in (0, 1) to keep the metric positive definite, got {amplitude!r}."
             )
         self.manifold = manifold
         self.field = manifold.random_field(key, band_limit, (packed_size(manifold.ambient_dim),))
@@ -367,6 +399,8 @@ def random_metric(
     See `RandomPerturbation` for the construction and bounds. Raises
     `ValueError` if the manifold does not resolve `band_limit`.
     """
+    if not isinstance(manifold, AbstractManifold):
+        raise ValueError(f"random_metric: manifold must be a flows manifold, got {manifold!r}.")
     manifold.check_resolves(band_limit, "random_metric")
     components = RandomPerturbation(manifold, key, band_limit, amplitude)
     return NodalMetric(manifold, evaluate_at(components, manifold.nodes))

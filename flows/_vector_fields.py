@@ -31,6 +31,8 @@ solver turns it into a predicted amplification and refuses hopeless runs.
 """
 
 import abc
+import math
+import numbers
 
 import equinox as eqx
 import jax
@@ -376,7 +378,19 @@ def make_flow(name: str, manifold: AbstractManifold, sigma: float | None = None)
     `perelman_lambda` here is the local form *without* the DeTurck term and
     `perelman_lambda_deturck` with it (the names DESIGN.md §2.1 compares);
     `componentwise` is the componentwise flow of $L_P$, local unless `sigma` is given.
+    The local flows ignore `sigma`, but it must still be None or a finite number >= 0.
     """
+    if sigma is not None and not (
+        isinstance(sigma, numbers.Real)
+        and not isinstance(sigma, bool)
+        and math.isfinite(sigma)
+        and sigma >= 0
+    ):
+        raise ValueError(
+            f"make_flow: sigma must be a finite number > 0 (or 0 or None: local), got {sigma!r}."
+        )
+    if not isinstance(manifold, AbstractManifold):
+        raise ValueError(f"make_flow: manifold must be a flows manifold, got {manifold!r}.")
     if name == "ricci":
         return ricci_flow(manifold)
     if name == "ricci_deturck":

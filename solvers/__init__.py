@@ -2,13 +2,15 @@
 
 `solve(flow, g0, t0, t1, ...)` integrates any `flows.AbstractFlow`, with
 events (degenerate metric, non-finite state, fixed point, curvature blow-up),
-a progress meter, and a prediction of the amplification of rounding that
-refuses hopeless runs of ill-posed flows (`shared/DESIGN.md` 2.1).
+a progress meter, checkpoint and resume (`checkpoint=PATH`; `checkpoint_info`
+reads where a checkpointed run stands), and a prediction of the amplification
+of rounding that refuses hopeless runs of ill-posed flows (`shared/DESIGN.md` 2.1).
 `solve_network(metric, loss, t0, t1, kernel=...)` integrates a network metric's
 flow in the evolving, frozen or infinite-width regime.
 `solvers` imports `flows`; `flows` never imports `solvers`.
 """
 
+from ._checkpoint import checkpoint_info as checkpoint_info
 from ._perelman_pair import PairSolution as PairSolution
 from ._perelman_pair import conjugate_heat as conjugate_heat
 from ._points import POINT_SOLVERS as POINT_SOLVERS

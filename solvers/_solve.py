@@ -17,23 +17,52 @@ Events stop the solve with the reason recorded in the solution:
 - `non_finite`: a non-finite value in the state;
 - `fixed_point`: $\max |\partial_t g| <$ `fixed_point_tol` (when given);
 - `curvature`: $\max |R| >$ `curvature_limit` (when given).
+
+Checkpoint and resume (`solve(..., checkpoint=PATH)`): the solve runs as a
+sequence of `diffeqsolve` calls of `checkpoint_every` steps each. Between them
+it carries diffrax's whole loop state: $t$, $y$, the solver state (e.g. the
+first-same-as-last stage), the PID controller's error history, and the next
+step's end $t_\mathrm{next}$ (recorded by the controller, re-entered as a `dt0`
+with $t + dt_0 = t_\mathrm{next}$ exactly), so the segments take exactly the
+steps, saves and event root-finds of one uninterrupted `diffeqsolve`. After each
+segment the state, the trajectory saved so far and a description of the problem
+are written atomically to PATH (`solvers/_checkpoint.py`: temporary file in the
+same directory, `fsync`, `os.replace`). A call whose PATH exists checks that the
+problem is the same (flow, manifold, initial metric, $t_0$, $t_1$, `dt0`,
+`saveat`, solver, tolerances, event settings, `max_steps`; a difference is a
+`ValueError` naming it) and resumes; a finished checkpoint returns its solution.
+Measured on CPU in float64 (`tests/test_checkpoint.py`): a run killed with
+SIGKILL and resumed, an uninterrupted checkpointed run, and the same call
+without a checkpoint give bit-for-bit the same trajectory, whatever
+`checkpoint_every`. This rests on XLA computing the same step identically in
+each compiled program, which held for the solvers and flows tested; resuming
+under another JAX, XLA or diffrax version, or on another device, need not be
+bitwise equal. There are no random numbers in a solve; a flow built from a
+seed is part of the problem the checkpoint checks.
 """
 
 import dataclasses
 import math
+import os
+import time
 import warnings
+from pathlib import Path
 
 import diffrax
 import equinox as eqx
+import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
 import lineax
 import numpy as np
 import optimistix
+from diffrax._term import WrapTerm  # what diffeqsolve wraps its terms in; _start mirrors it
 from jaxtyping import Array, Float
 
 import flows
 from flows import AbstractFlow, NodalMetric
+
+from . import _checkpoint
 
 WARN_AMPLIFICATION = 1e3
 REFUSE_AMPLIFICATION = 1e8
@@ -220,13 +249,9 @@ def _smallest_eigenvalue(manifold, values):
     return jnp.min(jnp.linalg.eigvalsh(g)[:, 0])
 
 
-@eqx.filter_jit
-def _integrate(
-    flow, y0, t0, t1, dt0, ts, rtol, atol, degenerate_tol, fixed_point_tol, curvature_limit, config
-):
+def _event(flow, s0, degenerate_tol, fixed_point_tol, curvature_limit, config) -> diffrax.Event:
+    """The stopping events of the module docstring, `s0` the initial smallest eigenvalue."""
     m = flow.manifold
-    s0 = _smallest_eigenvalue(m, y0)
-    solver = _make_solver(config.solver, config.linear_solver, rtol, atol)
 
     def degenerate(t, y, args, **kwargs):
         return _smallest_eigenvalue(m, y) / s0 - degenerate_tol
@@ -247,7 +272,16 @@ def _integrate(
 
         conds["curvature"] = curvature
     root = optimistix.Newton(rtol=1e-10, atol=1e-12)
-    event = diffrax.Event(conds, root_finder=root)
+    return diffrax.Event(conds, root_finder=root)
+
+
+@eqx.filter_jit
+def _integrate(
+    flow, y0, t0, t1, dt0, ts, rtol, atol, degenerate_tol, fixed_point_tol, curvature_limit, config
+):
+    s0 = _smallest_eigenvalue(flow.manifold, y0)
+    solver = _make_solver(config.solver, config.linear_solver, rtol, atol)
+    event = _event(flow, s0, degenerate_tol, fixed_point_tol, curvature_limit, config)
     controller = diffrax.PIDController(rtol=rtol, atol=atol)
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(flow),
@@ -270,6 +304,8 @@ def _integrate(
 
 def _check_time(name: str, value) -> float:
     try:
+        if isinstance(value, (bool, str)):
+            raise TypeError
         value = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"solve: {name} must be a finite number, got {value!r}.") from None
@@ -281,22 +317,36 @@ def _check_time(name: str, value) -> float:
 def check_tolerances(caller: str, **tolerances) -> None:
     """Raise `ValueError` unless every tolerance is a finite number > 0."""
     for name, value in tolerances.items():
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        if not (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and value > 0
+        ):
             raise ValueError(f"{caller}: {name} must be a finite number > 0, got {value!r}.")
 
 
 def save_times(caller: str, saveat, t0: float, t1: float, dtype) -> Float[Array, " S"]:
     """The save times: `saveat` equally spaced ones (>= 2), or the given increasing times in [t0, t1]."""
-    if isinstance(saveat, int):
+    if isinstance(saveat, (int, np.integer)):
         if saveat < 2:
             raise ValueError(f"{caller}: saveat must be at least 2 save times, got {saveat}.")
         return jnp.linspace(t0, t1, saveat)
-    ts = jnp.asarray(saveat, dtype=dtype)
-    if (
-        ts.ndim != 1
-        or not bool(jnp.all((ts >= t0) & (ts <= t1)))
-        or not bool(jnp.all(jnp.diff(ts) > 0))
-    ):
+    try:
+        ts = jnp.asarray(saveat, dtype=dtype)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{caller}: saveat must be a number of save times (>= 2) or a 1-D array of times, "
+            f"got {saveat!r}."
+        ) from None
+    if ts.ndim != 1 or ts.size == 0:
+        raise ValueError(
+            f"{caller}: saveat must be a number of save times (>= 2) or a non-empty 1-D array of "
+            f"times, got an array of shape {ts.shape}."
+        )
+    if not bool(jnp.all(jnp.isfinite(ts))):
+        raise ValueError(f"{caller}: saveat times must be finite, got {np.asarray(ts).tolist()}.")
+    if not bool(jnp.all((ts >= t0) & (ts <= t1))) or not bool(jnp.all(jnp.diff(ts) > 0)):
         raise ValueError(f"{caller}: saveat times must be increasing and within [t0, t1].")
     return ts
 
@@ -322,6 +372,9 @@ def solve(
     dense: bool = False,
     warn_amplification: float = WARN_AMPLIFICATION,
     refuse_amplification: float = REFUSE_AMPLIFICATION,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 100,
+    checkpoint_seconds: float | None = None,
 ) -> Solution:
     r"""Integrate `flow` from the metric `g0` at `t0` to `t1` with diffrax.
 
@@ -341,8 +394,19 @@ def solve(
     - `progress`: print a progress meter.
     - `dense`: keep diffrax's dense interpolation (`Solution.evaluate(t)`), e.g. for
       Perelman's pair (`conjugate_heat`).
+    - `checkpoint`: a file path. When given, the solve runs in segments of
+      `checkpoint_every` steps (accepted or rejected, as diffrax counts them) and after
+      each one writes its state atomically to this file (module docstring,
+      "Checkpoint and resume"); a call whose checkpoint file exists resumes from it
+      (or returns the finished solution it holds), after checking that it was made
+      for the same problem. Not with `dense=True`.
+    - `checkpoint_every`: steps per segment (an integer >= 1).
+    - `checkpoint_seconds`: when given, a segment's checkpoint is written only if this
+      many seconds have passed since the last write (the final state is always
+      written); segments, and so the result, do not depend on it.
 
-    Raises `ValueError` on bad input and `IllPosedError` when refusing.
+    Raises `ValueError` on bad input (including a checkpoint made for another
+    problem) and `IllPosedError` when refusing.
     """
     if not isinstance(flow, AbstractFlow):
         raise ValueError(f"solve: flow must be a flows.AbstractFlow, got {type(flow).__name__}.")
@@ -356,13 +420,19 @@ def solve(
             raise ValueError(f"solve: g0 lives on {g0.manifold!r} but the flow on {m!r}.")
         values = g0.values
     else:
-        values = jnp.asarray(g0)
-    g0 = NodalMetric(m, flows.check_nodal_values(m, values, name="solve: initial metric g0"))
+        values = g0
+    values = flows.check_nodal_values(m, values, name="solve: initial metric g0")
+    g0 = NodalMetric(m, values)
     if solver not in SOLVERS:
         raise ValueError(f"solve: unknown solver {solver!r}; choose one of {SOLVERS}.")
     if linear_solver not in ("gmres", "dense"):
         raise ValueError(f"solve: linear_solver must be 'gmres' or 'dense', got {linear_solver!r}.")
     check_tolerances("solve", rtol=rtol, atol=atol, degenerate_tol=degenerate_tol)
+    optional = {"dt0": dt0, "fixed_point_tol": fixed_point_tol, "curvature_limit": curvature_limit}
+    check_tolerances("solve", **{k: v for k, v in optional.items() if v is not None})
+    _check_count("max_steps", max_steps, 1)
+    if checkpoint is not None:
+        checkpoint = _check_checkpoint(checkpoint, checkpoint_every, checkpoint_seconds, dense)
 
     amp = predicted_amplification(flow, g0, t0, t1)
     _judge(flow, amp, t0, t1, force, warn_amplification, refuse_amplification)
@@ -382,6 +452,24 @@ def solve(
     def arr(x):
         return jnp.asarray(0.0 if x is None else x, dtype=dtype)
 
+    if checkpoint is not None:
+        tolerances = tuple(
+            arr(x) for x in (rtol, atol, degenerate_tol, fixed_point_tol, curvature_limit)
+        )
+        return _solve_in_segments(
+            flow,
+            values,
+            arr(t0),
+            arr(t1),
+            None if dt0 is None else arr(dt0),
+            ts,
+            tolerances,
+            config,
+            amp,
+            checkpoint,
+            int(checkpoint_every),
+            checkpoint_seconds,
+        )
     ts_out, ys, result, mask, stats, interpolation = _integrate(
         flow,
         values,
@@ -397,6 +485,302 @@ def solve(
         config,
     )
     return _package(flow, ts_out, ys, result, mask, stats, amp, interpolation)
+
+
+def _check_count(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"solve: {name} must be an integer >= {minimum}, got {value!r}.")
+
+
+def _check_checkpoint(path, every, seconds, dense) -> Path:
+    try:
+        path = Path(path)
+    except TypeError:
+        raise ValueError(
+            f"solve: checkpoint must be a file path (str or os.PathLike), got {path!r}."
+        ) from None
+    if path.is_dir():
+        raise ValueError(f"solve: checkpoint {os.fspath(path)!r} is a directory; give a file path.")
+    if not path.parent.is_dir():
+        raise ValueError(
+            f"solve: the directory of checkpoint {os.fspath(path)!r} does not exist; create it first."
+        )
+    _check_count("checkpoint_every", every, 1)
+    if seconds is not None and not (
+        isinstance(seconds, (int, float))
+        and not isinstance(seconds, bool)
+        and math.isfinite(seconds)
+        and seconds >= 0
+    ):
+        raise ValueError(
+            f"solve: checkpoint_seconds must be None or a finite number >= 0, got {seconds!r}."
+        )
+    if dense:
+        raise ValueError(
+            "solve: dense=True cannot be checkpointed (the dense interpolation holds every "
+            "step); solve without checkpoint, or without dense."
+        )
+    return path
+
+
+class _RecordingController(diffrax.AbstractAdaptiveStepSizeController):
+    r"""diffrax's `PIDController`, whose state also keeps its latest proposal.
+
+    State: (the PID state, $t_\mathrm{next}$ as proposed (before diffrax clips it
+    to $t_1$), whether the latest step was kept). With it a segmented solve goes on
+    with exactly the step the uninterrupted loop would take next; the steps
+    themselves are the PID controller's.
+    """
+
+    pid: diffrax.PIDController
+
+    @property
+    def rtol(self):
+        return self.pid.rtol
+
+    @property
+    def atol(self):
+        return self.pid.atol
+
+    @property
+    def norm(self):
+        return self.pid.norm
+
+    def wrap(self, direction):
+        return _RecordingController(self.pid.wrap(direction))
+
+    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
+        tnext, state = self.pid.init(terms, t0, t1, y0, dt0, args, func, error_order)
+        return tnext, (state, jnp.asarray(tnext), jnp.asarray(True))
+
+    def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, state):
+        keep, tprev, tnext, jump, pid_state, result = self.pid.adapt_step_size(
+            t0, t1, y0, y1_candidate, args, y_error, error_order, state[0]
+        )
+        return keep, tprev, tnext, jump, (pid_state, tnext, keep), result
+
+
+def _arrays(tree):
+    return jax.tree.map(jnp.asarray, tree)
+
+
+@eqx.filter_jit
+def _start(flow, y0, t0, t1, dt0, rtol, atol, config):
+    r"""The state `diffeqsolve` starts from: $(t_0, t_\mathrm{next}, y_0$, solver state, controller state).
+
+    As `diffeqsolve` computes it (diffrax/_integrate.py): the term wrapped for the
+    direction of time (which makes the PID controller's own first step 0.01), the
+    controller's initial step (dt0, or its own choice) clipped to $t_1$, then the
+    solver's initial state.
+    """
+    direction = jnp.where(t0 < t1, 1, -1)
+    term = WrapTerm(diffrax.ODETerm(flow), direction)
+    solver = _make_solver(config.solver, config.linear_solver, rtol, atol)
+    pid = diffrax.PIDController(rtol=rtol, atol=atol)
+    controller = _RecordingController(pid).wrap(direction)
+    tnext, controller_state = controller.init(
+        term, t0, t1, y0, dt0, None, solver.func, solver.error_order(term)
+    )
+    tnext = jnp.minimum(tnext, t1)
+    solver_state = solver.init(term, t0, tnext, y0, None)
+    return _arrays((t0, tnext, y0, solver_state, controller_state))
+
+
+@eqx.filter_jit
+def _segment(flow, state, dt0, ts, t1, s0, tolerances, config):
+    """At most `config.max_steps` steps of the solve from `state`; the saves and the new state.
+
+    `ts` are the save times with those already saved replaced by the current
+    time (diffrax wants them non-decreasing within the interval; the caller
+    discards their saves). Passing the solver and controller states, and `dt0`
+    with $t + dt_0 = t_\\mathrm{next}$ exactly, continues diffrax's loop as it was.
+    """
+    rtol, atol, degenerate_tol, fixed_point_tol, curvature_limit = tolerances
+    t, _, y, solver_state, controller_state = state
+    solver = _make_solver(config.solver, config.linear_solver, rtol, atol)
+    event = _event(flow, s0, degenerate_tol, fixed_point_tol, curvature_limit, config)
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(flow),
+        solver,
+        t,
+        t1,
+        dt0,
+        y,
+        saveat=diffrax.SaveAt(
+            subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True)],
+            solver_state=True,
+            controller_state=True,
+        ),
+        stepsize_controller=_RecordingController(diffrax.PIDController(rtol=rtol, atol=atol)),
+        event=event,
+        max_steps=config.max_steps,
+        throw=False,
+        solver_state=solver_state,
+        controller_state=controller_state,
+        progress_meter=diffrax.TextProgressMeter()
+        if config.progress
+        else diffrax.NoProgressMeter(),
+    )
+    (ts_out, t_end), (ys_out, y_end) = sol.ts, sol.ys
+    t_end, y_end = t_end[0], y_end[0]
+    _, proposed, kept = sol.controller_state
+    # the next step's end as diffrax's loop clips it (diffrax/_integrate.py, _clip_to_end)
+    floor = t1
+    for _ in range(100):
+        floor = eqxi.prevbefore(floor)
+    tnext = jnp.where(proposed > floor, jnp.where(kept, t1, t_end + 0.5 * (t1 - t_end)), proposed)
+    new_state = _arrays((t_end, tnext, y_end, sol.solver_state, sol.controller_state))
+    return ts_out, ys_out, new_state, sol.result, sol.event_mask, sol.stats
+
+
+def _exact_step(t, tnext):
+    """A `dt0` with `t + dt0 == tnext` exactly in the state's precision (diffrax adds them)."""
+    t, tnext = np.asarray(t), np.asarray(tnext)
+    d = tnext - t
+    for _ in range(64):
+        reached = t + d
+        if reached == tnext:
+            break
+        d = np.nextafter(d, np.inf if reached < tnext else -np.inf, dtype=d.dtype)
+    return jnp.asarray(d)
+
+
+def _fingerprint(flow, values, t0, t1, dt0, ts, tolerances, config) -> dict:
+    """What must agree for a checkpoint to be resumed (JSON; floats compare exactly).
+
+    Not `checkpoint_every`: segments do not change the steps, so a run may resume
+    with another segment length.
+    """
+    rtol, atol, degenerate_tol, fixed_point_tol, curvature_limit = (float(x) for x in tolerances)
+    ts = np.asarray(ts)
+    return {
+        "flow": " ".join(repr(flow).split()),  # its fields, static ones (sigma, ...) with values
+        "flow arrays": _checkpoint.tree_digest(flow),
+        "g0 shape": list(values.shape),
+        "g0 dtype": str(values.dtype),
+        "g0 values": _checkpoint.digest(values),
+        "t0": float(t0),
+        "t1": float(t1),
+        "dt0": None if dt0 is None else float(dt0),
+        "saveat": f"{ts.size} times in [{ts.min()}, {ts.max()}], {_checkpoint.digest(ts)[:16]}",
+        "solver": config.solver,
+        "linear_solver": config.linear_solver,
+        "rtol": rtol,
+        "atol": atol,
+        "degenerate_tol": degenerate_tol,
+        "fixed_point_tol": fixed_point_tol if config.fixed_point else None,
+        "curvature_limit": curvature_limit if config.curvature else None,
+        "max_steps": config.max_steps,
+    }
+
+
+@eqx.filter_jit
+def _initial_eigenvalue(manifold, values):
+    return _smallest_eigenvalue(manifold, values)
+
+
+def _solve_in_segments(
+    flow, values, t0, t1, dt0, ts, tolerances, config, amp, path, every, seconds
+) -> Solution:
+    """`solve` in segments of `every` steps, writing and resuming the checkpoint at `path`."""
+    fingerprint = _fingerprint(flow, values, t0, t1, dt0, ts, tolerances, config)
+    rtol, atol = tolerances[:2]
+    start = (flow, values, t0, t1, dt0, rtol, atol, config)
+    if path.exists():
+        data = _checkpoint.read(path)
+        _checkpoint.check_same_problem(path, data["fingerprint"], fingerprint)
+        template = eqx.filter_eval_shape(_start, *start)
+        leaves, treedef = jax.tree_util.tree_flatten(template)
+        stored = [data.get(f"state_{i}") for i in range(len(leaves))]
+        if any(
+            a is None or a.shape != x.shape or a.dtype != x.dtype
+            for a, x in zip(stored, leaves, strict=True)
+        ):
+            raise ValueError(
+                f"solve: checkpoint {os.fspath(path)!r} holds a solver state of another "
+                "structure (written by another version of solve?); delete it to start afresh."
+            )
+        state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(a) for a in stored])
+        saved_ts, saved_ys = data["saved_ts"], data["saved_ys"]
+        steps = data["steps"].astype(np.int64)
+        finished, reason = bool(data["finished"]), str(data["reason"])
+    else:
+        state = _start(*start)
+        saved_ts = np.full(ts.shape, np.inf, dtype=np.asarray(ts).dtype)
+        saved_ys = np.full(ts.shape + values.shape, np.inf, dtype=values.dtype)
+        steps = np.zeros(3, dtype=np.int64)  # all, accepted, rejected
+        finished, reason = False, ""
+
+    def write():
+        arrays = {f"state_{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state))}
+        arrays |= {
+            "format": np.asarray(_checkpoint.FORMAT),
+            "fingerprint": _checkpoint.encode(fingerprint),
+            "t": np.asarray(state[0]),
+            "saved_ts": saved_ts,
+            "saved_ys": saved_ys,
+            "steps": steps,
+            "finished": np.asarray(finished),
+            "reason": np.asarray(reason),
+        }
+        _checkpoint.write(path, arrays)
+
+    s0 = _initial_eigenvalue(flow.manifold, values)
+    last_write = time.monotonic()
+    while not finished:
+        # the steps per segment are static: a shorter last segment (max_steps) compiles anew
+        segment_config = dataclasses.replace(
+            config, max_steps=min(every, config.max_steps - int(steps[0]))
+        )
+        saved = np.isfinite(saved_ts)
+        segment_ts = jnp.where(jnp.asarray(saved), state[0], ts)
+        ts_out, ys_out, state, result, mask, stats = _segment(
+            flow,
+            state,
+            _exact_step(state[0], state[1]),
+            segment_ts,
+            t1,
+            s0,
+            tolerances,
+            segment_config,
+        )
+        ts_out = np.asarray(ts_out)
+        new = ~saved & np.isfinite(ts_out)
+        saved_ts = np.where(new, ts_out, saved_ts)
+        saved_ys = np.where(new[:, None, None, None], np.asarray(ys_out), saved_ys)
+        steps = steps + np.array(
+            [int(stats[k]) for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")]
+        )
+        event = any(bool(v) for v in mask.values())
+        if event or not bool(result == diffrax.RESULTS.max_steps_reached):
+            finished, reason = True, stop_reason(result, mask)
+        elif steps[0] >= config.max_steps:
+            finished, reason = True, stop_reason(result, None)
+        if finished or seconds is None or time.monotonic() - last_write >= seconds:
+            write()
+            last_write = time.monotonic()
+
+    t_end, y_end = np.asarray(state[0]), np.asarray(state[2])
+    ts_all = np.concatenate([saved_ts, t_end[None]])
+    ys_all = np.concatenate([saved_ys, y_end[None]])
+    idx = kept_saves(ts_all)
+    stats = {
+        "max_steps": config.max_steps,
+        "num_accepted_steps": int(steps[1]),
+        "num_rejected_steps": int(steps[2]),
+        "num_steps": int(steps[0]),
+    }
+    return Solution(
+        flow.name,
+        flow.manifold,
+        jnp.asarray(ts_all[idx]),
+        jnp.asarray(ys_all[idx]),
+        float(ts_all[idx][-1]),
+        reason,
+        amp,
+        stats,
+        None,
+    )
 
 
 def _judge(flow, amp: Amplification, t0, t1, force, warn_at, refuse_at) -> None:

@@ -23,6 +23,17 @@ def check_count(value, message: str, *, minimum: int | None = None, allowed=None
     return value
 
 
+def check_key(key, caller: str) -> None:
+    """`ValueError` unless `key` is a JAX PRNG key: `jax.random.key(seed)` or a raw uint32 (2,) key."""
+    dtype = getattr(key, "dtype", None)
+    typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
+    raw = dtype == jnp.uint32 and getattr(key, "shape", None) == (2,)
+    if not (typed and key.shape == ()) and not raw:
+        raise ValueError(
+            f"{caller}: key must be a single JAX PRNG key, e.g. jax.random.key(seed), got {key!r}."
+        )
+
+
 def safe_norm(v: Float[Array, " k"]) -> Scalar:
     """Euclidean norm whose derivative is finite at 0 (so that d(x, y)^2 is smooth on the diagonal)."""
     sq = jnp.sum(v**2)

@@ -10,7 +10,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._types import ChartVector, Frame, Matrix, Point, Points, Scalar, Weights
-from ._abstract import AbstractManifold, check_count, safe_norm
+from ._abstract import AbstractManifold, check_count, check_key, safe_norm
 from ._harmonics import HarmonicTable, basis_size, harmonic_degree_dimension
 
 
@@ -154,6 +154,8 @@ class Sphere(AbstractManifold):
             )
 
     def sample(self, key: PRNGKeyArray, count: int) -> Points:
+        check_key(key, f"{self!r}.sample")
+        count = check_count(count, f"{self!r}.sample: count must be an integer >= 1", minimum=1)
         x = jax.random.normal(key, (count, self.dim + 1))
         return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
 

@@ -10,7 +10,7 @@ import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from .._types import ChartVector, Frame, Matrix, Point, Points, Scalar, Weights
-from ._abstract import AbstractManifold, check_count, safe_norm
+from ._abstract import AbstractManifold, check_count, check_key, safe_norm
 
 
 def _axis_basis(n: int, x: Float[Array, ""]) -> Complex[Array, " n"]:
@@ -108,6 +108,8 @@ class Torus(AbstractManifold):
         return safe_norm(d)
 
     def sample(self, key: PRNGKeyArray, count: int) -> Points:
+        check_key(key, f"{self!r}.sample")
+        count = check_count(count, f"{self!r}.sample: count must be an integer >= 1", minimum=1)
         return jax.random.uniform(key, (count, self.dim), maxval=2 * jnp.pi)
 
     def transform(self, values: Float[Array, "N *shape"]) -> Complex[Array, "*grid_shape"]:

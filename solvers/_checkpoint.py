@@ -1,0 +1,146 @@
+r"""Checkpoint files for `solve`: atomic writes, reading back, and the same-problem check.
+
+A checkpoint is one `.npz` archive (no pickled objects) holding the state a solve
+needs to go on exactly where it stopped: $t$, the nodal metric $y(t)$, the end
+$t_\mathrm{next}$ of the step the controller proposed next, the flattened leaves
+of diffrax's solver and step-size-controller states, the step counts, the
+trajectory saved so far (unreached save slots hold `inf`), whether the solve has
+finished and why, and a JSON description of the problem (`fingerprint`) that a
+resuming call must match.
+
+It is written atomically: the archive goes to a temporary file in the same
+directory, which is flushed and `fsync`ed and then moved onto the checkpoint
+with `os.replace` (atomic on POSIX and Windows), and the directory is `fsync`ed.
+A process killed at any moment leaves the previous complete checkpoint or the
+new complete one, never a truncated one; a kill during the write may leave a
+stray `.NAME.*.tmp` beside it, which is never read.
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import numpy as np
+
+FORMAT = 1
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb"):
+    """Open a temporary file beside `path`; on success `fsync` it and move it onto `path`.
+
+    On an exception inside the `with` block the temporary file is removed and
+    `path` is untouched. (`experiments/_common.py` has the same helper for the
+    experiment programs; `solvers` does not import from `experiments`.)
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename durable (POSIX); a no-op where directories cannot be opened."""
+    with contextlib.suppress(OSError, AttributeError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """Write `arrays` as an uncompressed `.npz` archive at `path`, atomically."""
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
+
+
+def read(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a checkpoint archive; `ValueError` naming the file if it is not one."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(
+            f"solve: cannot read checkpoint {os.fspath(path)!r} ({error}); it is not a "
+            "checkpoint written by solve. Delete it or pass another path."
+        ) from None
+    if "fingerprint" not in arrays or int(arrays.get("format", -1)) != FORMAT:
+        raise ValueError(
+            f"solve: {os.fspath(path)!r} is not a format-{FORMAT} checkpoint written by solve. "
+            "Delete it or pass another path."
+        )
+    return arrays
+
+
+def digest(*arrays) -> str:
+    """A SHA-256 of the arrays' dtypes, shapes and bytes (the same in every process)."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(np.asarray(a))
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def tree_digest(tree) -> str:
+    """`digest` of a pytree's array leaves (e.g. a flow's nodes and weights)."""
+    return digest(*jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_array)))
+
+
+def encode(fingerprint: dict) -> np.ndarray:
+    return np.array(json.dumps(fingerprint, sort_keys=True))
+
+
+def check_same_problem(path, stored: np.ndarray, fingerprint: dict) -> None:
+    """`ValueError` naming every entry where the checkpoint's problem differs from this call's."""
+    old = json.loads(str(stored))
+    differ = [
+        f"{k} (checkpoint {old.get(k)!r}, this call {fingerprint.get(k)!r})"
+        for k in sorted(set(old) | set(fingerprint))
+        if old.get(k) != fingerprint.get(k)
+    ]
+    if differ:
+        raise ValueError(
+            f"solve: checkpoint {os.fspath(path)!r} was made for a different problem; it differs "
+            f"in {'; '.join(differ)}. Resume with the same arguments, or delete the checkpoint "
+            "or pass another path to start afresh."
+        )
+
+
+def checkpoint_info(path: str | os.PathLike) -> dict:
+    """Where the solve checkpointed at `path` stands, without resuming it.
+
+    Returns `t` (the time reached), `t0`, `t1`, `steps`, `accepted_steps`,
+    `rejected_steps`, `saved` (how many save times are done), `finished` and
+    `stop_reason` (empty while unfinished). `ValueError` if `path` is not a checkpoint.
+    """
+    data = read(path)
+    problem = json.loads(str(data["fingerprint"]))
+    steps, accepted, rejected = (int(x) for x in data["steps"])
+    return {
+        "t": float(data["t"]),
+        "t0": problem["t0"],
+        "t1": problem["t1"],
+        "steps": steps,
+        "accepted_steps": accepted,
+        "rejected_steps": rejected,
+        "saved": int(np.isfinite(data["saved_ts"]).sum()),
+        "finished": bool(data["finished"]),
+        "stop_reason": str(data["reason"]),
+    }
