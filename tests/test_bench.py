@@ -48,6 +48,7 @@ def check_record(record: dict, skipped: set[str]) -> None:
     assert record["machine"]["cpu_count"] >= 1 and record["seconds"] > 0
 
 
+@pytest.mark.slow  # ~25-45 s: the default suite was over 10 minutes
 def test_bench_quick(tmp_path, capsys):
     bench = experiment_program("bench")
     record = bench.main(["--quick", "--out", str(tmp_path)])

@@ -60,6 +60,7 @@ def _check_folder(out: Path, sections: set[str]) -> dict:
     return report
 
 
+@pytest.mark.slow  # ~95 s of CPU, compile-bound: the default suite was over 10 minutes
 def test_demo_quick(tmp_path, capsys):
     out = tmp_path / "report"
     assert demo.main(["--quick", "--out", str(out)]) is None  # the console script's exit status 0
