@@ -104,23 +104,7 @@ def chart_points(surface, key, count, chart=None):
     sample = flows.chart_sample(sample, *(chart or (None, None)))
     if sample.count < count:
         raise RuntimeError(f"only {sample.count} of {total} sampled points fell in the chart")
-    return subsample(sample, np.arange(count))
-
-
-def subsample(sample, idx):
-    """The points `idx` of a sample, weights renormalised to mean 1."""
-    w = np.asarray(sample.weights)[idx]
-    return flows.PointSample(
-        points=sample.points[idx],
-        patch=sample.patch[idx],
-        eliminated=sample.eliminated[idx],
-        omega=sample.omega[idx],
-        weights=jnp.asarray(w / w.mean()),
-        g_fs=sample.g_fs[idx],
-        jacobian=sample.jacobian[idx],
-        volume_ratio=sample.volume_ratio * w.mean(),
-        rejected=sample.rejected,
-    )
+    return flows.subsample(sample, np.arange(count))
 
 
 def concatenate(samples):

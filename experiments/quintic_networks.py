@@ -83,23 +83,8 @@ def parse_args(argv):
 
 def split(sample, count):
     """The first `count` points and the rest, each with weights of mean 1."""
-
-    def part(idx):
-        w = np.asarray(sample.weights)[idx]
-        return flows.PointSample(
-            points=sample.points[idx],
-            patch=sample.patch[idx],
-            eliminated=sample.eliminated[idx],
-            omega=sample.omega[idx],
-            weights=jnp.asarray(w / w.mean()),
-            g_fs=sample.g_fs[idx],
-            jacobian=sample.jacobian[idx],
-            volume_ratio=sample.volume_ratio * w.mean(),
-            rejected=sample.rejected,
-        )
-
-    n = sample.count
-    return part(np.arange(count)), part(np.arange(count, n))
+    rest = np.arange(count, sample.count)
+    return flows.subsample(sample, np.arange(count)), flows.subsample(sample, rest)
 
 
 @eqx.filter_jit

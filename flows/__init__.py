@@ -107,6 +107,7 @@ from ._point_flows import gaussian_point_kernel as gaussian_point_kernel
 from ._point_flows import perturb_points as perturb_points
 from ._point_flows import relu_point_kernel as relu_point_kernel
 from ._point_flows import sample_near as sample_near
+from ._point_flows import subsample as subsample
 from ._point_flows import to_complex as to_complex
 from ._point_flows import to_real as to_real
 from ._point_kernels import FSGaussian as FSGaussian

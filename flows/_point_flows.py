@@ -109,16 +109,22 @@ def chart_sample(
         raise ValueError(
             f"chart_sample: no point of the sample lies in chart {(patch, eliminated)}."
         )
-    weights = np.asarray(sample.weights)[keep]
+    return subsample(sample, keep)
+
+
+def subsample(sample: PointSample, index) -> PointSample:
+    """The points `index` of `sample`, weights renormalised to mean 1 (`volume_ratio` their mean raw weight)."""
+    index = np.asarray(index)
+    weights = np.asarray(sample.weights)[index]
     mean = weights.mean()
     return PointSample(
-        points=sample.points[keep],
-        patch=sample.patch[keep],
-        eliminated=sample.eliminated[keep],
-        omega=sample.omega[keep],
+        points=sample.points[index],
+        patch=sample.patch[index],
+        eliminated=sample.eliminated[index],
+        omega=sample.omega[index],
         weights=jnp.asarray(weights / mean),
-        g_fs=sample.g_fs[keep],
-        jacobian=sample.jacobian[keep],
+        g_fs=sample.g_fs[index],
+        jacobian=sample.jacobian[index],
         volume_ratio=sample.volume_ratio * mean,
         rejected=sample.rejected,
     )
