@@ -1,5 +1,6 @@
-"""Helpers shared by the experiment programs: progress lines, atomic output files, figures."""
+"""Helpers shared by the experiment programs: flag types, progress lines, atomic output files, figures."""
 
+import argparse
 import contextlib
 import json
 import math
@@ -11,6 +12,66 @@ from pathlib import Path
 from matplotlib.figure import Figure  # the object API: saves through Agg, no pyplot state
 
 _START = time.perf_counter()
+
+# Flag types. argparse calls them on each value given on the command line; a bad value
+# exits with status 2 and "argument --flag: ..." (the flag named, then the reason).
+
+SEED_MAX = 2**32 - 1
+
+
+def integer(minimum: int | None = None, maximum: int | None = None):
+    """argparse type: an integer in [minimum, maximum] (either bound optional)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum}, got {value}")
+        return value
+
+    return parse
+
+
+def number(
+    *,
+    above: float | None = None,
+    at_least: float | None = None,
+    below: float | None = None,
+    at_most: float | None = None,
+):
+    """argparse type: a finite float, optionally > `above` or >= `at_least`, < `below` or <= `at_most`."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        bounds = (
+            (above, lambda v, b: v > b, ">"),
+            (at_least, lambda v, b: v >= b, ">="),
+            (below, lambda v, b: v < b, "<"),
+            (at_most, lambda v, b: v <= b, "<="),
+        )
+        wanted = " and ".join(f"{op} {b:g}" for b, _, op in bounds if b is not None)
+        ok = math.isfinite(value) and all(test(value, b) for b, test, _ in bounds if b is not None)
+        if not ok:
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number{' ' + wanted if wanted else ''}, got {text!r}"
+            )
+        return value
+
+    return parse
+
+
+positive_int = integer(1)
+finite = number()
+positive = number(above=0)
+non_negative = number(at_least=0)
+seed = integer(0, SEED_MAX)  # jax.random.key(seed) and NumPy's generators take any of these
 
 
 def elapsed() -> float:

@@ -62,7 +62,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.stats
-from _common import elapsed, progress, write_json
+from _common import elapsed, integer, positive, positive_int, progress, seed, write_json
 
 import flows
 import solvers
@@ -633,22 +633,26 @@ def parse_args(argv):
     parser.add_argument(
         "--figures", nargs="+", choices=GROUPS, default=list(GROUPS), help="groups to run"
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeats", type=int, help="timed repeats (median; default 3)")
-    parser.add_argument("--sigma", type=float, default=0.3, help="Gaussian width on T^2, S^2")
-    parser.add_argument("--torus-fft", type=int, nargs="+", help="FFT grids (n per axis)")
-    parser.add_argument("--torus-quadrature", type=int, nargs="+", help="quadrature grids")
-    parser.add_argument("--torus-ratio", type=int, help="grid of the FFT/quadrature ratio")
-    parser.add_argument("--sphere-kernel-degrees", type=int, nargs="+")
-    parser.add_argument("--sphere-rhs-degrees", type=int, nargs="*")
-    parser.add_argument("--quintic-points", type=int, help="points for the pairs/s figure")
-    parser.add_argument("--point-sigma", type=float, default=0.3, help="FSGaussian width")
-    parser.add_argument("--exp-size", type=int, help="elements of the exp throughput array")
-    parser.add_argument("--memory-points", type=int, nargs="+", help="sizes measured")
-    parser.add_argument("--memory-target", type=int, default=100_000)
-    parser.add_argument("--kvaerno-n", type=int, help="torus grid of the Kvaerno5 solves")
-    parser.add_argument("--kvaerno-t1", type=float, default=0.1)
-    parser.add_argument("--dense-repeats", type=int, help="timed repeats of the dense solve")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of metrics and points (>= 0)")
+    parser.add_argument("--repeats", type=positive_int, help="timed repeats (median; default 3)")
+    parser.add_argument("--sigma", type=positive, default=0.3, help="Gaussian width on T^2, S^2")
+    parser.add_argument("--torus-fft", type=integer(3), nargs="+", help="FFT grids (n per axis)")
+    parser.add_argument("--torus-quadrature", type=integer(3), nargs="+", help="quadrature grids")
+    parser.add_argument("--torus-ratio", type=integer(3), help="grid of the FFT/quadrature ratio")
+    parser.add_argument("--sphere-kernel-degrees", type=integer(2), nargs="+")
+    parser.add_argument("--sphere-rhs-degrees", type=integer(2), nargs="*")
+    parser.add_argument("--quintic-points", type=positive_int, help="points for the pairs/s figure")
+    parser.add_argument("--point-sigma", type=positive, default=0.3, help="FSGaussian width")
+    parser.add_argument(
+        "--exp-size", type=positive_int, help="elements of the exp throughput array"
+    )
+    parser.add_argument("--memory-points", type=positive_int, nargs="+", help="sizes measured")
+    parser.add_argument("--memory-target", type=positive_int, default=100_000)
+    parser.add_argument("--kvaerno-n", type=integer(3), help="torus grid of the Kvaerno5 solves")
+    parser.add_argument("--kvaerno-t1", type=positive, default=0.1)
+    parser.add_argument(
+        "--dense-repeats", type=positive_int, help="timed repeats of the dense solve"
+    )
     args = parser.parse_args(argv)
     if args.out is None:
         parser.error("--out is required")
@@ -684,13 +688,6 @@ def parse_args(argv):
     if args.quick and "kvaerno5" in args.figures and "--figures" not in (argv or sys.argv):
         args.figures = [g for g in args.figures if g != "kvaerno5"]
         args.kvaerno_skipped = True
-    for name in ("repeats", "dense_repeats", "quintic_points", "exp_size", "kvaerno_n"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if not (args.sigma > 0 and args.point_sigma > 0):
-        parser.error("--sigma and --point-sigma must be > 0")
-    if any(n < 3 for n in args.torus_fft + args.torus_quadrature + [args.torus_ratio]):
-        parser.error("torus grids must be >= 3")
     if len(args.torus_fft) < 2 or len(args.torus_quadrature) < 2:
         parser.error("slopes need at least two torus grids per path")
     if len(args.sphere_kernel_degrees) < 2 or len(args.sphere_rhs_degrees) == 1:

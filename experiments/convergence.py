@@ -84,7 +84,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.stats
-from _common import progress, save_figure, write_json
+from _common import integer, number, progress, save_figure, seed, write_json
 from matplotlib.figure import Figure
 
 import flows
@@ -828,9 +828,14 @@ def parse_args(argv):
     )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--small", action="store_true", help="a fast smoke run (coarse sizes)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of metrics, networks and points")
     parser.add_argument(
-        "--seeds", type=int, default=None, help="repetitions per size for width and points"
+        "--seed", type=seed, default=0, help="seed of metrics, networks and points (>= 0)"
+    )
+    parser.add_argument(
+        "--seeds",
+        type=integer(2),
+        default=None,
+        help="repetitions per size for width and points (>= 2)",
     )
     parser.add_argument(
         "--solvers",
@@ -839,7 +844,7 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--amplitude-a",
-        type=float,
+        type=number(above=0, below=1),
         default=0.8,
         help="a in the resolution study's metrics, 0 < a < 1",
     )
@@ -848,12 +853,6 @@ def parse_args(argv):
     unknown = [s for s in args.solvers if s not in FIXED_STEP_SOLVERS]
     if unknown or not args.solvers:
         parser.error(f"--solvers: unknown {unknown}; choose from {','.join(FIXED_STEP_SOLVERS)}")
-    if args.seeds is not None and args.seeds < 2:
-        parser.error(
-            "--seeds must be >= 2 (the error at each size is a spread or an RMS over seeds)"
-        )
-    if not 0 < args.amplitude_a < 1:
-        parser.error("--amplitude-a must be in (0, 1)")
     return args
 
 

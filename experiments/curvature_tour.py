@@ -29,7 +29,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import atomic_write, elapsed, progress
+from _common import atomic_write, elapsed, integer, number, progress, seed
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure  # the object API: saves through Agg, no pyplot state
 
@@ -213,11 +213,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--out", type=Path, required=True, metavar="DIR", help="output folder (created)"
     )
     parser.add_argument(
-        "--seed", type=int, default=0, metavar="S", help="PRNG seed of the random metric"
+        "--seed", type=seed, default=0, metavar="S", help="PRNG seed of the random metric (>= 0)"
     )
     parser.add_argument(
         "--band-limit",
-        type=int,
+        type=integer(1),
         default=3,
         metavar="K",
         help="band limit K of the random metric (harmonic degree on S^2, "
@@ -225,7 +225,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--amplitude",
-        type=float,
+        type=number(above=0, below=1),
         default=0.3,
         metavar="A",
         help="amplitude a in (0, 1) of the perturbation g_ref + a H; default 0.3",
@@ -235,10 +235,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     largest = min(SPHERE_DEGREES[-1] // 2, (TORUS_SIZES[-1] - 1) // 2)
     if not 1 <= args.band_limit <= largest:
         parser.error(f"--band-limit must lie in 1..{largest}, got {args.band_limit}")
-    if not 0 < args.amplitude < 1:
-        parser.error(
-            f"--amplitude must lie in (0, 1) (positive definiteness), got {args.amplitude}"
-        )
     return args
 
 

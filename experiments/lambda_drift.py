@@ -24,12 +24,11 @@ Usage: python experiments/lambda_drift.py --n 17 25 33 --t1 0.3 --out DIR
 """
 
 import argparse
-import math
 from pathlib import Path
 
 import jax
 import numpy as np
-from _common import progress, save_figure, write_json
+from _common import integer, positive, progress, save_figure, write_json
 from matplotlib.figure import Figure
 from well_posedness import initial_u, scalar_reference
 
@@ -87,17 +86,15 @@ def plot(record: dict, path: Path) -> None:
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, nargs="+", default=[17, 25, 33], help="grid sizes (>= 8)")
-    parser.add_argument("--t1", type=float, default=0.3)
-    parser.add_argument("--saves", type=int, default=13, help="save times, t = 0 included (>= 2)")
+    parser.add_argument(
+        "--n", type=integer(8), nargs="+", default=[17, 25, 33], help="grid sizes (>= 8)"
+    )
+    parser.add_argument("--t1", type=positive, default=0.3, help="final time (> 0)")
+    parser.add_argument(
+        "--saves", type=integer(2), default=13, help="save times, t = 0 included (>= 2)"
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    if min(args.n) < 8:
-        parser.error("--n: every grid size must be >= 8")
-    if not (math.isfinite(args.t1) and args.t1 > 0):
-        parser.error("--t1 must be finite and > 0")
-    if args.saves < 2:
-        parser.error("--saves must be >= 2")
     return args
 
 

@@ -1,7 +1,8 @@
 r"""Evolving, frozen and infinite-width metric-NTK flows of one loss, against the network's width.
 
 A cosine network metric (DESIGN.md §3; one network per metric component,
-amplitudes and phases trained) starts at a seeded random metric $B$ on $T^2$
+amplitudes and phases trained) starts at a random metric $B$ (seeded by --seed,
+as are the networks) on $T^2$
 or $S^2$ (the flat torus and the round sphere are too symmetric to show
 much) and descends Perelman's loss $L_P = -2\mathcal F$ three ways, from the
 same $g_{\theta_0} = B$ (`solvers.solve_network`):
@@ -30,18 +31,17 @@ fixed-measure loss is unstable (DESIGN.md §2.1), and on the sphere at σ = 0.5 
 width-16 network's kernel smooths too little to reach t = 0.1 (its metric
 degenerates at t ≈ 0.08); a run that stops early says so.
 
-Usage: python experiments/ntk_regimes.py --manifold torus --widths 16,64,256,1024 --sigma 0.5 --t1 0.1 --out DIR
+Usage: python experiments/ntk_regimes.py --manifold torus --widths 16,64,256,1024 --sigma 0.5 --t1 0.1 [--seed S] --out DIR
 """
 
 import argparse
-import math
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.stats
-from _common import progress, save_figure, write_json
+from _common import integer, positive, progress, save_figure, seed, write_json
 from matplotlib.figure import Figure
 
 import flows
@@ -66,13 +66,21 @@ def distance(m: flows.AbstractManifold, a, b) -> np.ndarray:
     )
 
 
-def run_width(m, width: int, sigma: float, t1: float, seeds: int, saves: int) -> dict:
+def run_width(
+    m, width: int, sigma: float, t1: float, seeds: int, saves: int, seed: int = 0
+) -> dict:
+    """Mean distances and drift over `seeds` networks; every random choice comes from `seed`.
+
+    The random metric $B$ uses `jax.random.key(seed)`; network `i` (features and
+    initial amplitudes) `jax.random.fold_in(jax.random.key(seed), 1000 + i)`.
+    """
     loss = flows.PerelmanLoss()
-    base = flows.random_metric(m, jax.random.key(0), band_limit=1, amplitude=0.2)
+    key = jax.random.key(seed)
+    base = flows.random_metric(m, key, band_limit=1, amplitude=0.2)
     runs = []
-    for seed in range(seeds):
+    for i in range(seeds):
         metric = flows.cosine_network_metric(
-            m, width, sigma, jax.random.key(1000 + seed), base=base
+            m, width, sigma, jax.random.fold_in(key, 1000 + i), base=base
         )
         sols = {
             k: solvers.solve_network(metric, loss, 0.0, t1, kernel=k, saveat=saves) for k in REGIMES
@@ -80,7 +88,7 @@ def run_width(m, width: int, sigma: float, t1: float, seeds: int, saves: int) ->
         for k, sol in sols.items():
             if sol.stop_reason != "reached t1":
                 raise RuntimeError(
-                    f"width {width}, seed {seed}, {k} flow stopped at t = {sol.t_final:.4g}: "
+                    f"width {width}, network {i}, {k} flow stopped at t = {sol.t_final:.4g}: "
                     f"{sol.stop_reason}. Perelman's fixed-measure loss is unstable (DESIGN.md 2.1) "
                     "and a narrow network's kernel smooths little: raise --sigma or lower --t1."
                 )
@@ -150,15 +158,25 @@ def parse_args(argv):
     parser.add_argument("--widths", default="16,64,256,1024", help="comma-separated, each >= 1")
     parser.add_argument(
         "--sigma",
-        type=float,
+        type=positive,
         default=None,
         help="the cosine network's width > 0 (default 0.5 on the torus, 1.0 on the sphere)",
     )
-    parser.add_argument("--t1", type=float, default=0.1)
-    parser.add_argument("--seeds", type=int, default=2, help="networks averaged per width (>= 1)")
-    parser.add_argument("--saves", type=int, default=6, help="save times, t = 0 included (>= 2)")
+    parser.add_argument("--t1", type=positive, default=0.1, help="final time (> 0)")
     parser.add_argument(
-        "--resolution", type=int, default=None, help="torus n (default 12) or sphere degree (8)"
+        "--seeds", type=integer(1), default=2, help="networks averaged per width (>= 1)"
+    )
+    parser.add_argument(
+        "--saves", type=integer(2), default=6, help="save times, t = 0 included (>= 2)"
+    )
+    parser.add_argument(
+        "--resolution",
+        type=integer(2),
+        default=None,
+        help="torus n (>= 3; default 12) or sphere degree (>= 2; default 8)",
+    )
+    parser.add_argument(
+        "--seed", type=seed, default=0, help="seed of the random metric and the networks (>= 0)"
     )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -168,14 +186,10 @@ def parse_args(argv):
         parser.error(f"--widths must be comma-separated integers, got {args.widths!r}")
     if len(args.widths) < 2 or args.widths[0] < 1:
         parser.error("--widths needs at least two widths, each >= 1")
+    if args.manifold == "torus" and args.resolution is not None and args.resolution < 3:
+        parser.error(f"--resolution: a torus needs n >= 3, got {args.resolution}")
     if args.sigma is None:
         args.sigma = 0.5 if args.manifold == "torus" else 1.0
-    if not (math.isfinite(args.sigma) and args.sigma > 0):
-        parser.error("--sigma must be finite and > 0")
-    if not (math.isfinite(args.t1) and args.t1 > 0):
-        parser.error("--t1 must be finite and > 0")
-    if args.seeds < 1 or args.saves < 2:
-        parser.error("--seeds must be >= 1 and --saves >= 2")
     return args
 
 
@@ -185,7 +199,9 @@ def main(argv=None) -> dict:
     m = make_manifold(args.manifold, args.resolution)
     record = {}
     for width in args.widths:
-        record[str(width)] = run_width(m, width, args.sigma, args.t1, args.seeds, args.saves)
+        record[str(width)] = run_width(
+            m, width, args.sigma, args.t1, args.seeds, args.saves, args.seed
+        )
         e = record[str(width)]
         progress(
             f"width {width}: at t1 evolving-frozen {e['final_evolving_frozen']:.2e}, "
@@ -200,6 +216,7 @@ def main(argv=None) -> dict:
         "sigma": args.sigma,
         "t1": args.t1,
         "seeds": args.seeds,
+        "seed": args.seed,
         "widths": args.widths,
         "per_width": record,
         "slopes": slopes,

@@ -42,7 +42,16 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import progress, save_figure, write_json
+from _common import (
+    integer,
+    non_negative,
+    positive,
+    positive_int,
+    progress,
+    save_figure,
+    seed,
+    write_json,
+)
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
@@ -58,42 +67,38 @@ _STYLE = {"local": "o-", "gaussian": "D-", "delta": "^--", "relu_ntk": "v-"}
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
-    add("--points", type=int, default=1000, help="training points (in one chart)")
-    add("--test-points", type=int, default=1000, help="fresh test points (in the same chart)")
-    add("--noise", type=float, nargs="*", default=[0.003, 0.01, 0.03, 0.1, 0.3])
-    add("--steps", type=int, default=500, help="gradient-descent steps")
-    add("--lr", type=float, default=1e-4, help="learning rate (Euler step) of local/gaussian/delta")
-    add("--relu-lr", type=float, default=3e-7, help="learning rate of relu_ntk")
-    add("--sigma", type=float, default=0.05, help="Gaussian width in FS distance (radians)")
+    add("--points", type=positive_int, default=1000, help="training points (in one chart)")
+    add("--test-points", type=positive_int, default=1000, help="fresh test points (same chart)")
+    add("--noise", type=positive, nargs="*", default=[0.003, 0.01, 0.03, 0.1, 0.3])
+    add("--steps", type=positive_int, default=500, help="gradient-descent steps")
+    add(
+        "--lr",
+        type=positive,
+        default=1e-4,
+        help="learning rate (Euler step) of local/gaussian/delta",
+    )
+    add("--relu-lr", type=positive, default=3e-7, help="learning rate of relu_ntk")
+    add("--sigma", type=positive, default=0.05, help="Gaussian width in FS distance (radians)")
     add("--unnormalised", action="store_true", help="do not normalise the Gaussian kernel")
-    add("--relu-depth", type=int, default=1)
-    add("--relu-weight-std", type=float, default=80.52)
-    add("--relu-bias-std", type=float, default=5.716)
-    add("--clusters", type=int, default=10, help="clusters per mini-batch (0: skip)")
-    add("--batch-size", type=int, default=500, help="mini-batch size of the clustering")
+    add("--relu-depth", type=integer(0), default=1, help="hidden Dense-ReLU pairs (>= 0)")
+    add("--relu-weight-std", type=positive, default=80.52)
+    add("--relu-bias-std", type=non_negative, default=5.716)
+    add("--clusters", type=integer(0), default=10, help="clusters per mini-batch (0: skip)")
+    add("--batch-size", type=positive_int, default=500, help="mini-batch size of the clustering")
     add(
         "--scaling-points",
-        type=int,
+        type=integer(2),
         nargs="*",
         default=[250, 500, 1000, 2000, 4000, 8000],
-        help="sample sizes of the nearest-neighbour distance fit",
+        help="sample sizes of the nearest-neighbour distance fit (>= 2 each, at least 3)",
     )
-    add("--seed", type=int, default=0)
+    add("--seed", type=seed, default=0, help="seed of the points and the clustering (>= 0)")
     add("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    for name in ("points", "test_points", "steps"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    for name in ("lr", "relu_lr", "sigma", "relu_weight_std"):
-        value = getattr(args, name)
-        if not (math.isfinite(value) and value > 0):
-            parser.error(f"--{name.replace('_', '-')} must be a finite number > 0, got {value}")
-    if any(not (math.isfinite(s) and s > 0) for s in args.noise):
-        parser.error("--noise scales must be finite numbers > 0")
-    if len(args.scaling_points) < 3 or min(args.scaling_points) < 2:
+    if len(args.scaling_points) < 3:
         parser.error("--scaling-points needs at least 3 sizes, each >= 2")
-    if args.clusters < 0 or (args.clusters and args.batch_size < args.clusters):
-        parser.error("--clusters must be >= 0 and --batch-size >= --clusters")
+    if args.clusters and args.batch_size < args.clusters:
+        parser.error("--batch-size must be >= --clusters")
     return args
 
 

@@ -18,12 +18,11 @@ Usage: python experiments/quintic_sigma.py --points N --psi PSI --seed S --out D
 """
 
 import argparse
-import math
 import time
 from pathlib import Path
 
 import jax
-from _common import progress, write_json
+from _common import finite, positive_int, progress, seed, write_json
 
 from flows import Hypersurface, point_sample, sample_points, sigma_measure
 
@@ -32,17 +31,15 @@ jax.config.update("jax_enable_x64", True)
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--points", type=int, default=100_000, help="number of sampled points")
     parser.add_argument(
-        "--psi", type=float, default=0.0, help="Dwork parameter (real; 0: Fermat quintic)"
+        "--points", type=positive_int, default=100_000, help="number of sampled points"
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--psi", type=finite, default=0.0, help="Dwork parameter (real; 0: Fermat quintic)"
+    )
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the points (>= 0)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    if args.points < 1:
-        parser.error(f"--points must be >= 1, got {args.points}")
-    if not math.isfinite(args.psi):
-        parser.error(f"--psi must be finite, got {args.psi}")
     if abs(args.psi**5 - 1) <= 1e-12:
         parser.error(f"--psi {args.psi} has psi^5 = 1: that member of the family is singular")
     return args

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.integrate
-from _common import progress, save_figure, write_json
+from _common import integer, non_negative, progress, save_figure, write_json
 from matplotlib.figure import Figure
 
 import flows
@@ -90,10 +90,10 @@ def make(flow: str, sphere: flows.Sphere, sigma: float) -> flows.AbstractFlow:
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dim", type=int, default=2, choices=(2, 3))
-    parser.add_argument("--sigma", type=float, default=0.0, help="Gaussian width (0: local)")
+    parser.add_argument("--sigma", type=non_negative, default=0.0, help="Gaussian width (0: local)")
     parser.add_argument(
         "--degree",
-        type=int,
+        type=integer(2),
         default=None,
         help="quadrature degree (default: 2 for perelman, else 6)",
     )
@@ -101,12 +101,8 @@ def parse_args(argv):
     parser.add_argument("--force", action="store_true", help="run past the amplification check")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    if not (math.isfinite(args.sigma) and args.sigma >= 0):
-        parser.error("--sigma must be finite and >= 0")
     if args.degree is None:
         args.degree = 2 if args.flow == "perelman" else 6
-    if args.degree < 2:
-        parser.error("--degree must be >= 2")
     return args
 
 

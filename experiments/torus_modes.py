@@ -31,7 +31,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import progress, save_figure, write_json
+from _common import integer, non_negative, number, positive, progress, save_figure, write_json
 from matplotlib.figure import Figure
 
 import flows
@@ -107,25 +107,27 @@ def plot(runs: list[dict], path: Path) -> None:
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--sigma", type=float, nargs="+", default=[0.3], help="kernel width(s) S >= 0"
+        "--sigma", type=non_negative, nargs="+", default=[0.3], help="kernel width(s) S >= 0"
     )
-    parser.add_argument("--k", type=int, nargs="+", default=[2], help="wavenumber(s) K >= 1")
-    parser.add_argument("--n", type=int, default=16, help="grid points per axis")
-    parser.add_argument("--t1", type=float, default=0.05, help="final time")
+    parser.add_argument(
+        "--k", type=integer(1), nargs="+", default=[2], help="wavenumber(s) 1 <= K <= (n - 1) // 2"
+    )
+    parser.add_argument("--n", type=integer(3), default=16, help="grid points per axis (>= 3)")
+    parser.add_argument("--t1", type=positive, default=0.05, help="final time (> 0)")
     parser.add_argument(
         "--flow", default="smoothed", choices=flows.FLOW_NAMES, help="flow (default: smoothed)"
     )
     parser.add_argument(
-        "--amplitude", type=float, default=1e-4, help="perturbation amplitude <= 1e-4"
+        "--amplitude",
+        type=number(above=0, at_most=1e-4),
+        default=1e-4,
+        help="perturbation amplitude in (0, 1e-4]",
     )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     args = parser.parse_args(argv)
-    if any(s < 0 or not math.isfinite(s) for s in args.sigma):
-        parser.error("--sigma must be finite and >= 0")
-    if not 0 < args.amplitude <= 1e-4:
-        parser.error("--amplitude must be in (0, 1e-4]")
-    if not args.t1 > 0:
-        parser.error("--t1 must be > 0")
+    band_limit = (args.n - 1) // 2  # flows.Torus(2, n).band_limit
+    if any(k > band_limit for k in args.k):
+        parser.error(f"--k must be in 1..{band_limit} for --n {args.n}, got {args.k}")
     return args
 
 

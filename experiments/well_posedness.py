@@ -38,7 +38,7 @@ import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import progress, save_figure, write_json
+from _common import integer, positive, progress, save_figure, write_json
 from matplotlib.figure import Figure
 
 import flows
@@ -205,17 +205,13 @@ def plot_max_r(record: dict, path: Path) -> None:
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--sigma", type=float, default=0.3, help="width S > 0 of the smoothed flows"
+        "--sigma", type=positive, default=0.3, help="width S > 0 of the smoothed flows"
     )
-    parser.add_argument("--n", type=int, default=16, help="grid points per axis (>= 8)")
-    parser.add_argument("--t1", type=float, default=0.3)
+    parser.add_argument("--n", type=integer(8), default=16, help="grid points per axis (>= 8)")
+    parser.add_argument("--t1", type=positive, default=0.3, help="final time (> 0)")
     parser.add_argument("--skip-nonlinear", action="store_true", help="only the linear rates")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    if not (math.isfinite(args.sigma) and args.sigma > 0):
-        parser.error("--sigma must be finite and > 0")
-    if args.n < 8:
-        parser.error("--n must be >= 8")
     return args
 
 

@@ -46,7 +46,9 @@ def nearest_points(
     r"""For each target, the index of its nearest source in FS distance, and that distance.
 
     Matrix-free: `chunk` targets at a time against all sources (memory
-    O(chunk x N)). Ties go to the lower index.
+    O(chunk x N)). Ties go to the lower index. `sources` must be non-empty
+    (`ValueError` otherwise); an empty set of targets (shape (0, n + 1)) is
+    accepted and gives two empty arrays, one entry per target.
     """
     sources = _check_points("nearest_points", sources)
     targets = jnp.asarray(targets)

@@ -28,7 +28,7 @@ import numpy as np
 import scipy.integrate
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._kernels import AbstractKernel, GaussianKernel, funk_hecke
+from ._kernels import AbstractKernel, GaussianKernel, _check_nodal, _check_points, funk_hecke
 from ._manifolds import AbstractManifold, Sphere, Torus
 from ._types import Point, Scalar
 
@@ -152,12 +152,8 @@ class CosineNTK(AbstractKernel):
         r"""Finite width: $c_N^2 \phi(x_p)^\top \sum_b w_b \phi(x_b) V_b$, memory O((N + P) x width)."""
         if self.width is None:
             return super().apply(manifold, values, points, chunk=chunk)
-        if values.shape[:1] != manifold.weights.shape:
-            raise ValueError(
-                f"CosineNTK.apply: values on {manifold!r} must have leading axis "
-                f"{manifold.weights.shape[0]}, got shape {values.shape}."
-            )
-        points = manifold.nodes if points is None else points
+        _check_nodal(self, manifold, values, "apply")
+        points = manifold.nodes if points is None else _check_points(self, manifold, points)
         weighted = values * manifold.weights.reshape((-1,) + (1,) * (values.ndim - 1))
         projected = jnp.tensordot(self._features(manifold.nodes), weighted, axes=(0, 0))
         return self.scale * jnp.tensordot(self._features(points), projected, axes=(1, 0))

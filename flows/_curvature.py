@@ -15,7 +15,8 @@ Conventions (fixed; tests rely on them). In a chart with coordinates $u$:
   whose frame is $g_\mathrm{ref}$-orthonormal at $u = 0$.
 
 The public functions take a metric and a point `x` (or a batch of points,
-shape (..., D)) and compute in the chart $\varphi_x$ at $u = 0$. Tensors with
+shape (..., D), at least one point: an empty batch raises `ValueError`) and
+compute in the chart $\varphi_x$ at $u = 0$. Tensors with
 two indices are returned in the manifold's representation ($E T E^\top$, see
 `AbstractManifold.to_representation`); Christoffel symbols and Riemann are
 returned in the chart at `x`.
@@ -212,7 +213,7 @@ def _as_function(manifold: AbstractManifold, f) -> Callable[[Point], Scalar]:
 
 
 def _points(name: str, metric: AbstractMetric, x) -> tuple[Float[Array, "P D"], tuple[int, ...]]:
-    """Validate arguments; flatten points (D,) or (..., D) to (P, D) and return the batch shape."""
+    """Validate arguments; flatten points (D,) or (..., D) to (P, D), P >= 1, and return the batch shape."""
     if not isinstance(metric, AbstractMetric):
         raise ValueError(f"{name}: expected a metric module, got {type(metric).__name__}.")
     manifold = metric.manifold
@@ -225,6 +226,10 @@ def _points(name: str, metric: AbstractMetric, x) -> tuple[Float[Array, "P D"], 
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(f"{name}: points must be floating point, got dtype {x.dtype}.")
     flat = x.reshape(-1, d)
+    if flat.shape[0] == 0:
+        raise ValueError(
+            f"{name}: the point set is empty (shape {x.shape}); pass at least one point."
+        )
     manifold.check_points(flat, name)
     return flat, x.shape[:-1]
 

@@ -38,13 +38,18 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float, Int, PRNGKeyArray
 
-from ._manifolds._abstract import check_count
+from ._manifolds._abstract import check_count, check_key
 
 # A point is rejected when |dp/dz_elim| is below this fraction of its natural scale
 # d * sum|c_m| * max|z|^(d-1): that is a (numerically) singular point of X, where
 # Omega and the weight blow up. On the Fermat quintic the ratio is >= 0.066 everywhere;
 # double roots (a non-reduced component) sit at ~1e-8.
 _DEGENERATE_TOLERANCE = 1e-6
+# `point_sample` refuses a point whose relative residual |p(z)| / (sum_m |c_m| |z|^d) (in
+# [0, 1]; |z| Euclidean) exceeds this: not a point of X. Sampled points sit at ~1e-16 in
+# float64 and below 1e-7 in float32 (or cast to complex64), so float32 points pass with a
+# margin of 100; a random point of CP^n is at ~0.1.
+OFF_SURFACE_TOLERANCE = 1e-5
 # Newton steps polishing each root of the line polynomial.
 _NEWTON_STEPS = 3
 # Contiguous batches of influence values in the standard error of `sigma_measure`.
@@ -325,11 +330,13 @@ def sample_points(
     **Arguments:**
 
     - `hypersurface`: the `Hypersurface`.
-    - `key`: a JAX PRNG key (its bits seed the NumPy generator that draws the lines).
+    - `key`: a JAX PRNG key, `jax.random.key(seed)` or a raw uint32 (2,) key (its bits
+      seed the NumPy generator that draws the lines); anything else raises `ValueError`.
     - `count`: the number of points, an integer >= 1.
 
     **Returns:** complex array (count, n + 1).
     """
+    check_key(key, "sample_points")
     count = check_count(count, "sample_points: count must be an integer >= 1", minimum=1)
     lines = -(-count // hypersurface.degree)
     # NumPy draws the lines (seeded by the key's bits): no PRNG to compile for each shape
@@ -424,7 +431,8 @@ def patch_geometry(
 
     **Arguments:**
 
-    - `points`: (N, n + 1) homogeneous coordinates on $X$ (any scaling).
+    - `points`: (N, n + 1) homogeneous coordinates on $X$ (any scaling), N >= 1
+      (an empty point set raises `ValueError`).
     - `patch`, `eliminate`: optional (N,) integer overrides of the two choices
       (for checking patch independence); -1 entries mean the default.
 
@@ -440,6 +448,8 @@ def patch_geometry(
             f"patch_geometry: points must have shape (N, {hypersurface.ambient_dim}), "
             f"got shape {points.shape}."
         )
+    if points.shape[0] == 0:
+        raise ValueError("patch_geometry: the point set is empty (shape (0, n + 1)); pass N >= 1.")
     minus = jnp.full(points.shape[:1], -1, dtype=int)
     patch = minus if patch is None else jnp.asarray(patch, dtype=int)
     eliminate = minus if eliminate is None else jnp.asarray(eliminate, dtype=int)
@@ -495,6 +505,8 @@ class PointSample(eqx.Module):
 
     def __check_init__(self):
         n_points, size = self.points.shape
+        if n_points == 0:
+            raise ValueError("PointSample: the point set is empty; a sample needs N >= 1 points.")
         expected = {
             "patch": (n_points,),
             "eliminated": (n_points,),
@@ -525,10 +537,30 @@ def point_sample(
 
     Points whose patch choice fails numerically (see `patch_geometry`) are
     dropped and counted in `rejected`; no weight is ever NaN. Raises
-    `ValueError` if no point is accepted. `patch`/`eliminate` override the
+    `ValueError` if `points` is empty, if a finite point is off $X$ (relative
+    residual $|p(z)| / (\sum_m |c_m|\, |z|^d) >$ `OFF_SURFACE_TOLERANCE` $= 10^{-5}$,
+    $|z|$ the Euclidean norm; sampled points, float32 ones included, are below
+    $10^{-7}$), or if no point is accepted. `patch`/`eliminate` override the
     default choices as in `patch_geometry`. Not jittable (the number of
     accepted points is data-dependent).
     """
+    points = jnp.asarray(points)
+    if points.ndim != 2 or points.shape[1] != hypersurface.ambient_dim:
+        raise ValueError(
+            f"point_sample: points must have shape (N, {hypersurface.ambient_dim}), "
+            f"got shape {points.shape}."
+        )
+    if points.shape[0] == 0:
+        raise ValueError("point_sample: the point set is empty (shape (0, n + 1)); pass N >= 1.")
+    residual = np.asarray(_relative_residual(hypersurface, points))
+    off = np.flatnonzero(residual > OFF_SURFACE_TOLERANCE)  # NaN (non-finite point): rejected below
+    if off.size:
+        raise ValueError(
+            f"point_sample: {off.size} of {residual.size} points are off the hypersurface "
+            f"(first: point {off[0]}, relative residual |p(z)| / (sum |c_m| |z|^d) = "
+            f"{residual[off[0]]:.2e} > {OFF_SURFACE_TOLERANCE:.0e}); pass points of X, e.g. "
+            "from sample_points."
+        )
     outputs = patch_geometry(hypersurface, points, patch, eliminate)
     z, i, j, omega, g, jac, raw, ok = (np.asarray(x) for x in outputs)
     keep = np.flatnonzero(ok)
@@ -549,6 +581,16 @@ def point_sample(
         jacobian=jnp.asarray(jac[keep]),
         volume_ratio=jnp.asarray(mean),
         rejected=int(ok.shape[0] - keep.size),
+    )
+
+
+@eqx.filter_jit
+def _relative_residual(hypersurface: Hypersurface, z) -> Float[Array, " N"]:
+    r"""$|p(z)| / (\sum_m |c_m|\, |z|^d)$ at each point, in $[0, 1]$ ($|z_i| \le |z|$)."""
+    z = hypersurface._as_points(z)
+    norm = jnp.linalg.norm(z, axis=-1) ** hypersurface.degree
+    return jnp.abs(hypersurface.polynomial(z)) / (
+        jnp.sum(jnp.abs(hypersurface.coefficients)) * norm
     )
 
 

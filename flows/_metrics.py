@@ -58,7 +58,7 @@ def _node_flags(manifold: AbstractManifold, values: Float[Array, "N D D"]):
 
 @eqx.filter_jit
 def evaluate_at(fn: Callable[[Point], Array], points: Float[Array, "M D"]) -> Array:
-    """`fn` at each of `points` (vmapped and jitted)."""
+    """`fn` at each of `points` (vmapped and jitted); an empty (0, D) batch gives an empty result."""
     return jax.vmap(fn)(points)
 
 

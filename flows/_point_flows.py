@@ -42,6 +42,7 @@ from jaxtyping import Array, Complex, Float, Int, PRNGKeyArray
 
 from ._clustering import cluster_blocks, cluster_points, nearest_points
 from ._hypersurfaces import Hypersurface, PointSample, point_sample
+from ._manifolds._abstract import check_key
 from ._point_kernels import point_kernel_apply
 from ._relu_ntk import ReLUNTK
 
@@ -113,8 +114,22 @@ def chart_sample(
 
 
 def subsample(sample: PointSample, index) -> PointSample:
-    """The points `index` of `sample`, weights renormalised to mean 1 (`volume_ratio` their mean raw weight)."""
+    """The points `index` of `sample`, weights renormalised to mean 1 (`volume_ratio` their mean raw weight).
+
+    `index`: integer indices or a boolean mask; selecting no point raises `ValueError`.
+    """
     index = np.asarray(index)
+    if index.size == 0:
+        raise ValueError("subsample: the index selects no point (an empty point set).")
+    if index.dtype == np.bool_:
+        index = np.flatnonzero(index)
+    if index.ndim != 1 or not np.issubdtype(index.dtype, np.integer):
+        raise ValueError(
+            f"subsample: index must be a 1-D array of integers or booleans, got dtype "
+            f"{index.dtype}, shape {index.shape}."
+        )
+    if index.size == 0:
+        raise ValueError("subsample: the index selects no point (an empty point set).")
     weights = np.asarray(sample.weights)[index]
     mean = weights.mean()
     return PointSample(
@@ -147,11 +162,14 @@ def perturb_points(
     meaningful. Raises if a point does not return to $|p(z)|/|z|^d < 10^{-10}$.
     """
     points = jnp.asarray(points)
+    check_key(key, "perturb_points")
     if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale >= 0):
         raise ValueError(f"perturb_points: scale must be a finite number >= 0, got {scale!r}.")
     n1 = hypersurface.ambient_dim
     if points.ndim != 2 or points.shape[1] != n1:
         raise ValueError(f"perturb_points: points must have shape (N, {n1}), got {points.shape}.")
+    if points.shape[0] == 0:
+        raise ValueError("perturb_points: the point set is empty (shape (0, n + 1)).")
     xi = jax.random.normal(key, points.shape + (2,), dtype=jnp.real(points).dtype)
     xi = jax.lax.complex(xi[..., 0], xi[..., 1]) / math.sqrt(2 * n1)
     z = points + (scale * jnp.linalg.norm(points, axis=1, keepdims=True)).astype(xi.dtype) * xi

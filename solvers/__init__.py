@@ -16,6 +16,7 @@ from ._perelman_pair import conjugate_heat as conjugate_heat
 from ._points import POINT_SOLVERS as POINT_SOLVERS
 from ._points import PointSolution as PointSolution
 from ._points import solve_points as solve_points
+from ._solve import MAX_SAVES as MAX_SAVES
 from ._solve import SOLVERS as SOLVERS
 from ._solve import Amplification as Amplification
 from ._solve import IllPosedError as IllPosedError

@@ -87,7 +87,7 @@ def solve_points(
     None without test points); `solver` in `POINT_SOLVERS`; `dt0`, the step
     (the learning rate; required for the constant-step solvers); `rtol`, `atol`
     (adaptive `tsit5` only); `saveat`, a number of equally spaced save times or
-    the times; `max_steps`; `progress`, a text progress meter.
+    the times (at most `MAX_SAVES`, as for `solve`); `max_steps`; `progress`, a text progress meter.
     """
     if not isinstance(flow, PointKernelFlow):
         raise ValueError(

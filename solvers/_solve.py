@@ -64,6 +64,9 @@ from flows import AbstractFlow, NodalMetric
 
 from . import _checkpoint
 
+# The most save times a solve accepts (`saveat`): each saved time holds a whole state, so
+# more is a mistake (a count typed with too many digits), not a request to honour.
+MAX_SAVES = 1_000_000
 WARN_AMPLIFICATION = 1e3
 REFUSE_AMPLIFICATION = 1e8
 
@@ -327,11 +330,22 @@ def check_tolerances(caller: str, **tolerances) -> None:
 
 
 def save_times(caller: str, saveat, t0: float, t1: float, dtype) -> Float[Array, " S"]:
-    """The save times: `saveat` equally spaced ones (>= 2), or the given increasing times in [t0, t1]."""
+    """The save times: `saveat` equally spaced ones (2 to `MAX_SAVES`), or the given increasing
+    times in [t0, t1] (at most `MAX_SAVES` of them)."""
     if isinstance(saveat, (int, np.integer)):
         if saveat < 2:
             raise ValueError(f"{caller}: saveat must be at least 2 save times, got {saveat}.")
+        if saveat > MAX_SAVES:
+            raise ValueError(
+                f"{caller}: saveat asks for {saveat} save times, more than MAX_SAVES = "
+                f"{MAX_SAVES} (each holds a whole state); save fewer times."
+            )
         return jnp.linspace(t0, t1, saveat)
+    if np.size(saveat) > MAX_SAVES:
+        raise ValueError(
+            f"{caller}: saveat holds {np.size(saveat)} times, more than MAX_SAVES = {MAX_SAVES} "
+            "(each holds a whole state); save fewer times."
+        )
     try:
         ts = jnp.asarray(saveat, dtype=dtype)
     except (TypeError, ValueError):
@@ -388,7 +402,8 @@ def solve(
       matrix-free GMRES Newton solve by default (`linear_solver="dense"` for a
       dense factorisation).
     - `rtol`, `atol`, `dt0`: adaptive step control (PID controller).
-    - `saveat`: a number of equally spaced save times, or the times themselves.
+    - `saveat`: a number of equally spaced save times (2 to `MAX_SAVES` = 10^6), or the
+      times themselves (increasing, in [t0, t1], at most `MAX_SAVES`).
     - `degenerate_tol`, `fixed_point_tol`, `curvature_limit`: the events (module docstring).
     - `force`: integrate even when the predicted amplification exceeds `refuse_amplification`.
     - `progress`: print a progress meter.
@@ -434,10 +449,11 @@ def solve(
     if checkpoint is not None:
         checkpoint = _check_checkpoint(checkpoint, checkpoint_every, checkpoint_seconds, dense)
 
+    ts = save_times("solve", saveat, t0, t1, values.dtype)  # before the amplification solve
+
     amp = predicted_amplification(flow, g0, t0, t1)
     _judge(flow, amp, t0, t1, force, warn_amplification, refuse_amplification)
 
-    ts = save_times("solve", saveat, t0, t1, values.dtype)
     config = _Config(
         bool(dense),
         solver,

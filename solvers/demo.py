@@ -933,7 +933,9 @@ def _width(text: str) -> float:
     return value
 
 
-def _positive(minimum: int):
+def _positive(minimum: int, maximum: int | None = None):
+    """argparse type: an integer in [minimum, maximum] (a bad value: exit 2, the flag named)."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -941,9 +943,14 @@ def _positive(minimum: int):
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum}, got {value}")
         return value
 
     return parse
+
+
+_seed = _positive(0, 2**32 - 1)  # jax.random.key(seed) takes any of these
 
 
 def _sections(args: argparse.Namespace) -> list[str]:
@@ -1024,7 +1031,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=_QUINTIC_SIGMA,
         help=f"width of the quintic's Gaussian point kernel in FS distance (default {_QUINTIC_SIGMA})",
     )
-    add("--seed", type=int, default=0, help="seed of the network and the quintic's points")
+    add(
+        "--seed",
+        type=_seed,
+        default=0,
+        help="seed of every random choice: the network's random base metric and features on "
+        "T², the quintic's points (an integer in 0..2^32 - 1; default 0)",
+    )
     add(
         "--dtype",
         choices=("float32", "float64"),

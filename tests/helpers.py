@@ -44,9 +44,29 @@ def off_grid_points(m: flows.AbstractManifold, count: int, seed: int = 0):
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
+# Every program in experiments/ (tests/test_fuzz.py checks that this list is complete),
+# and the `metric-flows` demo (solvers/demo.py) under its command name.
+PROGRAMS = (
+    "bench",
+    "convergence",
+    "curvature_tour",
+    "lambda_drift",
+    "ntk_regimes",
+    "quintic_kernels",
+    "quintic_networks",
+    "quintic_sigma",
+    "sphere_extinction",
+    "torus_modes",
+    "well_posedness",
+)
+DEMO = "metric-flows"
+
 
 def experiment_program(name: str):
-    """The module of `experiments/<name>.py` (its directory goes on sys.path, as when run)."""
+    """The module of `experiments/<name>.py` (its directory goes on sys.path, as when run),
+    or `solvers.demo` for `DEMO`."""
+    if name == DEMO:
+        return importlib.import_module("solvers.demo")
     if str(EXPERIMENTS) not in sys.path:
         sys.path.insert(0, str(EXPERIMENTS))
     return importlib.import_module(name)

@@ -82,9 +82,9 @@ def test_convergence_flags_are_checked(tmp_path, capsys):
     program = experiment_program("convergence")
     bad = [
         (["--study", "nonsense"], "invalid choice"),
-        (["--seeds", "1"], "--seeds must be >= 2"),
+        (["--seeds", "1"], "argument --seeds: must be >= 2"),
         (["--solvers", "heun,nope"], "--solvers: unknown"),
-        (["--amplitude-a", "1"], "--amplitude-a must be in"),
+        (["--amplitude-a", "1"], "argument --amplitude-a: must be a finite number > 0 and < 1"),
         (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     ]
     for argv, message in bad:

@@ -28,29 +28,55 @@ Kinds of bad input tried, by target:
   degenerate_tol, dt0, fixed_point_tol, curvature_limit <= 0, NaN, inf, bools or
   strings; max_steps <= 0, fractional, bools or strings; saveat < 2 points, an
   empty list, a 2-D array, NaN times, times outside [t0, t1], decreasing times,
-  strings; g0 with NaN, inf, non-SPD or wrong-shape values, integer or float32
-  values, on another manifold; an unknown solver; a non-flow.
+  strings, and absurd sizes (a count or an array of more than `solvers.MAX_SAVES` =
+  10^6 save times, counts up to 10^18); g0 with NaN, inf, non-SPD or wrong-shape
+  values, integer or float32 values, on another manifold; an unknown solver; a non-flow.
 - Hypersurfaces: `flows.Hypersurface.dwork_quintic(psi)` at the singular members
   psi^5 = 1 (psi = exp(2 pi i k / 5)), NaN, inf and non-numeric psi; `flows.Hypersurface`
   with non-integer, negative, inhomogeneous or empty exponents, and NaN, inf, all-zero
-  or wrongly shaped coefficients; `flows.sample_points` with count 0;
-  `flows.point_sample` with an empty point set and points of the wrong shape.
-- Command line: the experiment programs (`experiments/*.py` as of this file: the
-  seven in `PROGRAMS`, argparse) with unknown flags; one of them run in a subprocess
-  (exit status 2, the flag named, nothing written).
-
-Not tried, because the library does not validate them yet (flows/_hypersurfaces.py):
-`flows.sample_points` with a key that is not a PRNG key (AttributeError) and
-`flows.point_sample` with points off the hypersurface (accepted).
+  or wrongly shaped coefficients; `flows.sample_points` with count 0 and keys that are
+  not PRNG keys (ints, strings, None, a uint32 (3,) array); `flows.point_sample` with
+  points of the wrong shape and points off the hypersurface (one coordinate scaled by
+  1 + eps, eps in [1e-2, 1], or generic points of CP^4: relative residual above
+  `flows._hypersurfaces.OFF_SURFACE_TOLERANCE` = 1e-5), beside points on it that pass.
+- Empty point sets (shape (0, D), or a batch (k, 0, D)): the curvature functions on
+  batches (`christoffel`, `riemann`, `ricci`, `scalar_curvature`, `volume_density`,
+  `gradient`, `hessian`, `laplacian`), `point_sample`, `patch_geometry`, a `PointSample`
+  built empty, `subsample` with an empty index or an all-False mask (and so
+  `chart_sample`, which goes through it), `perturb_points` (and so `sample_near`),
+  `point_kernel_apply` (empty targets, empty sources), `CosineNTK.apply` at finite
+  width, `nearest_points` with no sources, `mean_nearest_distance`, `cluster_points`,
+  besides `kernel.apply` and `manifold.sample` above. Documented to accept an empty
+  set, and checked: `nearest_points` with no targets (empty results, one per target)
+  and `evaluate_at` (an empty batch in, an empty batch out).
+- Command line, every program in `experiments/` (the eleven in `helpers.PROGRAMS`:
+  bench, convergence, curvature_tour, lambda_drift, ntk_regimes, quintic_kernels,
+  quintic_networks, quintic_sigma, sphere_extinction, torus_modes, well_posedness;
+  a test checks the list is complete) and the `metric-flows` demo (solvers/demo.py):
+  unknown flags; and for every numeric flag, bad values (`--flag=VALUE`): sizes and
+  counts below their minimum (zero, negative) or not integers ("1.5", "x"); widths,
+  times, tolerances and learning rates that are zero, negative, NaN, +-inf or not
+  numbers; values outside a documented range (amplitudes outside (0, 1) or
+  (0, 1e-4], band limits and wavenumbers the grid does not resolve, psi^5 = 1, a
+  dimension not among the choices); comma-separated lists with a bad entry or too
+  few entries (--widths, --sigmas); seeds that are negative, >= 2^32 or not integers
+  (quintic_networks takes any integer seed: only non-integers there) (hypothesis draws more: any float <= 0, NaN or inf for the flags needing a positive
+  number, any negative float for those needing >= 0, any out-of-range integer or
+  fractional float for the seeds). Each exits with status 2 and names the
+  flag on stderr (argparse); one program is also run in a subprocess (exit status 2,
+  the flag named, nothing written).
 
 Everything here raises before any solve or flow is compiled; the only compiled
 functions are the nodal checks (one per shape), a cheap loss's gradient on a 4 x 4
-torus, and `point_sample`'s patch geometry of an empty set. Examples are bounded by
-the profile in conftest.py (10 per test).
+torus, the features of a width-4 `CosineNTK`, and, for `point_sample` on four points
+of the Fermat quintic, the relative residual and the patch geometry. The command-line
+tests call each program's `parse_args` only. Examples are bounded by the profile in
+conftest.py (10 per test).
 """
 
 import cmath
 import math
+import re
 import subprocess
 import sys
 
@@ -64,7 +90,7 @@ from hypothesis import strategies as st
 import flows
 import solvers
 
-from .helpers import EXPERIMENTS, experiment_program
+from .helpers import DEMO, EXPERIMENTS, PROGRAMS, experiment_program
 
 TORUS = flows.Torus(2, 4)  # 16 nodes: the cheapest compile of the nodal checks
 SPHERE = flows.Sphere(2, 2)
@@ -425,6 +451,32 @@ def test_solve_bad_saveat(saveat):
     _raises(match, _solve, FLOW, G0, 0.0, 1.0, saveat=value)
 
 
+@given(count=st.integers(solvers.MAX_SAVES + 1, 10**18))
+def test_solve_refuses_absurd_numbers_of_saves(count):
+    _raises(
+        rf"solve: saveat asks for {count} save times, more than MAX_SAVES = 1000000",
+        _solve,
+        FLOW,
+        G0,
+        0.0,
+        1.0,
+        saveat=count,
+    )
+
+
+def test_solve_refuses_absurd_arrays_of_save_times():
+    times = np.linspace(0.0, 1.0, solvers.MAX_SAVES + 1)
+    _raises(
+        r"solve: saveat holds 1000001 times, more than MAX_SAVES",
+        _solve,
+        FLOW,
+        G0,
+        0.0,
+        1.0,
+        saveat=times,
+    )
+
+
 @given(a=node, value=st.one_of(non_finite, st.floats(-10, 0)))
 def test_solve_bad_initial_metric(a, value):
     values = G0.values.at[a].set(value * jnp.eye(2))
@@ -501,35 +553,304 @@ def test_hypersurface_bad_polynomials(exponents, coefficients, match):
     _raises(match, flows.Hypersurface, exponents, coefficients)
 
 
+QUINTIC = flows.Hypersurface.fermat_quintic()
+
+
+def _on_quintic(t):
+    """Points (1, -1, t, -t, 0) of the Fermat quintic (p = 0 exactly), one per t."""
+    t = jnp.asarray(t, dtype=jnp.complex128)
+    one = jnp.ones_like(t)
+    return jnp.stack([one, -one, t, -t, jnp.zeros_like(t)], axis=1)
+
+
+ON_QUINTIC = _on_quintic([0.3, 0.5j, -0.7 + 0.2j, 0.9])
+
+
 def test_hypersurface_bad_points():
-    quintic = flows.Hypersurface.fermat_quintic()
-    _raises("count must be an integer >= 1", flows.sample_points, quintic, jax.random.key(0), 0)
+    _raises("count must be an integer >= 1", flows.sample_points, QUINTIC, jax.random.key(0), 0)
     _raises(
-        r"points must have shape \(N, 5\)", flows.point_sample, quintic, jnp.ones((3, 4), complex)
+        r"points must have shape \(N, 5\)", flows.point_sample, QUINTIC, jnp.ones((3, 4), complex)
     )
-    _raises("all 0 points were rejected", flows.point_sample, quintic, jnp.zeros((0, 5), complex))
+
+
+@pytest.mark.parametrize("key", [0, "key", None, jnp.zeros(3, dtype=jnp.uint32), 1.5])
+def test_sample_points_bad_key(key):
+    _raises(
+        "sample_points: key must be a single JAX PRNG key", flows.sample_points, QUINTIC, key, 5
+    )
+
+
+@given(p=st.integers(0, 3), eps=st.floats(1e-2, 1.0), generic=st.booleans())
+def test_point_sample_refuses_points_off_the_hypersurface(p, eps, generic):
+    assert flows.point_sample(QUINTIC, ON_QUINTIC).count == 4  # the points on X pass
+    if generic:  # a generic point of CP^4: relative residual ~0.1
+        z = ON_QUINTIC.at[p].set(jnp.asarray([1.0, 0.5, -0.25j, 0.3, 0.2 + 0.1j]))
+    else:  # p(z) = (1 + eps)^5 - 1 >= 0.05, over sum|c| |z|^5 <= 5 * 2^5: >= 3e-4
+        z = ON_QUINTIC.at[p, 0].multiply(1 + eps)
+    _raises(
+        rf"point_sample: 1 of 4 points are off the hypersurface \(first: point {p}, relative "
+        r"residual .* > 1e-05\)",
+        flows.point_sample,
+        QUINTIC,
+        z,
+    )
+
+
+# Empty point sets
+
+CURVATURE = {
+    name: getattr(flows, name)
+    for name in ("christoffel", "riemann", "ricci", "scalar_curvature", "volume_density")
+}
+CURVATURE_OF_F = {name: getattr(flows, name) for name in ("gradient", "hessian", "laplacian")}
+
+
+@pytest.mark.parametrize("shape", [(0, 2), (3, 0, 2), (0, 0, 2)])
+def test_curvature_functions_refuse_empty_point_sets(shape):
+    metric, points, f = flows.reference_metric(TORUS), jnp.zeros(shape), jnp.ones(16)
+    for name, fn in CURVATURE.items():
+        _raises(
+            rf"{name}: the point set is empty \(shape {re.escape(str(shape))}\)", fn, metric, points
+        )
+    for name, fn in CURVATURE_OF_F.items():
+        _raises(rf"{name}: the point set is empty", fn, metric, f, points)
+
+
+def _empty_sample():
+    return flows.PointSample(
+        points=jnp.zeros((0, 5), complex),
+        patch=jnp.zeros(0, int),
+        eliminated=jnp.zeros(0, int),
+        omega=jnp.zeros(0, complex),
+        weights=jnp.zeros(0),
+        g_fs=jnp.zeros((0, 3, 3), complex),
+        jacobian=jnp.zeros((0, 5, 3), complex),
+        volume_ratio=jnp.asarray(1.0),
+        rejected=0,
+    )
+
+
+def test_point_functions_refuse_empty_point_sets():
+    empty = jnp.zeros((0, 5), complex)
+    _raises("point_sample: the point set is empty", flows.point_sample, QUINTIC, empty)
+    _raises("patch_geometry: the point set is empty", flows.patch_geometry, QUINTIC, empty)
+    _raises("PointSample: the point set is empty", _empty_sample)
+    sample = flows.point_sample(QUINTIC, ON_QUINTIC)
+    for index in ([], np.zeros(0, int), np.zeros(4, bool)):
+        _raises("subsample: the index selects no point", flows.subsample, sample, index)
+    _raises(
+        "perturb_points: the point set is empty",
+        flows.perturb_points,
+        QUINTIC,
+        empty,
+        jax.random.key(0),
+        0.1,
+    )
+    kernel = flows.FSGaussian(0.3)
+    values = jnp.ones(4)
+    _raises("sources is empty", flows.point_kernel_apply, kernel, ON_QUINTIC, empty, jnp.ones(0))
+    _raises("targets is empty", flows.point_kernel_apply, kernel, empty, ON_QUINTIC, values)
+    ntk = flows.CosineNTK(0.5, TORUS, width=4, key=jax.random.key(0))
+    _raises(
+        r"CosineNTK.apply: points on Torus\(dim=2, n=4\) must be a non-empty array",
+        ntk.apply,
+        TORUS,
+        jnp.ones(16),
+        jnp.zeros((0, 2)),
+    )
+    _raises(
+        "nearest_points: points must be a non-empty array", flows.nearest_points, empty, ON_QUINTIC
+    )
+    _raises(
+        "mean_nearest_distance: points must be a non-empty array",
+        flows.mean_nearest_distance,
+        empty,
+    )
+    _raises("cluster_points: points must be a non-empty array", flows.cluster_points, empty, 1)
+
+
+def test_empty_point_sets_where_documented():
+    index, distance = flows.nearest_points(ON_QUINTIC, jnp.zeros((0, 5), complex))
+    assert index.shape == distance.shape == (0,)
+    assert flows.evaluate_at(lambda x: jnp.sum(x), jnp.zeros((0, 2))).shape == (0,)
 
 
 # Command line
 
-PROGRAMS = (
-    "curvature_tour",
-    "lambda_drift",
-    "ntk_regimes",
-    "quintic_sigma",
-    "sphere_extinction",
-    "torus_modes",
-    "well_posedness",
-)
+
+def test_programs_list_is_complete():
+    found = sorted(p.stem for p in EXPERIMENTS.glob("*.py") if not p.stem.startswith("_"))
+    assert found == sorted(PROGRAMS)
+
+
+ALL_PROGRAMS = (*PROGRAMS, DEMO)
+
+
+def _parse(name, argv, tmp_path):
+    return experiment_program(name).parse_args([*argv, "--out", str(tmp_path)])
 
 
 @given(flag=st.from_regex(r"\A--zz[a-z0-9-]{1,10}\Z"))
-def test_experiment_programs_refuse_unknown_flags(flag, capsys, tmp_path):
-    for name in PROGRAMS:
+def test_programs_refuse_unknown_flags(flag, capsys, tmp_path):
+    for name in ALL_PROGRAMS:
         with pytest.raises(SystemExit) as exit:
-            experiment_program(name).parse_args(["--out", str(tmp_path), flag])
+            _parse(name, [flag], tmp_path)
         assert exit.value.code == 2
         assert f"unrecognized arguments: {flag}" in capsys.readouterr().err
+
+
+def _ints(minimum):
+    """Bad values of an integer flag that must be >= minimum."""
+    return [str(minimum - 1), str(minimum - 10**6), "1.5", "x", ""]
+
+
+POSITIVE = ["0", "-0.5", "-1e300", "nan", "inf", "-inf", "x", ""]  # finite > 0
+NON_NEGATIVE = ["-0.5", "-1e-300", "nan", "inf", "-inf", "x"]  # finite >= 0
+SEED = ["-1", str(2**32), "1.5", "x", ""]  # an integer in 0 .. 2^32 - 1
+UNIT = ["0", "1", "-0.5", "1.5", "nan", "inf", "x"]  # in (0, 1)
+
+# Every numeric flag of every program, with values it must refuse.
+BAD_FLAGS = {
+    "bench": {
+        "--seed": SEED,
+        "--repeats": _ints(1),
+        "--sigma": POSITIVE,
+        "--torus-fft": _ints(3),
+        "--torus-quadrature": _ints(3),
+        "--torus-ratio": _ints(3),
+        "--sphere-kernel-degrees": _ints(2),
+        "--sphere-rhs-degrees": _ints(2),
+        "--quintic-points": _ints(1),
+        "--point-sigma": POSITIVE,
+        "--exp-size": _ints(1),
+        "--memory-points": _ints(1),
+        "--memory-target": _ints(1),
+        "--kvaerno-n": _ints(3),
+        "--kvaerno-t1": POSITIVE,
+        "--dense-repeats": _ints(1),
+    },
+    "convergence": {"--seed": SEED, "--seeds": _ints(2), "--amplitude-a": UNIT},
+    "curvature_tour": {"--seed": SEED, "--band-limit": [*_ints(1), "99"], "--amplitude": UNIT},
+    "lambda_drift": {"--n": _ints(8), "--t1": POSITIVE, "--saves": _ints(2)},
+    "ntk_regimes": {
+        "--widths": ["0,4", "16", "x,4", "-3,8"],
+        "--sigma": POSITIVE,
+        "--t1": POSITIVE,
+        "--seeds": _ints(1),
+        "--saves": _ints(2),
+        "--resolution": _ints(2),
+        "--seed": SEED,
+    },
+    "quintic_kernels": {
+        "--points": _ints(1),
+        "--test-points": _ints(1),
+        "--noise": POSITIVE,
+        "--steps": _ints(1),
+        "--lr": POSITIVE,
+        "--relu-lr": POSITIVE,
+        "--sigma": POSITIVE,
+        "--relu-depth": _ints(0),
+        "--relu-weight-std": POSITIVE,
+        "--relu-bias-std": NON_NEGATIVE,
+        "--clusters": _ints(0),
+        "--batch-size": _ints(1),
+        "--scaling-points": _ints(2),
+        "--seed": SEED,
+    },
+    "quintic_networks": {  # validated in its own parse_args; its seed is any integer
+        "--points": _ints(1),
+        "--test-points": _ints(1),
+        "--width": _ints(1),
+        "--depth": _ints(1),
+        "--t1-gradient": POSITIVE,
+        "--t1-kahler-ricci": POSITIVE,
+        "--sigma": POSITIVE,
+        "--saves": _ints(2),
+        "--probe": _ints(1),
+        "--seed": ["1.5", "x", ""],
+    },
+    "quintic_sigma": {
+        "--points": _ints(1),
+        "--psi": ["nan", "inf", "-inf", "x", "1"],
+        "--seed": SEED,
+    },
+    "sphere_extinction": {"--dim": ["1", "4", "x"], "--sigma": NON_NEGATIVE, "--degree": _ints(2)},
+    "torus_modes": {
+        "--sigma": NON_NEGATIVE,
+        "--k": [*_ints(1), "8"],  # n = 16 resolves k <= 7
+        "--n": _ints(3),
+        "--t1": POSITIVE,
+        "--amplitude": ["0", "-1e-5", "2e-4", "nan", "inf", "x"],
+    },
+    "well_posedness": {"--sigma": POSITIVE, "--n": _ints(8), "--t1": POSITIVE},
+    DEMO: {
+        "--sigmas": ["0", "0.3,-1", "nan", "inf", "x", ""],
+        "--n": _ints(6),
+        "--degree": _ints(2),
+        "--width": _ints(1),
+        "--points": _ints(10),
+        "--steps": _ints(1),
+        "--quintic-sigma": POSITIVE,
+        "--seed": SEED,
+    },
+}
+
+
+def test_every_program_has_bad_flag_values():
+    assert sorted(BAD_FLAGS) == sorted(ALL_PROGRAMS)
+
+
+@pytest.mark.parametrize(
+    "name,flag", [(name, flag) for name, flags in BAD_FLAGS.items() for flag in flags]
+)
+def test_programs_refuse_bad_flag_values(name, flag, capsys, tmp_path):
+    for value in BAD_FLAGS[name][flag]:
+        with pytest.raises(SystemExit) as exit:
+            _parse(name, [f"{flag}={value}"], tmp_path)
+        err = capsys.readouterr().err
+        assert exit.value.code == 2, (flag, value)
+        assert flag in err, (flag, value, err)
+
+
+# the flags of each kind, for the property tests below
+_OF_KIND = {
+    kind: [(n, f) for n, flags in BAD_FLAGS.items() for f, v in flags.items() if v is bad]
+    for kind, bad in (("positive", POSITIVE), ("non_negative", NON_NEGATIVE), ("seed", SEED))
+}
+
+
+def _refused(name, flag, value, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit:
+        _parse(
+            name, [f"{flag}={value!r}" if isinstance(value, float) else f"{flag}={value}"], tmp_path
+        )
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and flag in err, (flag, value, err)
+
+
+@given(
+    target=st.sampled_from(_OF_KIND["positive"]),
+    value=st.one_of(st.floats(max_value=0.0), st.sampled_from([math.inf, math.nan])),
+)
+def test_positive_flags_refuse_non_positive_and_non_finite(target, value, capsys, tmp_path):
+    _refused(*target, value, capsys, tmp_path)
+
+
+@given(target=st.sampled_from(_OF_KIND["non_negative"]), value=st.floats(max_value=-1e-300))
+def test_non_negative_flags_refuse_negatives(target, value, capsys, tmp_path):
+    _refused(*target, value, capsys, tmp_path)
+
+
+@given(
+    target=st.sampled_from(_OF_KIND["seed"]),
+    value=st.one_of(
+        st.integers(max_value=-1),
+        st.integers(min_value=2**32),
+        st.floats(allow_nan=False, allow_infinity=False).filter(lambda v: v != int(v)),
+    ),
+)
+def test_seed_flags_refuse_non_integers_and_out_of_range(target, value, capsys, tmp_path):
+    _refused(*target, value, capsys, tmp_path)
 
 
 def test_experiment_program_unknown_flag_in_a_subprocess(tmp_path):

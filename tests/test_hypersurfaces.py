@@ -23,6 +23,7 @@ from flows import (
     sample_points,
     sigma_measure,
 )
+from flows._hypersurfaces import OFF_SURFACE_TOLERANCE, _relative_residual
 
 SIGMA_FS_QUINTIC = 0.373
 
@@ -229,6 +230,23 @@ def test_patch_geometry_under_filter_jit():
     np.testing.assert_allclose(jitted[6] / s.volume_ratio, s.weights, rtol=1e-12)
     sigma, se = eqx.filter_jit(sigma_measure)(s, s.g_fs)
     np.testing.assert_allclose((sigma, se), sigma_measure(s, s.g_fs), rtol=1e-12)
+
+
+# point_sample refuses points off X: sampled points pass with a wide margin.
+
+
+@pytest.mark.parametrize("name", HYPERSURFACES)
+def test_sampled_points_pass_the_off_surface_check(name):
+    """Relative residual |p(z)| / (sum |c_m| |z|^d) of sampled points, as sampled and cast to
+    complex64 (float32 points), far below point_sample's tolerance (1e-5)."""
+    surface = hypersurface(name)
+    z = points(name)
+    assert OFF_SURFACE_TOLERANCE == 1e-5
+    assert float(jnp.max(_relative_residual(surface, z))) < 1e-14
+    assert float(jnp.max(_relative_residual(surface, z.astype(jnp.complex64)))) < 1e-7
+    # a generic point of CP^n is far off
+    generic = jnp.ones((1, surface.ambient_dim), dtype=jnp.complex128).at[0, 0].set(2.0)
+    assert float(_relative_residual(surface, generic)[0]) > 1e-2
 
 
 # Degenerate patches are rejected and counted.
