@@ -18,7 +18,7 @@ import flows
 from .helpers import all_manifolds, manifold, max_abs, off_grid_points
 
 
-@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("dim", [2, pytest.param(3, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("radius", [1.0, 0.5, 2.0])
 def test_round_sphere_of_radius_r(dim, radius):
     sphere = manifold(f"S{dim}")
@@ -115,7 +115,9 @@ def _divergence_defect(metric, xs):
     return jax.vmap(at)(xs)
 
 
-@pytest.mark.parametrize("name", all_manifolds)
+@pytest.mark.parametrize(
+    "name", [n if n != "S3" else pytest.param(n, marks=pytest.mark.slow) for n in all_manifolds]
+)
 def test_contracted_bianchi_identity(name, getkey):
     metric = _random_metric(name, getkey())
     defect = _divergence_defect(metric, off_grid_points(metric.manifold, 3))

@@ -78,7 +78,12 @@ def _dense_ground_value(metric):
 
 
 @pytest.mark.parametrize(
-    "make", [lambda: flows.Torus(2, 9), lambda: flows.Torus(2, 8), lambda: flows.Sphere(2, 8)]
+    "make",
+    [
+        lambda: flows.Torus(2, 9),
+        lambda: flows.Torus(2, 8),
+        pytest.param(lambda: flows.Sphere(2, 8), marks=pytest.mark.slow),
+    ],
 )
 def test_ground_state_matches_dense_eigensolve(make):
     m = make()
@@ -128,7 +133,9 @@ def _analytic_lambda_variation(metric):
 
 
 @pytest.mark.parametrize(
-    "make", [lambda: flows.Torus(2, 24), lambda: flows.Sphere(2, 40)], ids=["T2", "S2"]
+    "make",
+    [lambda: flows.Torus(2, 24), pytest.param(lambda: flows.Sphere(2, 40), marks=pytest.mark.slow)],
+    ids=["T2", "S2"],
 )
 def test_lambda_loss_functional_derivative(make):
     # to 1e-8 (measured 2e-11 on T^2 at n = 24, 1e-9 on S^2 at degree 40, where E_h = P_B[E])

@@ -31,7 +31,9 @@ def evaluate(f, pts):
     return jax.vmap(f)(pts)
 
 
-@pytest.mark.parametrize("name", ["T1", "T2", "T3", "S2", "S3"])
+@pytest.mark.parametrize(
+    "name", ["T1", "T2", "T3", "S2", pytest.param("S3", marks=pytest.mark.slow)]
+)
 def test_interpolant_reproduces_band_limited_fields_and_derivatives(name, getkey):
     m = manifold(name)
     field = m.random_field(getkey(), m.band_limit)

@@ -65,8 +65,8 @@ def _analytic(metric):
     "make,band_limit",
     [
         (lambda: flows.Torus(2, 32), 2),
-        (lambda: flows.Torus(3, 12), 1),
-        (lambda: flows.Sphere(2, 56), 2),
+        pytest.param(lambda: flows.Torus(3, 12), 1, marks=pytest.mark.slow),
+        pytest.param(lambda: flows.Sphere(2, 56), 2, marks=pytest.mark.slow),
     ],
     ids=["T2", "T3", "S2"],
 )
@@ -141,6 +141,7 @@ def _ricci_squared_variation(metric, ric_nodal):
     return jax.vmap(at)(m.nodes)
 
 
+@pytest.mark.slow
 def test_ricci_squared_on_t3():
     # The 3D check of int |Ric|^2 dV (in 2D it is half of Calabi, tested below). Tolerance as for
     # Calabi: the covariant derivatives of Ric come from its interpolant, spectrally accurate.

@@ -125,6 +125,7 @@ def test_cosine_ntk_converges_to_the_normalised_gaussian(m):
     assert abs(slope + 0.5) < 0.1
 
 
+@pytest.mark.slow
 def test_three_regimes_through_one_interface():
     # one argument switches the kernel: a regime name or any kernel module
     m, loss = T2, flows.PerelmanLoss()
