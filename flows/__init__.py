@@ -46,8 +46,13 @@ from ._kahler import complex_hessian as complex_hessian
 from ._kahler import fubini_study_potential as fubini_study_potential
 from ._kahler import kahler_metric as kahler_metric
 from ._kahler import ricci_form as ricci_form
+from ._kahler_curvature import hypersurface_curvature as hypersurface_curvature
+from ._kahler_curvature import ricci_measure as ricci_measure
+from ._kahler_curvature import scalar_curvature_mean as scalar_curvature_mean
+from ._kahler_networks import BihomogeneousNetwork as BihomogeneousNetwork
 from ._kahler_networks import KahlerPotential as KahlerPotential
 from ._kahler_networks import bihomogeneous_features as bihomogeneous_features
+from ._kahler_networks import bihomogeneous_potential as bihomogeneous_potential
 from ._kahler_networks import kahler_potential as kahler_potential
 from ._kahler_networks import pulled_back_metric as pulled_back_metric
 from ._kernels import AbstractKernel as AbstractKernel

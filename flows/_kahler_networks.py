@@ -45,17 +45,24 @@ class KahlerPotential(eqx.Module):
 
     `network` is any Equinox module mapping the $(n+1)^2$ features to a scalar
     (trained); `initial` is its frozen copy at $\theta_0$ (not a leaf of the
-    gradient: `jax.lax.stop_gradient`).
+    gradient: `jax.lax.stop_gradient`). With `centred=False` the potential is
+    $f_\theta(u(z))$ itself and the flow starts at $g_{\theta_0}$, not at
+    Fubini–Study (`bihomogeneous_potential`: the network is then a whole
+    algebraic metric, and subtracting a random one would have to be undone).
     """
 
     network: eqx.Module
     initial: eqx.Module
+    centred: bool = eqx.field(static=True, default=True)
 
     def __call__(self, z: Complex[Array, " n1"]) -> Float[Array, ""]:
         u = bihomogeneous_features(z)
+        value = jnp.reshape(self.network(u), ())
+        if not self.centred:
+            return value
         params, static = eqx.partition(self.initial, eqx.is_array)
         frozen = eqx.combine(jax.lax.stop_gradient(params), static)
-        return jnp.reshape(self.network(u), ()) - jnp.reshape(frozen(u), ())
+        return value - jnp.reshape(frozen(u), ())
 
 
 def kahler_potential(
@@ -74,6 +81,63 @@ def kahler_potential(
     depth = check_count(depth, "kahler_potential: depth must be an integer >= 1", minimum=1)
     mlp = eqx.nn.MLP(n1 * n1, "scalar", width, depth, activation=activation, key=key)
     return KahlerPotential(mlp, mlp)
+
+
+class BihomogeneousNetwork(eqx.Module):
+    r"""$f(u) = \frac1k\log\sum_j c_j^2\, x_{L,j}$, $x_l = (W_l x_{l-1})^2$ elementwise, $x_0 = u$, $k = 2^L$.
+
+    With $u$ the bihomogeneous features, $|z|^{2k} e^{k f}$ is a real
+    polynomial of bidegree $(k, k)$ in $(z, \bar z)$, positive by
+    construction, so $\partial\bar\partial(\log|z|^2 + f)$ is the algebraic
+    metric $\frac1k\partial\bar\partial\log P$ (the architecture of MLGeometry's
+    bihomogeneous networks; Douglas, Lakshminarasimhan and Qi 2020). Weights
+    start at $|\mathcal N(0, 1)| \times$ `scale`, as theirs, so every layer starts
+    positive.
+    """
+
+    layers: tuple
+    out: Float[Array, " w"]
+
+    def __init__(self, in_size: int, widths, key: PRNGKeyArray, scale: float = 0.05):
+        keys = jax.random.split(key, len(widths) + 1)
+        layers, size = [], in_size
+        for k, width in zip(keys, widths, strict=False):
+            layers.append(scale * jnp.abs(jax.random.normal(k, (width, size))))
+            size = width
+        self.layers = tuple(layers)
+        self.out = jnp.sqrt(scale * jnp.abs(jax.random.normal(keys[-1], (size,))))
+
+    def __call__(self, u: Float[Array, " f"]) -> Float[Array, ""]:
+        x = u
+        for w in self.layers:
+            x = (w @ x) ** 2
+        return jnp.log(jnp.sum(self.out**2 * x)) / 2 ** len(self.layers)
+
+
+def bihomogeneous_potential(
+    ambient_dim: int, key: PRNGKeyArray, *, widths=(70, 100), scale: float = 0.05
+) -> KahlerPotential:
+    r"""An uncentred `KahlerPotential` whose network is a `BihomogeneousNetwork` (`widths`: one per squaring layer).
+
+    The metric starts at a random positive algebraic metric of bidegree
+    $(2^L, 2^L)$, $L$ = `len(widths)`, not at Fubini–Study.
+    """
+    n1 = check_count(
+        ambient_dim, "bihomogeneous_potential: ambient_dim must be an integer >= 2", minimum=2
+    )
+    widths = tuple(widths)
+    if not widths:
+        raise ValueError("bihomogeneous_potential: widths must name at least one layer.")
+    for w in widths:
+        check_count(
+            w, f"bihomogeneous_potential: widths must be integers >= 1, got {widths}", minimum=1
+        )
+    if not (isinstance(scale, (int, float)) and np.isfinite(scale) and scale > 0):
+        raise ValueError(
+            f"bihomogeneous_potential: scale must be a finite number > 0, got {scale!r}."
+        )
+    network = BihomogeneousNetwork(n1 * n1, widths, key, float(scale))
+    return KahlerPotential(network, network, centred=False)
 
 
 def pulled_back_metric(sample: PointSample, potential=None) -> Complex[Array, "N m m"]:

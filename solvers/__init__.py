@@ -7,6 +7,8 @@ reads where a checkpointed run stands), and a prediction of the amplification
 of rounding that refuses hopeless runs of ill-posed flows (`shared/DESIGN.md` 2.1).
 `solve_network(metric, loss, t0, t1, kernel=...)` integrates a network metric's
 flow in the evolving, frozen or infinite-width regime.
+`train_potential(potential, train, test, ...)` trains a Kähler potential network
+on hypersurface points by minibatches (Optax), evolving or frozen.
 `solvers` imports `flows`; `flows` never imports `solvers`.
 """
 
@@ -16,6 +18,9 @@ from ._perelman_pair import conjugate_heat as conjugate_heat
 from ._points import POINT_SOLVERS as POINT_SOLVERS
 from ._points import PointSolution as PointSolution
 from ._points import solve_points as solve_points
+from ._potential_training import TRAINING_REGIMES as TRAINING_REGIMES
+from ._potential_training import PotentialTraining as PotentialTraining
+from ._potential_training import train_potential as train_potential
 from ._solve import MAX_SAVES as MAX_SAVES
 from ._solve import SOLVERS as SOLVERS
 from ._solve import Amplification as Amplification

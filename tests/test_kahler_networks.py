@@ -7,9 +7,11 @@ Fubini–Study pull-back of `point_sample` (rounding, 1e-13).
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import flows
+import solvers
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +144,69 @@ def test_quintic_networks_program(tmp_path):
     assert record["kernel_drift"] > 0.1
     saved = json.loads((tmp_path / "quintic_networks.json").read_text())
     assert set(flows.POTENTIAL_REGIMES) <= set(saved)
+
+
+def test_bihomogeneous_network_is_the_log_of_an_algebraic_metric(quintic):
+    # one squaring layer whose single row is a > 0 on the diagonal features: P(u) =
+    # (sum_i a_i |z_i|^2 / |z|^2)^2, so log|z|^2 + phi = log sum_i a_i |z_i|^2 exactly
+    a = jnp.asarray([1.0, 2.0, 0.5, 3.0, 1.5])
+    i, j = np.triu_indices(5)
+    row = np.zeros(25)
+    row[np.flatnonzero(i == j)] = np.asarray(a)
+    phi = flows.bihomogeneous_potential(5, jax.random.key(0), widths=(1,))
+    phi = eqx.tree_at(lambda p: p.network.layers, phi, (jnp.asarray(row)[None, :],))
+    assert not phi.centred
+
+    def weighted(z):
+        return jnp.log(jnp.sum(a * jnp.abs(z) ** 2))
+
+    for z in quintic.points[:5]:
+        h = flows.complex_hessian(lambda w: _log_norm(w) + phi(w), z)
+        assert jnp.allclose(h, flows.complex_hessian(weighted, z), atol=1e-13, rtol=0)
+        assert float(jnp.abs(phi(z) - phi(jax.lax.complex(0.3, -1.7) * z))) < 1e-13
+    # the default network: finite and not Fubini-Study (and, as the peers' networks at
+    # initialisation, not positive definite at every point: log P need not be
+    # plurisubharmonic; training makes it so, see the cubic test below)
+    g = flows.pulled_back_metric(quintic, flows.bihomogeneous_potential(5, jax.random.key(1)))
+    assert bool(jnp.all(jnp.isfinite(g)))
+    eta = jnp.real(jnp.linalg.det(g)) / jnp.real(jnp.linalg.det(quintic.g_fs))
+    assert float(jnp.std(eta) / jnp.abs(jnp.mean(eta))) > 1e-2
+    with pytest.raises(ValueError, match="widths must name at least one layer"):
+        flows.bihomogeneous_potential(5, jax.random.key(1), widths=())
+    with pytest.raises(ValueError, match="scale must be a finite number > 0"):
+        flows.bihomogeneous_potential(5, jax.random.key(1), scale=-1.0)
+
+
+def test_minibatch_training_on_the_cubic_reaches_the_flat_metric():
+    surface = flows.Hypersurface.fermat_cubic()
+    sample = flows.point_sample(surface, flows.sample_points(surface, jax.random.key(7), 1500))
+    train = flows.subsample(sample, np.arange(1000))
+    test = flows.subsample(sample, np.arange(1000, sample.count))
+    runs = {
+        regime: solvers.train_potential(
+            flows.bihomogeneous_potential(3, jax.random.key(8)),
+            train,
+            test,
+            regime=regime,
+            epochs=20,
+            batch_size=200,
+            targets=(0.01,),
+            eval_every=5,
+        )
+        for regime in solvers.TRAINING_REGIMES
+    }
+    evolving, frozen = runs["evolving"], runs["frozen"]
+    assert evolving.stop_reason == "epochs" and list(evolving.epochs) == [0, 5, 10, 15, 20]
+    assert evolving.sigma_test[0] > 0.05  # a random algebraic metric
+    assert evolving.sigma_test[-1] < 0.01 and evolving.reached[0.01] is not None
+    # the same optimiser on the network linearised at theta_0 ends well above
+    assert frozen.sigma_test[-1] > 2 * evolving.sigma_test[-1]
+    g = evolving.flow.metric(evolving.theta, test)
+    assert float(flows.sigma_measure(test, g)[0]) == pytest.approx(evolving.sigma_test[-1])
+    assert bool(jnp.all(jnp.linalg.eigvalsh(g) > 0))  # trained: positive definite
+    with pytest.raises(ValueError, match="regime must be one of"):
+        solvers.train_potential(evolving.flow.potential(evolving.theta), train, test, regime="x")
+    with pytest.raises(ValueError, match="exceeds the 1000 training points"):
+        solvers.train_potential(
+            evolving.flow.potential(evolving.theta), train, test, batch_size=5000
+        )
