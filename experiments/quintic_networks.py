@@ -30,7 +30,6 @@ Usage: python experiments/quintic_networks.py --out DIR [--surface {quintic,cubi
 """
 
 import argparse
-import math
 import time
 import warnings
 from pathlib import Path
@@ -40,10 +39,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import progress, save_figure, write_json
+import optax
+from _common import integer, positive, positive_int, progress, save_figure, seed, write_json
 from matplotlib.figure import Figure
 
 import flows
+import solvers
 
 jax.config.update("jax_enable_x64", True)
 
@@ -54,30 +55,55 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--surface", choices=sorted(SURFACES), default="quintic")
-    add("--points", type=int, default=300, help="training points")
-    add("--test-points", type=int, default=200, help="held-out test points")
-    add("--width", type=int, default=16)
-    add("--depth", type=int, default=2)
-    add("--t1-gradient", type=float, default=300.0, help="flow time of evolving/frozen")
-    add("--t1-kahler-ricci", type=float, default=1.0, help="flow time of the Kähler–Ricci flows")
-    add("--sigma", type=float, default=0.1, help="width of the smoothed flow's Gaussian")
-    add("--saves", type=int, default=6)
-    add("--probe", type=int, default=100, help="probe points of the kernel drift")
+    add("--points", type=positive_int, default=300, help="training points")
+    add("--test-points", type=positive_int, default=200, help="held-out test points")
+    add(
+        "--architecture",
+        choices=("mlp", "bihomogeneous"),
+        default="mlp",
+        help="mlp: centred MLP of the bihomogeneous features (starts at Fubini-Study); "
+        "bihomogeneous: log of a positive bidegree (k, k) polynomial, MLGeometry's network",
+    )
+    add("--width", type=positive_int, default=16, help="MLP width")
+    add("--depth", type=positive_int, default=2, help="MLP depth")
+    add(
+        "--widths",
+        type=positive_int,
+        nargs="+",
+        default=[70, 100],
+        help="bihomogeneous layer widths (k = 2^len)",
+    )
+    add(
+        "--trainer",
+        choices=("flow", "adam"),
+        default="flow",
+        help="flow: the evolving and frozen gradient flows by diffrax on all training points; "
+        "adam: by Adam on minibatches (solvers.train_potential)",
+    )
+    add("--epochs", type=positive_int, default=100, help="adam: epochs")
+    add("--batch", type=positive_int, default=1000, help="adam: minibatch size")
+    add("--lr", type=positive, default=1e-3, help="adam: initial learning rate")
+    add("--lr-halving", type=positive_int, default=30, help="adam: epochs per halving of lr")
+    add("--lr-constant", type=integer(0), default=40, help="adam: epochs before lr decays")
+    add("--t1-gradient", type=positive, default=300.0, help="flow time of evolving/frozen")
+    add("--t1-kahler-ricci", type=positive, default=1.0, help="flow time of the Kähler–Ricci flows")
+    add("--sigma", type=positive, default=0.1, help="width of the smoothed flow's Gaussian")
+    add("--saves", type=integer(2), default=6)
+    add("--probe", type=positive_int, default=100, help="probe points of the kernel drift")
+    add(
+        "--curvature-points",
+        type=integer(0),
+        default=60,
+        help="test points for the Ricci measure at the start and end of each flow (0: skip)",
+    )
     add(
         "--flows", nargs="+", choices=flows.POTENTIAL_REGIMES, default=list(flows.POTENTIAL_REGIMES)
     )
-    add("--seed", type=int, default=0)
+    add("--seed", type=seed, default=0)
     add("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    for name in ("points", "test_points", "width", "depth", "probe"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.saves < 2:
-        parser.error("--saves must be >= 2")
-    for name in ("t1_gradient", "t1_kahler_ricci", "sigma"):
-        value = getattr(args, name)
-        if not (math.isfinite(value) and value > 0):
-            parser.error(f"--{name.replace('_', '-')} must be a finite number > 0")
+    if args.trainer == "adam" and args.batch > args.points:
+        parser.error(f"--batch {args.batch} exceeds --points {args.points}")
     return args
 
 
@@ -93,8 +119,52 @@ def _tangent_kernel(flow, theta, points):
     return jac @ jac.T
 
 
-def run(regime, phi, train, test, args):
-    start = time.perf_counter()
+def _adam(regime, phi, train, test, args):
+    """The evolving or frozen regime by Adam on minibatches (solvers.train_potential)."""
+    steps = train.count // args.batch
+    schedule = optax.exponential_decay(
+        args.lr,
+        transition_steps=steps * args.lr_halving,
+        decay_rate=0.5,
+        transition_begin=steps * args.lr_constant,
+    )
+    result = solvers.train_potential(
+        phi,
+        train,
+        test,
+        regime=regime,
+        loss=flows.MongeAmpereLoss(1.0),
+        optimizer=optax.adam(schedule),
+        epochs=args.epochs,
+        batch_size=args.batch,
+        eval_every=max(1, args.epochs // 20),
+        targets=(0.02, 0.01),
+        seed=args.seed,
+        progress=progress,
+    )
+    theta = result.theta
+    sigma_train = [
+        float(flows.sigma_measure(train, result.flow.metric(th))[0])
+        for th in (result.flow.theta0, theta)
+    ]
+    record = {
+        "t1": float(result.epochs[-1]),
+        "ts": [float(e) for e in result.epochs],
+        "time_unit": "epochs",
+        "sigma_train": sigma_train,
+        "sigma_train_ts": [0.0, float(result.epochs[-1])],
+        "sigma_test_curve": [float(x) for x in result.sigma_test],
+        "sigma_test_error": [float(x) for x in result.sigma_test_error],
+        "sigma_test": float(result.sigma_test[-1]),
+        "training_seconds": [float(x) for x in result.seconds],
+        "reached": {str(k): v for k, v in result.reached.items()},
+        "result": result.stop_reason,
+    }
+    return result.flow, [result.flow.theta0, theta], record
+
+
+def _diffrax(regime, phi, train, args):
+    """Any regime as a flow of theta, integrated by diffrax (Tsit5) on all training points."""
     gradient = regime in ("evolving", "frozen")
     flow = flows.PotentialFlow(
         phi,
@@ -120,45 +190,106 @@ def run(regime, phi, train, test, args):
             throw=False,
         )
     thetas = [th for th in sol.ys if bool(jnp.all(jnp.isfinite(th)))]
-    sigma_train = [float(flows.sigma_measure(train, flow.metric(th))[0]) for th in thetas]
-    sigma_test = [float(flows.sigma_measure(test, flow.metric(th, test))[0]) for th in thetas]
     record = {
         "t1": t1,
         "ts": [float(t) for t in ts[: len(thetas)]],
-        "sigma_train": sigma_train,
-        "sigma_test_curve": sigma_test,
-        "sigma_test": sigma_test[-1],
+        "time_unit": "flow time",
         "steps": int(sol.stats["num_steps"]),
         "result": str(sol.result),
-        "seconds": time.perf_counter() - start,
     }
+    record["sigma_train_ts"] = record["ts"]
+    record["sigma_train"] = [float(flows.sigma_measure(train, flow.metric(th))[0]) for th in thetas]
+    return flow, thetas, record
+
+
+def _ricci_measure(surface, probe, potential):
+    """The Ricci measure, or None where the metric is not positive definite at some probe point."""
+    try:
+        return float(flows.ricci_measure(surface, probe, potential))
+    except ValueError as error:
+        progress(f"  no Ricci measure: {error}")
+        return None
+
+
+def run(regime, phi, surface, train, test, probe, args):
+    start = time.perf_counter()
+    if args.trainer == "adam" and regime in ("evolving", "frozen"):
+        flow, thetas, record = _adam(regime, phi, train, test, args)
+    else:
+        flow, thetas, record = _diffrax(regime, phi, train, args)
+        record["sigma_test_curve"] = [
+            float(flows.sigma_measure(test, flow.metric(th, test))[0]) for th in thetas
+        ]
+        record["sigma_test"] = record["sigma_test_curve"][-1]
+    sigma_train, sigma_test = record["sigma_train"], record["sigma_test_curve"]
     if regime == "evolving":
-        probe = test.points[: args.probe]
-        k0 = _tangent_kernel(flow, thetas[0], probe)
-        k1 = _tangent_kernel(flow, thetas[-1], probe)
+        points = test.points[: args.probe]
+        k0 = _tangent_kernel(flow, thetas[0], points)
+        k1 = _tangent_kernel(flow, thetas[-1], points)
         record["kernel_drift"] = float(jnp.linalg.norm(k1 - k0) / jnp.linalg.norm(k0))
+    if probe is not None:
+        final = flow.linearised(thetas[-1]) if regime == "frozen" else flow.potential(thetas[-1])
+        record["ricci_measure"] = [
+            _ricci_measure(surface, probe, flow.potential(thetas[0])),
+            _ricci_measure(surface, probe, final),
+        ]
+    record["seconds"] = time.perf_counter() - start
+    curvature = (
+        ", Ricci measure "
+        + " -> ".join(f"{v:.3g}" if v is not None else "n/a" for v in record["ricci_measure"])
+        if probe is not None
+        else ""
+    )
     progress(
         f"{regime}: train sigma {sigma_train[0]:.4f} -> {sigma_train[-1]:.4f}, test "
-        f"{sigma_test[0]:.4f} -> {sigma_test[-1]:.4f} by t = {t1:g} ({record['steps']} steps, "
-        f"{record['seconds']:.0f} s)"
+        f"{sigma_test[0]:.4f} -> {sigma_test[-1]:.4f} by {record['time_unit']} "
+        f"{record['t1']:g}{curvature} ({record['seconds']:.0f} s)"
     )
     return record
 
 
 def figure(record, args):
-    fig = Figure(figsize=(7.5, 4.2), layout="constrained")
-    ax = fig.subplots()
+    curvature = any("ricci_measure" in rec for rec in record["flows"].values())
+    fig = Figure(figsize=(11 if curvature else 7.5, 4.2), layout="constrained")
+    axes = fig.subplots(1, 2 if curvature else 1, squeeze=False)[0]
+    ax = axes[0]
     for name, rec in record["flows"].items():
-        x = np.asarray(rec["ts"]) / rec["t1"]
+        unit = "epochs" if rec["time_unit"] == "epochs" else "t"
         (line,) = ax.semilogy(
-            x, rec["sigma_train"], "-o", ms=3, label=f"{name} (t1 = {rec['t1']:g}): train"
+            np.asarray(rec["sigma_train_ts"]) / rec["t1"],
+            rec["sigma_train"],
+            "-o",
+            ms=3,
+            label=f"{name} ({unit} = {rec['t1']:g}): train",
         )
-        ax.semilogy(x, rec["sigma_test_curve"], "--", color=line.get_color(), label="test")
+        ax.semilogy(
+            np.asarray(rec["ts"]) / rec["t1"],
+            rec["sigma_test_curve"],
+            "--",
+            color=line.get_color(),
+            label="test",
+        )
     ax.axhline(record["sigma_fs_test"], color="0.6", lw=0.8, label="Fubini–Study (test)")
-    ax.set_xlabel(r"flow time $t / t_1$")
+    ax.set_xlabel(r"flow time $t / t_1$ (or epochs / total)")
     ax.set_ylabel(r"$\sigma$")
-    ax.set_title(f"Kähler-potential network on the Fermat {args.surface} ({args.points} points)")
+    ax.set_title(
+        f"{args.architecture} Kähler potential on the Fermat {args.surface} "
+        f"({record['points']} points)"
+    )
     ax.legend(fontsize=7, ncol=2)
+    if curvature:
+        ax = axes[1]
+        names = [n for n, rec in record["flows"].items() if "ricci_measure" in rec]
+        # None (not a metric at some probe point) is drawn as a missing bar
+        start = [record["flows"][n]["ricci_measure"][0] or np.nan for n in names]
+        end = [record["flows"][n]["ricci_measure"][1] or np.nan for n in names]
+        x = np.arange(len(names))
+        ax.bar(x - 0.2, start, 0.4, label="start", color="0.7")
+        ax.bar(x + 0.2, end, 0.4, label="end", color="C0")
+        ax.set_xticks(x, names, rotation=15, fontsize=8)
+        ax.set_ylabel(r"Ricci measure $\mathrm{Vol}^{1/m}\langle|R|\rangle_g$")
+        ax.set_title(f"on {args.curvature_points} test points (0 for Ricci-flat)")
+        ax.legend(fontsize=8)
     save_figure(fig, args.out / "quintic_networks.png")
 
 
@@ -170,15 +301,25 @@ def main(argv=None) -> dict:
     total = args.points + args.test_points
     sample = flows.point_sample(surface, flows.sample_points(surface, key, total))
     train, test = split(sample, args.points)
-    phi = flows.kahler_potential(
-        surface.ambient_dim, jax.random.fold_in(key, 1), width=args.width, depth=args.depth
+    if args.architecture == "mlp":
+        phi = flows.kahler_potential(
+            surface.ambient_dim, jax.random.fold_in(key, 1), width=args.width, depth=args.depth
+        )
+    else:
+        phi = flows.bihomogeneous_potential(
+            surface.ambient_dim, jax.random.fold_in(key, 1), widths=args.widths
+        )
+    probe = (
+        flows.subsample(test, np.arange(min(args.curvature_points, test.count)))
+        if args.curvature_points
+        else None
     )
     sigma_fs = float(flows.sigma_measure(test, test.g_fs)[0])
     progress(
         f"Fermat {args.surface}: {train.count} training and {test.count} test points; "
         f"sigma of Fubini-Study on the test points {sigma_fs:.4f}"
     )
-    runs = {regime: run(regime, phi, train, test, args) for regime in args.flows}
+    runs = {regime: run(regime, phi, surface, train, test, probe, args) for regime in args.flows}
     record = {
         "surface": args.surface,
         "sigma_fs_test": sigma_fs,
@@ -186,13 +327,16 @@ def main(argv=None) -> dict:
         "kernel_drift": runs.get("evolving", {}).get("kernel_drift"),
         "points": train.count,
         "test_points": test.count,
+        "architecture": args.architecture,
+        "trainer": args.trainer,
         "width": args.width,
         "depth": args.depth,
+        "widths": args.widths,
         "seed": args.seed,
         "device": str(jax.devices()[0]),
     }
     for name, rec in runs.items():
-        record[name] = {"sigma_test": rec["sigma_test"]}
+        record[name] = {"sigma_test": rec["sigma_test"], "ricci_measure": rec.get("ricci_measure")}
     figure(record, args)
     write_json(args.out / "quintic_networks.json", record)
     return record

@@ -201,10 +201,17 @@ def ricci_measure(
     Monte Carlo over `sample`: $\int_X f\,d\mathrm{Vol}_g \approx
     \frac{V_\Omega}{N}\sum_a w_a \eta_a f_a$ with $V_\Omega$ = `sample.volume_ratio`
     $\times\, d\pi^m/m!$ (the sample's estimate of $\int_X|\Omega|^2$). Invariant
-    under $g \to c\,g$; zero for the Ricci-flat metric.
+    under $g \to c\,g$; zero for the Ricci-flat metric. Raises `ValueError` where
+    $g$ is not positive definite at some point (an untrained `bihomogeneous_potential`).
     """
     _check("ricci_measure", hypersurface, sample)
     g, _, scalar = hypersurface_curvature(hypersurface, sample, potential)
+    bad = int(jnp.sum(~(jnp.linalg.eigvalsh(g)[:, 0] > 0)))
+    if bad:
+        raise ValueError(
+            f"ricci_measure: the metric is not positive definite (or not finite) at {bad} of "
+            f"{sample.count} points; the Ricci measure is defined for metrics only."
+        )
     m = g.shape[-1]
     eta = jnp.real(jnp.linalg.det(g)) / jnp.abs(sample.omega) ** 2
     mass = sample.weights * eta

@@ -60,7 +60,7 @@ Kinds of bad input tried, by target:
   (0, 1e-4], band limits and wavenumbers the grid does not resolve, psi^5 = 1, a
   dimension not among the choices); comma-separated lists with a bad entry or too
   few entries (--widths, --sigmas); seeds that are negative, >= 2^32 or not integers
-  (quintic_networks takes any integer seed: only non-integers there) (hypothesis draws more: any float <= 0, NaN or inf for the flags needing a positive
+  (hypothesis draws more: any float <= 0, NaN or inf for the flags needing a positive
   number, any negative float for those needing >= 0, any out-of-range integer or
   fractional float for the seeds). Each exits with status 2 and names the
   flag on stderr (argparse); one program is also run in a subprocess (exit status 2,
@@ -757,17 +757,24 @@ BAD_FLAGS = {
         "--scaling-points": _ints(2),
         "--seed": SEED,
     },
-    "quintic_networks": {  # validated in its own parse_args; its seed is any integer
+    "quintic_networks": {
         "--points": _ints(1),
         "--test-points": _ints(1),
         "--width": _ints(1),
         "--depth": _ints(1),
+        "--widths": _ints(1),
+        "--epochs": _ints(1),
+        "--batch": _ints(1),
+        "--lr": POSITIVE,
+        "--lr-halving": _ints(1),
+        "--lr-constant": _ints(0),
         "--t1-gradient": POSITIVE,
         "--t1-kahler-ricci": POSITIVE,
         "--sigma": POSITIVE,
         "--saves": _ints(2),
         "--probe": _ints(1),
-        "--seed": ["1.5", "x", ""],
+        "--curvature-points": _ints(0),
+        "--seed": SEED,
     },
     "quintic_sigma": {
         "--points": _ints(1),

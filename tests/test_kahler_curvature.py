@@ -99,5 +99,7 @@ def test_bad_input_is_refused():
         flows.hypersurface_curvature("cubic", sample)
     with pytest.raises(ValueError, match="expected a PointSample"):
         flows.ricci_measure(surface, sample.points)
+    with pytest.raises(ValueError, match="not positive definite .* at 30 of 30 points"):
+        flows.ricci_measure(surface, sample, lambda z: -2.0 * jnp.log(jnp.sum(jnp.abs(z) ** 2)))
     with pytest.raises(ValueError, match="live in C\\^3, the hypersurface in C\\^5"):
         flows.ricci_measure(flows.Hypersurface.fermat_quintic(), sample)
