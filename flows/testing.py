@@ -13,11 +13,16 @@ def test_flat_metrics_are_fixed(metric):
 
 - Strategies: `random_metrics` (seeded smooth perturbations of $g_\mathrm{ref}$),
   `flat_metrics` (constant metrics on a torus), `translations` (of $T^n$),
-  `rotations` (of $S^n$).
+  `rotations` (of $S^n$), `curve_metrics` ($\kappa|\Omega|^2$ on a sample of the
+  cubic curve, any $\kappa > 0$: its Calabi–Yau metrics).
 - Checks: `fixed_point_residual` / `assert_fixed_point`
   ($\max_a |V_a|_F / \max_a |G_a|_F$ below a tolerance) and
   `equivariance_residual` / `assert_commutes`
   ($V(\varphi_* g) = \varphi_* V(g)$ for an isometry $\varphi$ of $g_\mathrm{ref}$).
+- On hypersurface points: `point_fixed_point_residual` / `assert_point_fixed_point`
+  for a `PointKernelFlow` ($\max_a |V_a|_F / \max_a |h_a|_F$ over training and test
+  points) and `kahler_ricci_residual` / `assert_kahler_ricci_fixed_point`
+  ($\max_a |\log(\eta_a/\bar\eta)|$, the Kähler–Ricci velocity of the potential).
 
 An isometry acts on component fields by
 $(\varphi_* A)(x) = L\, A(\varphi^{-1}x)\, L^\top$ ($L = I$ for a translation of
@@ -39,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from ._hypersurfaces import PointSample
 from ._manifolds import AbstractManifold, Sphere, Torus
 from ._metrics import NodalMetric, SpectralInterpolant, random_metric
 
@@ -110,6 +116,52 @@ def assert_fixed_point(flow, metric: NodalMetric, tol: float = 1e-10) -> None:
         raise AssertionError(
             f"not a fixed point of {getattr(flow, 'name', flow)!r}: max |dg/dt| / max |g| = "
             f"{residual:.3e} > tol = {tol:.1e}."
+        )
+
+
+def point_fixed_point_residual(flow, h, h_test=None) -> float:
+    r"""$\max_a |V_a|_F / \max_a |h_a|_F$ over the training (and test) points of a `PointKernelFlow`."""
+    if not (hasattr(flow, "velocity") and hasattr(flow, "train")):
+        raise ValueError(
+            f"point_fixed_point_residual: expected a PointKernelFlow, got {type(flow).__name__}."
+        )
+    v_train, v_test = flow.velocity(h, h_test)
+    norms = [jnp.max(jnp.linalg.norm(v_train, axis=(1, 2)))]
+    scale = [jnp.max(jnp.linalg.norm(h, axis=(1, 2)))]
+    if h_test is not None:
+        norms.append(jnp.max(jnp.linalg.norm(v_test, axis=(1, 2))))
+        scale.append(jnp.max(jnp.linalg.norm(h_test, axis=(1, 2))))
+    return float(max(norms) / max(scale))
+
+
+def assert_point_fixed_point(flow, h, h_test=None, tol: float = 1e-8) -> None:
+    """Raise `AssertionError` unless the point values `h` (and `h_test`) are a fixed point of `flow`."""
+    residual = point_fixed_point_residual(flow, h, h_test)
+    if not residual <= tol:
+        raise AssertionError(
+            f"not a fixed point of the point flow: max |dh/dt| / max |h| = {residual:.3e} > "
+            f"tol = {tol:.1e}."
+        )
+
+
+def kahler_ricci_residual(sample: PointSample, g) -> float:
+    r"""$\max_a |\log(\eta_a/\bar\eta)|$: the largest Kähler–Ricci velocity $\partial_t\phi$ of metric values `g`."""
+    from ._potential_flows import log_eta_ratio
+
+    if not isinstance(sample, PointSample):
+        raise ValueError(
+            f"kahler_ricci_residual: expected a PointSample, got {type(sample).__name__}."
+        )
+    return float(jnp.max(jnp.abs(log_eta_ratio(sample, g))))
+
+
+def assert_kahler_ricci_fixed_point(sample: PointSample, g, tol: float = 1e-8) -> None:
+    """Raise `AssertionError` unless `g` is a fixed point of Kähler–Ricci flow on `sample` (Ricci-flat)."""
+    residual = kahler_ricci_residual(sample, g)
+    if not residual <= tol:
+        raise AssertionError(
+            f"not a fixed point of Kähler–Ricci flow: max |log(eta/mean eta)| = {residual:.3e} "
+            f"> tol = {tol:.1e}."
         )
 
 
@@ -199,3 +251,10 @@ def rotations(sphere: Sphere) -> st.SearchStrategy[Isometry]:
         return Isometry(jnp.asarray(q), jnp.zeros(d))
 
     return st.integers(0, 2**31 - 1).map(build)
+
+
+def curve_metrics(sample: PointSample) -> st.SearchStrategy:
+    r"""$\kappa|\Omega|^2$ at the points of `sample` (of the cubic curve), $\kappa$ log-uniform in $[10^{-2}, 10^2]$."""
+    from ._point_flows import curve_metric
+
+    return st.floats(-2.0, 2.0).map(lambda e: curve_metric(sample, 10.0**e))

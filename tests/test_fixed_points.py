@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import flows
 import flows.testing as ft
@@ -86,3 +87,39 @@ def test_commutation_check_fails_for_a_flow_without_the_symmetry():
     assert ft.equivariance_residual(flows.make_flow("smoothed", T2, 0.5), metric, shift) < 1e-12
     with pytest.raises(AssertionError, match="does not commute"):
         ft.assert_commutes(flow, metric, shift, tol=1e-8)
+
+
+def test_flat_cubic_metrics_are_fixed_points_of_the_point_and_kahler_ricci_flows():
+    """kappa |Omega|^2, any kappa > 0, on the cubic curve: the Kähler–Ricci velocity
+    log(eta / mean eta) vanishes (to rounding: 1e-12) and so does every point-kernel
+    flow's (relative 1e-10); both checks fail for Fubini–Study and for a perturbed
+    flat metric."""
+    surface = flows.Hypersurface.fermat_cubic()
+    full = flows.point_sample(surface, flows.sample_points(surface, jax.random.key(5), 300))
+    train = flows.chart_sample(full)
+    test = flows.sample_near(surface, train, jax.random.key(6), 0.1)
+    point_flows = [
+        flows.PointKernelFlow(kernel, flows.MongeAmpereLoss(2.0), train, test)
+        for kernel in (flows.LocalPointKernel(), flows.gaussian_point_kernel(0.1))
+    ]
+
+    @settings(max_examples=4)
+    @given(data=st.data())
+    def check(data):
+        h = data.draw(ft.curve_metrics(train))
+        h_test = flows.curve_metric(test, float(h[0, 0, 0].real / abs(train.omega[0]) ** 2))
+        ft.assert_kahler_ricci_fixed_point(train, h, tol=1e-12)
+        for flow in point_flows:
+            ft.assert_point_fixed_point(flow, h, h_test, tol=1e-10)
+
+    check()
+    flat = flows.curve_metric(train, 1.0)
+    bump = flat * (1 + 0.01 * jnp.sum(jnp.abs(train.points) ** 2, axis=1))[:, None, None].astype(
+        flat.dtype
+    )
+    for h in (train.g_fs, bump):
+        with pytest.raises(AssertionError, match="not a fixed point of Kähler–Ricci flow"):
+            ft.assert_kahler_ricci_fixed_point(train, h)
+        for flow in point_flows:
+            with pytest.raises(AssertionError, match="not a fixed point of the point flow"):
+                ft.assert_point_fixed_point(flow, h)
