@@ -85,6 +85,12 @@ def parse_args(argv):
     add("--lr", type=positive, default=1e-3, help="adam: initial learning rate")
     add("--lr-halving", type=positive_int, default=30, help="adam: epochs per halving of lr")
     add("--lr-constant", type=integer(0), default=40, help="adam: epochs before lr decays")
+    add(
+        "--target",
+        type=positive,
+        default=None,
+        help="adam: stop once test sigma is at or below this (default: run every epoch)",
+    )
     add("--t1-gradient", type=positive, default=300.0, help="flow time of evolving/frozen")
     add("--t1-kahler-ricci", type=positive, default=1.0, help="flow time of the Kähler–Ricci flows")
     add("--sigma", type=positive, default=0.1, help="width of the smoothed flow's Gaussian")
@@ -122,6 +128,9 @@ def _tangent_kernel(flow, theta, points):
 def _adam(regime, phi, train, test, args):
     """The evolving or frozen regime by Adam on minibatches (solvers.train_potential)."""
     steps = train.count // args.batch
+    targets = (0.02, 0.01)
+    if args.target is not None:
+        targets = tuple(t for t in targets if t > args.target) + (args.target,)
     schedule = optax.exponential_decay(
         args.lr,
         transition_steps=steps * args.lr_halving,
@@ -138,7 +147,8 @@ def _adam(regime, phi, train, test, args):
         epochs=args.epochs,
         batch_size=args.batch,
         eval_every=max(1, args.epochs // 20),
-        targets=(0.02, 0.01),
+        targets=targets,
+        stop_at_targets=args.target is not None,
         seed=args.seed,
         progress=progress,
     )

@@ -768,6 +768,7 @@ BAD_FLAGS = {
         "--lr": POSITIVE,
         "--lr-halving": _ints(1),
         "--lr-constant": _ints(0),
+        "--target": POSITIVE,
         "--t1-gradient": POSITIVE,
         "--t1-kahler-ricci": POSITIVE,
         "--sigma": POSITIVE,

@@ -210,3 +210,26 @@ def test_minibatch_training_on_the_cubic_reaches_the_flat_metric():
         solvers.train_potential(
             evolving.flow.potential(evolving.theta), train, test, batch_size=5000
         )
+
+
+@pytest.mark.slow
+def test_bihomogeneous_network_reaches_test_sigma_one_percent_on_the_quintic(tmp_path):
+    """Issue 6's target: the evolving network reaches test sigma <= 0.01 on the Fermat quintic.
+
+    A bihomogeneous network of widths 70, 100, 100 (bidegree (8, 8)) trained by Adam
+    (1e-3, halved every 40 epochs after 60; minibatches of 1000) on 9000 points, sigma on
+    1000 held-out points. Measured: 0.0125 at epoch 60 and 0.0085 at epoch 70 (428 s of
+    training on two busy cores). Widths 70, 100 (bidegree (4, 4), the peer's default)
+    plateau at 0.017 by epoch 300. About 10 minutes on two idle cores.
+    """
+    from .helpers import experiment_program
+
+    argv = "--architecture bihomogeneous --widths 70 100 100 --trainer adam --points 9000 "
+    argv += "--test-points 1000 --epochs 150 --lr-constant 60 --lr-halving 40 --target 0.01 "
+    argv += f"--flows evolving --curvature-points 0 --out {tmp_path}"
+    record = experiment_program("quintic_networks").main(argv.split())
+    evolving = record["flows"]["evolving"]
+    assert record["sigma_fs_test"] > 0.3
+    assert evolving["sigma_test_curve"][0] > 0.3  # a random algebraic metric to start
+    assert evolving["sigma_test"] <= 0.01, evolving["sigma_test_curve"]
+    assert evolving["result"] == "targets reached"
