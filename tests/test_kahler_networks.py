@@ -132,7 +132,9 @@ def test_kahler_ricci_flow_from_fubini_study_reaches_the_flat_cubic(cubic):
 @pytest.mark.slow
 def test_quintic_networks_program(tmp_path):
     """The evolving flow ends below the frozen and Kähler–Ricci flows on test points, its kernel
-    drifting (measured at the defaults: test sigma 0.100 against 0.348, 0.276, 0.256; drift 2.8)."""
+    drifting (measured at the defaults: test sigma 0.100 against 0.348, 0.276, 0.256; drift 2.8);
+    the Ricci measure on 60 test points falls along each flow whose test sigma falls by 10%
+    or more (measured 41.1 -> 22.0, 29.1, 25.2; the frozen flow's rises to 41.6)."""
     import json
 
     from .helpers import experiment_program
@@ -142,6 +144,10 @@ def test_quintic_networks_program(tmp_path):
     assert test["evolving"] < 0.5 * min(test["frozen"], test["kahler_ricci"])
     assert test["evolving"] < 0.5 * record["sigma_fs_test"]
     assert record["kernel_drift"] > 0.1
+    for name, rec in record["flows"].items():
+        if rec["sigma_test"] < 0.9 * rec["sigma_test_curve"][0]:
+            start, end = rec["ricci_measure"]
+            assert end < start, (name, rec["ricci_measure"])
     saved = json.loads((tmp_path / "quintic_networks.json").read_text())
     assert set(flows.POTENTIAL_REGIMES) <= set(saved)
 
