@@ -148,10 +148,27 @@ def test_lambda_loss_functional_derivative(make):
     assert max_abs(e - analytic) < 1e-8
 
 
+# the default suite keeps one local and one smoothed flow of each form (fixed measure,
+# lambda, DeTurck); the rest run with -m slow (each compiles for 15-40 s on 2 cores)
+_DEFAULT_RATES = {
+    ("ricci_deturck", 0.0),
+    ("perelman", 0.0),
+    ("smoothed", 0.2),
+    ("smoothed_lambda", 0.5),
+}
+
+
 @pytest.mark.parametrize(
     "name,sigma",
-    [(name, 0.0) for name in flows.FLOW_NAMES if not name.startswith(("smoothed", "component"))]
-    + [(name, s) for name in ("smoothed", "smoothed_lambda") for s in (0.2, 0.5)],
+    [
+        pytest.param(name, sigma, marks=() if (name, sigma) in _DEFAULT_RATES else pytest.mark.slow)
+        for name, sigma in [
+            (name, 0.0)
+            for name in flows.FLOW_NAMES
+            if not name.startswith(("smoothed", "component"))
+        ]
+        + [(name, s) for name in ("smoothed", "smoothed_lambda") for s in (0.2, 0.5)]
+    ],
 )
 def test_linear_rates_match_design(name, sigma):
     torus = flows.Torus(2, 16)

@@ -79,6 +79,7 @@ def test_perelman_functional_derivative(make, band_limit):
     assert max_abs(e - _analytic(metric)["perelman"]) < 1e-8
 
 
+@pytest.mark.slow  # default-suite time; the T2 identities run by default
 def test_einstein_hilbert_and_calabi_on_t3():
     metric = _random(flows.Torus(3, 12), band_limit=1)
     analytic = _analytic(metric)

@@ -59,9 +59,9 @@ def _identity_sides(metric, loss, points):
     "arch,m",
     [
         ("cosine", T2),
-        ("relu", T2),
-        ("cosine", S2),
-        pytest.param("relu", S2, marks=pytest.mark.slow),  # default-suite time
+        pytest.param("relu", T2, marks=pytest.mark.slow),  # default-suite time
+        pytest.param("cosine", S2, marks=pytest.mark.slow),
+        pytest.param("relu", S2, marks=pytest.mark.slow),
     ],
     ids=["cosine-T2", "relu-T2", "cosine-S2", "relu-S2"],
 )
@@ -107,7 +107,7 @@ def test_centred_network_starts_at_its_base():
     assert max_abs(uncentred.at_nodes() - _base(S2).values) > 1e-2
 
 
-@pytest.mark.parametrize("m", [T2, S2], ids=["T2", "S2"])
+@pytest.mark.parametrize("m", [T2, pytest.param(S2, marks=pytest.mark.slow)], ids=["T2", "S2"])
 def test_cosine_ntk_converges_to_the_normalised_gaussian(m):
     # relative Frobenius error of each component's empirical NTK on the nodes against the
     # normalised Gaussian (CosineNTK at infinite width): O(N^{-1/2}) random-feature fluctuations

@@ -43,7 +43,9 @@ def _random_hermitian(key, n, m):
     return (a + jnp.conj(jnp.swapaxes(a, 1, 2))) / 2
 
 
-@pytest.mark.parametrize("p", [1.0, 2.0, 1.5])
+@pytest.mark.parametrize(
+    "p", [1.0, pytest.param(2.0, marks=pytest.mark.slow), pytest.param(1.5, marks=pytest.mark.slow)]
+)
 def test_monge_ampere_gradient_against_finite_differences(quintic, p, getkey):
     _, train, _ = quintic
     loss = flows.MongeAmpereLoss(p)
