@@ -152,7 +152,8 @@ def _curvature(polynomial, coefficients, points, patch, eliminated, potential):
         w0, k = _local_potential(polynomial, coefficients, z0, p, e, potential)
 
         def log_det(w):
-            return jnp.log(jnp.real(_det(_complex_hessian(k, w))))
+            # |det|: defined (and equal) wherever g is non-degenerate, PD or not
+            return jnp.log(jnp.abs(jnp.real(_det(_complex_hessian(k, w)))))
 
         g = _complex_hessian(k, w0)
         ric = -_complex_hessian(log_det, w0)
@@ -170,8 +171,11 @@ def hypersurface_curvature(
     **Arguments:** the `hypersurface` the sample lies on; `sample` (a
     `PointSample`); `potential`: $\phi$, a real function of $z \in \mathbb{C}^{n+1}$
     invariant under $z \to \lambda z$ (a `KahlerPotential`), or None for
-    Fubini–Study. Conventions: module docstring. Jittable; four derivatives of
-    $\phi$ per point, so about $(2m)^2$ times the cost of the metric.
+    Fubini–Study. Conventions: module docstring. Compiled once per exponent set
+    and potential structure (the hypersurface's exponents are read as static
+    integers, so call it outside `jit`); four derivatives of $\phi$ per point,
+    about $(2m)^2$ times the cost of the metric. Finite wherever $g$ is
+    non-degenerate ($\log|\det g|$), positive definite or not.
     """
     _check("hypersurface_curvature", hypersurface, sample)
     return _curvature(
