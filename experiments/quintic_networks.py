@@ -174,7 +174,7 @@ def _adam(regime, phi, train, test, args):
         for th in (result.flow.theta0, theta)
     ]
     record = {
-        "t1": float(result.epochs[-1]),
+        "t1": float(max(result.epochs[-1], 1)),  # epochs run (at least 1: it scales the x axis)
         "ts": [float(e) for e in result.epochs],
         "time_unit": "epochs",
         "sigma_train": sigma_train,
