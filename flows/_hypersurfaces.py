@@ -404,6 +404,19 @@ def _local_geometry(hypersurface: Hypersurface, z, patch, eliminate):
     )
 
 
+def _check_points(hypersurface: Hypersurface, points, caller: str):
+    """`points` as an array of shape (N, n + 1), N >= 1; `ValueError` naming `caller` otherwise."""
+    points = jnp.asarray(points)
+    if points.ndim != 2 or points.shape[1] != hypersurface.ambient_dim:
+        raise ValueError(
+            f"{caller}: points must have shape (N, {hypersurface.ambient_dim}), "
+            f"got shape {points.shape}."
+        )
+    if points.shape[0] == 0:
+        raise ValueError(f"{caller}: the point set is empty (shape (0, n + 1)); pass N >= 1.")
+    return points
+
+
 def patch_geometry(
     hypersurface: Hypersurface,
     points: Complex[Array, "N n1"],
@@ -442,14 +455,7 @@ def patch_geometry(
     (N, n + 1, n - 1); the unnormalised weight $|\Omega|^2/\det g_\mathrm{FS}$;
     and a boolean mask.
     """
-    points = jnp.asarray(points)
-    if points.ndim != 2 or points.shape[1] != hypersurface.ambient_dim:
-        raise ValueError(
-            f"patch_geometry: points must have shape (N, {hypersurface.ambient_dim}), "
-            f"got shape {points.shape}."
-        )
-    if points.shape[0] == 0:
-        raise ValueError("patch_geometry: the point set is empty (shape (0, n + 1)); pass N >= 1.")
+    points = _check_points(hypersurface, points, "patch_geometry")
     minus = jnp.full(points.shape[:1], -1, dtype=int)
     patch = minus if patch is None else jnp.asarray(patch, dtype=int)
     eliminate = minus if eliminate is None else jnp.asarray(eliminate, dtype=int)
@@ -544,14 +550,7 @@ def point_sample(
     default choices as in `patch_geometry`. Not jittable (the number of
     accepted points is data-dependent).
     """
-    points = jnp.asarray(points)
-    if points.ndim != 2 or points.shape[1] != hypersurface.ambient_dim:
-        raise ValueError(
-            f"point_sample: points must have shape (N, {hypersurface.ambient_dim}), "
-            f"got shape {points.shape}."
-        )
-    if points.shape[0] == 0:
-        raise ValueError("point_sample: the point set is empty (shape (0, n + 1)); pass N >= 1.")
+    points = _check_points(hypersurface, points, "point_sample")
     residual = np.asarray(_relative_residual(hypersurface, points))
     off = np.flatnonzero(residual > OFF_SURFACE_TOLERANCE)  # NaN (non-finite point): rejected below
     if off.size:

@@ -25,16 +25,25 @@ from jaxtyping import Array, Complex, Float
 
 
 def complex_hessian(
-    fn: Callable[[Complex[Array, " m"]], Float[Array, ""]], w: Complex[Array, " m"]
+    fn: Callable[[Complex[Array, " m"]], Float[Array, ""]],
+    w: Complex[Array, " m"],
+    *,
+    forward_only: bool = False,
 ) -> Complex[Array, "m m"]:
-    r"""$\partial_i\partial_{\bar j} f$ at `w` for a real function $f$ of complex coordinates."""
+    r"""$\partial_i\partial_{\bar j} f$ at `w` for a real function $f$ of complex coordinates.
+
+    The real Hessian is forward over reverse mode (`jax.hessian`), or with
+    `forward_only=True` forward over forward: the smaller graph when Hessians
+    are nested (curvature differentiates a Hessian twice more).
+    """
     m = w.shape[0]
 
     def real_form(xy):
         return fn(jax.lax.complex(xy[:m], xy[m:]))
 
     xy = jnp.concatenate([jnp.real(w), jnp.imag(w)])
-    h = jax.hessian(real_form)(xy)
+    hessian = jax.jacfwd(jax.jacfwd(real_form)) if forward_only else jax.hessian(real_form)
+    h = hessian(xy)
     hxx, hxy, hyx, hyy = h[:m, :m], h[:m, m:], h[m:, :m], h[m:, m:]
     return 0.25 * jax.lax.complex(hxx + hyy, hxy - hyx)
 

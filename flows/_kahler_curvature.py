@@ -36,24 +36,9 @@ import numpy as np
 from jaxtyping import Array, Complex, Float
 
 from ._hypersurfaces import Hypersurface, PointSample
+from ._kahler import complex_hessian
 
 _NEWTON_STEPS = 3
-
-
-def _complex_hessian(fn, w):
-    r"""$\partial_i\partial_{\bar j} f$ by forward mode over forward mode (`flows._kahler.complex_hessian`'s formula).
-
-    Forward-only nesting keeps the graph of four nested derivatives small.
-    """
-    m = w.shape[0]
-
-    def real_form(xy):
-        return fn(jax.lax.complex(xy[:m], xy[m:]))
-
-    xy = jnp.concatenate([jnp.real(w), jnp.imag(w)])
-    h = jax.jacfwd(jax.jacfwd(real_form))(xy)
-    hxx, hxy, hyx, hyy = h[:m, :m], h[:m, m:], h[m:, :m], h[m:, m:]
-    return 0.25 * jax.lax.complex(hxx + hyy, hxy - hyx)
 
 
 def _det(g):
@@ -153,10 +138,10 @@ def _curvature(polynomial, coefficients, points, patch, eliminated, potential):
 
         def log_det(w):
             # |det|: defined (and equal) wherever g is non-degenerate, PD or not
-            return jnp.log(jnp.abs(jnp.real(_det(_complex_hessian(k, w)))))
+            return jnp.log(jnp.abs(jnp.real(_det(complex_hessian(k, w, forward_only=True)))))
 
-        g = _complex_hessian(k, w0)
-        ric = -_complex_hessian(log_det, w0)
+        g = complex_hessian(k, w0, forward_only=True)
+        ric = -complex_hessian(log_det, w0, forward_only=True)
         scalar = 2 * jnp.real(jnp.trace(jnp.linalg.solve(g, ric)))
         return g, ric, scalar
 
@@ -188,12 +173,16 @@ def hypersurface_curvature(
     )
 
 
+def _mass(sample: PointSample, g) -> Float[Array, " N"]:
+    r"""$w_a\eta_a$, $\eta = \det g/|\Omega|^2$: the weights of $d\mathrm{Vol}_g$ (up to a constant)."""
+    return sample.weights * jnp.real(jnp.linalg.det(g)) / jnp.abs(sample.omega) ** 2
+
+
 def scalar_curvature_mean(
     sample: PointSample, g: Complex[Array, "N m m"], scalar: Float[Array, " N"]
 ) -> Float[Array, ""]:
     r"""$\frac{1}{\mathrm{Vol}_g}\int_X R\, d\mathrm{Vol}_g$, estimated with weights $w_a\eta_a$ ($\eta = \det g/|\Omega|^2$)."""
-    eta = jnp.real(jnp.linalg.det(g)) / jnp.abs(sample.omega) ** 2
-    mass = sample.weights * eta
+    mass = _mass(sample, g)
     return jnp.sum(mass * scalar) / jnp.sum(mass)
 
 
@@ -217,8 +206,7 @@ def ricci_measure(
             f"{sample.count} points; the Ricci measure is defined for metrics only."
         )
     m = g.shape[-1]
-    eta = jnp.real(jnp.linalg.det(g)) / jnp.abs(sample.omega) ** 2
-    mass = sample.weights * eta
+    mass = _mass(sample, g)
     volume_omega = sample.volume_ratio * hypersurface.degree * math.pi**m / math.factorial(m)
     volume = volume_omega * jnp.mean(mass)
     return volume ** (1.0 / m) * jnp.sum(mass * jnp.abs(scalar)) / jnp.sum(mass)

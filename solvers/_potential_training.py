@@ -33,6 +33,7 @@ import optax
 import flows
 from flows import KahlerPotential, MongeAmpereLoss, PointSample, PotentialFlow
 from flows._kahler_networks import _pulled_back
+from flows._manifolds._abstract import check_count
 
 TRAINING_REGIMES = ("evolving", "frozen")
 
@@ -62,12 +63,6 @@ class PotentialTraining:
     sigma_test_error: np.ndarray
     reached: dict
     stop_reason: str
-
-
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"train_potential: {name} must be an integer >= 1, got {value!r}.")
-    return int(value)
 
 
 def train_potential(
@@ -106,9 +101,13 @@ def train_potential(
             raise ValueError(
                 f"train_potential: {name} must be a PointSample, got {type(sample).__name__}."
             )
-    epochs = _check_positive_int(epochs, "epochs")
-    batch_size = _check_positive_int(batch_size, "batch_size")
-    eval_every = _check_positive_int(eval_every, "eval_every")
+    epochs = check_count(epochs, "train_potential: epochs must be an integer >= 1", minimum=1)
+    batch_size = check_count(
+        batch_size, "train_potential: batch_size must be an integer >= 1", minimum=1
+    )
+    eval_every = check_count(
+        eval_every, "train_potential: eval_every must be an integer >= 1", minimum=1
+    )
     if batch_size > train.count:
         raise ValueError(
             f"train_potential: batch_size {batch_size} exceeds the {train.count} training points."
