@@ -116,6 +116,7 @@ from ._point_flows import subsample as subsample
 from ._point_flows import to_complex as to_complex
 from ._point_flows import to_real as to_real
 from ._point_kernels import FSGaussian as FSGaussian
+from ._point_kernels import fs_distance_squared as fs_distance_squared
 from ._point_kernels import point_kernel_apply as point_kernel_apply
 from ._point_kernels import point_mesh as point_mesh
 from ._point_kernels import sharded_point_kernel_apply as sharded_point_kernel_apply

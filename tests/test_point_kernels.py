@@ -53,12 +53,66 @@ def relative_error(a, b):
     return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
 
 
+def accurate_fs_distance(z, w):
+    """d_FS by the Lagrange identity, sin^2 d = sum_{i<j} |z_i w_j - z_j w_i|^2 / |z|^2 |w|^2.
+
+    No cancellation near d = 0 (where arccos c loses 1e-16 / d^2 of d^2 relative to the
+    rounding of c); arcsin is accurate for d < pi/4, arccos of c beyond.
+    """
+    n1 = z.shape[-1]
+    i, j = np.triu_indices(n1, 1)
+    minors = z[..., i] * w[..., j] - z[..., j] * w[..., i]
+    norms = jnp.sum(jnp.abs(z) ** 2, -1) * jnp.sum(jnp.abs(w) ** 2, -1)
+    sin2 = jnp.sum(jnp.abs(minors) ** 2, -1) / norms
+    d = flows.fs_distance(z, w)
+    return jnp.where(d < jnp.pi / 4, jnp.arcsin(jnp.sqrt(jnp.clip(sin2, 0, 1))), d)
+
+
+def test_fs_distance_squared_matches_arccos(quintic_points, getkey):
+    """The arccos-free d^2 (a Chebyshev interpolant of arccos^2 c / (1 - c)) against d_FS^2.
+
+    Pairs spread over [0, pi/2]: quintic points, their neighbours at distances ~1e-4..1e-1,
+    and orthogonal pairs; the reference is `accurate_fs_distance`. Tolerance per pair:
+    1e-13 d^2 (the interpolant is good to 3e-15 relative) plus 1e-14 absolute: the rounding
+    of c (1e-16), which 1 - c ~ d^2 / 2 carries into d^2 as arccos c does (measured: at
+    most 6e-16 absolute for both, so 1e-10 relative at d = 1e-3).
+    """
+    z = quintic_points.points[:60]
+    zz, ww = z[:, None, :], z[None, :, :]
+
+    def check(a, b):
+        d = accurate_fs_distance(a, b)
+        bound = 1e-13 * d**2 + 1e-14
+        assert bool(jnp.all(jnp.abs(flows.fs_distance_squared(a, b) - d**2) < bound))
+        # the same bound holds for arccos (the library's fs_distance)
+        assert bool(jnp.all(jnp.abs(flows.fs_distance(a, b) ** 2 - d**2) < bound))
+
+    check(zz, ww)
+    assert float(jnp.max(jnp.abs(jnp.diagonal(flows.fs_distance_squared(zz, ww))))) < 1e-15
+    for scale in (1e-1, 1e-2, 1e-3, 1e-4):
+        kick = scale * jax.lax.complex(
+            jax.random.normal(getkey(), z.shape), jax.random.normal(getkey(), z.shape)
+        )
+        check(z, z + kick * jnp.linalg.norm(z, axis=1, keepdims=True).astype(z.dtype))
+    e = jnp.eye(5, dtype=jnp.complex128)
+    orthogonal = flows.fs_distance_squared(e[0], e[1:] + 0.3 * e[2])
+    assert float(jnp.max(jnp.abs(orthogonal - (jnp.pi / 2) ** 2))) < 1e-14
+
+
 def test_fs_gaussian_values(quintic_points):
     z = quintic_points.points[:50]
+    for sigma in (0.01, 0.4, 2.0):
+        kernel = flows.FSGaussian(sigma)
+        k = dense_matrix(kernel, z, z)
+        d = flows.fs_distance(z[:, None, :], z[None, :, :])
+        # relative error 3e-15 d^2 / 2 sigma^2 (class docstring); at 0.01 the entries below
+        # e^-700 underflow alike in both
+        exact = jnp.exp(-(d**2) / (2 * sigma**2))
+        assert float(jnp.max(jnp.abs(k - exact) / jnp.maximum(exact, 1e-300))) < max(
+            1e-14, 1e-14 * float(jnp.max(d)) ** 2 / (2 * sigma**2)
+        )
     kernel = flows.FSGaussian(0.4)
     k = dense_matrix(kernel, z, z)
-    d = flows.fs_distance(z[:, None, :], z[None, :, :])
-    assert relative_error(k, jnp.exp(-(d**2) / (2 * 0.4**2))) < 1e-15
     assert float(jnp.max(jnp.abs(jnp.diagonal(k) - 1))) < 1e-12  # arccos rounding at 1
     scaled = z * (2.0 - 1.5j)  # a function on CP^4: invariant under z -> lambda z
     assert relative_error(dense_matrix(kernel, scaled, z), k) < 1e-13
