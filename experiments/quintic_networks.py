@@ -102,6 +102,12 @@ def parse_args(argv):
     add("--lr-halving", type=positive_int, default=30, help="adam: epochs per halving of lr")
     add("--lr-constant", type=integer(0), default=40, help="adam: epochs before lr decays")
     add(
+        "--dtype",
+        choices=("float64", "float32"),
+        default="float64",
+        help="adam: precision of training and evaluation (float32: the peers', ~1.4x faster)",
+    )
+    add(
         "--target",
         type=positive,
         default=None,
@@ -166,12 +172,17 @@ def _adam(regime, phi, train, test, args):
         targets=targets,
         stop_at_targets=args.target is not None,
         seed=args.seed,
+        dtype=jnp.dtype(args.dtype),
         progress=progress,
     )
-    theta = result.theta
+    flow, theta = result.flow, result.theta
+    if args.dtype != "float64":
+        # trained in float32: everything after (sigma on training points, kernel drift,
+        # curvature) evaluates the trained parameters in float64, on the float64 samples
+        flow = flows.PotentialFlow(phi, train, regime, flows.MongeAmpereLoss(1.0))
+        theta = theta.astype(flow.theta0.dtype)
     sigma_train = [
-        float(flows.sigma_measure(train, result.flow.metric(th))[0])
-        for th in (result.flow.theta0, theta)
+        float(flows.sigma_measure(train, flow.metric(th))[0]) for th in (flow.theta0, theta)
     ]
     record = {
         "t1": float(max(result.epochs[-1], 1)),  # epochs run (at least 1: it scales the x axis)
@@ -181,12 +192,13 @@ def _adam(regime, phi, train, test, args):
         "sigma_train_ts": [0.0, float(result.epochs[-1])],
         "sigma_test_curve": [float(x) for x in result.sigma_test],
         "sigma_test_error": [float(x) for x in result.sigma_test_error],
-        "sigma_test": float(result.sigma_test[-1]),
+        # re-evaluated in float64 (equal to the curve's last entry when trained in float64)
+        "sigma_test": float(flows.sigma_measure(test, flow.metric(theta, test))[0]),
         "training_seconds": [float(x) for x in result.seconds],
         "reached": {str(k): v for k, v in result.reached.items()},
         "result": result.stop_reason,
     }
-    return result.flow, [result.flow.theta0, theta], record
+    return flow, [flow.theta0, theta], record
 
 
 def _diffrax(regime, phi, train, args):

@@ -65,6 +65,22 @@ class PotentialTraining:
     stop_reason: str
 
 
+def _cast(tree, dtype):
+    """`tree` with its real floating arrays cast to `dtype`, its complex ones to the match."""
+    complex_dtype = jnp.dtype(jnp.complex64 if dtype == jnp.float32 else jnp.complex128)
+
+    def cast(x):
+        if not eqx.is_array(x):
+            return x
+        if jnp.issubdtype(x.dtype, jnp.complexfloating):
+            return x.astype(complex_dtype)
+        if jnp.issubdtype(x.dtype, jnp.floating):
+            return x.astype(dtype)
+        return x
+
+    return jax.tree.map(cast, tree)
+
+
 def train_potential(
     potential: KahlerPotential,
     train: PointSample,
@@ -79,6 +95,7 @@ def train_potential(
     targets=(),
     stop_at_targets: bool = False,
     seed: int = 0,
+    dtype=None,
     progress: Callable[[str], None] | None = None,
 ) -> PotentialTraining:
     r"""Train `potential` on `train` by minibatches; report held-out σ on `test` (module docstring).
@@ -90,7 +107,11 @@ def train_potential(
     minibatch of an epoch is dropped), `eval_every` (epochs between
     evaluations), `targets` (σ values whose first crossing is recorded),
     `stop_at_targets` (stop once every target is reached), `seed` (the shuffling
-    order), `progress` (called with one line per evaluation).
+    order), `dtype` (None: as given; `jnp.float32` or `jnp.float64`: the network's
+    parameters and the samples' real arrays are cast to it, their complex arrays to
+    the matching complex type, so training and evaluation run in that precision;
+    single precision is what the peers train in, and about 1.4 times faster on a
+    CPU), `progress` (called with one line per evaluation).
     """
     if regime not in TRAINING_REGIMES:
         raise ValueError(
@@ -112,6 +133,12 @@ def train_potential(
         raise ValueError(
             f"train_potential: batch_size {batch_size} exceeds the {train.count} training points."
         )
+    if dtype is not None:
+        if jnp.dtype(dtype) not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
+            raise ValueError(
+                f"train_potential: dtype must be None, float32 or float64, got {dtype!r}."
+            )
+        potential, train, test = (_cast(x, jnp.dtype(dtype)) for x in (potential, train, test))
     targets = tuple(float(t) for t in targets)
     if any(not (math.isfinite(t) and t > 0) for t in targets):
         raise ValueError(f"train_potential: targets must be finite numbers > 0, got {targets}.")
