@@ -1,15 +1,14 @@
 """Helpers shared by the experiment programs: flag types, progress lines, atomic output files, figures."""
 
 import argparse
-import contextlib
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 
 from matplotlib.figure import Figure  # the object API: saves through Agg, no pyplot state
+
+from solvers._checkpoint import atomic_write  # the one atomic writer (also the demo's)
 
 _START = time.perf_counter()
 
@@ -84,23 +83,6 @@ def progress(message: str) -> None:
     print(f"[{elapsed():6.1f} s] {message}", flush=True)
 
 
-@contextlib.contextmanager
-def atomic_write(path: Path, mode: str = "w"):
-    """Open a temporary file beside `path`; on success move it onto `path` (`os.replace`)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-            os.fchmod(f.fileno(), 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _finite(value):
     """Non-finite floats become None (strict JSON has no NaN or inf)."""
     if isinstance(value, float):
@@ -114,7 +96,7 @@ def _finite(value):
 
 def write_json(path: Path, record: dict) -> None:
     """Write `record` as indented JSON, atomically (non-finite numbers as null)."""
-    with atomic_write(path) as f:
+    with atomic_write(path, "w") as f:
         json.dump(_finite(record), f, indent=2, allow_nan=False)
     progress(f"wrote {path}")
 

@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
         "curvature_maps": maps,
         "runtime_s": elapsed(),
     }
-    with atomic_write(args.out / "curvature_tour.json") as f:
+    with atomic_write(args.out / "curvature_tour.json", "w") as f:
         json.dump(result, f, indent=2)
     progress(f"wrote {args.out / 'curvature_tour.json'}")
 

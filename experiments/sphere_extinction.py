@@ -24,18 +24,17 @@ Usage: python experiments/sphere_extinction.py --dim D --sigma S [--degree L] --
 """
 
 import argparse
-import math
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.integrate
 from _common import integer, non_negative, progress, save_figure, write_json
 from matplotlib.figure import Figure
 
 import flows
 import solvers
+from solvers.demo import beta  # beta_sigma on S^n, shared with the demo
 
 jax.config.update("jax_enable_x64", True)
 
@@ -47,23 +46,6 @@ FLOWS = (
     "ricci_deturck",
     "componentwise",
 )
-
-
-def beta(sigma: float, n: int) -> float:
-    r"""$\beta_\sigma$ (0 for $\sigma = 0$)."""
-    if sigma == 0:
-        return 0.0
-
-    def integral(p):
-        return scipy.integrate.quad(
-            lambda d: math.exp(-(d**2) / (2 * sigma**2)) * math.sin(d) ** p,
-            0,
-            math.pi,
-            epsabs=0,
-            epsrel=1e-13,
-        )[0]
-
-    return integral(n + 1) / (n * integral(n - 1))
 
 
 def predicted_scale(flow: str, n: int, sigma: float, t: np.ndarray) -> tuple[np.ndarray, float]:

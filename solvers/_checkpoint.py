@@ -36,8 +36,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
     """Open a temporary file beside `path`; on success `fsync` it and move it onto `path`.
 
     On an exception inside the `with` block the temporary file is removed and
-    `path` is untouched. (`experiments/_common.py` has the same helper for the
-    experiment programs; `solvers` does not import from `experiments`.)
+    `path` is untouched. The file is made readable by all (0o644, as `open`
+    would under the usual umask; the temporary file starts private). The one
+    atomic writer of the project: checkpoints, the demo's and the experiment
+    programs' outputs (`experiments/_common.py`).
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -46,6 +48,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
             yield f
             f.flush()
             os.fsync(f.fileno())
+            os.fchmod(f.fileno(), 0o644)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -66,7 +69,7 @@ def _fsync_directory(directory: Path) -> None:
 
 def write(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     """Write `arrays` as an uncompressed `.npz` archive at `path`, atomically."""
-    with atomic_write(path) as f:
+    with atomic_write(path, "wb") as f:
         np.savez(f, **arrays)
 
 

@@ -24,23 +24,12 @@ from jaxtyping import Array, Complex, Float
 import flows
 from flows._point_flows import PointKernelFlow, check_metric_values, to_complex, to_real
 
-from ._solve import check_tolerances, kept_saves, save_times
+from ._solve import check_tolerances, kept_saves, save_times, stop_reason
 
 _REASONS = {
     "degenerate": "a metric value left positive definiteness",
     "non_finite": "non-finite metric value",
 }
-
-
-def _stop_reason(result, mask) -> str:
-    hit = [k for k, v in (mask or {}).items() if bool(v)]
-    if hit:
-        return _REASONS[hit[0]]
-    if result == diffrax.RESULTS.successful:
-        return "reached t1"
-    if result == diffrax.RESULTS.max_steps_reached:
-        return "max_steps reached"
-    return "solver failed: " + str(getattr(result, "value", result))
 
 
 POINT_SOLVERS = ("euler", "heun", "tsit5")
@@ -144,7 +133,7 @@ def solve_points(
         sigma_train,
         sigma_test,
         loss,
-        _stop_reason(result, mask),
+        stop_reason(result, mask, _REASONS),
         int(steps),
     )
 

@@ -832,12 +832,16 @@ _REASONS = {
 }
 
 
-def stop_reason(result, mask) -> str:
-    """Why a diffrax solve stopped: the first event that fired, or diffrax's result."""
+def stop_reason(result, mask, reasons=None) -> str:
+    """Why a diffrax solve stopped: the first event that fired, or diffrax's result.
+
+    `reasons` names each event of `mask` (default: `solve`'s events).
+    """
+    reasons = _REASONS if reasons is None else reasons
     mask = {k: bool(v) for k, v in mask.items()} if mask is not None else {}
     hit = [k for k, v in mask.items() if v]
     if hit:
-        return _REASONS[hit[0]]
+        return reasons[hit[0]]
     if result == diffrax.RESULTS.successful:
         return "reached t1"
     if result == diffrax.RESULTS.max_steps_reached:

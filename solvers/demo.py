@@ -52,11 +52,9 @@ Usage: metric-flows [--manifolds torus,s2,s3,quintic] [--flows local,smoothed,ev
 """
 
 import argparse
-import contextlib
 import json
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -71,6 +69,7 @@ from matplotlib.figure import Figure  # the object API: no pyplot state
 import flows
 
 from . import solve, solve_network, solve_points
+from ._checkpoint import atomic_write
 
 MANIFOLDS = ("torus", "s2", "s3", "quintic")
 FLOWS = ("local", "smoothed", "evolving", "frozen", "infinite")
@@ -122,23 +121,6 @@ def _progress(message: str) -> None:
 # Output: atomic files, strict JSON
 
 
-@contextlib.contextmanager
-def _atomic_write(path: Path, mode: str = "w"):
-    """A temporary file beside `path`, moved onto it (`os.replace`) once written and synced."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-            os.fchmod(f.fileno(), 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _plain(value):
     """JSON-ready: arrays to lists, numpy scalars to Python, non-finite floats to None."""
     if isinstance(value, dict):
@@ -156,13 +138,13 @@ def _plain(value):
 
 
 def _write_text(path: Path, text: str) -> None:
-    with _atomic_write(path) as f:
+    with atomic_write(path, "w") as f:
         f.write(text)
     _progress(f"wrote {path}")
 
 
 def _save_figure(fig: Figure, path: Path) -> None:
-    with _atomic_write(path, "wb") as f:
+    with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png", dpi=120)
     _progress(f"wrote {path}")
 
@@ -1166,7 +1148,7 @@ def main(argv: list[str] | None = None) -> None:
     report["wall_seconds"] = time.perf_counter() - _START
     report = _plain(report)
     _write_text(args.out / "summary.md", summary_markdown(report))
-    with _atomic_write(args.out / "report.json") as f:
+    with atomic_write(args.out / "report.json", "w") as f:
         json.dump(report, f, indent=1, allow_nan=False)
     _progress(f"wrote {args.out / 'report.json'}; total {report['wall_seconds']:.1f} s")
 
