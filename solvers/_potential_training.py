@@ -134,11 +134,15 @@ def train_potential(
             f"train_potential: batch_size {batch_size} exceeds the {train.count} training points."
         )
     if dtype is not None:
-        if jnp.dtype(dtype) not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
+        try:
+            precision = jnp.dtype(dtype)
+        except TypeError:
+            precision = jnp.dtype(jnp.int8)  # not understood: refused below
+        if precision.name not in ("float32", "float64"):
             raise ValueError(
                 f"train_potential: dtype must be None, float32 or float64, got {dtype!r}."
             )
-        potential, train, test = (_cast(x, jnp.dtype(dtype)) for x in (potential, train, test))
+        potential, train, test = (_cast(x, precision) for x in (potential, train, test))
     targets = tuple(float(t) for t in targets)
     if any(not (math.isfinite(t) and t > 0) for t in targets):
         raise ValueError(f"train_potential: targets must be finite numbers > 0, got {targets}.")

@@ -237,8 +237,9 @@ def test_training_in_single_precision_follows_double():
     assert single.theta.dtype == jnp.float32 and double.theta.dtype == jnp.float64
     assert double.sigma_test[-1] < 0.7 * double.sigma_test[0]  # it trained (0.53 -> 0.29)
     np.testing.assert_allclose(single.sigma_test, double.sigma_test, rtol=1e-5)
-    with pytest.raises(ValueError, match="dtype must be None, float32 or float64"):
-        solvers.train_potential(potential, train, test, batch_size=60, dtype=jnp.int32)
+    for bad in (jnp.int32, "half-ish"):
+        with pytest.raises(ValueError, match="dtype must be None, float32 or float64"):
+            solvers.train_potential(potential, train, test, batch_size=60, dtype=bad)
 
 
 @pytest.mark.slow
