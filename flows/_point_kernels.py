@@ -40,7 +40,8 @@ from jaxtyping import Array, Complex, Float, Inexact
 PointKernel = Callable[[Array, Array], Array]
 
 # A 256 x 1024 float64 tile (2 MB) stays in cache: on a 2-core CPU it ran the FS Gaussian on
-# 20,000 quintic points at 0.66-0.74 of the exp throughput, against 0.44-0.50 with 512 x 2048.
+# 20,000 quintic points at 0.66-0.74 of the exp throughput in lone runs (0.55 inside the full
+# bench), against 0.44-0.50 with 512 x 2048 in the same lone runs.
 _ROW_CHUNK = 256
 _COL_CHUNK = 1024
 _AXIS = "rows"
@@ -77,8 +78,9 @@ def fs_distance_squared(
 
     $Q(c) = \arccos^2 c/(1 - c)$ by its degree-18 Chebyshev interpolant on
     $[0, 1]$ (relative error 3e-15; `FSGaussian`). $c$ is clipped into
-    $[0, 1]$ as in `fs_distance`, which this equals squared to relative
-    rounding. Broadcasts over leading axes; differentiable where $c > 0$
+    $[0, 1]$ as in `fs_distance`, whose square this equals to 3e-15 relative
+    plus about 1e-15 absolute (both carry the rounding of $c$, which $1 - c$
+    makes absolute in $d^2$). Broadcasts over leading axes; differentiable where $c > 0$
     (finite at $[z] = [w]$, where $d^2$ is smooth).
     """
     z, w = jnp.asarray(z), jnp.asarray(w)
@@ -115,8 +117,9 @@ class FSGaussian(eqx.Module):
     $Q(c) = \arccos^2 c / (1 - c)$, analytic on $[0, 1]$ ($Q(1) = 2$; its
     nearest singularity is at $c = -1$), evaluated as its degree-18 Chebyshev
     interpolant (`fs_distance_squared`). $Q$ is within 3e-15 relative of its
-    interpolant, so $d^2$ is to relative rounding and
-    $k_\sigma$ to $\approx 3\cdot10^{-15}\, d^2/2\sigma^2$ relative, at every σ.
+    interpolant, so $d^2$ is good to $3\cdot10^{-15} d^2$ plus the rounding of
+    $c$ (about $10^{-15}$ absolute, as for arccos), and $k_\sigma$ to
+    $(3\cdot10^{-15} d^2 + 10^{-15})/2\sigma^2$ relative.
 
     **Arguments:** `sigma`, the width, a finite number > 0 (radians of $d_\mathrm{FS}$,
     which lies in $[0, \pi/2]$).

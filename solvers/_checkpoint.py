@@ -48,7 +48,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
             yield f
             f.flush()
             os.fsync(f.fileno())
-            os.fchmod(f.fileno(), 0o644)
+            if hasattr(os, "fchmod"):  # POSIX (Windows has it from Python 3.13)
+                os.fchmod(f.fileno(), 0o644)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

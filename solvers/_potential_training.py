@@ -136,7 +136,7 @@ def train_potential(
     if dtype is not None:
         try:
             precision = jnp.dtype(dtype)
-        except TypeError:
+        except (TypeError, ValueError):
             precision = jnp.dtype(jnp.int8)  # not understood: refused below
         if precision.name not in ("float32", "float64"):
             raise ValueError(

@@ -343,10 +343,16 @@ def _old_and_new(path: Path):
     return path.read_bytes()
 
 
-WRITERS = {
-    "experiments": "import sys; sys.path.insert(0, {experiments!r}); from _common import atomic_write",
-    "solvers": "from solvers._checkpoint import atomic_write",
-}
+WRITERS = {"solvers": "from solvers._checkpoint import atomic_write"}
+
+
+def test_the_programs_write_through_the_one_atomic_writer():
+    from solvers import _checkpoint, demo
+
+    from .helpers import experiment_program
+
+    assert experiment_program("_common").atomic_write is _checkpoint.atomic_write
+    assert demo.atomic_write is _checkpoint.atomic_write
 
 
 @pytest.mark.parametrize("writer", WRITERS)

@@ -235,6 +235,9 @@ def test_training_in_single_precision_follows_double():
     }
     single, double = runs[jnp.float32], runs[jnp.float64]
     assert single.theta.dtype == jnp.float32 and double.theta.dtype == jnp.float64
+    # the samples too (optax would cast float64 updates back to float32 parameters)
+    assert single.flow.sample.omega.dtype == jnp.complex64
+    assert single.flow.sample.weights.dtype == jnp.float32
     assert double.sigma_test[-1] < 0.7 * double.sigma_test[0]  # it trained (0.53 -> 0.29)
     np.testing.assert_allclose(single.sigma_test, double.sigma_test, rtol=1e-5)
     for bad in (jnp.int32, "half-ish"):
