@@ -23,7 +23,7 @@ import numpy as np
 from jaxtyping import Array, Complex, Float, Int
 
 from ._hypersurfaces import fs_distance
-from ._manifolds._abstract import check_count
+from ._misc import check_count
 
 
 def _check_points(name: str, points) -> Complex[Array, "N n1"]:

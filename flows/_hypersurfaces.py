@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float, Int, PRNGKeyArray
 
-from ._manifolds._abstract import check_count, check_key
+from ._misc import check_count, check_key, is_traced
 
 # A point is rejected when |dp/dz_elim| is below this fraction of its natural scale
 # d * sum|c_m| * max|z|^(d-1): that is a (numerically) singular point of X, where
@@ -54,10 +54,6 @@ OFF_SURFACE_TOLERANCE = 1e-5
 _NEWTON_STEPS = 3
 # Contiguous batches of influence values in the standard error of `sigma_measure`.
 _SIGMA_BATCHES = 100
-
-
-def _is_traced(x) -> bool:
-    return isinstance(x, jax.core.Tracer)
 
 
 def _complex_dtype():
@@ -110,7 +106,7 @@ class Hypersurface(eqx.Module):
             )
         if degrees[0] < 1:
             raise ValueError("Hypersurface: the degree must be >= 1 (a constant has no zeros).")
-        if not _is_traced(coefficients):
+        if not is_traced(coefficients):
             c = np.asarray(coefficients)
             if c.shape != (e.shape[0],):
                 raise ValueError(
@@ -168,7 +164,7 @@ class Hypersurface(eqx.Module):
         are singular, with nodes at $z = (\omega^{a_i})$, $\omega = e^{2\pi i/5}$).
         $\psi = 0$ is the Fermat quintic.
         """
-        if not _is_traced(psi):
+        if not is_traced(psi):
             if isinstance(psi, bool) or not isinstance(psi, numbers.Number | np.ndarray | Array):
                 raise ValueError(f"Hypersurface.dwork_quintic: psi must be a number, got {psi!r}.")
             value = complex(np.asarray(psi).item())

@@ -24,7 +24,7 @@ from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
 from ._hypersurfaces import PointSample
 from ._kahler import complex_hessian
-from ._manifolds._abstract import check_count
+from ._misc import check_count
 
 
 def bihomogeneous_features(z: Complex[Array, " n1"]) -> Float[Array, " f"]:

@@ -13,7 +13,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._manifolds import AbstractManifold
-from ._manifolds._abstract import check_key
+from ._misc import check_key, is_traced
 from ._types import ChartMatrix, ChartVector, Matrix, Point
 
 
@@ -32,10 +32,6 @@ def unpack_symmetric(packed: Float[Array, " p"], d: int) -> Float[Array, "d d"]:
 def pack_symmetric(matrix: Float[Array, "d d"]) -> Float[Array, " p"]:
     """The upper triangle of `matrix`, row by row (inverse of `unpack_symmetric`)."""
     return matrix[np.triu_indices(matrix.shape[-1])]
-
-
-def _is_traced(x: Any) -> bool:
-    return isinstance(x, jax.core.Tracer)
 
 
 def _tangential_eigenvalues(
@@ -101,7 +97,7 @@ def check_nodal_values(
             f"{manifold.nodes.dtype} nodes; cast them with .astype({manifold.nodes.dtype.name})."
         )
     finite, symmetric, positive = _node_flags(manifold, values)
-    if _is_traced(values):
+    if is_traced(values):
         values = eqx.error_if(values, ~jnp.all(finite), f"{name}: non-finite nodal value")
         values = eqx.error_if(values, ~jnp.all(symmetric), f"{name}: nodal values not symmetric")
         return eqx.error_if(
@@ -218,7 +214,7 @@ class NodalMetric(AbstractMetric):
         self.values = values
         self.check = bool(check)
         self.interpolant = SpectralInterpolant(manifold, values)
-        if check and not manifold.interpolates and not _is_traced(values):
+        if check and not manifold.interpolates and not is_traced(values):
             series = evaluate_at(self.interpolant, manifold.nodes)
             error = jnp.max(jnp.abs(series - values), axis=(1, 2))
             scale = float(jnp.max(jnp.abs(values)))

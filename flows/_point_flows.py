@@ -42,7 +42,7 @@ from jaxtyping import Array, Complex, Float, Int, PRNGKeyArray
 
 from ._clustering import cluster_blocks, cluster_points, nearest_points
 from ._hypersurfaces import Hypersurface, PointSample, point_sample
-from ._manifolds._abstract import check_key
+from ._misc import check_key
 from ._point_kernels import point_kernel_apply
 from ._relu_ntk import ReLUNTK
 

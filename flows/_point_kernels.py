@@ -37,6 +37,8 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 from jaxtyping import Array, Complex, Float, Inexact
 
+from ._misc import is_traced
+
 PointKernel = Callable[[Array, Array], Array]
 
 # A 256 x 1024 float64 tile (2 MB) stays in cache: on a 2-core CPU it ran the FS Gaussian on
@@ -142,13 +144,9 @@ class FSGaussian(eqx.Module):
         return jnp.exp(-fs_distance_squared(z, w) / (2 * self.sigma**2))
 
 
-def _is_traced(x) -> bool:
-    return isinstance(x, jax.core.Tracer)
-
-
 def _checked_at_run_time(x) -> bool:
     """Traced arrays, and arrays spread over several hosts, are checked by `_guard` instead."""
-    return _is_traced(x) or (isinstance(x, jax.Array) and not x.is_fully_addressable)
+    return is_traced(x) or (isinstance(x, jax.Array) and not x.is_fully_addressable)
 
 
 def _check_chunk(value, name: str, caller: str) -> int:

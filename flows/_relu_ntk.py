@@ -33,7 +33,7 @@ from jaxtyping import Array, Float
 
 from ._kernels import AbstractKernel
 from ._manifolds import AbstractManifold, Sphere, Torus
-from ._manifolds._abstract import check_count
+from ._misc import check_count
 from ._types import Scalar
 
 _GETS = ("ntk", "nngp")

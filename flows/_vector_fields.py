@@ -87,6 +87,19 @@ class AbstractFlow(eqx.Module):
     def __call__(self, t, values: NodalTensors, args=None) -> NodalTensors:
         return self.velocity(NodalMetric(self.manifold, values, check=False))
 
+    def evaluate(self, values: NodalTensors) -> NodalTensors:
+        """$V$ at the nodal values `values`, compiled: what a solver asks for before integrating.
+
+        A flow may compute it in pieces that compile once for a family of flows
+        (a smoothed `MetricFlow` compiles its local velocity once for every kernel).
+        """
+        return _compiled_velocity(self, values)
+
+
+@eqx.filter_jit
+def _compiled_velocity(flow: AbstractFlow, values: NodalTensors) -> NodalTensors:
+    return flow(0.0, values)
+
 
 def mean_trace(
     manifold: AbstractManifold, values: NodalTensors, velocity: NodalTensors
@@ -229,6 +242,15 @@ class MetricFlow(AbstractFlow):
         # a kernel sums the tangential components from every point (DESIGN.md 2)
         tangential = jax.vmap(m.to_representation)(m.nodes, v)
         return _project(m, self.kernel.smooth(m, tangential))
+
+    def evaluate(self, values: NodalTensors) -> NodalTensors:
+        if self.kernel.is_local:
+            return _compiled_velocity(self, values)
+        # smooth outside the compiled local velocity, which then serves every kernel width
+        m = self.manifold
+        local = eqx.tree_at(lambda f: f.kernel, self, DeltaKernel())
+        chart = m.tangential(_compiled_velocity(local, values))
+        return self.kernel.smooth(m, jax.vmap(m.to_representation)(m.nodes, chart))
 
     def growth_rate(self) -> float | None:
         if self.measure != "fixed":

@@ -33,7 +33,7 @@ import optax
 import flows
 from flows import KahlerPotential, MongeAmpereLoss, PointSample, PotentialFlow
 from flows._kahler_networks import _pulled_back
-from flows._manifolds._abstract import check_count
+from flows._misc import check_count
 
 TRAINING_REGIMES = ("evolving", "frozen")
 

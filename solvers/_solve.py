@@ -102,20 +102,8 @@ class Amplification:
 def _mean_trace_and_scale(flow: AbstractFlow, values: Array) -> tuple[float, float]:
     """The mean of tr_g V over dV_g at the initial metric, and the metric's mean scale c."""
     m = flow.manifold
-    if isinstance(flow, flows.MetricFlow) and not flow.kernel.is_local:
-        # smooth outside the compiled local velocity, which then serves every kernel width
-        local = eqx.tree_at(lambda f: f.kernel, flow, flows.DeltaKernel())
-        chart = m.tangential(_velocity(local, values))
-        v = flow.kernel.smooth(m, jax.vmap(m.to_representation)(m.nodes, chart))
-    else:
-        v = _velocity(flow, values)
-    trace, volume = flows.mean_trace(m, values, v)
+    trace, volume = flows.mean_trace(m, values, flow.evaluate(values))
     return float(trace), float((volume / m.volume) ** (2 / m.dim))
-
-
-@eqx.filter_jit
-def _velocity(flow, values):
-    return flow(0.0, values)
 
 
 def predicted_amplification(

@@ -1,7 +1,6 @@
 """The abstract manifold: quadrature, reference metric, charts, spectral fields."""
 
 import abc
-import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -11,27 +10,6 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._types import ChartVector, Frame, Matrix, Point, Points, Scalar, Weights
-
-
-def check_count(value, message: str, *, minimum: int | None = None, allowed=None) -> int:
-    """An integer argument (Python or NumPy integer, not bool), checked; `ValueError` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{message}, got {value!r}.")
-    value = int(value)
-    if (minimum is not None and value < minimum) or (allowed is not None and value not in allowed):
-        raise ValueError(f"{message}, got {value!r}.")
-    return value
-
-
-def check_key(key, caller: str) -> None:
-    """`ValueError` unless `key` is a JAX PRNG key: `jax.random.key(seed)` or a raw uint32 (2,) key."""
-    dtype = getattr(key, "dtype", None)
-    typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
-    raw = dtype == jnp.uint32 and getattr(key, "shape", None) == (2,)
-    if not (typed and key.shape == ()) and not raw:
-        raise ValueError(
-            f"{caller}: key must be a single JAX PRNG key, e.g. jax.random.key(seed), got {key!r}."
-        )
 
 
 def safe_norm(v: Float[Array, " k"]) -> Scalar:

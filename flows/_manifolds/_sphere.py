@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._misc import check_count, check_key
 from .._types import ChartVector, Frame, Matrix, Point, Points, Scalar, Weights
-from ._abstract import AbstractManifold, check_count, check_key, safe_norm
+from ._abstract import AbstractManifold, safe_norm
 from ._harmonics import HarmonicTable, basis_size, harmonic_degree_dimension
 
 

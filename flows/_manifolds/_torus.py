@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
+from .._misc import check_count, check_key
 from .._types import ChartVector, Frame, Matrix, Point, Points, Scalar, Weights
-from ._abstract import AbstractManifold, check_count, check_key, safe_norm
+from ._abstract import AbstractManifold, safe_norm
 
 
 def _axis_basis(n: int, x: Float[Array, ""]) -> Complex[Array, " n"]:

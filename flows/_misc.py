@@ -1,0 +1,38 @@
+"""Helpers every room of `flows` uses: argument checks and the tracing test.
+
+One copy each, here, as `equinox/_misc.py` holds equinox's. Errors follow the
+package's convention: a `ValueError` whose message names the caller and the
+argument, and ends with what was given.
+"""
+
+import numbers
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+
+def check_count(value, message: str, *, minimum: int | None = None, allowed=None) -> int:
+    """An integer argument (Python or NumPy integer, not bool), checked; `ValueError` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{message}, got {value!r}.")
+    value = int(value)
+    if (minimum is not None and value < minimum) or (allowed is not None and value not in allowed):
+        raise ValueError(f"{message}, got {value!r}.")
+    return value
+
+
+def check_key(key, caller: str) -> None:
+    """`ValueError` unless `key` is a JAX PRNG key: `jax.random.key(seed)` or a raw uint32 (2,) key."""
+    dtype = getattr(key, "dtype", None)
+    typed = dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
+    raw = dtype == jnp.uint32 and getattr(key, "shape", None) == (2,)
+    if not (typed and key.shape == ()) and not raw:
+        raise ValueError(
+            f"{caller}: key must be a single JAX PRNG key, e.g. jax.random.key(seed), got {key!r}."
+        )
+
+
+def is_traced(x: Any) -> bool:
+    """Whether `x` is a JAX tracer (inside `jit`, `grad`, `vmap`): its values cannot be checked."""
+    return isinstance(x, jax.core.Tracer)
