@@ -1,4 +1,5 @@
-"""Helpers shared by the experiment programs: flag types, progress lines, atomic output files, figures."""
+"""Helpers shared by the experiment programs: flag types, progress lines, atomic output files, figures,
+and the conformal torus data with its scalar reference (well_posedness.py, lambda_drift.py)."""
 
 import argparse
 import json
@@ -6,9 +7,14 @@ import math
 import time
 from pathlib import Path
 
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
 from matplotlib.figure import Figure  # the object API: saves through Agg, no pyplot state
 
-from solvers._checkpoint import atomic_write  # the one atomic writer (also the demo's)
+import flows
+from solvers import atomic_write  # the one atomic writer (also the demo's)
 
 _START = time.perf_counter()
 
@@ -106,3 +112,49 @@ def save_figure(fig: Figure, path: Path) -> None:
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png", dpi=150)
     progress(f"wrote {path}")
+
+
+# The conformal data on T^2 and its scalar reference.
+
+
+def initial_u(x):
+    r"""$u = 0.2(\cos x\cos y + \tfrac12\sin(2x + y))$ at points `x` (last axis: $x, y$)."""
+    return 0.2 * (
+        jnp.cos(x[..., 0]) * jnp.cos(x[..., 1]) + 0.5 * jnp.sin(2 * x[..., 0] + x[..., 1])
+    )
+
+
+def scalar_reference(torus: flows.Torus, ts: np.ndarray) -> dict[str, np.ndarray]:
+    r"""Invariants of $e^{2u}\delta$ along $\partial_t u = e^{-2u}\Delta u$ (spectral Laplacian, Dopri8)."""
+
+    def laplacian(u):
+        _, hess = torus.nodal_jet(u)
+        return jnp.trace(hess, axis1=-2, axis2=-1)
+
+    def rhs(t, u, args):
+        return jnp.exp(-2 * u) * laplacian(u)
+
+    u0 = initial_u(torus.nodes)
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(rhs),
+        diffrax.Dopri8(),
+        0.0,
+        float(ts[-1]),
+        None,
+        u0,
+        saveat=diffrax.SaveAt(ts=jnp.asarray(ts)),
+        stepsize_controller=diffrax.PIDController(rtol=1e-12, atol=1e-12),
+        max_steps=100_000,
+    )
+
+    def invariants(u):
+        dens = jnp.exp(2 * u)
+        r = -2 * jnp.exp(-2 * u) * laplacian(u)
+        return {
+            "volume": torus.integrate(dens),
+            "integral_R2": torus.integrate(r**2 * dens),
+            "integral_R3": torus.integrate(r**3 * dens),
+        }
+
+    out = jax.vmap(invariants)(sol.ys)
+    return {k: np.asarray(v) for k, v in out.items()}

@@ -1,4 +1,4 @@
-r"""Performance figures (issue 8), every one a ratio, a slope or a peak measured in this run.
+r"""Performance figures, every one a ratio, a slope or a peak measured in this run.
 
 Times are medians of repeats after a warm-up call (compilation excluded); every
 ratio divides two times taken in this process, one after the other, so the
@@ -32,8 +32,8 @@ figures compare paths on one machine rather than machines. The figures:
   O(N)), with XLA's compiled memory analysis at 10^5 as a check;
   `--memory-points 100000` measures it (a few minutes on two cores).
 - `kvaerno5_dense_vs_matrix_free`: `solvers.solve` of Ricci–DeTurck flow
-  (Perelman's fixed-measure flow is ill-posed forward, DESIGN.md §2.1; the solver
-  refuses it) on $T^2$ with Kvaerno5, `linear_solver="dense"` (diffrax's
+  (Perelman's fixed-measure flow is ill-posed forward, docs/conventions.md,
+  Well-posedness; the solver refuses it) on $T^2$ with Kvaerno5, `linear_solver="dense"` (diffrax's
   VeryChord, a materialised Jacobian) over `"gmres"` (Newton–Krylov on
   Jacobian-vector products). Target >= 20 at 64^2; the dense path's memory grows
   as n^4 (3.1 GB peak at 24^2, so ~150 GB at 64^2), so the default grids are
@@ -42,12 +42,12 @@ figures compare paths on one machine rather than machines. The figures:
   σ <= 0.02 and <= 0.01 on 10,000 Fermat-quintic points split 90/10: a
   bihomogeneous network of widths 70, 100, 100 (`flows.bihomogeneous_potential`,
   bidegree (8, 8)), Adam at 5e-3 on minibatches of 500, halved every 10 epochs
-  after 15, in float32 as the peer trains (`--kahler-dtype`); σ evaluated after
-  every epoch (evaluation time excluded). The issue asks for the peer
-  MLGeometry-JAX run in the same bench; it is not installable here (not on the
-  package index) and its run is not scripted, so the ratios are to the issue's
-  recorded peer times (21 s and 123 s on a 2-core machine, float32, widths
-  70-100), with `met` left undecided and the ratios recorded beside it.
+  after 15, in float32 as MLGeometry-JAX trains (`--kahler-dtype`); σ evaluated
+  after every epoch (evaluation time excluded). The target is MLGeometry-JAX run
+  in the same bench; it is not installable here (not on the package index) and
+  its run is not scripted, so the ratios are to times recorded for MLGeometry-JAX
+  on another 2-core machine (21 s and 123 s, float32, widths 70-100), not a
+  same-run ratio: `met` is left undecided and the ratios recorded beside it.
 
 Output in --out: bench.json (`figures`: one record per figure with `value` or
 `skipped`, `target`, `met`; `machine`, with the load average at start and end:
@@ -62,8 +62,6 @@ Usage: python experiments/bench.py --out DIR [--quick] [--figures NAME ...]
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -72,8 +70,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.stats
 from _common import elapsed, integer, positive, positive_int, progress, seed, write_json
+from _timing import machine, median_time, peak_rss, slope, xla_bytes
 
 import flows
 import solvers
@@ -107,28 +105,6 @@ class QuadratureOnly(flows.AbstractKernel):
         return self.kernel(manifold, x, y)
 
 
-def median_time(fn, repeats: int) -> float:
-    """Median seconds of `repeats` calls of `fn` (results blocked on) after one warm-up call.
-
-    Calls whose warm-up (compile included) takes over 10 s are repeated at most twice.
-    """
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    if time.perf_counter() - start > 10:
-        repeats = min(repeats, 2)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-def slope(sizes, seconds) -> float:
-    """Least-squares slope of log(seconds) against log(sizes)."""
-    return float(scipy.stats.linregress(np.log(sizes), np.log(seconds)).slope)
-
-
 def figure(value, target: str, met, **extra) -> dict:
     return {"value": value, "target": target, "met": met, **extra}
 
@@ -148,7 +124,8 @@ def rhs_timer(manifold, kernel, key, repeats):
     r"""(median seconds, velocity) of the smoothed flow's right-hand side with `kernel`.
 
     The metric: on tori $e^{2u}\delta$, $u = 0.2(\cos x\cos y + \tfrac12\sin(2x + y))$
-    (DESIGN.md §2.1's example); on spheres a seeded band-limited random metric.
+    (the conformal example of docs/conventions.md, Well-posedness); on spheres a seeded
+    band-limited random metric.
     """
     if isinstance(manifold, flows.Torus):
         x, y = manifold.nodes[:, 0], manifold.nodes[:, 1]
@@ -440,55 +417,12 @@ finite = bool(jnp.all(jnp.isfinite(stepped)))
 print(json.dumps({"count": n, "finite": finite, "seconds": time.perf_counter() - start}))
 """
 
-# Reports the peak RSS of the command it runs. A child started straight from a large
-# process inherits that process's high-water mark at exec (Linux records the old address
-# space's peak in the new program's ru_maxrss), so the command is forked from this small
-# interpreter instead, and its own ru_maxrss read here, from outside, by os.wait4.
-_RSS_WRAPPER = (
-    "import json, os, subprocess, sys\n"
-    "p = subprocess.Popen(sys.argv[1:])\n"
-    "_, status, usage = os.wait4(p.pid, 0)\n"
-    "print(json.dumps({'exit': os.waitstatus_to_exitcode(status), 'maxrss': usage.ru_maxrss}))\n"
-)
-
-
-def peak_rss(command: list[str], timeout: float | None = None) -> tuple[str, int]:
-    """Run `command`; its output and its peak resident memory in bytes (Linux, macOS)."""
-    result = subprocess.run(
-        [sys.executable, "-c", _RSS_WRAPPER, *command],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    lines = result.stdout.strip().splitlines()
-    report = json.loads(lines[-1]) if lines else {"exit": result.returncode}
-    output = "\n".join(lines[:-1])
-    if result.returncode != 0 or report["exit"] != 0:
-        raise RuntimeError(f"{command[:3]} failed:\n{output}\n{result.stderr}")
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KB on Linux
-    return output, report["maxrss"] * scale
-
 
 def memory_step(count: int, args) -> tuple[dict, int]:
     """`MEMORY_STEP` on `count` points in a fresh process: its record and peak RSS in bytes."""
     command = [sys.executable, "-c", MEMORY_STEP, str(count), str(args.point_sigma), str(args.seed)]
     output, peak = peak_rss(command)
     return json.loads(output.strip().splitlines()[-1]), peak
-
-
-def xla_bytes(count: int, sigma: float) -> int | None:
-    """XLA's compiled memory (arguments + output + temporaries) of the step's kernel application."""
-    z = jax.ShapeDtypeStruct((count, 5), jnp.complex128)
-    v = jax.ShapeDtypeStruct((count, 10), jnp.complex128)
-    apply = jax.jit(lambda z, v: flows.point_kernel_apply(flows.FSGaussian(sigma), z, z, v))
-    analysis = apply.lower(z, v).compile().memory_analysis()
-    if analysis is None:
-        return None
-    return int(
-        analysis.argument_size_in_bytes
-        + analysis.output_size_in_bytes
-        + analysis.temp_size_in_bytes
-    )
 
 
 def quintic_memory(args, record):
@@ -618,8 +552,9 @@ def kvaerno(args, record):
 
 # Kähler-potential training.
 
-# The peer's times on 10,000 Fermat-quintic points (issue 8; MLGeometry-JAX, float32,
-# bihomogeneous network 70-100, Adam; 2-core machine): seconds of training to test sigma.
+# MLGeometry-JAX's times on 10,000 Fermat-quintic points (float32, bihomogeneous network
+# 70-100, Adam), recorded on another 2-core machine, not run here: seconds of training to
+# test sigma.
 PEER_RECORDED_SECONDS = {0.02: 21.0, 0.01: 123.0}
 
 
@@ -677,7 +612,7 @@ def kahler(args, record):
     installed = peer_installed()
     record["kahler_training"] = figure(
         value,
-        "ours/peer <= 1 at sigma 0.02 and 0.01",
+        "ours/MLGeometry-JAX <= 1 at sigma 0.02 and 0.01",
         None,
         reached=reached,
         ratio_to_recorded_peer=ratios,
@@ -694,26 +629,14 @@ def kahler(args, record):
         final_sigma_test=float(result.sigma_test[-1]),
         final_sigma_test_error=float(result.sigma_test_error[-1]),
         stop_reason=result.stop_reason,
-        note="value: the larger of ours/peer at the two targets, the peer's times being the "
-        "issue's record from another 2-core machine, not this run (so met is not decided); "
+        note="value: the larger of ours/MLGeometry-JAX at the two targets, MLGeometry-JAX's "
+        "times being recorded on another 2-core machine, not a same-run ratio (so met is not "
+        "decided); "
         "seconds count training steps only, compilation included",
     )
 
 
 # The program.
-
-
-def machine() -> dict:
-    return {
-        "load_average_1min_at_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "device": str(jax.devices()[0]),
-        "device_kind": jax.devices()[0].device_kind,
-        "jax": jax.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def table(figures: dict) -> str:

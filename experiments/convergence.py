@@ -43,8 +43,9 @@ minutes for `all`); `--small` is a smoke run, too coarse for the orders to mean 
   $V = -2(\mathrm{Ric} + \nabla\nabla f)$ at a seeded random metric, $L^2(\mu)$ norm of
   the tangential difference. On $T^2$ the target is `perelman_flow(torus).velocity`
   itself. On $S^2$ the local flow extends tangential tensors isotropically while
-  kernels sum tangential ambient components (DESIGN.md §2); after projection onto
-  the band-limited series the two differ by a σ-independent floor (in the JSON as
+  kernels sum tangential ambient components (docs/conventions.md, Normalisations and
+  tensors); after projection onto the band-limited series the two differ by a
+  σ-independent floor (in the JSON as
   `representation_floor`, 3.7e-3 against $|V| = 10$ at degree 16; it falls with the
   degree), so there the target is the smoothed operator's own $\sigma \to 0$ limit,
   the projected tangential local velocity. The smoothed flow's `velocity` is checked
@@ -83,8 +84,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.stats
 from _common import integer, number, progress, save_figure, seed, write_json
+from _fits import fit_order, local_orders, power_series
 from matplotlib.figure import Figure
 
 import flows
@@ -93,7 +94,6 @@ import solvers
 jax.config.update("jax_enable_x64", True)
 
 STUDIES = ("resolution", "tolerance", "sigma", "width", "points")
-CONFIDENCE = 0.95
 EPS = float(np.finfo(np.float64).eps)
 DETERMINISTIC = (
     "Student-t 95% of the {what}, widened by its largest shift when the next one or two terms "
@@ -103,120 +103,7 @@ STOCHASTIC = "Student-t 95% of the least-squares slope (its residuals are the se
 
 
 # ---------------------------------------------------------------------------------------------
-# Fitting
-
-
-def _ols(columns: list[np.ndarray], y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Least squares of y on the columns: coefficients, their standard errors, degrees of freedom."""
-    x = np.stack(columns, axis=1)
-    beta, *_ = np.linalg.lstsq(x, y, rcond=None)
-    dof = len(y) - x.shape[1]
-    if dof < 1:
-        raise ValueError(f"a fit of {x.shape[1]} parameters needs more than {x.shape[1]} points")
-    residual = y - x @ beta
-    cov = (residual @ residual / dof) * np.linalg.inv(x.T @ x)
-    return beta, np.sqrt(np.diag(cov)), dof
-
-
-def fit_order(
-    t: np.ndarray,
-    y: np.ndarray,
-    *,
-    sign: float,
-    expected: float,
-    model: str,
-    corrections: tuple[tuple[str, np.ndarray], ...] = (),
-) -> dict:
-    r"""The order $p = $ `sign` $\times$ the least-squares slope of `y` on `t`, with its interval.
-
-    The interval is $p \pm (t_{0.975}\,\mathrm{se} + s)$: $s = \max_k |p_k - p|$,
-    $p_k$ the order when the first $k$ of `corrections` (named columns: the
-    next terms of the error's expansion) join the fit, for each $k$ that
-    leaves at least two degrees of freedom; $s = 0$ without corrections.
-    """
-    t, y = np.asarray(t, float), np.asarray(y, float)
-    ones = np.ones_like(t)
-    beta, se, dof = _ols([ones, t], y)
-    order, stderr = sign * float(beta[1]), float(se[1])
-    quantile = float(scipy.stats.t.ppf(0.5 + CONFIDENCE / 2, dof))
-    record = {
-        "model": model,
-        "order": order,
-        "stderr": stderr,
-        "dof": dof,
-        "t_quantile": quantile,
-        "intercept": float(beta[0]),
-    }
-    ansatz = []
-    for k in range(1, len(corrections) + 1):
-        if len(t) - 2 - k < 2:
-            break
-        columns = [np.asarray(c, float) for _, c in corrections[:k]]
-        beta_k, se_k, _ = _ols([ones, t, *columns], y)
-        names = " + ".join(f"q{j} {name}" for j, (name, _) in enumerate(corrections[:k], 1))
-        ansatz.append(
-            {
-                "model": f"{model} + {names}",
-                "order": sign * float(beta_k[1]),
-                "stderr": float(se_k[1]),
-            }
-        )
-    record["ansatz_variations"] = ansatz
-    record["systematic"] = max((abs(a["order"] - order) for a in ansatz), default=0.0)
-    half = quantile * stderr + record["systematic"]
-    record["half_width"] = half
-    record["interval"] = [order - half, order + half]
-    record["confidence"] = CONFIDENCE
-    record["expected_order"] = expected
-    record["expected_in_interval"] = bool(order - half <= expected <= order + half)
-    return record
-
-
-def local_orders(t: np.ndarray, y: np.ndarray, sign: float) -> list[float]:
-    """`sign` times the slope between consecutive points."""
-    t, y = np.asarray(t, float), np.asarray(y, float)
-    return (sign * np.diff(y) / np.diff(t)).tolist()
-
-
-def power_series(
-    label: str,
-    x: np.ndarray,
-    errors: np.ndarray,
-    *,
-    sign: float,
-    expected: float,
-    corrections: tuple[tuple[str, np.ndarray], ...] = (),
-    keep: np.ndarray | None = None,
-    **extra,
-) -> dict:
-    r"""One power-law series: error $\propto x^{\pm p}$, fitted in log-log over the kept points."""
-    x, errors = np.asarray(x, float), np.asarray(errors, float)
-    keep = np.ones(x.shape, bool) if keep is None else np.asarray(keep, bool)
-    t, y = np.log(x[keep]), np.log(errors[keep])
-    fit = fit_order(
-        t,
-        y,
-        sign=sign,
-        expected=expected,
-        model="log e = c + slope log x",
-        corrections=tuple((name, np.asarray(c, float)[keep]) for name, c in corrections),
-    )
-    progress(
-        f"  {label}: order {fit['order']:.4f}, 95% interval "
-        f"[{fit['interval'][0]:.4f}, {fit['interval'][1]:.4f}], expected {expected:g}: "
-        f"{'inside' if fit['expected_in_interval'] else 'OUTSIDE'}"
-    )
-    return {
-        "label": label,
-        "kind": "power",
-        "x": x.tolist(),
-        "error": errors.tolist(),
-        "used_in_fit": keep.tolist(),
-        "sign": sign,
-        "local_orders": local_orders(np.log(x), np.log(errors), sign),
-        **fit,
-        **extra,
-    }
+# Records and norms (the fits: _fits.py)
 
 
 def summary(study: str, series: list[dict], **fields) -> dict:
@@ -608,7 +495,11 @@ def study_width(args) -> dict:
 
 
 def _concatenate(samples: list[flows.PointSample]) -> flows.PointSample:
-    r"""One sample from several, with the raw weights $|\Omega|^2/\det g_\mathrm{FS}$ (one scale)."""
+    r"""One sample from several, with the raw weights $|\Omega|^2/\det g_\mathrm{FS}$ (one scale).
+
+    Built by hand: flows has no public concatenation, and sampling the whole set with one
+    `flows.point_sample` call would compile a shape per size instead of one per chunk.
+    """
     cat = lambda name: jnp.concatenate([getattr(s, name) for s in samples])  # noqa: E731
     raw = jnp.concatenate([s.weights * s.volume_ratio for s in samples])
     return flows.PointSample(
@@ -621,22 +512,6 @@ def _concatenate(samples: list[flows.PointSample]) -> flows.PointSample:
         jacobian=cat("jacobian"),
         volume_ratio=jnp.mean(raw),
         rejected=sum(s.rejected for s in samples),
-    )
-
-
-def _sub_sample(sample: flows.PointSample, start: int, stop: int) -> flows.PointSample:
-    """Points start..stop of a sample (σ's estimate does not depend on the weights' scale)."""
-    part = slice(start, stop)
-    return flows.PointSample(
-        points=sample.points[part],
-        patch=sample.patch[part],
-        eliminated=sample.eliminated[part],
-        omega=sample.omega[part],
-        weights=sample.weights[part],
-        g_fs=sample.g_fs[part],
-        jacobian=sample.jacobian[part],
-        volume_ratio=sample.volume_ratio,
-        rejected=0,
     )
 
 
@@ -660,7 +535,9 @@ def study_points(args) -> dict:
         per = sample.count // seeds
         estimates = [
             [float(v) for v in flows.sigma_measure(run, run.g_fs)]
-            for run in (_sub_sample(sample, i * per, (i + 1) * per) for i in range(seeds))
+            for run in (
+                flows.subsample(sample, np.arange(i * per, (i + 1) * per)) for i in range(seeds)
+            )
         ]
         sigma, se = np.array(estimates).T
         spreads.append(float(np.std(sigma, ddof=1)))

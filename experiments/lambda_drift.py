@@ -1,19 +1,20 @@
 r"""The λ form with and without its DeTurck term: the gauge drift, against t and resolution.
 
 Perelman's λ form $\partial_t g = -2(\mathrm{Ric} + \nabla\nabla f)$, $f$ the
-minimiser of $\mathcal F$, has neutral gauge modes (DESIGN.md §2.1): like
-Hamilton's flow it is only weakly parabolic, so integrated directly the
-gauge part of its discretisation error is not damped, while the DeTurck term
-$\mathcal L_W g$ makes it strictly parabolic. This program measures that. For
-each resolution in --n it runs `perelman_lambda` (no DeTurck term) and
+minimiser of $\mathcal F$, has neutral gauge modes (docs/conventions.md,
+Well-posedness): like Hamilton's flow it is only weakly parabolic, so integrated
+directly the gauge part of its discretisation error is not damped, while the
+DeTurck term $\mathcal L_W g$ makes it strictly parabolic. This program measures
+that. For each resolution in --n it runs `perelman_lambda` (no DeTurck term) and
 `perelman_lambda_deturck` on $T^2$ from the conformal data of
 well_posedness.py, $u = 0.2(\cos x\cos y + \tfrac12\sin(2x+y))$, to --t1,
 and at every save time compares the diffeomorphism-invariant integrals
 (volume, $\int R^2 dV$, $\int R^3 dV$) with the independently integrated
 scalar equation $\partial_t u = e^{-2u}\Delta u$ on the same grid. Odd grids
-are the default (DESIGN.md §2.1: the ground-state solve). Expected: with the
-DeTurck term the error falls fast with resolution at every time; without it,
-it is as small early on and grows late.
+are the default (on an even grid the checkerboard mode has no gradient energy,
+which can spoil the ground-state solve; docs/conventions.md, Well-posedness).
+Expected: with the DeTurck term the error falls fast with resolution at every
+time; without it, it is as small early on and grows late.
 
 Outputs in --out: lambda_drift.json (per flow and resolution: `times`,
 `relative_error` per invariant and `max_relative_error` at each time,
@@ -28,9 +29,16 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from _common import integer, positive, progress, save_figure, write_json
+from _common import (
+    initial_u,
+    integer,
+    positive,
+    progress,
+    save_figure,
+    scalar_reference,
+    write_json,
+)
 from matplotlib.figure import Figure
-from well_posedness import initial_u, scalar_reference
 
 import flows
 import solvers

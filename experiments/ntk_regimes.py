@@ -1,11 +1,11 @@
 r"""Evolving, frozen and infinite-width metric-NTK flows of one loss, against the network's width.
 
-A cosine network metric (DESIGN.md §3; one network per metric component,
-amplitudes and phases trained) starts at a random metric $B$ (seeded by --seed,
-as are the networks) on $T^2$
-or $S^2$ (the flat torus and the round sphere are too symmetric to show
-much) and descends Perelman's loss $L_P = -2\mathcal F$ three ways, from the
-same $g_{\theta_0} = B$ (`solvers.solve_network`):
+A cosine network metric (docs/conventions.md, The cosine network and its kernels;
+one network per metric component, amplitudes and phases trained) starts at a
+random metric $B$ (seeded by --seed, as are the networks) on $T^2$ or $S^2$ (the
+flat torus and the round sphere are too symmetric to show much) and descends
+Perelman's loss $L_P = -2\mathcal F$ three ways, from the same $g_{\theta_0} = B$
+(`solvers.solve_network`):
 
 - evolving: every trained parameter follows $\dot\theta = -\nabla_\theta L_h$;
 - frozen: the network linearised at $\theta_0$ (its NTK at initialisation);
@@ -27,9 +27,9 @@ Outputs in --out: ntk_regimes.json (`widths`, per width the time series and
 final values, and `slopes` with standard errors) and ntk_regimes.png.
 
 The default σ is 0.5 on the torus and 1.0 on the sphere: Perelman's
-fixed-measure loss is unstable (DESIGN.md §2.1), and on the sphere at σ = 0.5 a
-width-16 network's kernel smooths too little to reach t = 0.1 (its metric
-degenerates at t ≈ 0.08); a run that stops early says so.
+fixed-measure loss is unstable (docs/conventions.md, Well-posedness), and on the
+sphere at σ = 0.5 a width-16 network's kernel smooths too little to reach t = 0.1
+(its metric degenerates at t ≈ 0.08); a run that stops early says so.
 
 Usage: python experiments/ntk_regimes.py --manifold torus --widths 16,64,256,1024 --sigma 0.5 --t1 0.1 [--seed S] --out DIR
 """
@@ -40,8 +40,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.stats
 from _common import integer, positive, progress, save_figure, seed, write_json
+from _fits import log_fit
 from matplotlib.figure import Figure
 
 import flows
@@ -89,7 +89,8 @@ def run_width(
             if sol.stop_reason != "reached t1":
                 raise RuntimeError(
                     f"width {width}, network {i}, {k} flow stopped at t = {sol.t_final:.4g}: "
-                    f"{sol.stop_reason}. Perelman's fixed-measure loss is unstable (DESIGN.md 2.1) "
+                    f"{sol.stop_reason}. Perelman's fixed-measure loss is unstable "
+                    "(docs/conventions.md, Well-posedness) "
                     "and a narrow network's kernel smooths little: raise --sigma or lower --t1."
                 )
         runs.append(
@@ -114,8 +115,8 @@ def fit_slopes(widths, record) -> dict:
     out = {}
     for key in SERIES:
         y = [record[str(w)][f"final_{key}"] for w in widths]
-        fit = scipy.stats.linregress(np.log(widths), np.log(y))
-        out[key] = {"slope": float(fit.slope), "stderr": float(fit.stderr)}
+        fit = log_fit(widths, y)
+        out[key] = {"slope": fit.slope, "stderr": fit.stderr}
     return out
 
 

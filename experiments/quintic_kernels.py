@@ -52,6 +52,7 @@ from _common import (
     seed,
     write_json,
 )
+from _fits import log_fit
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
@@ -113,7 +114,12 @@ def chart_points(surface, key, count, chart=None):
 
 
 def concatenate(samples):
-    """One sample holding several (weights as they are: each group has mean 1)."""
+    """One sample holding several (weights as they are: each group has mean 1).
+
+    Built by hand: flows has no public concatenation, and re-sampling the union with
+    `flows.point_sample` would renormalise the weights over all groups and re-choose the
+    charts that `flows.sample_near` fixed.
+    """
     cat = lambda name: jnp.concatenate([getattr(s, name) for s in samples])  # noqa: E731
     return flows.PointSample(
         points=cat("points"),
@@ -170,12 +176,9 @@ def run_kernel(label, kernel, lr, args, train, test, groups):
 
 
 def fit_power_law(x, y):
-    r"""Least squares $\log y = a + b\log x$: $(b, e^a, \mathrm{se}(b))$."""
-    lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
-    b, a = np.polyfit(lx, ly, 1)
-    resid = ly - (a + b * lx)
-    se = math.sqrt(float(resid @ resid) / (lx.size - 2) / float(((lx - lx.mean()) ** 2).sum()))
-    return float(b), float(math.exp(a)), se
+    r"""Least squares $\log y = a + b\log x$ (`_fits.log_fit`): $(b, e^a, \mathrm{se}(b))$."""
+    fit = log_fit(x, y)
+    return fit.slope, math.exp(fit.intercept), fit.stderr
 
 
 def distance_scaling(surface, sizes, seed):

@@ -2,7 +2,7 @@ r"""Kähler-potential networks on the Fermat quintic: evolving against frozen ke
 
 A Kähler potential network $\phi_\theta$ of the bihomogeneous features gives
 $g_\theta = \partial\bar\partial(K_\mathrm{FS} + \phi_\theta)$ on $X$: a centred MLP
-(`--architecture mlp`, the default: it starts at Fubini–Study) or the peers'
+(`--architecture mlp`, the default: it starts at Fubini–Study) or MLGeometry-JAX's
 bihomogeneous network (`bihomogeneous`, `--widths`: the log of a positive
 polynomial of bidegree $(2^L, 2^L)$, starting at a random algebraic metric).
 Four flows of $\theta$ (`flows.PotentialFlow`):
@@ -105,7 +105,7 @@ def parse_args(argv):
         "--dtype",
         choices=("float64", "float32"),
         default="float64",
-        help="adam: precision of training and evaluation (float32: the peers', ~1.4x faster)",
+        help="adam: precision of training and evaluation (float32: as MLGeometry-JAX and cymetric train, ~1.4x faster)",
     )
     add(
         "--target",

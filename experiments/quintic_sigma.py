@@ -1,6 +1,6 @@
-r"""The σ measure of the Fubini–Study metric on the Dwork quintic (DESIGN.md §4).
+r"""The σ measure of the Fubini–Study metric on the Dwork quintic.
 
-Samples `--points` points on $X_\psi = \{\sum_i z_i^5 - 5\psi\prod_i z_i = 0\} \subset \mathbb{CP}^4$
+Conventions: docs/conventions.md, Calabi–Yau hypersurfaces. Samples `--points` points on $X_\psi = \{\sum_i z_i^5 - 5\psi\prod_i z_i = 0\} \subset \mathbb{CP}^4$
 by intersecting random lines (Shiffman–Zelditch; distributed by the Fubini–Study
 volume form), computes $\Omega$, the pulled-back Fubini–Study metric and the
 weights $|\Omega|^2/\det g_\mathrm{FS}$, and estimates

@@ -2,8 +2,8 @@ r"""Extinction of the round sphere under Perelman's flows, local, smoothed and c
 
 On the round unit $S^n$ every Perelman form equals Ricci flow: $g(t) = c(t)\,g_\mathrm{ref}$,
 $c = 1 - 2(n-1)t$, extinct at $T = 1/(2(n-1))$. Smoothed by the Gaussian of
-width $\sigma$ (tangential components summed, DESIGN.md §2), the velocity is
-multiplied by $1 - \beta_\sigma$,
+width $\sigma$ (tangential components summed; docs/conventions.md, Normalisations
+and tensors), the velocity is multiplied by $1 - \beta_\sigma$,
 $\beta_\sigma = \frac1n \int_0^\pi e^{-d^2/2\sigma^2}\sin^{n+1}d\,\mathrm{d}d / \int_0^\pi e^{-d^2/2\sigma^2}\sin^{n-1}d\,\mathrm{d}d$,
 so $T(\sigma) = 1/(2(n-1)(1-\beta_\sigma))$. The componentwise flow of $L_P$
 gives $\partial_t c = -2(n-1)(1-\beta_\sigma)/c^2$: $c^3 = 1 - 6(n-1)(1-\beta_\sigma)t$
@@ -34,7 +34,6 @@ from matplotlib.figure import Figure
 
 import flows
 import solvers
-from solvers.demo import beta  # beta_sigma on S^n, shared with the demo
 
 jax.config.update("jax_enable_x64", True)
 
@@ -50,7 +49,7 @@ FLOWS = (
 
 def predicted_scale(flow: str, n: int, sigma: float, t: np.ndarray) -> tuple[np.ndarray, float]:
     """c(t) and the extinction time predicted for `flow`."""
-    rate = 2 * (n - 1) * (1 - beta(sigma, n))
+    rate = 2 * (n - 1) * (1 - flows.sphere_smoothing_beta(sigma, n))
     if flow == "componentwise":
         return np.cbrt(np.maximum(1 - 3 * rate * t, 0.0)), 1 / (3 * rate)
     return np.maximum(1 - rate * t, 0.0), 1 / rate

@@ -1,8 +1,9 @@
 r"""Decay of one Fourier mode of R on the flat torus under Perelman's flow, local or smoothed.
 
 $T^2$ with $n^2$ nodes; the initial metric is $e^{2u}\delta$, $u = a\cos(Kx)$,
-$a \le 10^{-4}$, so the flow is in its linear regime. DESIGN.md §2.1 predicts
-that R's $K$-th Fourier mode decays like $e^{-\gamma t}$ with
+$a \le 10^{-4}$, so the flow is in its linear regime. The linearisation at the flat
+torus (docs/conventions.md, Well-posedness) predicts that R's $K$-th Fourier mode
+decays like $e^{-\gamma t}$ with
 $\gamma = K^2 e^{-\sigma^2 K^2/2}$ for every flow (R is diffeomorphism
 invariant; smoothing multiplies the rate by the Gaussian's Fourier
 multiplier). The program integrates the flow with `solvers.solve`, takes the
@@ -32,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from _common import integer, non_negative, number, positive, progress, save_figure, write_json
+from _fits import log_fit
 from matplotlib.figure import Figure
 
 import flows
@@ -64,9 +66,8 @@ def run(flow_name: str, sigma: float, k: int, n: int, t1: float, amplitude: floa
         raise SystemExit(f"{name}: the solve stopped early: {solution.stop_reason}")
     ts = np.asarray(solution.ts)
     amps = mode_amplitudes(solution, k)
-    slope, _ = np.polyfit(ts, np.log(amps), 1)
     predicted = k**2 * math.exp(-(sigma**2) * k**2 / 2)
-    measured = -float(slope)
+    measured = -log_fit(ts, amps, log_x=False).slope  # amplitude ∝ e^{-rate t}
     record = {
         "flow": name,
         "sigma": sigma,

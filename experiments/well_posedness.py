@@ -3,8 +3,8 @@ r"""Which flows can be integrated forward: linear rates at the flat torus, then 
 Part 1 (linear): on the flat $T^2$ with $N^2$ nodes, the growth rates of the
 gauge mode $h = \nabla\nabla\cos(kx)$ and of R's $k$-th mode, $k = 1..N/4$,
 measured exactly by differentiating each flow's vector field
-(`flows.mode_rates`), beside DESIGN.md §2.1's predictions: gauge
-$0, -k^2, +k^2, 0, -k^2, +k^2 e^{-\sigma^2k^2/2}, 0$ and R mode
+(`flows.mode_rates`), beside the predictions of docs/conventions.md,
+Well-posedness: gauge $0, -k^2, +k^2, 0, -k^2, +k^2 e^{-\sigma^2k^2/2}, 0$ and R mode
 $-k^2$ (times $e^{-\sigma^2k^2/2}$ when smoothed) for `ricci`, `ricci_deturck`,
 `perelman`, `perelman_lambda` (no DeTurck term), `perelman_lambda_deturck`,
 `smoothed`, `smoothed_lambda` (width S, no DeTurck term).
@@ -18,8 +18,8 @@ every flow; only the componentwise flows are gradient flows with a guaranteed si
 equation $\partial_t u = e^{-2u}\Delta u$ (Ricci flow within the conformal
 class, on the same grid): the diffeomorphism-invariant integrals of every
 well-posed flow should agree with it (volume and $\int R^2 dV$ errors are
-reported per flow). Expected (DESIGN.md §2.1): Hamilton, Ricci–DeTurck and the
-λ form with DeTurck agree closely; the fixed-measure flow fails early; the
+reported per flow). Expected (docs/conventions.md, Well-posedness): Hamilton,
+Ricci–DeTurck and the λ form with DeTurck agree closely; the fixed-measure flow fails early; the
 smoothed fixed-measure flow concentrates volume (max R grows).
 
 Outputs in --out: well_posedness.json (per flow: `gauge_rate`, `r_mode_rate`,
@@ -34,11 +34,18 @@ import math
 import warnings
 from pathlib import Path
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import integer, positive, progress, save_figure, write_json
+from _common import (
+    initial_u,
+    integer,
+    positive,
+    progress,
+    save_figure,
+    scalar_reference,
+    write_json,
+)
 from matplotlib.figure import Figure
 
 import flows
@@ -46,50 +53,9 @@ import solvers
 
 jax.config.update("jax_enable_x64", True)
 
-# every flow of DESIGN.md 2.1's table (the componentwise flow is not in it)
+# every flow of the linear-rate table in docs/conventions.md, Well-posedness (the
+# componentwise flow is not in it)
 FLOWS = tuple(name for name in flows.FLOW_NAMES if name != "componentwise")
-
-
-def initial_u(x):
-    return 0.2 * (
-        jnp.cos(x[..., 0]) * jnp.cos(x[..., 1]) + 0.5 * jnp.sin(2 * x[..., 0] + x[..., 1])
-    )
-
-
-def scalar_reference(torus: flows.Torus, ts: np.ndarray) -> dict[str, np.ndarray]:
-    r"""Invariants of $e^{2u}\delta$ along $\partial_t u = e^{-2u}\Delta u$ (spectral Laplacian, Dopri8)."""
-
-    def laplacian(u):
-        _, hess = torus.nodal_jet(u)
-        return jnp.trace(hess, axis1=-2, axis2=-1)
-
-    def rhs(t, u, args):
-        return jnp.exp(-2 * u) * laplacian(u)
-
-    u0 = initial_u(torus.nodes)
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(rhs),
-        diffrax.Dopri8(),
-        0.0,
-        float(ts[-1]),
-        None,
-        u0,
-        saveat=diffrax.SaveAt(ts=jnp.asarray(ts)),
-        stepsize_controller=diffrax.PIDController(rtol=1e-12, atol=1e-12),
-        max_steps=100_000,
-    )
-
-    def invariants(u):
-        dens = jnp.exp(2 * u)
-        r = -2 * jnp.exp(-2 * u) * laplacian(u)
-        return {
-            "volume": torus.integrate(dens),
-            "integral_R2": torus.integrate(r**2 * dens),
-            "integral_R3": torus.integrate(r**3 * dens),
-        }
-
-    out = jax.vmap(invariants)(sol.ys)
-    return {k: np.asarray(v) for k, v in out.items()}
 
 
 def linear_part(torus: flows.Torus, sigma: float) -> dict:

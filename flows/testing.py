@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from ._hypersurfaces import PointSample
+from ._calabi_yau import PointSample
 from ._manifolds import AbstractManifold, Sphere, Torus
 from ._metrics import NodalMetric, SpectralInterpolant, random_metric
 
@@ -146,7 +146,7 @@ def assert_point_fixed_point(flow, h, h_test=None, tol: float = 1e-8) -> None:
 
 def kahler_ricci_residual(sample: PointSample, g) -> float:
     r"""$\max_a |\log(\eta_a/\bar\eta)|$: the largest Kähler–Ricci velocity $\partial_t\phi$ of metric values `g`."""
-    from ._potential_flows import log_eta_ratio
+    from ._calabi_yau import log_eta_ratio
 
     if not isinstance(sample, PointSample):
         raise ValueError(
@@ -255,6 +255,6 @@ def rotations(sphere: Sphere) -> st.SearchStrategy[Isometry]:
 
 def curve_metrics(sample: PointSample) -> st.SearchStrategy:
     r"""$\kappa|\Omega|^2$ at the points of `sample` (of the cubic curve), $\kappa$ log-uniform in $[10^{-2}, 10^2]$."""
-    from ._point_flows import curve_metric
+    from ._calabi_yau import curve_metric
 
     return st.floats(-2.0, 2.0).map(lambda e: curve_metric(sample, 10.0**e))

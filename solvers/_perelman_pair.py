@@ -19,7 +19,7 @@ from jaxtyping import Array, Float
 
 import flows
 
-from ._solve import Solution
+from ._solution import Solution
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +93,7 @@ def conjugate_heat(
     """
     if forward.interpolation is None:
         raise ValueError("conjugate_heat: the forward solution needs solve(..., dense=True).")
-    if not (isinstance(flow, flows.MetricFlow) and flow.name == "ricci"):
+    if not (isinstance(flow, flows.AbstractFlow) and flow.name == "ricci"):
         raise ValueError(
             f"conjugate_heat: Perelman's pair runs along Hamilton's Ricci flow (flows.ricci_flow), "
             f"got {getattr(flow, 'name', flow)!r}."

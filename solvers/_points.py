@@ -22,13 +22,15 @@ import numpy as np
 from jaxtyping import Array, Complex, Float
 
 import flows
-from flows._point_flows import PointKernelFlow, check_metric_values, to_complex, to_real
+from flows import PointKernelFlow, check_metric_values, to_complex, to_real
 
-from ._solve import check_tolerances, kept_saves, save_times, stop_reason
+from ._solution import StopReason, kept_saves, stop_reason
+from ._solve import check_tolerances, save_times
 
+# The events of `solve_points` and the reasons they stop with.
 _REASONS = {
-    "degenerate": "a metric value left positive definiteness",
-    "non_finite": "non-finite metric value",
+    "degenerate": StopReason.NOT_POSITIVE_DEFINITE,
+    "non_finite": StopReason.NON_FINITE_VALUE,
 }
 
 
@@ -41,7 +43,7 @@ class PointSolution(eqx.Module):
     **Fields:** `ts` (S,); `train` (S, N, m, m) and `test` (S, P, m, m) complex
     metric values at the save times; `sigma_train`, `sigma_test` (S,) their σ
     measures (`flows.sigma_measure`; NaN without test points); `loss` (S,) the
-    training loss; `stop_reason`; `steps`, the number of accepted steps.
+    training loss; `stop_reason` (a `StopReason`); `steps`, the number of accepted steps.
     """
 
     ts: Float[Array, " S"]

@@ -1,13 +1,13 @@
 r"""`train_potential`: minibatch training of a Kähler potential network, the evolving or frozen regime at scale.
 
 `flows.PotentialFlow` integrates the gradient flow $\dot\theta = -\nabla_\theta L$
-with diffrax on the whole training set. When the training set is large (the
-issue's 10,000 quintic points) the flow is discretised instead by an Optax
+with diffrax on the whole training set. When the training set is large (10,000
+quintic points and more) the flow is discretised instead by an Optax
 optimiser on minibatches:
 
 - `optax.sgd(lr)` is the flow's explicit Euler discretisation with step `lr`
   and a fresh minibatch per step (stochastic gradient descent);
-- `optax.adam(lr)` (the default, as the peers train) preconditions the same
+- `optax.adam(lr)` (the default, as MLGeometry-JAX and cymetric train) preconditions the same
   gradient by its running second moments: the parameters still follow the
   loss's gradient through the network's evolving tangent kernel, with a
   diagonal metric on parameter space.
@@ -32,8 +32,9 @@ import optax
 
 import flows
 from flows import KahlerPotential, MongeAmpereLoss, PointSample, PotentialFlow
-from flows._kahler_networks import _pulled_back
-from flows._misc import check_count
+
+from ._misc import check_count
+from ._solution import StopReason
 
 TRAINING_REGIMES = ("evolving", "frozen")
 
@@ -51,7 +52,8 @@ class PotentialTraining:
       the epoch, at epoch 0 the loss on the first minibatch);
     - `reached`: for each target σ, the first evaluated `(epoch, seconds)` with
       test σ at or below it, or None;
-    - `stop_reason`: `"epochs"`, `"targets reached"` or `"non-finite loss"`.
+    - `stop_reason`: `StopReason.EPOCHS` (`"epochs"`), `StopReason.TARGETS_REACHED`
+      (`"targets reached"`) or `StopReason.NON_FINITE_LOSS` (`"non-finite loss"`).
     """
 
     flow: PotentialFlow
@@ -79,6 +81,25 @@ def _cast(tree, dtype):
         return x
 
     return jax.tree.map(cast, tree)
+
+
+def _minibatch(sample: PointSample, index) -> PointSample:
+    """The points `index` of `sample` with their weights as they are.
+
+    Not `flows.subsample`, which renormalises the weights to mean 1: the
+    minibatch loss is invariant under that in exact arithmetic, not in rounding.
+    """
+    return PointSample(
+        points=sample.points[index],
+        patch=sample.patch[index],
+        eliminated=sample.eliminated[index],
+        omega=sample.omega[index],
+        weights=sample.weights[index],
+        g_fs=sample.g_fs[index],
+        jacobian=sample.jacobian[index],
+        volume_ratio=sample.volume_ratio,
+        rejected=sample.rejected,
+    )
 
 
 def train_potential(
@@ -110,7 +131,7 @@ def train_potential(
     order), `dtype` (None: as given; `jnp.float32` or `jnp.float64`: the network's
     parameters and the samples' real arrays are cast to it, their complex arrays to
     the matching complex type, so training and evaluation run in that precision;
-    single precision is what the peers train in, and about 1.4 times faster on a
+    single precision is what MLGeometry-JAX and cymetric train in, and about 1.4 times faster on a
     CPU), `progress` (called with one line per evaluation).
     """
     if regime not in TRAINING_REGIMES:
@@ -150,13 +171,13 @@ def train_potential(
     optimizer = optax.adam(1e-3) if optimizer is None else optimizer
     flow = PotentialFlow(potential, train, regime, loss)
 
-    def batch_loss(theta, points, jacobian, omega, weights):
-        phi = flow.linearised(theta) if regime == "frozen" else flow.potential(theta)
-        return loss(omega, weights, _pulled_back(points, jacobian, phi))
+    def batch_loss(theta, batch):
+        # the flow's metric (the linearised one in the frozen regime) at the minibatch's points
+        return loss(batch.omega, batch.weights, flow.metric(theta, batch))
 
     @eqx.filter_jit
-    def step(theta, state, points, jacobian, omega, weights):
-        value, grad = jax.value_and_grad(batch_loss)(theta, points, jacobian, omega, weights)
+    def step(theta, state, batch):
+        value, grad = jax.value_and_grad(batch_loss)(theta, batch)
         with jax.numpy_dtype_promotion("standard"):  # optax mixes Python floats and int32 counts
             updates, state = optimizer.update(grad, state, theta)
         return optax.apply_updates(theta, updates), state, value
@@ -167,13 +188,12 @@ def train_potential(
 
     with jax.numpy_dtype_promotion("standard"):
         state = optimizer.init(flow.theta0)
-    data = (train.points, train.jacobian, train.omega, train.weights)
     theta = flow.theta0
     rng = np.random.default_rng(seed)
     batches = train.count // batch_size
     record = {k: [] for k in ("epochs", "seconds", "train_loss", "sigma", "error")}
     reached = dict.fromkeys(targets)
-    elapsed, stop_reason = 0.0, "epochs"
+    elapsed, stop_reason = 0.0, StopReason.EPOCHS
 
     def log(epoch, train_loss):
         sigma, error = evaluate(theta)
@@ -189,23 +209,23 @@ def train_potential(
             )
 
     first = np.arange(batch_size)
-    log(0, float(batch_loss(theta, *(x[first] for x in data))))
+    log(0, float(batch_loss(theta, _minibatch(train, first))))
     for epoch in range(1, epochs + 1):
         order = rng.permutation(train.count)
         start, losses, previous = time.perf_counter(), [], theta
         for b in range(batches):
             index = order[b * batch_size : (b + 1) * batch_size]
-            theta, state, value = step(theta, state, *(x[index] for x in data))
+            theta, state, value = step(theta, state, _minibatch(train, index))
             losses.append(value)
         losses = np.asarray(jax.device_get(losses))
         elapsed += time.perf_counter() - start
         if not (np.all(np.isfinite(losses)) and bool(jnp.all(jnp.isfinite(theta)))):
-            theta, stop_reason = previous, "non-finite loss"  # keep the last good epoch
+            theta, stop_reason = previous, StopReason.NON_FINITE_LOSS  # keep the last good epoch
             break
         if epoch % eval_every == 0 or epoch == epochs:
             log(epoch, float(np.mean(losses)))
             if stop_at_targets and targets and all(v is not None for v in reached.values()):
-                stop_reason = "targets reached"
+                stop_reason = StopReason.TARGETS_REACHED
                 break
     return PotentialTraining(
         flow=flow,

@@ -45,7 +45,7 @@ def off_grid_points(m: flows.AbstractManifold, count: int, seed: int = 0):
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 # Every program in experiments/ (tests/test_fuzz.py checks that this list is complete),
-# and the `metric-flows` demo (solvers/demo.py) under its command name.
+# and the `metric-flows` demo (solvers/demo/) under its command name.
 PROGRAMS = (
     "bench",
     "convergence",

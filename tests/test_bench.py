@@ -1,6 +1,6 @@
 """experiments/bench.py runs and writes every figure: a finite value or an explicit skip.
 
-Performance itself is never asserted (issue 8: ratios are measured, not tested). The
+Performance itself is never asserted (ratios are measured, not tested). The
 default suite runs `--quick` (small sizes; the S^2 right-hand sides and the Kvaerno5
 solves are skipped there, their compiles alone taking about a minute); the slow test
 runs those two groups at small sizes.

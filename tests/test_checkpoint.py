@@ -1,4 +1,4 @@
-"""Issue 9: checkpoint and resume, atomic output files, singular flows that stop cleanly.
+"""Checkpoint and resume, atomic output files, singular flows that stop cleanly.
 
 - A solve killed with SIGKILL partway and resumed from its checkpoint in a new
   process ends bit for bit where an uninterrupted run ends (float64, CPU), and so
@@ -6,7 +6,7 @@
   state across segments, so the steps are the same. Its first step (dt0 = 1) leaves
   positive definiteness: it is rejected and retried (counted in `stats` and in the
   checkpoint the killed run leaves), and the trajectory stays finite and positive
-  definite (issue 9, item 3).
+  definite (a singular step stops or is retried cleanly, never leaving NaN behind).
 - A degenerate event in a later segment stops a checkpointed solve bit for bit where
   the plain solve stops, with the reason in the solution and the checkpoint; a
   finished checkpoint returns its solution; a checkpoint made for another problem is
@@ -16,7 +16,8 @@
   SIGKILL in the middle of it) keeps its previous complete contents, for both
   atomic writers (`experiments/_common.py` and `solvers/_checkpoint.py`).
 - Round S^2 under Perelman's flow stops at its extinction time with the reason
-  recorded, and the saved trajectory and the last good state are finite (item 3;
+  recorded, and the saved trajectory and the last good state are finite (a
+  singular flow stops cleanly;
   `tests/test_solve.py::test_round_sphere_shrinks_linearly_and_goes_extinct[S2-perelman-None]`
   checks the same solve's early saves). A slow test runs it checkpointed, one step
   per segment: bit for bit the plain solve.
@@ -46,7 +47,7 @@ import pytest
 
 import flows
 import solvers
-from solvers import _checkpoint
+from solvers import _checkpoint  # white-box: counts and interrupts the checkpoint writes
 
 from .helpers import EXPERIMENTS
 
@@ -295,7 +296,7 @@ def test_checkpoint_argument_errors(tmp_path):
 
 def _round_sphere_to_extinction(checkpoint=None):
     # round S^2: g(t) = (1 - 2t) g_ref, extinct at t = 1/2; the degenerate event is root-found
-    # at c = degenerate_tol = 1e-4 (DESIGN.md 2)
+    # at c = degenerate_tol = 1e-4 (docs/conventions.md, Normalisations and tensors)
     sphere = flows.Sphere(2, 2)
     times = np.linspace(0, 0.8, 5) * 0.5
     kwargs = {} if checkpoint is None else {"checkpoint": checkpoint, "checkpoint_every": 1}
@@ -347,12 +348,13 @@ WRITERS = {"solvers": "from solvers._checkpoint import atomic_write"}
 
 
 def test_the_programs_write_through_the_one_atomic_writer():
-    from solvers import _checkpoint, demo
+    from solvers import _checkpoint, demo  # white-box: the one writer is _checkpoint's
 
     from .helpers import experiment_program
 
     assert experiment_program("_common").atomic_write is _checkpoint.atomic_write
     assert demo.atomic_write is _checkpoint.atomic_write
+    assert solvers.atomic_write is _checkpoint.atomic_write
 
 
 @pytest.mark.parametrize("writer", WRITERS)

@@ -1,4 +1,4 @@
-"""experiments/convergence.py (issue 7, item 2): each study recovers its expected order.
+"""experiments/convergence.py: each study recovers its expected order.
 
 Default suite: the smoke run of the cheapest study (`resolution --small`, about 10 s) writes
 its JSON and PNG, every fitted order and interval is finite, and bad flags exit with status 2.

@@ -1,4 +1,4 @@
-"""The experiment programs run, write their files, and meet the issue's numbers.
+"""The experiment programs run, write their files, and meet their required numbers.
 
 torus_modes.py: R's k-th mode decays at k^2 exp(-sigma^2 k^2 / 2) to 1e-3 relative
 (measured: ~1e-7; the nonlinear correction is O(amplitude) = 1e-4 at most). The

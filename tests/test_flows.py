@@ -5,7 +5,8 @@ to rounding (1e-12). The ground state is checked against a dense generalized
 eigen-solve of the same discrete forms (1e-10, the iteration's tolerance is
 1e-11 on the residual) and against analytic values on the flat torus and
 round sphere. Linear rates are exact derivatives of the discrete vector
-field, so they meet DESIGN.md 2.1's predictions to 1e-6 (measured: 1e-12).
+field, so they meet the predicted rates (docs/conventions.md, Well-posedness) to 1e-6
+(measured: 1e-12).
 """
 
 import equinox as eqx
@@ -18,8 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import flows
-from flows._ground_state import _forms
-from flows._manifolds._abstract import AbstractManifold
+from flows import AbstractManifold
+from flows._losses.ground_state import _forms  # white-box: tests a private helper
 
 from .helpers import max_abs
 
@@ -179,6 +180,46 @@ def test_linear_rates_match_design(name, sigma):
         for measured, predicted in ((rates["gauge_rate"], gauge), (rates["r_mode_rate"], r_mode)):
             assert abs(measured - predicted) <= 1e-6 * max(abs(predicted), 1.0), (k, rates)
         assert rates["gauge_residual"] < 1e-10  # h is an eigenvector of the linearisation
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.2, 0.5, 1.0])
+def test_smoothed_mode_decay_rate(sigma):
+    k = np.arange(1, 6)
+    rates = flows.smoothed_mode_decay_rate(k, sigma)
+    assert rates.shape == k.shape
+    # the R-mode rate of the smoothed flows, sign flipped; k^2 when local
+    predicted = [-flows.predicted_mode_rates("smoothed_lambda", int(q), sigma)[1] for q in k]
+    assert np.allclose(rates, predicted, rtol=1e-14, atol=0)
+    if sigma == 0:
+        assert np.array_equal(rates, k.astype(float) ** 2)
+    assert float(flows.smoothed_mode_decay_rate(3, sigma)) == pytest.approx(rates[2], rel=1e-15)
+
+
+def _trapezoid_beta(sigma, n, points=2_000_001):
+    d = np.linspace(0.0, np.pi, points)
+    gauss = np.exp(-(d**2) / (2 * sigma**2))
+    top = np.trapezoid(gauss * np.sin(d) ** (n + 1), d)
+    bottom = np.trapezoid(gauss * np.sin(d) ** (n - 1), d)
+    return top / (n * bottom)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_sphere_smoothing_beta_and_extinction(n):
+    # local: beta = 0 and Ricci flow's extinction time 1/(2(n-1))
+    assert flows.sphere_smoothing_beta(0.0, n) == 0.0
+    assert flows.sphere_extinction_time(0.0, n) == pytest.approx(1 / (2 * (n - 1)), rel=1e-15)
+    for sigma in (0.1, 0.3, 0.7, 1.5):
+        beta = flows.sphere_smoothing_beta(sigma, n)
+        assert abs(beta - _trapezoid_beta(sigma, n)) < 1e-10
+        extinction = flows.sphere_extinction_time(sigma, n)
+        assert extinction == pytest.approx(1 / (2 * (n - 1) * (1 - beta)), rel=1e-15)
+    # small sigma: beta = sigma^2 (1 + O(sigma^2)), so beta -> 0; large sigma: the Gaussian tends
+    # to 1 and Wallis' integrals give beta -> 1 / (n + 1)
+    for sigma in (1e-2, 1e-3):
+        assert flows.sphere_smoothing_beta(sigma, n) / sigma**2 == pytest.approx(
+            1.0, abs=10 * sigma**2
+        )
+    assert flows.sphere_smoothing_beta(1e3, n) == pytest.approx(1 / (n + 1), rel=1e-6)
 
 
 def test_flow_names_and_growth_rates():

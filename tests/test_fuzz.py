@@ -1,4 +1,4 @@
-"""Bad input, fuzzed (issue 9, item 4): every kind gets a `ValueError` (argparse: exit status 2)
+"""Bad input, fuzzed: every kind gets a `ValueError` (argparse: exit status 2)
 whose message names the problem; none returns NaN silently, none hangs.
 
 Kinds of bad input tried, by target:
@@ -38,7 +38,7 @@ Kinds of bad input tried, by target:
   not PRNG keys (ints, strings, None, a uint32 (3,) array); `flows.point_sample` with
   points of the wrong shape and points off the hypersurface (one coordinate scaled by
   1 + eps, eps in [1e-2, 1], or generic points of CP^4: relative residual above
-  `flows._hypersurfaces.OFF_SURFACE_TOLERANCE` = 1e-5), beside points on it that pass.
+  `flows._calabi_yau.sampling.OFF_SURFACE_TOLERANCE` = 1e-5), beside points on it that pass.
 - Empty point sets (shape (0, D), or a batch (k, 0, D)): the curvature functions on
   batches (`christoffel`, `riemann`, `ricci`, `scalar_curvature`, `volume_density`,
   `gradient`, `hessian`, `laplacian`), `point_sample`, `patch_geometry`, a `PointSample`
@@ -52,7 +52,7 @@ Kinds of bad input tried, by target:
 - Command line, every program in `experiments/` (the eleven in `helpers.PROGRAMS`:
   bench, convergence, curvature_tour, lambda_drift, ntk_regimes, quintic_kernels,
   quintic_networks, quintic_sigma, sphere_extinction, torus_modes, well_posedness;
-  a test checks the list is complete) and the `metric-flows` demo (solvers/demo.py):
+  a test checks the list is complete) and the `metric-flows` demo (solvers/demo/):
   unknown flags; and for every numeric flag, bad values (`--flag=VALUE`): sizes and
   counts below their minimum (zero, negative) or not integers ("1.5", "x"); widths,
   times, tolerances and learning rates that are zero, negative, NaN, +-inf or not

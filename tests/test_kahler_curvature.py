@@ -1,4 +1,4 @@
-"""Curvature of Kähler metrics on hypersurfaces (flows/_kahler_curvature.py) against analytic results.
+"""Curvature of Kähler metrics on hypersurfaces (flows/_calabi_yau/curvature.py) against analytic results.
 
 Float64. Tolerances:
 - a hyperplane of CP^{m+1} is CP^m, where Fubini–Study has Ric = (m + 1) g and

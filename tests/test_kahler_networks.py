@@ -1,4 +1,4 @@
-"""Kähler metrics of a potential network on a hypersurface (issue 6, item 1).
+"""Kähler metrics of a potential network on a hypersurface.
 
 Float64; the pull-back of a potential is compared with the independent
 Fubini–Study pull-back of `point_sample` (rounding, 1e-13).
@@ -52,6 +52,24 @@ def test_centred_network_starts_at_fubini_study_and_moves_off_it(quintic):
     u = flows.bihomogeneous_features(z[0])
     assert u.shape == (25,)
     assert jnp.allclose(u, flows.bihomogeneous_features(1j * z[0]), atol=1e-15)
+
+
+def test_potential_metric_at_points_is_the_pulled_back_metric(quintic):
+    """`KahlerPotential.metric(points, jacobian)` is `pulled_back_metric(sample, potential)`."""
+    phi = flows.kahler_potential(5, jax.random.key(3), width=16)
+    moved = eqx.tree_at(
+        lambda p: p.network,
+        phi,
+        jax.tree.map(lambda x: 1.1 * x if eqx.is_array(x) else x, phi.network),
+    )
+    for potential in (phi, moved, flows.bihomogeneous_potential(5, jax.random.key(4))):
+        g = potential.metric(quintic.points, quintic.jacobian)
+        expected = flows.pulled_back_metric(quintic, potential)
+        assert g.shape == expected.shape == quintic.g_fs.shape
+        assert float(jnp.max(jnp.abs(g - expected))) <= 1e-14
+    assert float(jnp.max(jnp.abs(moved.metric(quintic.points, quintic.jacobian) - quintic.g_fs)))
+    with pytest.raises(ValueError, match="KahlerPotential.metric"):
+        phi.metric(quintic.points, quintic.jacobian[:, :, 0])
 
 
 def test_kahler_potential_bad_input(quintic):
@@ -170,7 +188,7 @@ def test_bihomogeneous_network_is_the_log_of_an_algebraic_metric(quintic):
         h = flows.complex_hessian(lambda w: _log_norm(w) + phi(w), z)
         assert jnp.allclose(h, flows.complex_hessian(weighted, z), atol=1e-13, rtol=0)
         assert float(jnp.abs(phi(z) - phi(jax.lax.complex(0.3, -1.7) * z))) < 1e-13
-    # the default network: finite and not Fubini-Study (and, as the peers' networks at
+    # the default network: finite and not Fubini-Study (and, as MLGeometry-JAX's networks at
     # initialisation, not positive definite at every point: log P need not be
     # plurisubharmonic; training makes it so, see the cubic test below)
     g = flows.pulled_back_metric(quintic, flows.bihomogeneous_potential(5, jax.random.key(1)))
@@ -219,7 +237,7 @@ def test_minibatch_training_on_the_cubic_reaches_the_flat_metric():
 
 
 def test_training_in_single_precision_follows_double():
-    """`dtype=jnp.float32` trains in float32 (the peers' precision) along the float64 path.
+    """`dtype=jnp.float32` trains in float32 (MLGeometry-JAX's precision) along the float64 path.
 
     Three epochs of Adam on the cubic (test sigma 0.53 -> 0.29): the test-sigma curves
     agree to 1e-5 relative (measured 1e-7: float32 rounding, 6e-8, through 15 steps).
@@ -247,13 +265,13 @@ def test_training_in_single_precision_follows_double():
 
 @pytest.mark.slow
 def test_bihomogeneous_network_reaches_test_sigma_one_percent_on_the_quintic(tmp_path):
-    """Issue 6's target: the evolving network reaches test sigma <= 0.01 on the Fermat quintic.
+    """The required target: the evolving network reaches test sigma <= 0.01 on the Fermat quintic.
 
     A bihomogeneous network of widths 70, 100, 100 (bidegree (8, 8)) trained in float32 by
     Adam (5e-3, halved every 10 epochs after 15; minibatches of 500) on 9000 points, sigma
     on 1000 held-out points re-evaluated in float64. Measured: 0.0091 at epoch 27 (35 s of
     training, 54 s in all, on two idle cores). The earlier float64 schedule (1e-3, batch
-    1000) took 70 epochs (428 s busy); widths 70, 100 (bidegree (4, 4), the peer's
+    1000) took 70 epochs (428 s busy); widths 70, 100 (bidegree (4, 4), MLGeometry-JAX's
     default) plateau at 0.017 by epoch 300.
     """
     from .helpers import experiment_program

@@ -1,4 +1,4 @@
-"""Kähler–Ricci flow of a potential network on the Fermat quintic, local and smoothed (issue 6).
+"""Kähler–Ricci flow of a potential network on the Fermat quintic, local and smoothed.
 
 Float64. A centred MLP potential (width 4 and depth 1: 109 parameters) on
 1000 training points, flowed by Tsit5 (rtol 1e-6) to t = 0.3, saved at 7

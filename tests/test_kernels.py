@@ -87,7 +87,7 @@ def test_fast_kernel_paths_match_quadrature(manifold, getkey):
     `smooth` with the multiplier against the same kernel applied by quadrature (projected
     onto the series on the sphere), on a random band-limited symmetric tensor field, and the
     smoothed flow's whole right-hand side through each path, for a metric of band limit 2
-    (issue 8's fast paths; the bench's agreement figures are the same comparison at 64^2
+    (the fast paths of experiments/bench.py; the bench's agreement figures are the same comparison at 64^2
     and degree 64: 6e-15, 5e-14).
     """
     m = flows.Torus(2, 24) if manifold == "T2" else flows.Sphere(2, 24)

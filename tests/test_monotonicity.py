@@ -4,7 +4,7 @@
 dλ/dt = -1/2 <E_λ, V> (E_λ = δ(-2λ)/δg, from the λ loss) equals Perelman's
 2 ∫ |Ric + ∇∇f|² e^{-f} dV, f the minimiser. Both sides are computed on the
 nodes; the identity uses integration by parts, exact up to the spectral
-discretisation error of the smooth states (1e-6 relative, as the issue asks).
+discretisation error of the smooth states (1e-6 relative, the required tolerance).
 """
 
 import equinox as eqx

@@ -1,4 +1,5 @@
-"""Nonlinear runs from the conformal data of DESIGN.md 2.1 against the scalar Ricci flow (slow).
+"""Nonlinear runs from the conformal data of docs/conventions.md (Well-posedness) against the
+scalar Ricci flow (slow).
 
 u = 0.2 (cos x cos y + sin(2x + y) / 2) on T^2. Within the conformal class Ricci flow is
 the scalar equation d_t u = e^{-2u} Δu, integrated independently (experiments/well_posedness.py,

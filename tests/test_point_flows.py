@@ -2,7 +2,7 @@
 
 Float64. Tolerances: finite differences with step 1e-6 carry O(1e-10) relative
 error, so gradients are compared to 1e-7; a Ricci-flat metric's velocity is at
-rounding level (1e-14 here), compared to the issue's 1e-8; the clustered and
+rounding level (1e-14 here), compared to the required 1e-8; the clustered and
 unclustered kernels differ only by the kernel across clusters, exp(-d^2/2 s^2)
 with d >> s, compared to 1e-5 (unbatched) and measured below for the batched
 merge.
@@ -241,7 +241,7 @@ def test_point_flow_bad_input(quintic, cubic):
 
 @pytest.mark.slow
 def test_quintic_kernels_program_reproduces_section_3(tmp_path):
-    """The issue's section-3 acceptance at the program's defaults (about 4 minutes on 2 cores).
+    """The paper's section-3 experiments at the program's defaults (about 4 minutes on 2 cores).
 
     Measured there: train gain 209 (Gaussian), 207 (Delta); gains on noised test
     sets falling from 105 at distance 0.002 to 1.1 at 0.22; distance exponent

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import flows
-from flows._relu_ntk import network_inputs
+from flows import network_inputs
 
 from .helpers import max_abs
 

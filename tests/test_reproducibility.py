@@ -1,4 +1,4 @@
-"""Reproducibility (issue 9, item 5): the same --seed gives identical output files.
+"""Reproducibility: the same --seed gives identical output files.
 
 Every random choice in `flows`, `solvers` and `experiments/` comes from an explicit
 seed: a JAX key (`jax.random.key(seed)`, split or `fold_in`-ed) or a NumPy generator

@@ -1,6 +1,6 @@
 """`solvers.solve`: round-sphere extinction, events, the amplification check, compile counts, errors.
 
-Round S^n (DESIGN.md 2): every Perelman form gives g = (1 - 2(n-1)t) g_ref and
+Round S^n (docs/conventions.md, Normalisations and tensors): every Perelman form gives g = (1 - 2(n-1)t) g_ref and
 goes extinct at 1/(2(n-1)); smoothed forms at T(sigma) = 1/(2(n-1)(1 - beta));
 the componentwise local flow of L_P follows c^3 = 1 - 6(n-1)t. These are exact
 for the discretisation (the round metric is band-limited and its velocity is
@@ -20,7 +20,6 @@ import pytest
 import flows
 import solvers
 
-from .helpers import experiment_program as _program
 from .helpers import max_abs
 
 
@@ -37,7 +36,7 @@ def _scale_factors(solution):
 
 def _beta(sigma, n):
     """beta_sigma of the smoothed extinction time (the formula experiments/sphere_extinction.py uses)."""
-    return _program("sphere_extinction").beta(sigma, n)
+    return flows.sphere_smoothing_beta(sigma, n)
 
 
 def _case(dim, name, sigma, degree, slow=False):

@@ -1,0 +1,140 @@
+r"""Flows of a Kähler potential network on a hypersurface: evolving, frozen, Kähler–Ricci (local and smoothed).
+
+The state is the network's parameter vector $\theta$ (flattened); the metric is
+$g_\theta = J^\top\partial\bar\partial(K_\mathrm{FS} + \phi_\theta)\bar J$ at the
+training points (`pulled_back_metric`). One vector field, four regimes:
+
+- `"evolving"`: $\dot\theta = -\nabla_\theta L(g_\theta)$, gradient flow of a
+  Monge–Ampère loss; the network's NTK moves with $\theta$;
+- `"frozen"`: the same with $\phi$ replaced by its linearisation at $\theta_0$,
+  $\phi_0 + \nabla_\theta\phi_0\cdot(\theta - \theta_0)$: the kernel is frozen;
+- `"kahler_ricci"`: Kähler–Ricci flow in potential form, $\partial_t\phi = \log(\eta/\bar\eta)$
+  (docs/conventions.md, Calabi–Yau hypersurfaces; $-\mathrm{Ric} = i\partial\bar\partial\log\eta$ on a
+  Calabi–Yau), realised for the finite model by the regularised least-squares
+  parameter velocity
+  $\dot\theta = \arg\min_v \sum_a \frac{w_a}{N}|\nabla_\theta\phi(z_a)\cdot v - u_a|^2 + \epsilon|v|^2$,
+  $u = \log(\eta/\bar\eta)$, $\epsilon$ = `ridge` times the mean diagonal of the normal matrix;
+- `"kahler_ricci_smoothed"`: the same with $u$ replaced by its normalised
+  Gaussian average in FS distance (`gaussian_point_kernel(sigma, normalise=True)`),
+  the non-local generalisation; as $\sigma \to 0$ it tends to the local flow.
+"""
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Float
+
+from .kernel_apply import FSGaussian
+from .losses import MongeAmpereLoss
+from .potentials import KahlerPotential, _pulled_back
+from .sampling import PointSample
+
+POTENTIAL_REGIMES = ("evolving", "frozen", "kahler_ricci", "kahler_ricci_smoothed")
+
+
+def log_eta_ratio(sample: PointSample, g) -> Float[Array, " N"]:
+    r"""$\log(\eta_a/\bar\eta)$, $\eta = \det g/|\Omega|^2$, $\bar\eta$ the weighted mean: the Kähler–Ricci velocity of $\phi$."""
+    eta = jnp.real(jnp.linalg.det(g)) / jnp.abs(sample.omega) ** 2
+    mean = jnp.sum(sample.weights * eta) / jnp.sum(sample.weights)
+    return jnp.log(eta / mean)
+
+
+class PotentialFlow(eqx.Module):
+    r"""$\dot\theta$ for a `KahlerPotential` on a training `PointSample` (module docstring).
+
+    **Arguments:** `potential` (its parameters at $\theta_0$ are the initial
+    state, `theta0`), `sample`, `regime` (one of `POTENTIAL_REGIMES`), `loss`
+    (a `MongeAmpereLoss`, for the gradient regimes), `sigma` (the smoothed
+    regime's width), `ridge`.
+    """
+
+    static: KahlerPotential
+    unravel: object = eqx.field(static=True)
+    theta0: Float[Array, " P"]
+    sample: PointSample
+    regime: str = eqx.field(static=True)
+    loss: MongeAmpereLoss
+    smoothing: Float[Array, "N N"] | None
+    ridge: float = eqx.field(static=True)
+
+    def __init__(
+        self,
+        potential: KahlerPotential,
+        sample: PointSample,
+        regime: str,
+        loss: MongeAmpereLoss | None = None,
+        *,
+        sigma: float | None = None,
+        ridge: float = 1e-6,
+    ):
+        if not isinstance(potential, KahlerPotential):
+            raise ValueError(
+                f"PotentialFlow: potential must be a KahlerPotential, got {type(potential).__name__}."
+            )
+        if not isinstance(sample, PointSample):
+            raise ValueError(
+                f"PotentialFlow: sample must be a PointSample, got {type(sample).__name__}."
+            )
+        if regime not in POTENTIAL_REGIMES:
+            raise ValueError(
+                f"PotentialFlow: regime must be one of {POTENTIAL_REGIMES}, got {regime!r}."
+            )
+        if not (isinstance(ridge, (int, float)) and math.isfinite(ridge) and ridge > 0):
+            raise ValueError(f"PotentialFlow: ridge must be a finite number > 0, got {ridge!r}.")
+        spec = jax.tree.map(lambda _: False, potential)
+        spec = eqx.tree_at(
+            lambda p: p.network, spec, jax.tree.map(eqx.is_inexact_array, potential.network)
+        )
+        params, static = eqx.partition(potential, spec)
+        theta0, unravel = ravel_pytree(params)
+        self.static, self.unravel, self.theta0 = static, unravel, theta0
+        self.sample, self.regime, self.ridge = sample, regime, float(ridge)
+        self.loss = MongeAmpereLoss(1.0) if loss is None else loss
+        if regime == "kahler_ricci_smoothed":
+            if sigma is None:
+                raise ValueError("PotentialFlow: the smoothed regime needs sigma.")
+            k = FSGaussian(sigma)
+            kmat = jax.vmap(lambda x: jax.vmap(lambda y: k(x, y))(sample.points))(sample.points)
+            kmat = kmat * sample.weights[None, :]
+            self.smoothing = kmat / jnp.sum(kmat, axis=1, keepdims=True)
+        else:
+            self.smoothing = None
+
+    def potential(self, theta: Float[Array, " P"]) -> KahlerPotential:
+        """The `KahlerPotential` at parameters `theta`."""
+        return eqx.combine(self.unravel(theta), self.static)
+
+    def linearised(self, theta: Float[Array, " P"]):
+        r"""$z \mapsto \phi_{\theta_0}(z) + \nabla_\theta\phi_{\theta_0}(z)\cdot(\theta - \theta_0)$."""
+        delta = theta - self.theta0
+
+        def phi(z):
+            return jax.jvp(lambda th: self.potential(th)(z), (self.theta0,), (delta,))[1] + (
+                self.potential(self.theta0)(z)
+            )
+
+        return phi
+
+    def metric(self, theta: Float[Array, " P"], sample: PointSample | None = None):
+        """$g_\\theta$ (the linearised one in the frozen regime) at `sample`'s points (default: training)."""
+        s = self.sample if sample is None else sample
+        phi = self.linearised(theta) if self.regime == "frozen" else self.potential(theta)
+        return _pulled_back(s.points, s.jacobian, phi)
+
+    def __call__(self, t, theta, args=None):
+        s = self.sample
+        if self.regime in ("evolving", "frozen"):
+            grad = jax.grad(lambda th: self.loss(s.omega, s.weights, self.metric(th)))(theta)
+            return -grad
+        u = log_eta_ratio(s, self.metric(theta))
+        if self.smoothing is not None:
+            u = self.smoothing @ u
+        jac = jax.vmap(lambda z: jax.grad(lambda th: self.potential(th)(z))(theta))(s.points)
+        w = s.weights / s.count
+        normal = jac.T @ (w[:, None] * jac)
+        eps = self.ridge * jnp.trace(normal) / normal.shape[0]
+        rhs = jac.T @ (w * u)
+        return jnp.linalg.solve(normal + eps * jnp.eye(normal.shape[0]), rhs)

@@ -1,0 +1,121 @@
+r"""One `diffeqsolve` of a flow: the solvers, the stopping events, and the compiled solve.
+
+`_integrate(flow, y0, t0, t1, ...)` integrates $\partial_t g = V(t, g)$ from the
+nodal values `y0` with one of `SOLVERS` under diffrax's PID controller, saving
+at the given times and at the stop, and stops at the first event that fires
+(`degenerate`, `non_finite`, and when asked `fixed_point` and `curvature`: the
+events of `solve`'s module docstring), the degenerate metric located by root finding.
+
+`_Config` holds the static choices (solver, linear solver, step budget, which
+events), so that one compiled program serves every tolerance and interval.
+The checkpointed solve (`_resume.py`) runs the same solver and events in segments.
+"""
+
+import dataclasses
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import lineax
+import optimistix
+
+import flows
+from flows import NodalMetric
+
+SOLVERS = ("tsit5", "dopri5", "dopri8", "kvaerno3", "kvaerno5")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Config:
+    dense: bool
+    solver: str
+    linear_solver: str
+    max_steps: int
+    progress: bool
+    fixed_point: bool
+    curvature: bool
+
+
+def _make_solver(name: str, linear_solver: str, rtol: float, atol: float):
+    if name == "tsit5":
+        return diffrax.Tsit5()
+    if name == "dopri5":
+        return diffrax.Dopri5()
+    if name == "dopri8":
+        return diffrax.Dopri8()
+    if name in ("kvaerno3", "kvaerno5"):
+        if linear_solver == "gmres":
+            # Newton-Krylov: each Newton step solves with GMRES on Jacobian-vector products
+            # (forward-mode jvps of the flow), never forming the Jacobian
+            linear = lineax.GMRES(
+                rtol=1e-3 * rtol, atol=1e-3 * atol, restart=40, stagnation_iters=40
+            )
+            root = optimistix.Newton(rtol=rtol, atol=atol, linear_solver=linear)
+        else:
+            root = diffrax.VeryChord(rtol=rtol, atol=atol)
+        cls = diffrax.Kvaerno3 if name == "kvaerno3" else diffrax.Kvaerno5
+        return cls(root_finder=root)
+    raise ValueError(
+        f"solve: unknown solver {name!r}; choose tsit5, dopri5, dopri8, kvaerno3 or kvaerno5."
+    )
+
+
+def _smallest_eigenvalue(manifold, values):
+    """The smallest eigenvalue of the tangential metric over all nodes (continuous in the state)."""
+    g = manifold.tangential(values)
+    g = 0.5 * (g + jnp.swapaxes(g, -1, -2))
+    return jnp.min(jnp.linalg.eigvalsh(g)[:, 0])
+
+
+def _event(flow, s0, degenerate_tol, fixed_point_tol, curvature_limit, config) -> diffrax.Event:
+    """The stopping events of the module docstring, `s0` the initial smallest eigenvalue."""
+    m = flow.manifold
+
+    def degenerate(t, y, args, **kwargs):
+        return _smallest_eigenvalue(m, y) / s0 - degenerate_tol
+
+    def non_finite(t, y, args, **kwargs):
+        return ~jnp.all(jnp.isfinite(y))
+
+    conds = {"degenerate": degenerate, "non_finite": non_finite}
+    if config.fixed_point:
+        conds["fixed_point"] = lambda t, y, args, **kw: (
+            jnp.max(jnp.abs(flow(t, y))) < fixed_point_tol
+        )
+    if config.curvature:
+
+        def curvature(t, y, args, **kwargs):
+            geom = flows.nodal_geometry(NodalMetric(m, y, check=False))
+            return jnp.max(jnp.abs(jax.vmap(lambda q: q.scalar)(geom))) > curvature_limit
+
+        conds["curvature"] = curvature
+    root = optimistix.Newton(rtol=1e-10, atol=1e-12)
+    return diffrax.Event(conds, root_finder=root)
+
+
+@eqx.filter_jit
+def _integrate(
+    flow, y0, t0, t1, dt0, ts, rtol, atol, degenerate_tol, fixed_point_tol, curvature_limit, config
+):
+    s0 = _smallest_eigenvalue(flow.manifold, y0)
+    solver = _make_solver(config.solver, config.linear_solver, rtol, atol)
+    event = _event(flow, s0, degenerate_tol, fixed_point_tol, curvature_limit, config)
+    controller = diffrax.PIDController(rtol=rtol, atol=atol)
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(flow),
+        solver,
+        t0,
+        t1,
+        dt0,
+        y0,
+        saveat=diffrax.SaveAt(ts=ts, t1=True, dense=config.dense),
+        stepsize_controller=controller,
+        event=event,
+        max_steps=config.max_steps,
+        throw=False,
+        progress_meter=diffrax.TextProgressMeter()
+        if config.progress
+        else diffrax.NoProgressMeter(),
+    )
+    return sol.ts, sol.ys, sol.result, sol.event_mask, sol.stats, sol.interpolation

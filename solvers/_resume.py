@@ -1,0 +1,326 @@
+r"""The checkpointed solve: `solve(..., checkpoint=PATH)` in segments that resume bit for bit.
+
+`_solve_in_segments` runs the solve as a sequence of `diffeqsolve` calls of
+`checkpoint_every` steps each, and after each segment writes the state, the
+trajectory saved so far and a description of the problem (`_fingerprint`)
+atomically to PATH (`_checkpoint.py`). A call whose PATH exists checks that the
+problem is the same and resumes; a finished checkpoint returns its solution.
+
+Between segments it carries diffrax's whole loop state: $t$, $y$, the solver
+state (e.g. the first-same-as-last stage), the PID controller's error history,
+and the next step's end $t_\mathrm{next}$ (recorded by `_RecordingController`,
+re-entered as a `dt0` with $t + dt_0 = t_\mathrm{next}$ exactly), so the
+segments take exactly the steps, saves and event root-finds of one
+uninterrupted `diffeqsolve` (`_integrate.py`, the same solver and events).
+`_start` computes the state `diffeqsolve` starts from, as diffrax does.
+"""
+
+import dataclasses
+import os
+import time
+
+import diffrax
+import equinox as eqx
+import equinox.internal as eqxi
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _checkpoint
+from ._integrate import _event, _make_solver, _smallest_eigenvalue
+from ._solution import Solution, StopReason, kept_saves, stop_reason
+
+
+class _DirectedTerm(diffrax.AbstractTerm):
+    r"""`term` with time running in `direction` (1 or -1), as `diffeqsolve` wraps its terms.
+
+    The vector field is evaluated at $t \cdot$ `direction`, and the control over
+    $[t_0, t_1]$ is `direction` times `term`'s over the interval reflected back
+    into `term`'s time ($[-t_1, -t_0]$ when `direction` is -1); products are
+    formed with standard dtype promotion. With `direction` = 1 every value is
+    bit for bit `term`'s own. Not an `ODETerm`, just as diffrax's own wrapper is
+    not, so the PID controller's first step without `dt0` is the same (0.01).
+    """
+
+    term: diffrax.AbstractTerm
+    direction: jax.Array
+
+    def _interval(self, t0, t1):
+        return jnp.where(self.direction == 1, t0, -t1), jnp.where(self.direction == 1, t1, -t0)
+
+    def vf(self, t, y, args):
+        return self.term.vf(t * self.direction, y, args)
+
+    def contr(self, t0, t1, **kwargs):
+        control = self.term.contr(*self._interval(t0, t1), **kwargs)
+        return jax.tree.map(lambda c: self.direction * c, control)
+
+    def prod(self, vf, control):
+        with jax.numpy_dtype_promotion("standard"):
+            return self.term.prod(vf, control)
+
+    def vf_prod(self, t, y, args, control):
+        return self.term.vf_prod(t * self.direction, y, args, control)
+
+    def is_vf_expensive(self, t0, t1, y, args) -> bool:
+        return self.term.is_vf_expensive(*self._interval(t0, t1), y, args)
+
+
+class _RecordingController(diffrax.AbstractAdaptiveStepSizeController):
+    r"""diffrax's `PIDController`, whose state also keeps its latest proposal.
+
+    State: (the PID state, $t_\mathrm{next}$ as proposed (before diffrax clips it
+    to $t_1$), whether the latest step was kept). With it a segmented solve goes on
+    with exactly the step the uninterrupted loop would take next; the steps
+    themselves are the PID controller's.
+    """
+
+    pid: diffrax.PIDController
+
+    @property
+    def rtol(self):
+        return self.pid.rtol
+
+    @property
+    def atol(self):
+        return self.pid.atol
+
+    @property
+    def norm(self):
+        return self.pid.norm
+
+    def wrap(self, direction):
+        return _RecordingController(self.pid.wrap(direction))
+
+    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
+        tnext, state = self.pid.init(terms, t0, t1, y0, dt0, args, func, error_order)
+        return tnext, (state, jnp.asarray(tnext), jnp.asarray(True))
+
+    def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, state):
+        keep, tprev, tnext, jump, pid_state, result = self.pid.adapt_step_size(
+            t0, t1, y0, y1_candidate, args, y_error, error_order, state[0]
+        )
+        return keep, tprev, tnext, jump, (pid_state, tnext, keep), result
+
+
+def _arrays(tree):
+    return jax.tree.map(jnp.asarray, tree)
+
+
+@eqx.filter_jit
+def _start(flow, y0, t0, t1, dt0, rtol, atol, config):
+    r"""The state `diffeqsolve` starts from: $(t_0, t_\mathrm{next}, y_0$, solver state, controller state).
+
+    As `diffeqsolve` computes it (diffrax/_integrate.py): the term wrapped for the
+    direction of time (`_DirectedTerm`, which makes the PID controller's own first step 0.01), the
+    controller's initial step (dt0, or its own choice) clipped to $t_1$, then the
+    solver's initial state.
+    """
+    direction = jnp.where(t0 < t1, 1, -1)
+    term = _DirectedTerm(diffrax.ODETerm(flow), direction)
+    solver = _make_solver(config.solver, config.linear_solver, rtol, atol)
+    pid = diffrax.PIDController(rtol=rtol, atol=atol)
+    controller = _RecordingController(pid).wrap(direction)
+    tnext, controller_state = controller.init(
+        term, t0, t1, y0, dt0, None, solver.func, solver.error_order(term)
+    )
+    tnext = jnp.minimum(tnext, t1)
+    solver_state = solver.init(term, t0, tnext, y0, None)
+    return _arrays((t0, tnext, y0, solver_state, controller_state))
+
+
+@eqx.filter_jit
+def _segment(flow, state, dt0, ts, t1, s0, tolerances, config):
+    """At most `config.max_steps` steps of the solve from `state`; the saves and the new state.
+
+    `ts` are the save times with those already saved replaced by the current
+    time (diffrax wants them non-decreasing within the interval; the caller
+    discards their saves). Passing the solver and controller states, and `dt0`
+    with $t + dt_0 = t_\\mathrm{next}$ exactly, continues diffrax's loop as it was.
+    """
+    rtol, atol, degenerate_tol, fixed_point_tol, curvature_limit = tolerances
+    t, _, y, solver_state, controller_state = state
+    solver = _make_solver(config.solver, config.linear_solver, rtol, atol)
+    event = _event(flow, s0, degenerate_tol, fixed_point_tol, curvature_limit, config)
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(flow),
+        solver,
+        t,
+        t1,
+        dt0,
+        y,
+        saveat=diffrax.SaveAt(
+            subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True)],
+            solver_state=True,
+            controller_state=True,
+        ),
+        stepsize_controller=_RecordingController(diffrax.PIDController(rtol=rtol, atol=atol)),
+        event=event,
+        max_steps=config.max_steps,
+        throw=False,
+        solver_state=solver_state,
+        controller_state=controller_state,
+        progress_meter=diffrax.TextProgressMeter()
+        if config.progress
+        else diffrax.NoProgressMeter(),
+    )
+    (ts_out, t_end), (ys_out, y_end) = sol.ts, sol.ys
+    t_end, y_end = t_end[0], y_end[0]
+    _, proposed, kept = sol.controller_state
+    # the next step's end as diffrax's loop clips it (diffrax/_integrate.py, _clip_to_end)
+    floor = t1
+    for _ in range(100):
+        floor = eqxi.prevbefore(floor)
+    tnext = jnp.where(proposed > floor, jnp.where(kept, t1, t_end + 0.5 * (t1 - t_end)), proposed)
+    new_state = _arrays((t_end, tnext, y_end, sol.solver_state, sol.controller_state))
+    return ts_out, ys_out, new_state, sol.result, sol.event_mask, sol.stats
+
+
+def _exact_step(t, tnext):
+    """A `dt0` with `t + dt0 == tnext` exactly in the state's precision (diffrax adds them)."""
+    t, tnext = np.asarray(t), np.asarray(tnext)
+    d = tnext - t
+    for _ in range(64):
+        reached = t + d
+        if reached == tnext:
+            break
+        d = np.nextafter(d, np.inf if reached < tnext else -np.inf, dtype=d.dtype)
+    return jnp.asarray(d)
+
+
+def _fingerprint(flow, values, t0, t1, dt0, ts, tolerances, config) -> dict:
+    """What must agree for a checkpoint to be resumed (JSON; floats compare exactly).
+
+    Not `checkpoint_every`: segments do not change the steps, so a run may resume
+    with another segment length.
+    """
+    rtol, atol, degenerate_tol, fixed_point_tol, curvature_limit = (float(x) for x in tolerances)
+    ts = np.asarray(ts)
+    return {
+        "flow": " ".join(repr(flow).split()),  # its fields, static ones (sigma, ...) with values
+        "flow arrays": _checkpoint.tree_digest(flow),
+        "g0 shape": list(values.shape),
+        "g0 dtype": str(values.dtype),
+        "g0 values": _checkpoint.digest(values),
+        "t0": float(t0),
+        "t1": float(t1),
+        "dt0": None if dt0 is None else float(dt0),
+        "saveat": f"{ts.size} times in [{ts.min()}, {ts.max()}], {_checkpoint.digest(ts)[:16]}",
+        "solver": config.solver,
+        "linear_solver": config.linear_solver,
+        "rtol": rtol,
+        "atol": atol,
+        "degenerate_tol": degenerate_tol,
+        "fixed_point_tol": fixed_point_tol if config.fixed_point else None,
+        "curvature_limit": curvature_limit if config.curvature else None,
+        "max_steps": config.max_steps,
+    }
+
+
+@eqx.filter_jit
+def _initial_eigenvalue(manifold, values):
+    return _smallest_eigenvalue(manifold, values)
+
+
+def _solve_in_segments(
+    flow, values, t0, t1, dt0, ts, tolerances, config, amp, path, every, seconds
+) -> Solution:
+    """`solve` in segments of `every` steps, writing and resuming the checkpoint at `path`."""
+    fingerprint = _fingerprint(flow, values, t0, t1, dt0, ts, tolerances, config)
+    rtol, atol = tolerances[:2]
+    start = (flow, values, t0, t1, dt0, rtol, atol, config)
+    if path.exists():
+        data = _checkpoint.read(path)
+        _checkpoint.check_same_problem(path, data["fingerprint"], fingerprint)
+        template = eqx.filter_eval_shape(_start, *start)
+        leaves, treedef = jax.tree_util.tree_flatten(template)
+        stored = [data.get(f"state_{i}") for i in range(len(leaves))]
+        if any(
+            a is None or a.shape != x.shape or a.dtype != x.dtype
+            for a, x in zip(stored, leaves, strict=True)
+        ):
+            raise ValueError(
+                f"solve: checkpoint {os.fspath(path)!r} holds a solver state of another "
+                "structure (written by another version of solve?); delete it to start afresh."
+            )
+        state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(a) for a in stored])
+        saved_ts, saved_ys = data["saved_ts"], data["saved_ys"]
+        steps = data["steps"].astype(np.int64)
+        finished, reason = bool(data["finished"]), StopReason.parse(str(data["reason"]))
+    else:
+        state = _start(*start)
+        saved_ts = np.full(ts.shape, np.inf, dtype=np.asarray(ts).dtype)
+        saved_ys = np.full(ts.shape + values.shape, np.inf, dtype=values.dtype)
+        steps = np.zeros(3, dtype=np.int64)  # all, accepted, rejected
+        finished, reason = False, ""
+
+    def write():
+        arrays = {f"state_{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(state))}
+        arrays |= {
+            "format": np.asarray(_checkpoint.FORMAT),
+            "fingerprint": _checkpoint.encode(fingerprint),
+            "t": np.asarray(state[0]),
+            "saved_ts": saved_ts,
+            "saved_ys": saved_ys,
+            "steps": steps,
+            "finished": np.asarray(finished),
+            "reason": np.asarray(str(reason)),  # the message, as a plain string
+        }
+        _checkpoint.write(path, arrays)
+
+    s0 = _initial_eigenvalue(flow.manifold, values)
+    last_write = time.monotonic()
+    while not finished:
+        # the steps per segment are static: a shorter last segment (max_steps) compiles anew
+        segment_config = dataclasses.replace(
+            config, max_steps=min(every, config.max_steps - int(steps[0]))
+        )
+        saved = np.isfinite(saved_ts)
+        segment_ts = jnp.where(jnp.asarray(saved), state[0], ts)
+        ts_out, ys_out, state, result, mask, stats = _segment(
+            flow,
+            state,
+            _exact_step(state[0], state[1]),
+            segment_ts,
+            t1,
+            s0,
+            tolerances,
+            segment_config,
+        )
+        ts_out = np.asarray(ts_out)
+        new = ~saved & np.isfinite(ts_out)
+        saved_ts = np.where(new, ts_out, saved_ts)
+        saved_ys = np.where(new[:, None, None, None], np.asarray(ys_out), saved_ys)
+        steps = steps + np.array(
+            [int(stats[k]) for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")]
+        )
+        event = any(bool(v) for v in mask.values())
+        if event or not bool(result == diffrax.RESULTS.max_steps_reached):
+            finished, reason = True, stop_reason(result, mask)
+        elif steps[0] >= config.max_steps:
+            finished, reason = True, stop_reason(result, None)
+        if finished or seconds is None or time.monotonic() - last_write >= seconds:
+            write()
+            last_write = time.monotonic()
+
+    t_end, y_end = np.asarray(state[0]), np.asarray(state[2])
+    ts_all = np.concatenate([saved_ts, t_end[None]])
+    ys_all = np.concatenate([saved_ys, y_end[None]])
+    idx = kept_saves(ts_all)
+    stats = {
+        "max_steps": config.max_steps,
+        "num_accepted_steps": int(steps[1]),
+        "num_rejected_steps": int(steps[2]),
+        "num_steps": int(steps[0]),
+    }
+    return Solution(
+        flow.name,
+        flow.manifold,
+        jnp.asarray(ts_all[idx]),
+        jnp.asarray(ys_all[idx]),
+        float(ts_all[idx][-1]),
+        reason,
+        amp,
+        stats,
+        None,
+    )

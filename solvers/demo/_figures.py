@@ -1,0 +1,220 @@
+r"""The demo's figures: one PNG per group of sections, drawn from the report's records.
+
+`plot_modes` (mode_decay.png), `plot_curvature_loss` (curvature_loss.png),
+`plot_extinction` (extinction.png) and `plot_quintic` (quintic_sigma.png) each
+take the JSON-ready records of `_sections` and write one figure atomically, its
+analytic predictions drawn from `flows` beside the measured points.
+"""
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure  # the object API: no pyplot state
+
+import flows
+
+from ._report import _save_figure
+
+
+def _colours(n):
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    return [cmap(i / max(n - 1, 1) * 0.85) for i in range(n)]
+
+
+def plot_modes(torus: dict, path: Path) -> None:
+    runs = list(torus["runs"].values())
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    ax, bx = fig.subplots(1, 2)
+    markers = "os^vD"
+    for i, r in enumerate(runs):
+        colour = _colours(len(runs))[i]
+        t = np.asarray(r["mode_times"])
+        for j, k in enumerate(torus["ks"]):
+            amp = np.asarray(r["mode_amplitudes"][str(k)])
+            ax.plot(t, np.log(amp / amp[0]), markers[j % 5], ms=3, color=colour)
+            ax.plot(t, -r["predicted_rates"][j] * t, "-", lw=0.8, color=colour)
+        ax.plot([], [], "-", color=colour, label=r["label"])
+    for j, k in enumerate(torus["ks"]):
+        ax.plot([], [], markers[j % 5], ms=3, color="0.4", label=f"k = {k}")
+    ax.set_xlabel("flow time t")
+    ax.set_ylabel(r"$\log(|\hat R_k(t)|/|\hat R_k(0)|)$")
+    ax.set_title("R's Fourier modes on T²: markers measured, lines predicted")
+    ax.legend(fontsize=7, ncol=2)
+    kk = np.linspace(0.5, max(torus["ks"]) + 0.5, 200)
+    for i, r in enumerate(runs):
+        colour = _colours(len(runs))[i]
+        bx.plot(
+            kk,
+            flows.smoothed_mode_decay_rate(kk, r["sigma"]),
+            "-",
+            color=colour,
+            lw=1,
+            label=rf"{r['label']}: $k^2 e^{{-\sigma^2k^2/2}}$",
+        )
+        bx.plot(torus["ks"], r["measured_rates"], "o", color=colour, mfc="none")
+    bx.set_xlabel("wavenumber k")
+    bx.set_ylabel(r"decay rate $\gamma_k$")
+    bx.set_title("Decay rate against k: circles measured, lines analytic")
+    bx.legend(fontsize=7)
+    _save_figure(fig, path)
+
+
+def plot_curvature_loss(torus: dict | None, network: dict | None, path: Path) -> None:
+    rows = (1 if torus else 0) + (1 if network else 0)
+    fig = Figure(figsize=(11, 4.2 * rows), layout="constrained")
+    axes = list(np.ravel(fig.subplots(rows, 2)))
+    if torus:
+        ax, bx = axes[0], axes[1]
+        runs = list(torus["runs"].values())
+        for i, r in enumerate(runs):
+            colour = _colours(len(runs))[i]
+            t = np.asarray(r["times"])
+            measured = np.asarray(r["integral_R2"])
+            linear = np.asarray(r["integral_R2_linearised"])
+            ax.semilogy(
+                t, measured / measured[0], "o", ms=3, color=colour, label=f"{r['label']} measured"
+            )
+            ax.semilogy(
+                t,
+                linear / linear[0],
+                "--",
+                lw=0.9,
+                color=colour,
+                label=r"dashed: linearised, modes of $R_0$ decaying at $|k|^2e^{-\sigma^2|k|^2/2}$"
+                if i == 0
+                else None,
+            )
+            bx.plot(t, r["lambda"], "o-", ms=3, color=colour, label=r["label"])
+        ax.set_xlabel("flow time t")
+        ax.set_ylabel(r"$\int R^2\, dV_g$ / its value at t = 0")
+        ax.set_title(r"T², $g = e^{2u}\delta$, $u = 0.2(\cos x\cos y + \frac{1}{2}\sin(2x+y))$")
+        ax.legend(fontsize=6)
+        bx.set_xlabel("flow time t")
+        bx.set_ylabel(r"$\lambda(g)$ (loss $-2\lambda$; non-decreasing)")
+        bx.set_title("Perelman's λ along the λ-form flows")
+        bx.legend(fontsize=7)
+    if network:
+        cx, dx = axes[-2], axes[-1]
+        styles = {"evolving": "o-", "frozen": "s--", "infinite": "-"}
+        for regime, r in network["runs"].items():
+            cx.plot(
+                r["times"],
+                r["loss"],
+                styles[regime],
+                ms=3,
+                label=f"{regime}" + (" (analytic kernel k_σ)" if regime == "infinite" else ""),
+            )
+        cx.set_xlabel("flow time t")
+        cx.set_ylabel(r"$L_P = -2\mathcal{F}$")
+        cx.set_title(
+            f"Cosine network on T², width {network['width']}, σ = {network['network_sigma']}"
+        )
+        cx.legend(fontsize=7)
+        t = np.asarray(next(iter(network["runs"].values()))["times"])
+        for (name, d), style in zip(
+            network["distances"].items(), ("o-", "s--", "D:"), strict=False
+        ):
+            dx.plot(
+                t[1:],
+                np.asarray(d)[1:],
+                style,
+                ms=4,
+                mfc="none",
+                label=f"‖g_{name.replace('_', ' − g_')}‖ (L²(μ))",
+            )
+        if "kernel_drift" in network["runs"].get("evolving", {}):
+            r = network["runs"]["evolving"]
+            dx.plot(
+                np.asarray(r["times"])[1:],
+                np.asarray(r["kernel_drift"])[1:],
+                "k^-",
+                ms=3,
+                label="kernel drift ‖Θ_t − Θ_0‖/‖Θ_0‖",
+            )
+        dx.set_yscale("log")
+        dx.set_xlabel("flow time t")
+        dx.set_ylabel("distance / relative drift")
+        dx.set_title("Evolving vs frozen vs infinite-width NTK")
+        dx.legend(fontsize=6)
+    _save_figure(fig, path)
+
+
+def plot_extinction(spheres: dict, path: Path) -> None:
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    ax, bx = fig.subplots(1, 2)
+    for (name, rec), colour in zip(spheres.items(), ("C0", "C3"), strict=False):
+        dim = int(name[1])
+        sig = [r["sigma"] for r in rec["runs"].values()]
+        fine = np.linspace(0, max(max(sig), 0.1) * 1.1, 60)
+        ax.plot(
+            fine,
+            [flows.sphere_extinction_time(float(s), dim) for s in fine],
+            "-",
+            color=colour,
+            label=rf"$S^{dim}$ predicted $1/(2(n-1)(1-\beta_\sigma))$",
+        )
+        ax.plot(
+            sig,
+            [r["extinction_time"] for r in rec["runs"].values()],
+            "o",
+            color=colour,
+            mfc="none",
+            ms=8,
+            label=rf"$S^{dim}$ measured",
+        )
+        ax.axhline(
+            rec["local_prediction"],
+            color=colour,
+            ls=":",
+            lw=0.8,
+            label=rf"$S^{dim}$ local $1/(2(n-1))$ = {rec['local_prediction']:g}",
+        )
+        for r, marker in zip(rec["runs"].values(), "osD^v<>", strict=False):
+            t = np.asarray(r["times"])
+            bx.plot(
+                t,
+                r["scale_factor"],
+                marker,
+                ms=3,
+                color=colour,
+                mfc="none",
+                label=rf"$S^{dim}$, {r['label']}: measured",
+            )
+            tt = np.linspace(0, r["predicted_extinction_time"], 50)
+            bx.plot(tt, 1 - tt / r["predicted_extinction_time"], "-", lw=0.7, color=colour)
+    ax.set_xlabel("kernel width σ (0: local flow)")
+    ax.set_ylabel("extinction time T")
+    ax.set_title("Round spheres: extinction time against σ")
+    ax.legend(fontsize=7)
+    bx.set_xlabel("flow time t")
+    bx.set_ylabel("scale factor c(t),  g = c g_ref")
+    bx.set_title("Scale factor: markers measured, lines predicted 1 − t/T(σ)")
+    bx.legend(fontsize=6, ncol=2)
+    _save_figure(fig, path)
+
+
+def plot_quintic(quintic: dict, path: Path) -> None:
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for (name, r), colour in zip(quintic["runs"].items(), ("C0", "C1"), strict=False):
+        steps = np.asarray(r["times"]) / quintic["learning_rate"]
+        label = "local" if name == "local" else f"Gaussian, σ_FS = {quintic['gaussian_sigma']}"
+        ax.semilogy(
+            steps, r["sigma_train"], "o-", ms=3, color=colour, label=f"{label}: training points"
+        )
+        ax.semilogy(
+            steps, r["sigma_test"], "s--", ms=3, color=colour, label=f"{label}: test points"
+        )
+    ax.axhline(
+        quintic["sigma_fs_reference"],
+        color="0.5",
+        ls=":",
+        label=f"σ(g_FS) = {quintic['sigma_fs_reference']} (10⁵ points)",
+    )
+    ax.set_xlabel(f"gradient-descent step (t / {quintic['learning_rate']:g})")
+    ax.set_ylabel("σ measure (0: Ricci-flat)")
+    ax.set_title(f"Fermat quintic, {quintic['points']} training points in one chart")
+    ax.legend(fontsize=7)
+    _save_figure(fig, path)
