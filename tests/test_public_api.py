@@ -13,6 +13,14 @@ import flows.testing
 import solvers
 
 FLOWS = [
+    "SpectralBasis",
+    "NewtonResult",
+    "SpectralPotential",
+    "SpectralRicciFlow",
+    "newton_fixed_point",
+    "Spectrum",
+    "laplacian_eigenvalues",
+    "laplacian_spectrum",
     "AbstractFlow",
     "AbstractFunctional",
     "AbstractKernel",

@@ -82,3 +82,11 @@ from .sampling import point_sample as point_sample
 from .sampling import sample_near as sample_near
 from .sampling import sample_points as sample_points
 from .sampling import subsample as subsample
+from .spectral_basis import SpectralBasis as SpectralBasis
+from .spectral_flows import NewtonResult as NewtonResult
+from .spectral_flows import SpectralPotential as SpectralPotential
+from .spectral_flows import SpectralRicciFlow as SpectralRicciFlow
+from .spectral_flows import newton_fixed_point as newton_fixed_point
+from .spectrum import Spectrum as Spectrum
+from .spectrum import laplacian_eigenvalues as laplacian_eigenvalues
+from .spectrum import laplacian_spectrum as laplacian_spectrum

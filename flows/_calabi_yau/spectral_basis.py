@@ -1,0 +1,481 @@
+r"""Kähler potentials on a hypersurface as finite sums of bihomogeneous functions.
+
+On $X = \{p = 0\} \subset \mathbb{CP}^n$ (coordinates $z_0, \dots, z_n$,
+$\rho = |z|^2 = \sum_i z_i\bar z_i$) the real functions of bidegree $(l, l)$,
+$l \le k$, are spanned by
+
+$$f_{IJ} = \frac{z^I \bar z^J}{\rho^k}, \qquad |I| = |J| = k,$$
+
+(real and imaginary parts; the lower degrees come free since
+$\rho^k = \sum_{|I| = k} \frac{k!}{I!} |z^I|^2$). On $\mathbb{CP}^n$ they hold the
+eigenfunctions of the Fubini–Study Laplacian $\square = g^{i\bar j}\partial_i\partial_{\bar j}$:
+$\square f = -l(l+n) f$ on the harmonic part of bidegree $(l, l)$, with
+multiplicity $\binom{n+l}{l}^2 - \binom{n+l-1}{l-1}^2$.
+
+- `SpectralBasis`: the $f_{IJ}$ (optionally only combinations invariant under a
+  symmetry group of $X$), centred and whitened on a sample so that they are
+  independent on $X$: $\langle e_\alpha, e_\beta\rangle = \delta_{\alpha\beta}$,
+  $\langle e_\alpha, 1\rangle = 0$. Values, first derivatives and complex
+  Hessians in closed form (below).
+- `SpectralPotential` (`spectral_flows.py`): $\phi = \sum_\alpha c_\alpha e_\alpha$ and its metric
+  $g = J^\top \partial\bar\partial(\log\rho + \phi)\bar J$.
+- `SpectralRicciFlow` (`spectral_flows.py`): Kähler–Ricci flow in Galerkin form, $\dot c = M^{-1} b$, and
+  `newton_fixed_point` for its fixed point $b(c) = 0$.
+- `laplacian_spectrum` (`spectrum.py`): the eigenvalues of $-\square_g$ on the basis.
+
+Inner products are Monte Carlo quadratures of the $\Omega$ measure:
+$\langle f, h\rangle = \sum_a w_a f(z_a) h(z_a) / \sum_a w_a$ with the sample's
+weights $w_a = |\Omega_a|^2/\det g_{\mathrm{FS},a}$ (normalised).
+
+Closed forms. With $P = z^I$, $Q = z^J$, the embedding Jacobian $J$
+($(n+1) \times m$, $m = n - 1$), $\zeta = J^\top \bar z$ and, per monomial,
+$D_I = J^\top \nabla z^I - k\, z^I \zeta/\rho$ ($m$ components),
+
+$$\partial_i f_{IJ} = \frac{\bar Q\, D_{I,i}}{\rho^k}, \qquad
+(J^\top \partial\bar\partial f_{IJ}\, \bar J)_{ij} = \frac{D_{I,i}\, \overline{D_{J,j}}}{\rho^k}
+- k\, f_{IJ}\, g^\mathrm{FS}_{ij},$$
+
+$g^\mathrm{FS} = (\rho J^\top \bar J - \zeta\zeta^\dagger)/\rho^2$ the pulled-back
+Fubini–Study metric ($\partial\bar\partial\log f_{IJ} = -k\,\partial\bar\partial\log\rho$
+makes the Hessian $f$ times a rank-one term minus $k f g^\mathrm{FS}$). A real
+function $\mathrm{Re}(a f)$ has the Hermitian part of $a$ times these.
+"""
+
+import itertools
+import math
+import os
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Complex, Float, Int
+
+from .._misc import check_count, is_traced
+from .hypersurface import Hypersurface
+from .sampling import PointSample
+
+SYMMETRIES = (None, "phases", "fermat")
+# A point is off X when |p(z)| / (sum |c_m| |z|^d) exceeds this (sampled points: ~1e-16).
+_OFF_SURFACE = 1e-8
+# Bytes of complex128.
+_COMPLEX_BYTES = 16
+# Per-point work arrays are kept near this size when a sample is evaluated in chunks.
+_CHUNK_BYTES = 64 * 2**20
+# Fermat symmetry: orbits are enumerated in Python; refuse beyond this many phase pairs.
+_MAX_PAIRS = 5_000_000
+
+
+def _default_max_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 4 * 2**30
+
+
+def _monomials(size: int, k: int) -> np.ndarray:
+    """The exponent vectors of the degree-`k` monomials in `size` variables, (C(size-1+k, k), size)."""
+    rows = []
+    for combo in itertools.combinations_with_replacement(range(size), k):
+        rows.append(np.bincount(np.asarray(combo, dtype=int), minlength=size))
+    return np.asarray(rows, dtype=int).reshape(-1, size)
+
+
+def _polynomial_terms(hypersurface: Hypersurface) -> dict:
+    """{exponent tuple: coefficient}, repeated monomials added, zeros dropped."""
+    terms: dict = {}
+    exponents = np.asarray(hypersurface.exponents)
+    for e, c in zip(exponents, np.asarray(hypersurface.coefficients), strict=True):
+        terms[tuple(int(x) for x in e)] = terms.get(tuple(int(x) for x in e), 0) + complex(c)
+    return {e: c for e, c in terms.items() if abs(c) > 0}
+
+
+def _proportional(a: dict, b: dict) -> bool:
+    """Whether two polynomials (term dictionaries) agree up to a nonzero factor."""
+    if a.keys() != b.keys():
+        return False
+    key = next(iter(a))
+    ratio = b[key] / a[key]
+    return all(abs(b[e] - ratio * a[e]) <= 1e-12 * (abs(b[e]) + abs(a[e])) for e in a)
+
+
+def _check_symmetry(hypersurface: Hypersurface, symmetry, caller: str) -> None:
+    if symmetry not in SYMMETRIES:
+        raise ValueError(f"{caller}: symmetry must be one of {SYMMETRIES}, got {symmetry!r}.")
+    if symmetry is None:
+        return
+    d = hypersurface.degree
+    e = np.asarray(hypersurface.exponents) % d
+    if np.any(e != e[:1]):
+        raise ValueError(
+            f"{caller}: symmetry={symmetry!r} needs X invariant under each phase z_i -> "
+            f"exp(2 pi i / {d}) z_i, but the polynomial's monomials differ in their exponents "
+            "mod the degree (e.g. the Dwork family); use symmetry=None."
+        )
+    if symmetry == "fermat":
+        terms = _polynomial_terms(hypersurface)
+        size = hypersurface.ambient_dim
+        generators = [(1, 0, *range(2, size)), (*range(1, size), 0)]
+        for perm in generators:
+            permuted = {tuple(e[i] for i in perm): c for e, c in terms.items()}
+            if not _proportional(terms, permuted):
+                raise ValueError(
+                    f"{caller}: symmetry='fermat' needs X invariant under permutations of the "
+                    "coordinates, and this polynomial is not; use symmetry='phases' or None."
+                )
+        if not _proportional(terms, {e: c.conjugate() for e, c in terms.items()}):
+            raise ValueError(
+                f"{caller}: symmetry='fermat' needs X invariant under complex conjugation "
+                "(coefficients real up to a common factor), and it is not; use "
+                "symmetry='phases' or None."
+            )
+
+
+def _pair_count(monomials: np.ndarray, degree: int, symmetry) -> int:
+    """How many ordered pairs (I, J) the symmetry allows: the number of real functions
+    before orbit sums (Re and Im of each unordered pair, one for I = J)."""
+    if symmetry is None:
+        return monomials.shape[0] ** 2
+    _, counts = np.unique(monomials % degree, axis=0, return_counts=True)
+    return int(np.sum(counts.astype(np.int64) ** 2))
+
+
+def _members(monomials: np.ndarray, degree: int, symmetry):
+    """The raw real functions $r = \\mathrm{Re}\\sum_m a_m f_{I_m J_m}$ as member lists.
+
+    Returns (left, right, coefficient, owner, count): member m contributes
+    $a_m f_{I_m J_m}$ (I_m = monomials[left[m]], J_m = monomials[right[m]]) to raw
+    function owner[m]; `count` raw functions.
+    """
+    size = monomials.shape[0]
+    left, right, coef, owner = [], [], [], []
+    if symmetry is None:
+        classes = [np.arange(size)]
+    else:
+        _, label = np.unique(monomials % degree, axis=0, return_inverse=True)
+        label = np.asarray(label).ravel()
+        classes = [np.flatnonzero(label == c) for c in range(label.max() + 1)]
+    if symmetry == "fermat":
+        orbits: dict = {}
+        for members in classes:
+            for i in members:
+                for j in members:
+                    cols = tuple(sorted(zip(monomials[i], monomials[j], strict=True)))
+                    swapped = tuple(sorted(zip(monomials[j], monomials[i], strict=True)))
+                    key = min(cols, swapped)
+                    index = orbits.setdefault(key, len(orbits))
+                    left.append(i)
+                    right.append(j)
+                    coef.append(1.0)
+                    owner.append(index)
+        count = len(orbits)
+    else:
+        count = 0
+        for members in classes:
+            for a, i in enumerate(members):
+                for j in members[a:]:
+                    left.append(i)
+                    right.append(j)
+                    coef.append(1.0)
+                    owner.append(count)
+                    count += 1
+                    if i != j:
+                        left.append(i)
+                        right.append(j)
+                        coef.append(-1j)
+                        owner.append(count)
+                        count += 1
+    return (
+        np.asarray(left, dtype=int),
+        np.asarray(right, dtype=int),
+        np.asarray(coef, dtype=complex),
+        np.asarray(owner, dtype=int),
+        count,
+    )
+
+
+def _check_sample(hypersurface: Hypersurface, sample, caller: str) -> None:
+    if not isinstance(sample, PointSample):
+        raise ValueError(f"{caller}: expected a PointSample, got {type(sample).__name__}.")
+    if sample.points.shape[1] != hypersurface.ambient_dim:
+        raise ValueError(
+            f"{caller}: the sample's points have {sample.points.shape[1]} coordinates but the "
+            f"basis is on a hypersurface in CP^{hypersurface.ambient_dim - 1}: a sample of "
+            "another hypersurface."
+        )
+    if is_traced(sample.points):
+        return  # inside jit: the values cannot be checked
+    with jax.ensure_compile_time_eval():  # concrete even inside jit
+        if is_traced(hypersurface.coefficients):
+            return
+        z = np.asarray(sample.points)
+        scale = (
+            np.sum(np.abs(np.asarray(hypersurface.coefficients)))
+            * np.linalg.norm(z, axis=-1) ** hypersurface.degree
+        )
+        residual = np.abs(np.asarray(hypersurface.polynomial(z))) / scale
+    if np.max(residual) > _OFF_SURFACE:
+        raise ValueError(
+            f"{caller}: the sample's points are not on the basis's hypersurface (relative "
+            f"residual |p(z)| up to {np.max(residual):.1e}): a sample of another hypersurface."
+        )
+
+
+def _memory_needed(points: int, functions: int, m: int) -> int:
+    """Bytes for values, first derivatives and Hessians of `functions` at `points`, and one copy
+    more (a Newton Jacobian, the Gram matrices)."""
+    return 2 * points * functions * (1 + m + m * m) * _COMPLEX_BYTES
+
+
+def _check_memory(points: int, functions: int, m: int, max_bytes: int, caller: str) -> None:
+    need = _memory_needed(points, functions, m)
+    if need > max_bytes:
+        raise ValueError(
+            f"{caller}: a basis of {functions} real functions at {points} points needs about "
+            f"{need / 2**30:.2f} GiB (values, derivatives and complex Hessians), over the "
+            f"{max_bytes / 2**30:.2f} GiB allowed (max_bytes); lower the degree k, use a "
+            "symmetry, or fewer points."
+        )
+
+
+class _PointData(eqx.Module):
+    """Per-point monomial data: s (N_k,), D (N_k, m), the pulled-back FS metric, rho."""
+
+    s: Complex[Array, " Nk"]
+    d: Complex[Array, "Nk m"]
+    g_fs: Complex[Array, "m m"]
+    rho: Float[Array, ""]
+
+
+class SpectralBasis(eqx.Module):
+    r"""Real bihomogeneous functions of bidegree $(l, l)$, $l \le k$, on $X$, independent on $X$.
+
+    The raw functions are $\mathrm{Re}\, f_{IJ}$ and $\mathrm{Im}\, f_{IJ}$,
+    $f_{IJ} = z^I\bar z^J/|z|^{2k}$ over the degree-$k$ monomials $I \le J$
+    ($\binom{n+k}{n}^2$ of them), or with a `symmetry`:
+
+    - `"phases"`: only $I \equiv J \pmod d$ componentwise, the functions invariant
+      under every $z_i \to \zeta z_i$, $\zeta^d = 1$ (needs $X$ invariant: the
+      polynomial's monomials agree in their exponents mod $d$);
+    - `"fermat"`: moreover summed over the orbits of $(I, J)$ under permutations of
+      the coordinates and $(I, J) \to (J, I)$ (complex conjugation), one real
+      function $\sum_{(I', J') \in \text{orbit}} f_{I'J'}$ per orbit (needs $X$
+      invariant under both: the Fermat hypersurfaces $\sum_i z_i^d = 0$).
+
+    They are centred and whitened on `sample`: with $R$ the raw values,
+    $X = \mathrm{diag}(\sqrt{w/\sum w})(R - \bar R) = U S V^\top$, the basis is
+    $e = (r - \bar r) V_+ S_+^{-1}$ over the singular values
+    $s > $ `rtol` $\cdot s_\max$. That drops the constant (it does not move $g$) and
+    the combinations that vanish on $X$ (multiples of $p$), and makes
+    $\langle e_\alpha, e_\beta\rangle = \delta_{\alpha\beta}$ on `sample`.
+
+    **Arguments:**
+
+    - `hypersurface`: the `Hypersurface` $X$.
+    - `sample`: a `PointSample` of $X$ (the whitening quadrature).
+    - `k`: the degree, an integer $\ge 1$.
+    - `symmetry`: None, `"phases"` or `"fermat"`.
+    - `rtol`: relative singular-value cut of the whitening (default $10^{-9}$).
+    - `max_bytes`: refuse a basis whose values and Hessians at the sample's points
+      would need more (default half the physical memory).
+
+    **Fields:** `monomials` (N_k, n + 1) exponents; `left`, `right` (M,) monomial
+    indices of the terms $f_{IJ}$; `coefficients` (M, P) complex, basis function
+    $\gamma$ being $\mathrm{Re}\sum_m B_{m\gamma} f_{I_m J_m} - o_\gamma$; `offset` (P,);
+    `hypersurface`; `k`; `symmetry`; `raw_size` (the functions before whitening).
+    """
+
+    hypersurface: Hypersurface
+    monomials: Int[Array, "Nk n1"]
+    left: Int[Array, " M"]
+    right: Int[Array, " M"]
+    coefficients: Complex[Array, "M P"]
+    offset: Float[Array, " P"]
+    k: int = eqx.field(static=True)
+    symmetry: str | None = eqx.field(static=True)
+    raw_size: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        hypersurface: Hypersurface,
+        sample: PointSample,
+        k: int,
+        *,
+        symmetry: str | None = None,
+        rtol: float = 1e-9,
+        max_bytes: int | None = None,
+    ):
+        k = check_count(k, "SpectralBasis: the degree k must be an integer >= 1", minimum=1)
+        if not isinstance(hypersurface, Hypersurface):
+            raise ValueError(
+                f"SpectralBasis: expected a Hypersurface, got {type(hypersurface).__name__}."
+            )
+        _check_symmetry(hypersurface, symmetry, "SpectralBasis")
+        if not (isinstance(rtol, float | int) and 0 < rtol < 1):
+            raise ValueError(f"SpectralBasis: rtol must be a number in (0, 1), got {rtol!r}.")
+        max_bytes = _default_max_bytes() if max_bytes is None else max_bytes
+        size = hypersurface.ambient_dim
+        m = size - 2
+        n_monomials = math.comb(size - 1 + k, k)
+        _check_sample(hypersurface, sample, "SpectralBasis")
+        points = sample.count
+        # Count before allocating anything: the full basis has C(n + k, n)^2 functions.
+        if symmetry is None:
+            _check_memory(points, n_monomials**2, m, max_bytes, "SpectralBasis")
+        monomials = _monomials(size, k)
+        pairs = _pair_count(monomials, hypersurface.degree, symmetry)
+        if symmetry == "phases":
+            _check_memory(points, pairs, m, max_bytes, "SpectralBasis")
+        if pairs > _MAX_PAIRS:
+            raise ValueError(
+                f"SpectralBasis: degree k = {k} has {pairs} symmetric pairs of monomials, over "
+                f"the {_MAX_PAIRS} the orbit enumeration allows; lower k."
+            )
+        left, right, coef, owner, count = _members(monomials, hypersurface.degree, symmetry)
+        _check_memory(points, count, m, max_bytes, "SpectralBasis")
+
+        self.hypersurface = hypersurface
+        self.monomials = jnp.asarray(monomials)
+        self.left = jnp.asarray(left)
+        self.right = jnp.asarray(right)
+        self.k = k
+        self.symmetry = symmetry
+        self.raw_size = count
+        # the raw functions as a basis: B = coefficient at (m, owner[m]); whitened below
+        raw = np.zeros((left.shape[0], count), dtype=complex)
+        raw[np.arange(left.shape[0]), owner] = coef
+        self.coefficients = jnp.asarray(raw)
+        self.offset = jnp.zeros(count)
+        values = np.asarray(self.values(sample.points))
+        w = np.asarray(sample.weights)
+        w = w / w.sum()
+        mean = w @ values
+        x = np.sqrt(w)[:, None] * (values - mean)
+        _, s, vt = np.linalg.svd(x, full_matrices=False)
+        keep = s > rtol * s[0]
+        transform = vt[keep].T / s[keep]
+        self.coefficients = jnp.asarray(raw @ transform)
+        self.offset = jnp.asarray(mean @ transform)
+
+    @property
+    def size(self) -> int:
+        """P, the number of basis functions."""
+        return self.coefficients.shape[1]
+
+    # Per point.
+
+    def _point_data(self, z: Complex[Array, " n1"], jacobian) -> _PointData:
+        k = self.k
+        z = z.astype(self.hypersurface.coefficients.dtype)
+        size = z.shape[0]
+        jac = jnp.eye(size, dtype=z.dtype) if jacobian is None else jacobian.astype(z.dtype)
+        rho = jnp.sum(jnp.real(z) ** 2 + jnp.imag(z) ** 2)
+        # powers[i, e] = z_i^e, e = 0..k
+        powers = jnp.concatenate(
+            [jnp.ones((size, 1), dtype=z.dtype), jnp.cumprod(jnp.tile(z[:, None], (1, k)), axis=1)],
+            axis=1,
+        )
+        e = self.monomials
+        factors = powers[jnp.arange(size)[None, :], e]  # (N_k, n1): z_i^{I_i}
+        lowered = powers[jnp.arange(size)[None, :], jnp.maximum(e - 1, 0)]
+        # products of the other factors, from prefix and suffix products (no division)
+        ones = jnp.ones(factors.shape[:1], dtype=z.dtype)
+        before, after = [ones], [ones]
+        for i in range(size - 1):
+            before.append(before[-1] * factors[:, i])
+            after.append(after[-1] * factors[:, size - 1 - i])
+        others = jnp.stack([before[a] * after[size - 1 - a] for a in range(size)], axis=1)
+        s = before[-1] * factors[:, size - 1]
+        gradient = e.astype(z.dtype) * lowered * others  # (N_k, n1): d z^I / d z_a
+        zeta = jac.T @ jnp.conj(z)
+        rho_c = rho.astype(z.dtype)
+        d = gradient @ jac - k * s[:, None] * zeta[None, :] / rho_c
+        g_fs = (
+            rho_c * (jac.T @ jnp.conj(jac)) - zeta[:, None] * jnp.conj(zeta)[None, :]
+        ) / rho_c**2
+        return _PointData(s, d, g_fs, rho)
+
+    def _terms(self, data: _PointData) -> Complex[Array, " M"]:
+        """$f_{I_m J_m}$ at the point."""
+        scale = data.rho ** (-self.k)
+        return data.s[self.left] * jnp.conj(data.s[self.right]) * scale.astype(data.s.dtype)
+
+    def __call__(self, z: Complex[Array, " n1"]) -> Float[Array, " P"]:
+        r"""$e_\gamma([z])$ at one point (homogeneous coordinates, any scaling)."""
+        data = self._point_data(z, None)
+        return jnp.real(self._terms(data) @ self.coefficients) - self.offset
+
+    def values(self, points: Complex[Array, "N n1"]) -> Float[Array, "N P"]:
+        """$e_\\gamma$ at many points, evaluated in chunks."""
+        return _chunked(lambda z: self(z), points, self.left.shape[0] * self.size)
+
+    def gradient(
+        self, z: Complex[Array, " n1"], jacobian: Complex[Array, "n1 m"] | None = None
+    ) -> Complex[Array, "P m"]:
+        r"""$\partial_i e_\gamma$ in the local coordinates of `jacobian` (None: the ambient ones).
+
+        $\partial_i \mathrm{Re}(a f_{IJ}) = (a\bar z^J D_{I,i} + \bar a \bar z^I D_{J,i})/(2\rho^k)$.
+        """
+        return self.geometry(z, jacobian)[1]
+
+    def hessian(
+        self, z: Complex[Array, " n1"], jacobian: Complex[Array, "n1 m"] | None = None
+    ) -> Complex[Array, "P m m"]:
+        r"""$J^\top \partial\bar\partial e_\gamma\, \bar J$ (None: $J = I$, the ambient $\partial_a\partial_{\bar b} e_\gamma$).
+
+        $\mathrm{Herm}\big(\rho^{-k}\sum_m B_{m\gamma} D_{I_m} D_{J_m}^\dagger\big)
+        - k\,(e_\gamma + o_\gamma)\, g^\mathrm{FS}$ (module docstring).
+        """
+        return self.geometry(z, jacobian)[2]
+
+    def geometry(self, z, jacobian=None):
+        """(values (P,), gradients (P, m), Hessians (P, m, m)) at one point, in closed form."""
+        return self._geometry(z, jacobian)[:3]
+
+    def _geometry(self, z, jacobian):
+        """`geometry` and the pulled-back Fubini–Study metric."""
+        data = self._point_data(z, jacobian)
+        b = self.coefficients
+        scale = (data.rho ** (-self.k)).astype(b.dtype)
+        terms = data.s[self.left] * jnp.conj(data.s[self.right]) * scale
+        raw = jnp.real(terms @ b)
+        values = raw - self.offset
+        d_left, d_right = data.d[self.left], data.d[self.right]
+        x = jnp.conj(data.s[self.right])[:, None] * d_left
+        y = jnp.conj(data.s[self.left])[:, None] * d_right
+        gradient = scale * (b.T @ x + jnp.conj(b).T @ y) / 2
+        outer = jnp.einsum("mg,mi,mj->gij", b, d_left, jnp.conj(d_right)) * scale
+        hermitian = (outer + jnp.conj(jnp.swapaxes(outer, 1, 2))) / 2
+        hessian = hermitian - self.k * raw.astype(b.dtype)[:, None, None] * data.g_fs
+        return values, gradient, hessian, data.g_fs
+
+    def evaluate(
+        self, sample: PointSample, *, max_bytes: int | None = None
+    ) -> tuple[Float[Array, "N P"], Complex[Array, "N P m"], Complex[Array, "N P m m"]]:
+        """Values, first derivatives and Hessians (local coordinates) at every point of `sample`.
+
+        Refuses (naming the memory needed) a sample too large for `max_bytes`
+        (default half the physical memory).
+        """
+        _check_sample(self.hypersurface, sample, "SpectralBasis.evaluate")
+        m = self.hypersurface.dim
+        max_bytes = _default_max_bytes() if max_bytes is None else max_bytes
+        _check_memory(sample.count, self.size, m, max_bytes, "SpectralBasis.evaluate")
+        per_point = self.left.shape[0] * (self.size + m * m)
+        return _evaluate(self, sample.points, sample.jacobian, per_point)
+
+
+@eqx.filter_jit
+def _evaluate(basis, points, jacobian, per_point):
+    return jax.lax.map(
+        lambda a: basis.geometry(a[0], a[1]), (points, jacobian), batch_size=_batch(per_point)
+    )
+
+
+def _batch(per_point: int) -> int:
+    return max(1, min(4096, _CHUNK_BYTES // (_COMPLEX_BYTES * max(per_point, 1))))
+
+
+@eqx.filter_jit
+def _chunked(fn, points, per_point):
+    return jax.lax.map(fn, points, batch_size=_batch(per_point))

@@ -1,0 +1,238 @@
+r"""Kähler–Ricci flow on a `SpectralBasis`: the potential, its Galerkin flow and fixed point.
+
+- `SpectralPotential`: $\phi = \sum_\alpha c_\alpha e_\alpha$ and its metric
+  $g = J^\top \partial\bar\partial(\log|z|^2 + \phi)\bar J$, $\eta = \det g/|\Omega|^2$.
+- `SpectralRicciFlow`: $\dot c = M^{-1} b(c)$, $b_\alpha = \langle e_\alpha,
+  \log(\eta/\bar\eta)\rangle$, a diffrax vector field.
+- `newton_fixed_point`: its fixed point $b(c) = 0$ by Newton's method.
+
+Inner products as in `spectral_basis`: $\langle f, h\rangle = \sum_a w_a f_a h_a/\sum_a w_a$.
+"""
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Complex, Float
+
+from .._misc import check_count
+from .losses import sigma_measure
+from .sampling import PointSample
+from .spectral_basis import SpectralBasis, _batch, _check_sample
+
+
+class SpectralPotential(eqx.Module):
+    r"""$\phi = \sum_\alpha c_\alpha e_\alpha$ on a `SpectralBasis`, and its metric.
+
+    $g = J^\top\partial\bar\partial(\log|z|^2 + \phi)\bar J = g^\mathrm{FS} + \sum_\alpha c_\alpha
+    J^\top\partial\bar\partial e_\alpha \bar J$, the same convention as
+    `pulled_back_metric(sample, potential)` (to which a `SpectralPotential` can be
+    passed as the callable $\phi$); $\eta = \det g/|\Omega|^2$.
+
+    **Arguments:** `basis`; `coefficients` (P,) real (default zeros: Fubini–Study).
+    """
+
+    basis: SpectralBasis
+    coefficients: Float[Array, " P"]
+
+    def __init__(self, basis: SpectralBasis, coefficients=None):
+        if not isinstance(basis, SpectralBasis):
+            raise ValueError(
+                f"SpectralPotential: expected a SpectralBasis, got {type(basis).__name__}."
+            )
+        c = jnp.zeros(basis.size) if coefficients is None else jnp.asarray(coefficients)
+        if c.shape != (basis.size,):
+            raise ValueError(
+                f"SpectralPotential: coefficients must have shape ({basis.size},), one per basis "
+                f"function, got shape {c.shape}."
+            )
+        self.basis = basis
+        self.coefficients = c
+
+    def __call__(self, z: Complex[Array, " n1"]) -> Float[Array, ""]:
+        r"""$\phi([z])$."""
+        return self.basis(z) @ self.coefficients
+
+    def metric(self, sample: PointSample) -> Complex[Array, "N m m"]:
+        r"""$g = g^\mathrm{FS} + \sum_\alpha c_\alpha J^\top\partial\bar\partial e_\alpha\bar J$ at `sample`."""
+        _check_sample(self.basis.hypersurface, sample, "SpectralPotential.metric")
+        m = self.basis.hypersurface.dim
+        per_point = self.basis.left.shape[0] * (self.basis.size + m * m)
+        return _metric(self, sample.points, sample.jacobian, per_point)
+
+    def eta(self, sample: PointSample) -> Float[Array, " N"]:
+        r"""$\eta = \det g/|\Omega|^2$ at `sample`."""
+        g = self.metric(sample)
+        return jnp.real(jnp.linalg.det(g)) / jnp.abs(sample.omega) ** 2
+
+    def sigma(self, sample: PointSample) -> tuple[Float[Array, ""], Float[Array, ""]]:
+        """`sigma_measure(sample, self.metric(sample))`: σ and its standard error."""
+        return sigma_measure(sample, self.metric(sample))
+
+
+@eqx.filter_jit
+def _metric(potential, points, jacobian, per_point):
+    def one(a):
+        z, jac = a
+        _, _, h, g_fs = potential.basis._geometry(z, jac)
+        return g_fs + jnp.einsum("p,pij->ij", potential.coefficients.astype(h.dtype), h)
+
+    return jax.lax.map(one, (points, jacobian), batch_size=_batch(per_point))
+
+
+def _weighted_mean(w, x):
+    return jnp.tensordot(w, x, axes=1) / jnp.sum(w)
+
+
+class SpectralRicciFlow(eqx.Module):
+    r"""Kähler–Ricci flow of $\phi = \sum_\alpha c_\alpha e_\alpha$ in Galerkin form.
+
+    $$\dot c = M^{-1} b(c), \qquad M_{\alpha\beta} = \langle e_\alpha, e_\beta\rangle,
+    \qquad b_\alpha(c) = \langle e_\alpha, \log(\eta/\bar\eta)\rangle,$$
+
+    $\eta = \det g_c/|\Omega|^2$, $\bar\eta = \langle \eta, 1\rangle$,
+    $\langle f, h\rangle = \sum_a w_a f_a h_a/\sum_a w_a$ over `sample` (the $\Omega$
+    measure): the projection of $\partial_t\phi = \log(\eta/\bar\eta)$ onto the
+    basis. Its fixed point $b(c) = 0$ is the metric whose $\log\eta$ is constant up
+    to the basis's complement, the Calabi–Yau metric as $k \to \infty$. Near it
+    $\delta\log\eta = \square_g\delta\phi$, so modes decay at the eigenvalues of
+    $-\square_g$ (`laplacian_spectrum`).
+
+    A diffrax vector field: `diffrax.ODETerm(flow)`, state $c$ (P,). Values and
+    Hessians of the basis at the sample's points are computed once, here (stored
+    as real and imaginary parts, leading axis of 2).
+
+    **Arguments:** `basis`; `sample` (a `PointSample` of the basis's hypersurface).
+    """
+
+    values: Float[Array, "N P"]
+    hessians: Float[Array, "2 N P m m"]
+    g_fs: Float[Array, "2 N m m"]
+    log_omega: Float[Array, " N"]
+    weights: Float[Array, " N"]
+
+    def __init__(self, basis: SpectralBasis, sample: PointSample, *, max_bytes=None):
+        if not isinstance(basis, SpectralBasis):
+            raise ValueError(
+                f"SpectralRicciFlow: expected a SpectralBasis, got {type(basis).__name__}."
+            )
+        values, _, hessians = basis.evaluate(sample, max_bytes=max_bytes)
+        self.values = values
+        # stored as real and imaginary parts: diffrax expects real leaves
+        self.hessians = jnp.stack([jnp.real(hessians), jnp.imag(hessians)])
+        self.g_fs = jnp.stack([jnp.real(sample.g_fs), jnp.imag(sample.g_fs)])
+        self.log_omega = jnp.log(jnp.abs(sample.omega) ** 2)
+        self.weights = sample.weights
+
+    def metric(self, c: Float[Array, " P"]) -> Complex[Array, "N m m"]:
+        r"""$g_c = g^\mathrm{FS} + \sum_\alpha c_\alpha\,\partial\bar\partial e_\alpha$ at the sample."""
+        g = self.g_fs + jnp.einsum("p,snpij->snij", c, self.hessians)
+        return jax.lax.complex(g[0], g[1])
+
+    def log_eta(self, c: Float[Array, " P"]) -> Float[Array, " N"]:
+        r"""$\log\eta = \log\det g_c - \log|\Omega|^2$ (NaN where $g_c$ is not positive definite)."""
+        g = self.metric(c)
+        lower = jnp.linalg.cholesky(g)  # NaN unless positive definite
+        logdet = 2 * jnp.sum(jnp.log(jnp.real(jnp.diagonal(lower, axis1=-2, axis2=-1))), axis=-1)
+        return logdet - self.log_omega
+
+    def gram(self) -> Float[Array, "P P"]:
+        r"""$M_{\alpha\beta} = \langle e_\alpha, e_\beta\rangle$ (the identity on the whitening sample)."""
+        wv = self.weights[:, None] * self.values
+        return wv.T @ self.values / jnp.sum(self.weights)
+
+    def residual(self, c: Float[Array, " P"]) -> Float[Array, " P"]:
+        r"""$b_\alpha(c) = \langle e_\alpha, \log(\eta/\bar\eta)\rangle$."""
+        log_eta = self.log_eta(c)
+        eta_bar = _weighted_mean(self.weights, jnp.exp(log_eta))
+        return _weighted_mean(self.weights, self.values * (log_eta - jnp.log(eta_bar))[:, None])
+
+    def __call__(self, t, c: Float[Array, " P"], args=None) -> Float[Array, " P"]:
+        r"""$\dot c = M^{-1} b(c)$; an error (`eqx.error_if`) where $g_c$ is not positive definite."""
+        b = self.residual(c)
+        b = eqx.error_if(
+            b,
+            ~jnp.all(jnp.isfinite(b)),
+            "SpectralRicciFlow: the metric g_c is not positive definite at some sample point "
+            "(the step left the Kahler cone); lower the step size.",
+        )
+        return jnp.linalg.solve(self.gram(), b)
+
+    def sigma(self, c: Float[Array, " P"]) -> Float[Array, ""]:
+        r"""$\sigma = \langle |1 - \eta/\bar\eta|\rangle$ on the flow's own sample (no standard error)."""
+        eta = jnp.exp(self.log_eta(c))
+        return _weighted_mean(self.weights, jnp.abs(1 - eta / _weighted_mean(self.weights, eta)))
+
+
+class NewtonResult(eqx.Module):
+    """The outcome of `newton_fixed_point`.
+
+    **Fields:** `coefficients` (P,); `residuals`: $\\|b\\|_2$ before each step and
+    after the last; `converged`: whether the last is below `tol`.
+    """
+
+    coefficients: Float[Array, " P"]
+    residuals: Float[Array, " S"]
+    converged: bool = eqx.field(static=True)
+
+
+@eqx.filter_jit
+def _newton_step(flow: SpectralRicciFlow, c):
+    b = flow.residual(c)
+    jacobian = jax.jacfwd(flow.residual)(c)
+    return b, jnp.linalg.solve(jacobian, -b)
+
+
+@eqx.filter_jit
+def _residual_norm(flow: SpectralRicciFlow, c):
+    return jnp.linalg.norm(flow.residual(c))
+
+
+def newton_fixed_point(
+    flow: SpectralRicciFlow,
+    c0: Float[Array, " P"] | None = None,
+    *,
+    steps: int = 12,
+    tol: float = 1e-10,
+) -> NewtonResult:
+    r"""Newton's method for the Galerkin fixed point $b(c) = 0$ of `flow`.
+
+    $c \leftarrow c + t\,\delta$, $(\partial b/\partial c)\,\delta = -b$ (the Jacobian by
+    `jax.jacfwd`), $t = 1, \frac12, \frac14, \dots$ until $\|b\|$ decreases with
+    $g_c$ positive definite. Stops when $\|b\|_2 <$ `tol` or after `steps` steps.
+    Not jittable (a Python loop of jitted steps).
+
+    **Arguments:** `flow`; `c0` (P,) start (default 0, Fubini–Study); `steps`; `tol`.
+    """
+    if not isinstance(flow, SpectralRicciFlow):
+        raise ValueError(
+            f"newton_fixed_point: expected a SpectralRicciFlow, got {type(flow).__name__}."
+        )
+    steps = check_count(steps, "newton_fixed_point: steps must be an integer >= 1", minimum=1)
+    size = flow.values.shape[1]
+    c = jnp.zeros(size) if c0 is None else jnp.asarray(c0)
+    if c.shape != (size,):
+        raise ValueError(f"newton_fixed_point: c0 must have shape ({size},), got {c.shape}.")
+    norm = float(_residual_norm(flow, c))
+    if not math.isfinite(norm):
+        raise ValueError(
+            "newton_fixed_point: the metric at c0 is not positive definite at some sample point."
+        )
+    norms = [norm]
+    for _ in range(steps):
+        if norm < tol:
+            break
+        _, delta = _newton_step(flow, c)
+        t = 1.0
+        for _ in range(30):
+            trial = c + t * delta
+            trial_norm = float(_residual_norm(flow, trial))
+            if math.isfinite(trial_norm) and trial_norm < norm:
+                break
+            t /= 2
+        else:
+            break
+        c, norm = trial, trial_norm
+        norms.append(norm)
+    return NewtonResult(c, jnp.asarray(norms), bool(norm < tol))

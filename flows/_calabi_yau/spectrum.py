@@ -1,0 +1,126 @@
+r"""The spectrum of the scalar Laplacian $-\square_g$ of a spectral potential's metric on its basis."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+from .sampling import PointSample
+from .spectral_basis import _batch
+from .spectral_flows import SpectralPotential
+
+
+class Spectrum(eqx.Module):
+    """Eigenvalues of $-\\square_g$ on a basis (`laplacian_spectrum`).
+
+    **Fields:** `eigenvalues` (P,) ascending; `values`, `multiplicities`: the
+    eigenvalues grouped (consecutive ones within `rtol` relative of the group's
+    first), each group's mean and size.
+    """
+
+    eigenvalues: Float[Array, " P"]
+    values: Float[Array, " G"]
+    multiplicities: Int[Array, " G"]
+
+
+def _group(eigenvalues: np.ndarray, rtol: float, atol: float):
+    groups: list[list[float]] = []
+    for x in eigenvalues:
+        if groups and abs(x - groups[-1][0]) <= rtol * abs(groups[-1][0]) + atol:
+            groups[-1].append(x)
+        else:
+            groups.append([x])
+    return np.asarray([np.mean(g) for g in groups]), np.asarray([len(g) for g in groups])
+
+
+@eqx.filter_jit
+def _laplacian_matrices(potential: SpectralPotential, points, jacobian, omega, weights, strong):
+    basis = potential.basis
+    m = basis.hypersurface.dim
+    per_point = basis.left.shape[0] * (basis.size + m * m)
+
+    def one(a):
+        z, jac = a
+        values, gradient, hessian, g_fs = basis._geometry(z, jac)
+        c = potential.coefficients.astype(hessian.dtype)
+        g = g_fs + jnp.einsum("p,pij->ij", c, hessian)
+        inverse = jnp.linalg.inv(g)
+        # g^{i jbar} d_i e_a dbar_j e_b = conj(de_b)^T g^{-1} de_a; box e = tr(g^{-1} H)
+        weak = jnp.real(jnp.einsum("bj,ji,ai->ab", jnp.conj(gradient), inverse, gradient))
+        box = jnp.real(jnp.einsum("ji,pij->p", inverse, hessian))
+        return values, weak, box, jnp.real(jnp.linalg.det(g))
+
+    values, weak, box, det = jax.lax.map(one, (points, jacobian), batch_size=_batch(per_point))
+    # dVol_g / (points' FS density) = det g / det g_FS = w |Omega|^2-normalised eta
+    mass = weights * det / jnp.abs(omega) ** 2
+    mass = mass / jnp.sum(mass)
+    centred = values - mass @ values
+    gram = centred.T @ (mass[:, None] * centred)
+    stiffness = -centred.T @ (mass[:, None] * box) if strong else jnp.tensordot(mass, weak, axes=1)
+    return gram, stiffness
+
+
+def laplacian_spectrum(
+    potential: SpectralPotential,
+    sample: PointSample,
+    *,
+    form: str = "weak",
+    rtol: float = 1e-3,
+) -> Spectrum:
+    r"""The spectrum of $-\square_g = -g^{i\bar j}\partial_i\partial_{\bar j}$ on the basis, $g$ the potential's metric.
+
+    The generalised eigenproblem $A v = \lambda M v$ with the measure
+    $d\mathrm{Vol}_g = \det g$ (normalised: $\mu_a = w_a \eta_a / \sum_b w_b\eta_b$, the
+    sample's points being distributed by $\det g_\mathrm{FS}$ and
+    $w_a\eta_a \propto \det g_a/\det g_{\mathrm{FS},a}$), the basis re-centred in it
+    ($\tilde e = e - \sum_a \mu_a e(z_a)$, so the constant mode is excluded):
+    $M_{\alpha\beta} = \sum_a \mu_a \tilde e_\alpha \tilde e_\beta$ and
+
+    - `form="weak"`: $A_{\alpha\beta} = \sum_a \mu_a\, \mathrm{Re}\, g^{i\bar j}
+      \partial_i e_\alpha \partial_{\bar j} e_\beta$ ($= \int |\partial e|^2_g$; symmetric,
+      eigenvalues within Monte Carlo error of the continuum ones);
+    - `form="strong"`: $A_{\alpha\beta} = -\sum_a \mu_a \tilde e_\alpha\, \square_g e_\beta$. Where the
+      span is invariant under $\square_g$ (Fubini–Study on $\mathbb{CP}^n$) this is
+      exact for any quadrature; $A$ is not symmetric, eigenvalues are the real parts.
+
+    On $\mathbb{CP}^n$ with $g_\mathrm{FS} = \partial\bar\partial\log|z|^2$ the eigenvalues are
+    $l(l + n)$, $l = 1..k$. Eigenvalues are grouped within `rtol` (relative).
+    Not jittable (grouping); `laplacian_eigenvalues` is the jittable part.
+    """
+    eigenvalues = laplacian_eigenvalues(potential, sample, form=form)
+    values, counts = _group(np.sort(np.asarray(eigenvalues)), rtol, 1e-12)
+    return Spectrum(eigenvalues, jnp.asarray(values), jnp.asarray(counts))
+
+
+def laplacian_eigenvalues(
+    potential: SpectralPotential, sample: PointSample, *, form: str = "weak"
+) -> Float[Array, " P"]:
+    """The eigenvalues of `laplacian_spectrum`, ascending, ungrouped. Jittable."""
+    if form not in ("weak", "strong"):
+        raise ValueError(f"laplacian_spectrum: form must be 'weak' or 'strong', got {form!r}.")
+    if not isinstance(potential, SpectralPotential):
+        raise ValueError(
+            f"laplacian_spectrum: expected a SpectralPotential, got {type(potential).__name__}."
+        )
+    _check_sample_shape(potential.basis.hypersurface, sample, "laplacian_spectrum")
+    gram, stiffness = _laplacian_matrices(
+        potential, sample.points, sample.jacobian, sample.omega, sample.weights, form == "strong"
+    )
+    lower = jnp.linalg.cholesky(gram)
+    reduced = jax.scipy.linalg.solve_triangular(
+        lower, jax.scipy.linalg.solve_triangular(lower, stiffness, lower=True).T, lower=True
+    ).T
+    if form == "weak":
+        return jnp.linalg.eigvalsh((reduced + reduced.T) / 2)
+    return jnp.sort(jnp.real(jnp.linalg.eigvals(reduced)))
+
+
+def _check_sample_shape(hypersurface, sample, caller):
+    if not isinstance(sample, PointSample):
+        raise ValueError(f"{caller}: expected a PointSample, got {type(sample).__name__}.")
+    if sample.points.shape[1] != hypersurface.ambient_dim:
+        raise ValueError(
+            f"{caller}: the sample's points have {sample.points.shape[1]} coordinates, the "
+            f"basis's hypersurface {hypersurface.ambient_dim}: a sample of another hypersurface."
+        )
