@@ -238,15 +238,6 @@ def _check_memory(points: int, functions: int, m: int, max_bytes: int, caller: s
         )
 
 
-class _PointData(eqx.Module):
-    """Per-point monomial data: s (N_k,), D (N_k, m), the pulled-back FS metric, rho."""
-
-    s: Complex[Array, " Nk"]
-    d: Complex[Array, "Nk m"]
-    g_fs: Complex[Array, "m m"]
-    rho: Float[Array, ""]
-
-
 class SpectralBasis(eqx.Module):
     r"""Real bihomogeneous functions of bidegree $(l, l)$, $l \le k$, on $X$, independent on $X$.
 
@@ -283,13 +274,32 @@ class SpectralBasis(eqx.Module):
     indices of the terms $f_{IJ}$; `coefficients` (M, P) complex, basis function
     $\gamma$ being $\mathrm{Re}\sum_m B_{m\gamma} f_{I_m J_m} - o_\gamma$; `offset` (P,);
     `hypersurface`; `k`; `symmetry`; `raw_size` (the functions before whitening).
+    Stored factored, $B_{m\gamma} = a_m T_{\mathrm{owner}(m)\gamma}$: `member_coefficients`
+    $a_m$ (M,) complex, `owner` (M,) sorted (member $m$ contributes $a_m f_{I_m J_m}$
+    to raw function `owner[m]`), `table` (raw_size, S) each raw function's members
+    (padded with M), `transform` $T$ (raw_size, P) real.
+
+    Per point everything is a sum over members of $F_m = a_m f_{I_m J_m}$ times
+    constants: with $A = J^\top \mathrm{diag}(1/z)$ (so $J^\top\nabla z^I = z^I A I$),
+    $v = k\zeta/\rho$ and, per raw function $r$, $s_0 = \sum F_m$,
+    $s_I = \sum F_m I_m$, $s_J = \sum F_m J_m$, $Q = \sum F_m I_m J_m^\top$ (one
+    batched matrix product over the padded members),
+    $\sum_m a_m D_{I_m} D_{J_m}^\dagger/\rho^k = A Q A^\dagger - (A s_I) v^\dagger
+    - v (\bar A s_J)^\top + s_0 v v^\dagger$ and
+    $\sum_m (a_m \bar z^{J_m} D_{I_m} + \bar a_m \bar z^{I_m} D_{J_m})/\rho^k
+    = A(s_I + \bar s_J) - (s_0 + \bar s_0) v$; then one product with $T$. An exact
+    zero coordinate is moved to $10^{-150}$ (the functions are polynomials in $z,
+    \bar z$: a change of order $10^{-150}$).
     """
 
     hypersurface: Hypersurface
     monomials: Int[Array, "Nk n1"]
     left: Int[Array, " M"]
     right: Int[Array, " M"]
-    coefficients: Complex[Array, "M P"]
+    member_coefficients: Complex[Array, " M"]
+    owner: Int[Array, " M"]
+    table: Int[Array, "R S"]
+    transform: Float[Array, "R P"]
     offset: Float[Array, " P"]
     k: int = eqx.field(static=True)
     symmetry: str | None = eqx.field(static=True)
@@ -333,18 +343,25 @@ class SpectralBasis(eqx.Module):
             )
         left, right, coef, owner, count = _members(monomials, hypersurface.degree, symmetry)
         _check_memory(points, count, m, max_bytes, "SpectralBasis")
+        order = np.argsort(owner, kind="stable")  # segment sums over sorted owners
 
         self.hypersurface = hypersurface
         self.monomials = jnp.asarray(monomials)
-        self.left = jnp.asarray(left)
-        self.right = jnp.asarray(right)
+        self.left = jnp.asarray(left[order])
+        self.right = jnp.asarray(right[order])
+        self.member_coefficients = jnp.asarray(coef[order])
+        self.owner = jnp.asarray(owner[order])
+        sizes = np.bincount(owner, minlength=count)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        slots = np.arange(sizes.max())
+        self.table = jnp.asarray(
+            np.where(slots < sizes[:, None], starts[:, None] + slots, left.shape[0])
+        )
         self.k = k
         self.symmetry = symmetry
         self.raw_size = count
-        # the raw functions as a basis: B = coefficient at (m, owner[m]); whitened below
-        raw = np.zeros((left.shape[0], count), dtype=complex)
-        raw[np.arange(left.shape[0]), owner] = coef
-        self.coefficients = jnp.asarray(raw)
+        # the raw functions themselves first (T = identity), whitened below
+        self.transform = jnp.eye(count)
         self.offset = jnp.zeros(count)
         values = np.asarray(self.values(sample.points))
         w = np.asarray(sample.weights)
@@ -354,60 +371,67 @@ class SpectralBasis(eqx.Module):
         _, s, vt = np.linalg.svd(x, full_matrices=False)
         keep = s > rtol * s[0]
         transform = vt[keep].T / s[keep]
-        self.coefficients = jnp.asarray(raw @ transform)
+        self.transform = jnp.asarray(transform)
         self.offset = jnp.asarray(mean @ transform)
 
     @property
     def size(self) -> int:
         """P, the number of basis functions."""
-        return self.coefficients.shape[1]
+        return self.transform.shape[1]
+
+    @property
+    def coefficients(self) -> Complex[Array, "M P"]:
+        r"""$B_{m\gamma} = a_m T_{\mathrm{owner}(m)\gamma}$, dense (M, P)."""
+        return self.member_coefficients[:, None] * self.transform[self.owner].astype(complex)
+
+    def _per_point(self) -> int:
+        """Complex numbers of work arrays per point (sets the batch of chunked evaluation)."""
+        m, size = self.hypersurface.dim, self.hypersurface.ambient_dim
+        return self.table.size * 2 + self.raw_size * (self.size + (size + 1) ** 2 + 2 * m * m)
+
+    def _sums(self, z: Complex[Array, " n1"]):
+        r"""$z$ (zeros moved), $\rho$, and per raw function $(s_0, s_I, s_J, Q)$ stacked (R, 1 + 2(n+1) + (n+1)^2)."""
+        z = z.astype(self.hypersurface.coefficients.dtype)
+        z = jnp.where(z == 0, 1e-150, z)
+        size = z.shape[0]
+        rho = jnp.sum(jnp.real(z) ** 2 + jnp.imag(z) ** 2)
+        # z^I over the monomials from the powers z_i^e, e = 0..k
+        powers = jnp.concatenate(
+            [
+                jnp.ones((size, 1), dtype=z.dtype),
+                jnp.cumprod(jnp.tile(z[:, None], (1, self.k)), axis=1),
+            ],
+            axis=1,
+        )
+        monomial = jnp.prod(powers[jnp.arange(size)[None, :], self.monomials], axis=1)
+        terms = (
+            self.member_coefficients
+            * monomial[self.left]
+            * jnp.conj(monomial[self.right])
+            * (rho ** (-self.k)).astype(z.dtype)
+        )
+        padded = jnp.concatenate([terms, jnp.zeros(1, terms.dtype)])[self.table]  # (R, S)
+        return z, rho, jnp.einsum("rs,rsq->rq", padded, self._constants().astype(z.dtype))
+
+    def _constants(self) -> Float[Array, "R S Q"]:
+        """(1, I, J, I J^T) of each padded member (zeros at the padding)."""
+        mask = (self.table < self.left.shape[0]).astype(float)[..., None]
+        index = jnp.minimum(self.table, self.left.shape[0] - 1)
+        i = self.monomials[self.left[index]].astype(float)
+        j = self.monomials[self.right[index]].astype(float)
+        outer = (i[..., :, None] * j[..., None, :]).reshape(*i.shape[:2], -1)
+        return mask * jnp.concatenate([jnp.ones(i.shape[:2] + (1,)), i, j, outer], axis=-1)
 
     # Per point.
 
-    def _point_data(self, z: Complex[Array, " n1"], jacobian) -> _PointData:
-        k = self.k
-        z = z.astype(self.hypersurface.coefficients.dtype)
-        size = z.shape[0]
-        jac = jnp.eye(size, dtype=z.dtype) if jacobian is None else jacobian.astype(z.dtype)
-        rho = jnp.sum(jnp.real(z) ** 2 + jnp.imag(z) ** 2)
-        # powers[i, e] = z_i^e, e = 0..k
-        powers = jnp.concatenate(
-            [jnp.ones((size, 1), dtype=z.dtype), jnp.cumprod(jnp.tile(z[:, None], (1, k)), axis=1)],
-            axis=1,
-        )
-        e = self.monomials
-        factors = powers[jnp.arange(size)[None, :], e]  # (N_k, n1): z_i^{I_i}
-        lowered = powers[jnp.arange(size)[None, :], jnp.maximum(e - 1, 0)]
-        # products of the other factors, from prefix and suffix products (no division)
-        ones = jnp.ones(factors.shape[:1], dtype=z.dtype)
-        before, after = [ones], [ones]
-        for i in range(size - 1):
-            before.append(before[-1] * factors[:, i])
-            after.append(after[-1] * factors[:, size - 1 - i])
-        others = jnp.stack([before[a] * after[size - 1 - a] for a in range(size)], axis=1)
-        s = before[-1] * factors[:, size - 1]
-        gradient = e.astype(z.dtype) * lowered * others  # (N_k, n1): d z^I / d z_a
-        zeta = jac.T @ jnp.conj(z)
-        rho_c = rho.astype(z.dtype)
-        d = gradient @ jac - k * s[:, None] * zeta[None, :] / rho_c
-        g_fs = (
-            rho_c * (jac.T @ jnp.conj(jac)) - zeta[:, None] * jnp.conj(zeta)[None, :]
-        ) / rho_c**2
-        return _PointData(s, d, g_fs, rho)
-
-    def _terms(self, data: _PointData) -> Complex[Array, " M"]:
-        """$f_{I_m J_m}$ at the point."""
-        scale = data.rho ** (-self.k)
-        return data.s[self.left] * jnp.conj(data.s[self.right]) * scale.astype(data.s.dtype)
-
     def __call__(self, z: Complex[Array, " n1"]) -> Float[Array, " P"]:
         r"""$e_\gamma([z])$ at one point (homogeneous coordinates, any scaling)."""
-        data = self._point_data(z, None)
-        return jnp.real(self._terms(data) @ self.coefficients) - self.offset
+        _, _, sums = self._sums(z)
+        return jnp.real(sums[:, 0]) @ self.transform - self.offset
 
     def values(self, points: Complex[Array, "N n1"]) -> Float[Array, "N P"]:
         """$e_\\gamma$ at many points, evaluated in chunks."""
-        return _chunked(lambda z: self(z), points, self.left.shape[0] * self.size)
+        return _chunked(lambda z: self(z), points, self._per_point())
 
     def gradient(
         self, z: Complex[Array, " n1"], jacobian: Complex[Array, "n1 m"] | None = None
@@ -434,20 +458,35 @@ class SpectralBasis(eqx.Module):
 
     def _geometry(self, z, jacobian):
         """`geometry` and the pulled-back Fubini–Study metric."""
-        data = self._point_data(z, jacobian)
-        b = self.coefficients
-        scale = (data.rho ** (-self.k)).astype(b.dtype)
-        terms = data.s[self.left] * jnp.conj(data.s[self.right]) * scale
-        raw = jnp.real(terms @ b)
-        values = raw - self.offset
-        d_left, d_right = data.d[self.left], data.d[self.right]
-        x = jnp.conj(data.s[self.right])[:, None] * d_left
-        y = jnp.conj(data.s[self.left])[:, None] * d_right
-        gradient = scale * (b.T @ x + jnp.conj(b).T @ y) / 2
-        outer = jnp.einsum("mg,mi,mj->gij", b, d_left, jnp.conj(d_right)) * scale
-        hermitian = (outer + jnp.conj(jnp.swapaxes(outer, 1, 2))) / 2
-        hessian = hermitian - self.k * raw.astype(b.dtype)[:, None, None] * data.g_fs
-        return values, gradient, hessian, data.g_fs
+        z, rho, sums = self._sums(z)
+        size = z.shape[0]
+        jac = jnp.eye(size, dtype=z.dtype) if jacobian is None else jacobian.astype(z.dtype)
+        s0 = sums[:, 0]
+        s_i, s_j = sums[:, 1 : 1 + size], sums[:, 1 + size : 1 + 2 * size]
+        q = sums[:, 1 + 2 * size :].reshape(-1, size, size)
+        rho_c = rho.astype(z.dtype)
+        zeta = jac.T @ jnp.conj(z)
+        g_fs = (
+            rho_c * (jac.T @ jnp.conj(jac)) - zeta[:, None] * jnp.conj(zeta)[None, :]
+        ) / rho_c**2
+        a = jac.T / z[None, :]  # J^T diag(1/z)
+        v = self.k * zeta / rho_c
+        t = self.transform.astype(z.dtype)
+        raw = jnp.real(s0)
+        values = raw @ self.transform - self.offset
+        a_si = s_i @ a.T  # (R, m): A s_I
+        gradient = (a_si + jnp.conj(s_j) @ a.T - (s0 + jnp.conj(s0))[:, None] * v) / 2
+        outer = (
+            jnp.einsum("ia,rab,jb->rij", a, q, jnp.conj(a))
+            - a_si[:, :, None] * jnp.conj(v)[None, None, :]
+            - v[None, :, None] * (s_j @ jnp.conj(a).T)[:, None, :]
+            + s0[:, None, None] * (v[:, None] * jnp.conj(v)[None, :])
+        )
+        outer = (outer + jnp.conj(jnp.swapaxes(outer, 1, 2))) / 2
+        hessian = jnp.einsum(
+            "rp,rij->pij", t, outer - self.k * raw.astype(z.dtype)[:, None, None] * g_fs
+        )
+        return values, t.T @ gradient, hessian, g_fs
 
     def evaluate(
         self, sample: PointSample, *, max_bytes: int | None = None
@@ -461,8 +500,7 @@ class SpectralBasis(eqx.Module):
         m = self.hypersurface.dim
         max_bytes = _default_max_bytes() if max_bytes is None else max_bytes
         _check_memory(sample.count, self.size, m, max_bytes, "SpectralBasis.evaluate")
-        per_point = self.left.shape[0] * (self.size + m * m)
-        return _evaluate(self, sample.points, sample.jacobian, per_point)
+        return _evaluate(self, sample.points, sample.jacobian, self._per_point())
 
 
 @eqx.filter_jit

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Complex, Float
 
 from .._misc import check_count
+from .kernel_apply import FSGaussian, point_kernel_apply
 from .losses import sigma_measure
 from .sampling import PointSample
 from .spectral_basis import SpectralBasis, _batch, _check_sample
@@ -57,9 +58,7 @@ class SpectralPotential(eqx.Module):
     def metric(self, sample: PointSample) -> Complex[Array, "N m m"]:
         r"""$g = g^\mathrm{FS} + \sum_\alpha c_\alpha J^\top\partial\bar\partial e_\alpha\bar J$ at `sample`."""
         _check_sample(self.basis.hypersurface, sample, "SpectralPotential.metric")
-        m = self.basis.hypersurface.dim
-        per_point = self.basis.left.shape[0] * (self.basis.size + m * m)
-        return _metric(self, sample.points, sample.jacobian, per_point)
+        return _metric(self, sample.points, sample.jacobian, self.basis._per_point())
 
     def eta(self, sample: PointSample) -> Float[Array, " N"]:
         r"""$\eta = \det g/|\Omega|^2$ at `sample`."""
@@ -99,11 +98,24 @@ class SpectralRicciFlow(eqx.Module):
     $\delta\log\eta = \square_g\delta\phi$, so modes decay at the eigenvalues of
     $-\square_g$ (`laplacian_spectrum`).
 
+    The non-local generalisation (`width` $= \sigma$ given): $\log(\eta/\bar\eta)$ is
+    replaced by its normalised Fubini–Study Gaussian average before the projection,
+    $b_\alpha = \langle e_\alpha, S_\sigma\log(\eta/\bar\eta)\rangle$,
+
+    $$(S_\sigma f)(x_a) = \frac{\sum_b w_b\, k_\sigma(x_a, x_b)\, f_b}{\sum_b w_b\, k_\sigma(x_a, x_b)},
+    \qquad k_\sigma = e^{-d_\mathrm{FS}^2/2\sigma^2}$$
+
+    (`FSGaussian`; the normalisation of the point kernels), applied matrix-free
+    (`point_kernel_apply`: memory O(chunk²), so it runs on $10^5$ points). $S_\sigma$
+    keeps constants, so the linearisation is $\partial_t\delta\phi = S_\sigma\square\delta\phi$
+    projected; as $\sigma \to 0$ it tends to the local flow.
+
     A diffrax vector field: `diffrax.ODETerm(flow)`, state $c$ (P,). Values and
     Hessians of the basis at the sample's points are computed once, here (stored
     as real and imaginary parts, leading axis of 2).
 
-    **Arguments:** `basis`; `sample` (a `PointSample` of the basis's hypersurface).
+    **Arguments:** `basis`; `sample` (a `PointSample` of the basis's hypersurface);
+    `width`: None (the local flow) or $\sigma > 0$, radians of $d_\mathrm{FS}$.
     """
 
     values: Float[Array, "N P"]
@@ -111,12 +123,24 @@ class SpectralRicciFlow(eqx.Module):
     g_fs: Float[Array, "2 N m m"]
     log_omega: Float[Array, " N"]
     weights: Float[Array, " N"]
+    points: Float[Array, "2 N n1"] | None
+    kernel: FSGaussian | None
 
-    def __init__(self, basis: SpectralBasis, sample: PointSample, *, max_bytes=None):
+    def __init__(self, basis: SpectralBasis, sample: PointSample, *, width=None, max_bytes=None):
         if not isinstance(basis, SpectralBasis):
             raise ValueError(
                 f"SpectralRicciFlow: expected a SpectralBasis, got {type(basis).__name__}."
             )
+        if width is None:
+            self.kernel, self.points = None, None
+        else:
+            try:
+                self.kernel = FSGaussian(width)
+            except ValueError as error:
+                raise ValueError(
+                    f"SpectralRicciFlow: width must be None or a finite number > 0, got {width!r}."
+                ) from error
+            self.points = jnp.stack([jnp.real(sample.points), jnp.imag(sample.points)])
         values, _, hessians = basis.evaluate(sample, max_bytes=max_bytes)
         self.values = values
         # stored as real and imaginary parts: diffrax expects real leaves
@@ -137,16 +161,72 @@ class SpectralRicciFlow(eqx.Module):
         logdet = 2 * jnp.sum(jnp.log(jnp.real(jnp.diagonal(lower, axis1=-2, axis2=-1))), axis=-1)
         return logdet - self.log_omega
 
+    def smooth(self, f: Float[Array, "N *shape"]) -> Float[Array, "N *shape"]:
+        r"""$S_\sigma f$ at the sample (each trailing column separately); $f$ itself for the local flow."""
+        if self.kernel is None:
+            return f
+        n = f.shape[0]
+        columns = f.reshape(n, -1) * self.weights[:, None]
+        points = jax.lax.complex(self.points[0], self.points[1])
+        out = point_kernel_apply(
+            self.kernel, points, points, jnp.concatenate([columns, self.weights[:, None]], axis=1)
+        )
+        return (out[:, :-1] / out[:, -1:]).reshape(f.shape)
+
     def gram(self) -> Float[Array, "P P"]:
         r"""$M_{\alpha\beta} = \langle e_\alpha, e_\beta\rangle$ (the identity on the whitening sample)."""
         wv = self.weights[:, None] * self.values
         return wv.T @ self.values / jnp.sum(self.weights)
 
     def residual(self, c: Float[Array, " P"]) -> Float[Array, " P"]:
-        r"""$b_\alpha(c) = \langle e_\alpha, \log(\eta/\bar\eta)\rangle$."""
+        r"""$b_\alpha(c) = \langle e_\alpha, \log(\eta/\bar\eta)\rangle$ ($S_\sigma$ applied first, with `width`)."""
         log_eta = self.log_eta(c)
         eta_bar = _weighted_mean(self.weights, jnp.exp(log_eta))
-        return _weighted_mean(self.weights, self.values * (log_eta - jnp.log(eta_bar))[:, None])
+        u = self.smooth(log_eta - jnp.log(eta_bar))
+        return _weighted_mean(self.weights, self.values * u[:, None])
+
+    def laplacians(self, c: Float[Array, " P"]) -> Float[Array, "N P"]:
+        r"""$\square_c e_\beta = \mathrm{tr}(g_c^{-1} H_\beta)$ at the sample, $H_\beta = J^\top\partial\bar\partial e_\beta\bar J$.
+
+        The derivative of $\log\eta = \log\det g_c - \log|\Omega|^2$ along $c_\beta$.
+        """
+        inverse = jnp.linalg.inv(self.metric(c))
+        # tr(g^{-1} H) = sum_ij g^{-1}_ji H_ij, real for Hermitian g and H
+        return jnp.einsum("nji,npij->np", jnp.real(inverse), self.hessians[0]) - jnp.einsum(
+            "nji,npij->np", jnp.imag(inverse), self.hessians[1]
+        )
+
+    def jacobian(self, c: Float[Array, " P"]) -> Float[Array, "P P"]:
+        r"""$\partial b_\alpha/\partial c_\beta$ in closed form.
+
+        With $L_\beta = \square_c e_\beta = \mathrm{tr}(g_c^{-1}H_\beta)$ (`laplacians`),
+        $\partial_\beta\log\eta = L_\beta$ and $\partial_\beta\log\bar\eta = \langle\eta L_\beta\rangle/\langle\eta\rangle$, so
+
+        $$\frac{\partial b_\alpha}{\partial c_\beta} = \langle e_\alpha, L_\beta\rangle
+        - \langle e_\alpha, 1\rangle\,\frac{\langle \eta, L_\beta\rangle}{\langle\eta\rangle}$$
+
+        ($L_\beta \to S_\sigma L_\beta$ with `width`: $S_\sigma$ is linear and keeps constants).
+
+        One pass over the sample (O(N P m²) + O(N P²)), against $P$ forward passes
+        for `jax.jacfwd(residual)`.
+        """
+        return self.residual_and_jacobian(c)[1]
+
+    def residual_and_jacobian(self, c: Float[Array, " P"]):
+        """(`residual`, `jacobian`) from one evaluation of the metric."""
+        w = self.weights / jnp.sum(self.weights)
+        log_eta = self.log_eta(c)
+        shifted = jnp.exp(log_eta - jnp.max(log_eta))  # eta up to a constant factor
+        mass = w * shifted / jnp.sum(w * shifted)
+        log_eta_bar = jnp.log(jnp.sum(w * shifted)) + jnp.max(log_eta)
+        laplacians = self.laplacians(c)
+        smoothed = self.smooth(jnp.concatenate([log_eta[:, None], laplacians], axis=1))
+        b = (w * (smoothed[:, 0] - log_eta_bar)) @ self.values
+        laplacians = smoothed[:, 1:]
+        jacobian = self.values.T @ (w[:, None] * laplacians) - jnp.outer(
+            w @ self.values, mass @ laplacians
+        )
+        return b, jacobian
 
     def __call__(self, t, c: Float[Array, " P"], args=None) -> Float[Array, " P"]:
         r"""$\dot c = M^{-1} b(c)$; an error (`eqx.error_if`) where $g_c$ is not positive definite."""
@@ -179,8 +259,7 @@ class NewtonResult(eqx.Module):
 
 @eqx.filter_jit
 def _newton_step(flow: SpectralRicciFlow, c):
-    b = flow.residual(c)
-    jacobian = jax.jacfwd(flow.residual)(c)
+    b, jacobian = flow.residual_and_jacobian(c)
     return b, jnp.linalg.solve(jacobian, -b)
 
 
@@ -198,8 +277,8 @@ def newton_fixed_point(
 ) -> NewtonResult:
     r"""Newton's method for the Galerkin fixed point $b(c) = 0$ of `flow`.
 
-    $c \leftarrow c + t\,\delta$, $(\partial b/\partial c)\,\delta = -b$ (the Jacobian by
-    `jax.jacfwd`), $t = 1, \frac12, \frac14, \dots$ until $\|b\|$ decreases with
+    $c \leftarrow c + t\,\delta$, $(\partial b/\partial c)\,\delta = -b$ (the Jacobian in
+    closed form, `SpectralRicciFlow.jacobian`), $t = 1, \frac12, \frac14, \dots$ until $\|b\|$ decreases with
     $g_c$ positive definite. Stops when $\|b\|_2 <$ `tol` or after `steps` steps.
     Not jittable (a Python loop of jitted steps).
 

@@ -37,8 +37,7 @@ def _group(eigenvalues: np.ndarray, rtol: float, atol: float):
 @eqx.filter_jit
 def _laplacian_matrices(potential: SpectralPotential, points, jacobian, omega, weights, strong):
     basis = potential.basis
-    m = basis.hypersurface.dim
-    per_point = basis.left.shape[0] * (basis.size + m * m)
+    per_point = basis._per_point()
 
     def one(a):
         z, jac = a

@@ -1,0 +1,118 @@
+r"""Gradient flows of functionals of a spectral Kähler potential (the appendix-B flows).
+
+On a `SpectralBasis`, $\phi = \sum_\alpha c_\alpha e_\alpha$; the tangent space carries
+the metric $\langle\delta\phi, \delta\phi'\rangle = \sum_a w_a\,\delta\phi_a\,\delta\phi'_a/\sum_a w_a$
+(the $\Omega$ measure), i.e. $M_{\alpha\beta} = \langle e_\alpha, e_\beta\rangle$ on
+coefficients, so the gradient flow of $E(c)$ is
+
+$$\dot c = -M^{-1}\nabla_c E, \qquad \frac{dE}{dt} = -\nabla_c E^\top M^{-1}\nabla_c E
+= -\|\nabla E\|^2_{M^{-1}}.$$
+
+Functionals ($\eta = \det g/|\Omega|^2$, $\bar\eta = \langle\eta\rangle$,
+$\mu = w\eta/\sum w\eta$ the $d\mathrm{Vol}_g$ measure):
+
+- `"monge_ampere"`: the ultra-local $E_p = \langle |\eta/\bar\eta - 1|^p\rangle$ (the $\sigma$ loss
+  for $p = 1$). For $p = 1$, $|x|$ is replaced by $\sqrt{x^2 + \epsilon^2} - \epsilon$
+  (`epsilon`, default $10^{-3}$): smooth, so the flow is an ODE with a Lipschitz
+  right-hand side and $dE/dt$ exists; it differs from $|x|$ by at most $\epsilon$.
+- `"dirichlet"`: the two-derivative functional $E = \int |\partial\log\eta|^2_g\,d\mathrm{Vol}_g/\int d\mathrm{Vol}_g$
+  (zero exactly at the Calabi–Yau metric). Evaluated by parts: $\mathrm{Ric} =
+  -\partial\bar\partial\log\eta$ ($\Omega$ holomorphic), so $R = 2g^{i\bar j}R_{i\bar j} = -2\square\log\eta$
+  (the curvature code's convention) and $E = \tfrac12\int \log\eta\, R\,d\mathrm{Vol}_g/\int d\mathrm{Vol}_g$,
+  equal to the energy form in the continuum (by parts) and to Monte Carlo error on a sample.
+- `"calabi"`: Calabi's $E = \int R^2\, d\mathrm{Vol}_g/\int d\mathrm{Vol}_g$.
+
+The last two need four derivatives of $\phi$ (`hypersurface_curvature`, through the
+chart, the code of `hypersurface_curvature`), so they are for small samples and small $k$.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from .curvature import _curvature, _polynomial
+from .sampling import PointSample
+from .spectral_basis import SpectralBasis
+from .spectral_flows import SpectralPotential, SpectralRicciFlow
+
+FUNCTIONALS = ("monge_ampere", "dirichlet", "calabi")
+
+
+class SpectralGradientFlow(eqx.Module):
+    r"""$\dot c = -M^{-1}\nabla_c E(c)$ for one of the functionals of the module docstring.
+
+    A diffrax vector field (`diffrax.ODETerm(flow)`), state $c$ (P,).
+
+    **Arguments:** `basis`; `sample` (a `PointSample` of the basis's hypersurface);
+    `functional` (one of `FUNCTIONALS`); `p` (1 or 2, for `"monge_ampere"`);
+    `epsilon` (> 0, the smoothing of $|x|$ at $p = 1$).
+    """
+
+    local: SpectralRicciFlow
+    basis: SpectralBasis
+    sample: PointSample
+    polynomial: object = eqx.field(static=True)
+    functional: str = eqx.field(static=True)
+    p: int = eqx.field(static=True)
+    epsilon: float = eqx.field(static=True)
+
+    def __init__(
+        self,
+        basis: SpectralBasis,
+        sample: PointSample,
+        functional: str,
+        *,
+        p: int = 2,
+        epsilon: float = 1e-3,
+    ):
+        if functional not in FUNCTIONALS:
+            raise ValueError(
+                f"SpectralGradientFlow: functional must be one of {FUNCTIONALS}, got {functional!r}."
+            )
+        if p not in (1, 2) or isinstance(p, bool):
+            raise ValueError(f"SpectralGradientFlow: p must be 1 or 2, got {p!r}.")
+        if not (isinstance(epsilon, float | int) and epsilon > 0):
+            raise ValueError(
+                f"SpectralGradientFlow: epsilon must be a number > 0, got {epsilon!r}."
+            )
+        self.local = SpectralRicciFlow(basis, sample)
+        self.basis = basis
+        self.sample = sample
+        self.polynomial = _polynomial(basis.hypersurface)
+        self.functional = functional
+        self.p = p
+        self.epsilon = float(epsilon)
+
+    def energy(self, c: Float[Array, " P"]) -> Float[Array, ""]:
+        """$E(c)$."""
+        w = self.sample.weights / jnp.sum(self.sample.weights)
+        if self.functional == "monge_ampere":
+            eta = jnp.exp(self.local.log_eta(c))
+            x = eta / jnp.sum(w * eta) - 1
+            if self.p == 2:
+                return jnp.sum(w * x**2)
+            return jnp.sum(w * (jnp.sqrt(x**2 + self.epsilon**2) - self.epsilon))
+        sample = self.sample
+        g, _, scalar = _curvature(
+            self.polynomial,
+            self.basis.hypersurface.coefficients,
+            sample.points,
+            sample.patch,
+            sample.eliminated,
+            SpectralPotential(self.basis, c),
+        )
+        log_eta = jnp.log(jnp.real(jnp.linalg.det(g))) - jnp.log(jnp.abs(self.sample.omega) ** 2)
+        eta = jnp.exp(log_eta - jnp.max(log_eta))
+        mu = w * eta / jnp.sum(w * eta)
+        if self.functional == "dirichlet":
+            return 0.5 * jnp.sum(mu * log_eta * scalar)
+        return jnp.sum(mu * scalar**2)
+
+    def gradient(self, c: Float[Array, " P"]) -> Float[Array, " P"]:
+        r"""$\nabla_c E$ (reverse-mode autodiff)."""
+        return jax.grad(self.energy)(c)
+
+    def __call__(self, t, c: Float[Array, " P"], args=None) -> Float[Array, " P"]:
+        r"""$\dot c = -M^{-1}\nabla_c E$."""
+        return -jnp.linalg.solve(self.local.gram(), self.gradient(c))
