@@ -35,7 +35,10 @@ integrates flows (flows never imports it).
 
 from ._calabi_yau import POTENTIAL_REGIMES as POTENTIAL_REGIMES
 from ._calabi_yau import AbstractPointKernel as AbstractPointKernel
+from ._calabi_yau import AlgebraicPotential as AlgebraicPotential
+from ._calabi_yau import BalancedResult as BalancedResult
 from ._calabi_yau import BihomogeneousNetwork as BihomogeneousNetwork
+from ._calabi_yau import ChernIntegrals as ChernIntegrals
 from ._calabi_yau import ClusteredPointKernel as ClusteredPointKernel
 from ._calabi_yau import FSGaussian as FSGaussian
 from ._calabi_yau import Hypersurface as Hypersurface
@@ -50,6 +53,7 @@ from ._calabi_yau import PointSample as PointSample
 from ._calabi_yau import PotentialFlow as PotentialFlow
 from ._calabi_yau import ReLUPointNTK as ReLUPointNTK
 from ._calabi_yau import SpectralBasis as SpectralBasis
+from ._calabi_yau import SpectralGradientFlow as SpectralGradientFlow
 from ._calabi_yau import SpectralPotential as SpectralPotential
 from ._calabi_yau import SpectralRicciFlow as SpectralRicciFlow
 from ._calabi_yau import Spectrum as Spectrum
@@ -57,9 +61,14 @@ from ._calabi_yau import bihomogeneous_features as bihomogeneous_features
 from ._calabi_yau import bihomogeneous_potential as bihomogeneous_potential
 from ._calabi_yau import chart_sample as chart_sample
 from ._calabi_yau import check_metric_values as check_metric_values
+from ._calabi_yau import chern_curvature as chern_curvature
+from ._calabi_yau import chern_densities as chern_densities
+from ._calabi_yau import chern_integrals as chern_integrals
+from ._calabi_yau import chern_numbers as chern_numbers
 from ._calabi_yau import cluster_points as cluster_points
 from ._calabi_yau import complex_hessian as complex_hessian
 from ._calabi_yau import curve_metric as curve_metric
+from ._calabi_yau import donaldson_balanced as donaldson_balanced
 from ._calabi_yau import fs_distance as fs_distance
 from ._calabi_yau import fs_distance_squared as fs_distance_squared
 from ._calabi_yau import fubini_study_potential as fubini_study_potential

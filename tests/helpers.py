@@ -55,6 +55,7 @@ PROGRAMS = (
     "quintic_kernels",
     "quintic_networks",
     "quintic_sigma",
+    "quintic_spectral",
     "sphere_extinction",
     "torus_modes",
     "well_posedness",

@@ -44,6 +44,13 @@ def check_record(record: dict, skipped: set[str]) -> None:
             assert (value is None) == unreached, entry
             if value is None:
                 continue
+        if name == "spectral_time_to_sigma_1e-3":  # None where 1e-3 was not reached (--quick)
+            rows = entry["rows"]
+            assert rows and all(math.isfinite(r["sigma_test"]) for r in rows)
+            assert [r["k"] for r in rows] == list(range(2, 2 * len(rows) + 1, 2))
+            assert (value is None) == all(r["sigma_test"] > 1e-3 for r in rows), entry
+            if value is None:
+                continue
         assert isinstance(value, float) and math.isfinite(value), (name, value)
         assert entry["met"] in (True, False, None), name
         for key in NUMBERS.get(name, ()):

@@ -49,9 +49,9 @@ Kinds of bad input tried, by target:
   besides `kernel.apply` and `manifold.sample` above. Documented to accept an empty
   set, and checked: `nearest_points` with no targets (empty results, one per target)
   and `evaluate_at` (an empty batch in, an empty batch out).
-- Command line, every program in `experiments/` (the eleven in `helpers.PROGRAMS`:
+- Command line, every program in `experiments/` (the twelve in `helpers.PROGRAMS`:
   bench, convergence, curvature_tour, lambda_drift, ntk_regimes, quintic_kernels,
-  quintic_networks, quintic_sigma, sphere_extinction, torus_modes, well_posedness;
+  quintic_networks, quintic_sigma, quintic_spectral, sphere_extinction, torus_modes, well_posedness;
   a test checks the list is complete) and the `metric-flows` demo (solvers/demo/):
   unknown flags; and for every numeric flag, bad values (`--flag=VALUE`): sizes and
   counts below their minimum (zero, negative) or not integers ("1.5", "x"); widths,
@@ -755,6 +755,24 @@ BAD_FLAGS = {
         "--clusters": _ints(0),
         "--batch-size": _ints(1),
         "--scaling-points": _ints(2),
+        "--seed": SEED,
+    },
+    "quintic_spectral": {
+        "--k-max": _ints(1),
+        "--points": _ints(50),
+        "--test-points": _ints(50),
+        "--decades": POSITIVE,
+        "--saves": _ints(5),
+        "--rate-ks": _ints(2),
+        "--fit-from": _ints(2),
+        "--kernel-sigmas": POSITIVE,
+        "--kernel-k": _ints(2),
+        "--kernel-points": _ints(50),
+        "--donaldson-k-max": _ints(0),
+        "--donaldson-points": _ints(50),
+        "--curvature-k": _ints(2),
+        "--chern-points": _ints(0),
+        "--ricci-points": _ints(0),
         "--seed": SEED,
     },
     "quintic_networks": {

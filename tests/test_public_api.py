@@ -13,10 +13,14 @@ import flows.testing
 import solvers
 
 FLOWS = [
+    "AlgebraicPotential",
+    "BalancedResult",
+    "donaldson_balanced",
     "SpectralBasis",
     "NewtonResult",
     "SpectralPotential",
     "SpectralRicciFlow",
+    "SpectralGradientFlow",
     "newton_fixed_point",
     "Spectrum",
     "laplacian_eigenvalues",
@@ -30,6 +34,7 @@ FLOWS = [
     "AbstractPointKernel",
     "BihomogeneousNetwork",
     "CalabiLoss",
+    "ChernIntegrals",
     "ClusteredPointKernel",
     "ComponentNetworkMetric",
     "ComponentwiseFlow",
@@ -78,6 +83,10 @@ FLOWS = [
     "check_metric_values",
     "check_nodal_values",
     "christoffel",
+    "chern_curvature",
+    "chern_densities",
+    "chern_integrals",
+    "chern_numbers",
     "cluster_points",
     "complex_hessian",
     "component_ntk",

@@ -33,6 +33,14 @@ Monge–Ampère), `potentials.py` (Kähler potential networks), `curvature.py`,
 `potential_flows.py` (flows of a potential's parameters).
 """
 
+from .balanced import AlgebraicPotential as AlgebraicPotential
+from .balanced import BalancedResult as BalancedResult
+from .balanced import donaldson_balanced as donaldson_balanced
+from .chern import ChernIntegrals as ChernIntegrals
+from .chern import chern_curvature as chern_curvature
+from .chern import chern_densities as chern_densities
+from .chern import chern_integrals as chern_integrals
+from .chern import chern_numbers as chern_numbers
 from .clustering import cluster_points as cluster_points
 from .clustering import mean_nearest_distance as mean_nearest_distance
 from .clustering import nearest_points as nearest_points
@@ -87,6 +95,7 @@ from .spectral_flows import NewtonResult as NewtonResult
 from .spectral_flows import SpectralPotential as SpectralPotential
 from .spectral_flows import SpectralRicciFlow as SpectralRicciFlow
 from .spectral_flows import newton_fixed_point as newton_fixed_point
+from .spectral_functionals import SpectralGradientFlow as SpectralGradientFlow
 from .spectrum import Spectrum as Spectrum
 from .spectrum import laplacian_eigenvalues as laplacian_eigenvalues
 from .spectrum import laplacian_spectrum as laplacian_spectrum

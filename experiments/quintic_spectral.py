@@ -1,0 +1,727 @@
+r"""The Fermat quintic as a spectral manifold: Kähler–Ricci flow to the Calabi–Yau metric, k = 1 … k_max.
+
+The Kähler potential is $\phi = \sum_\alpha c_\alpha e_\alpha$ over the functions of
+bidegree $(l, l)$, $l \le k$, invariant under the Fermat quintic's symmetries
+(`flows.SpectralBasis(..., symmetry="fermat")`: permutations, the fifth-root
+phases, conjugation), whitened on the training points; the metric is
+$g = \partial\bar\partial(\log|z|^2 + \phi)$ and $\eta = \det g/|\Omega|^2$. From
+Fubini–Study ($c = 0$), at each degree $k$:
+
+- the local Kähler–Ricci flow in Galerkin form, $\dot c = M^{-1}b(c)$,
+  $b_\alpha = \langle e_\alpha, \log(\eta/\bar\eta)\rangle$ (`flows.SpectralRicciFlow`),
+  integrated by diffrax (Tsit5, rtol $10^{-9}$) to
+  $t_1 = $ `--decades` $\cdot \ln 10/\lambda_1$, $\lambda_1$ the slowest rate of its
+  linearisation at the fixed point (below), so that velocity and distance to the
+  fixed point fall by about that many decades;
+- the Galerkin fixed point $b(c) = 0$ by Newton's method (`flows.newton_fixed_point`);
+- test σ (`flows.sigma_measure`, with its standard error) on `--test-points`
+  fresh points sampled independently of the training points (never a training
+  point), along the flow and at the Newton fixed point; the seconds of each stage.
+
+Degree 1: the invariant functions of bidegree $(1, 1)$ are the constants alone
+($\sum_i |z_i|^2/|z|^2 = 1$), so the fixed point is Fubini–Study itself and nothing
+is solved. The σ(k) table is fitted by $\log\sigma = a - r\,k$ over the even degrees
+$k \ge$ `--fit-from` (`_fits.log_fit`, exponential: $r$ with its standard error and
+95% Student-t interval; odd degrees add little to the even one below them).
+
+Late-time rates, at `--rate-ks`: near the fixed point $\delta\log\eta = \square_g\delta\phi$,
+so $\|c(t) - c^*\|$ decays at the smallest eigenvalue of $-\square_g$ among the basis's
+modes. Three numbers: the measured slope of $\log\|c(t) - c^*\|$ over the saves where
+$\|c - c^*\|/\|c(0) - c^*\|$ is in $[10^{-7}, 10^{-3}]$ (after the faster modes have gone,
+above the integration floor); the smallest eigenvalue of the linearised Galerkin
+flow $M^{-1}\partial b/\partial c$ at $c^*$ (the rate this discretisation predicts); and the
+smallest eigenvalue of $-\square_g$ from `flows.laplacian_spectrum` at $c^*$ on the training
+points, weak form ($\int|\partial e|^2_g$) and strong form ($-\int e\,\square_g e$), an
+independent computation of the operator.
+
+Optional stages, each run only where the library has the function (otherwise recorded
+as skipped, with the reason): the smoothed Kähler–Ricci flows
+(`SpectralRicciFlow(..., width=σ)`, `--kernel-sigmas`, at `--kernel-k` on
+`--kernel-points` training points: each right-hand side applies a point kernel,
+O(N²)); Donaldson's balanced metrics (`flows.donaldson_balanced`, same symmetry,
+$k \le$ `--donaldson-k-max`) beside the σ(k) table; $\chi = \int c_3$ and $c_2\cdot J$
+(`flows.chern_integrals`, in units of $H$: exactly −200 and 50) of Fubini–Study and of the
+Newton metric at `--curvature-k`, on `--chern-points` test points; the Ricci measure
+(`flows.ricci_measure`) of the same two metrics on `--ricci-points` test points
+(default 0, skipped: by nested autodiff through the basis it cost, on two busy
+cores, 70 ms per point at k = 4 and 2 s per point at k = 8, after a 40 s compile).
+
+Output in --out: quintic_spectral.json (`sigma_fs_test`; `degrees`: per k the basis
+size, Newton's residuals, σ and standard error, the flow's saves with test σ,
+velocity and distance to $c^*$, the rates, the seconds; `table`, `fit`, `rates`,
+`smoothed`, `donaldson`, `chern`, `ricci_measure`; `machine`, `seconds`) and
+quintic_spectral.png (σ against k; test σ against flow time per k; the late-time
+decay against the predicted rate).
+
+Usage: python experiments/quintic_spectral.py --out DIR [--k-max K] [--points N] [--test-points P] [--seed S] ...
+"""
+
+import argparse
+import math
+import time
+import warnings
+from pathlib import Path
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.stats
+from _common import (
+    elapsed,
+    integer,
+    positive,
+    progress,
+    save_figure,
+    seed,
+    write_json,
+)
+from _fits import CONFIDENCE, log_fit
+from _spectral import SYMMETRY
+from _timing import machine
+from matplotlib.figure import Figure
+
+import flows
+
+jax.config.update("jax_enable_x64", True)
+
+KERNEL_SIGMAS = (0.05, 0.1, 0.3)
+RTOL, ATOL = 1e-9, 1e-11
+# the late-time window of the measured rate: |c - c*| / |c(0) - c*| in [LATE_LOW, LATE_HIGH]
+LATE_LOW, LATE_HIGH = 1e-7, 1e-3
+# converged: velocity and distance to Newton's c* both below this, relative to their start
+CONVERGED = 1e-6
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add("--k-max", type=integer(1, 16), default=12, help="highest degree k")
+    add("--points", type=integer(50), default=50_000, help="training points")
+    add("--test-points", type=integer(50), default=20_000, help="fresh held-out test points")
+    add("--decades", type=positive, default=10.0, help="flow to t1 = decades ln 10 / slowest rate")
+    add("--saves", type=integer(5), default=41, help="saved times per flow")
+    add(
+        "--rate-ks",
+        type=integer(2),
+        nargs="*",
+        default=None,
+        help="degrees of the late-time rate check (default 4 6 8, those <= k-max)",
+    )
+    add("--fit-from", type=integer(2), default=4, help="lowest even degree in the fit of sigma(k)")
+    add(
+        "--kernel-sigmas",
+        type=positive,
+        nargs="*",
+        default=None,
+        help="widths of the smoothed flows (default 0.05 0.1 0.3 where the library has them)",
+    )
+    add(
+        "--kernel-k",
+        type=integer(2),
+        default=None,
+        help="degree of the smoothed flows (default min(4, k-max))",
+    )
+    add(
+        "--kernel-points",
+        type=integer(50),
+        default=None,
+        help="training points of the smoothed flows (default min(1000, points))",
+    )
+    add(
+        "--donaldson-k-max",
+        type=integer(0),
+        default=6,
+        help="balanced metrics for k <= this (0: none)",
+    )
+    add(
+        "--donaldson-points",
+        type=integer(50),
+        default=20_000,
+        help="training points of Donaldson's T",
+    )
+    add(
+        "--curvature-k",
+        type=integer(2),
+        default=None,
+        help="degree of the metric whose chi, c2.J and Ricci measure are taken (default min(4, k-max))",
+    )
+    add(
+        "--chern-points",
+        type=integer(0),
+        default=None,
+        help="test points of chi and c2.J (default min(1000, test-points); 0: skip)",
+    )
+    add(
+        "--ricci-points",
+        type=integer(0),
+        default=0,
+        help="test points of the Ricci measure (0: skip)",
+    )
+    add("--seed", type=seed, default=0)
+    add("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.rate_ks is None:
+        args.rate_ks = [k for k in (4, 6, 8) if k <= args.k_max]
+    elif any(k > args.k_max for k in args.rate_ks):
+        parser.error(f"--rate-ks {args.rate_ks}: each must be <= --k-max {args.k_max}")
+    args.rate_ks = sorted(set(args.rate_ks))
+    if args.k_max < 2 and (args.kernel_k is None or args.curvature_k is None):
+        parser.error("--k-max 1 solves nothing (degree 1 is Fubini-Study); use --k-max >= 2")
+    args.kernel_k = min(4, args.k_max) if args.kernel_k is None else args.kernel_k
+    args.curvature_k = min(4, args.k_max) if args.curvature_k is None else args.curvature_k
+    if args.kernel_sigmas is None:
+        args.kernel_sigmas = list(KERNEL_SIGMAS)
+    if args.kernel_sigmas and args.kernel_k > args.k_max:
+        parser.error(f"--kernel-k {args.kernel_k} exceeds --k-max {args.k_max}")
+    if args.kernel_points is None:
+        args.kernel_points = min(1000, args.points)
+    elif args.kernel_points > args.points:
+        parser.error(f"--kernel-points {args.kernel_points} exceeds --points {args.points}")
+    if (args.chern_points or args.ricci_points) and args.curvature_k > args.k_max:
+        parser.error(f"--curvature-k {args.curvature_k} exceeds --k-max {args.k_max}")
+    if args.chern_points is None:
+        args.chern_points = min(1000, args.test_points)
+    if max(args.chern_points, args.ricci_points) > args.test_points:
+        parser.error("--chern-points and --ricci-points must not exceed --test-points")
+    return args
+
+
+# Samples and the per-degree solves.
+
+
+def samples(surface, args):
+    """Training and test samples, drawn independently (the test points are never training points)."""
+    key = jax.random.key(args.seed)
+    train = flows.point_sample(surface, flows.sample_points(surface, key, args.points))
+    test_key = jax.random.fold_in(key, 1)
+    test = flows.point_sample(surface, flows.sample_points(surface, test_key, args.test_points))
+    return train, test
+
+
+@eqx.filter_jit
+def _sigma(judge: flows.SpectralRicciFlow, test: flows.PointSample, c):
+    return flows.sigma_measure(test, judge.metric(c))
+
+
+@eqx.filter_jit
+def _velocity(flow: flows.SpectralRicciFlow, c):
+    return jnp.linalg.norm(flow(0.0, c, None))
+
+
+@eqx.filter_jit
+def _jacobian(flow: flows.SpectralRicciFlow, c):
+    return flow.jacobian(c)
+
+
+def linear_rates(flow, c_star) -> np.ndarray:
+    r"""The rates of the linearised Galerkin flow at $c^*$: $-\mathrm{Re}$ eig$(M^{-1}\partial b/\partial c)$, ascending."""
+    jacobian = np.asarray(_jacobian(flow, c_star))
+    operator = np.linalg.solve(np.asarray(flow.gram()), jacobian)
+    return np.sort(-np.real(np.linalg.eigvals(operator)))
+
+
+class _Velocity(eqx.Module):
+    r"""`flow`'s vector field $\dot c = M^{-1}b(c)$ with the constant Gram matrix $M$ computed once
+    (`SpectralRicciFlow.__call__` forms it, O(N P²), at every evaluation)."""
+
+    flow: flows.SpectralRicciFlow
+    gram: jax.Array
+
+    def __call__(self, t, c, args=None):
+        b = self.flow.residual(c)
+        b = eqx.error_if(
+            b, ~jnp.all(jnp.isfinite(b)), "the metric left the Kahler cone; lower the step size"
+        )
+        return jnp.linalg.solve(self.gram, b)
+
+
+def integrate(flow, c0, t1: float, saves: int):
+    """The flow from `c0` to `t1` (Tsit5, adaptive): saved times, states, steps, diffrax's result."""
+    ts = jnp.linspace(0.0, t1, saves)
+    velocity = _Velocity(flow, flow.gram())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Complex dtype support in Diffrax")
+        solution = diffrax.diffeqsolve(
+            diffrax.ODETerm(velocity),
+            diffrax.Tsit5(),
+            0.0,
+            t1,
+            None,
+            c0,
+            saveat=diffrax.SaveAt(ts=ts),
+            stepsize_controller=diffrax.PIDController(rtol=RTOL, atol=ATOL),
+            max_steps=200_000,
+            throw=False,
+        )
+    ys = np.asarray(solution.ys)
+    finite = np.all(np.isfinite(ys), axis=1)
+    return (
+        np.asarray(ts)[finite],
+        ys[finite],
+        int(solution.stats["num_steps"]),
+        str(solution.result),
+    )
+
+
+def late_rate(ts: np.ndarray, distance: np.ndarray) -> dict:
+    r"""The slope of $-\log\|c - c^*\|$ against $t$ over the late window (module docstring)."""
+    ratio = distance / distance[0]
+    window = (ratio >= LATE_LOW) & (ratio <= LATE_HIGH)
+    if window.sum() < 3:
+        return {"rate": None, "stderr": None, "saves": int(window.sum())}
+    line = log_fit(ts[window], distance[window], log_x=False)
+    return {
+        "rate": -line.slope,
+        "stderr": line.stderr,
+        "saves": int(window.sum()),
+        "window": [float(ts[window][0]), float(ts[window][-1])],
+    }
+
+
+def flow_record(flow, judge, test, c_star, rate: float, args) -> dict:
+    """Integrate from Fubini–Study to `args.decades` / `rate`; test σ, velocity and distance at each save."""
+    start = time.perf_counter()
+    t1 = args.decades * math.log(10) / rate
+    ts, ys, steps, result = integrate(flow, jnp.zeros_like(c_star), t1, args.saves)
+    seconds = time.perf_counter() - start
+    sigmas = [_sigma(judge, test, jnp.asarray(c)) for c in ys]
+    velocity = np.asarray([float(_velocity(flow, jnp.asarray(c))) for c in ys])
+    distance = np.linalg.norm(ys - np.asarray(c_star)[None], axis=1)
+    scale = max(float(np.linalg.norm(c_star)), 1e-300)
+    velocity_ratio = float(velocity[-1] / velocity[0])
+    distance_ratio = float(distance[-1] / scale)
+    return {
+        "t1": t1,
+        "ts": ts.tolist(),
+        "sigma_test": [float(s[0]) for s in sigmas],
+        "sigma_test_error": [float(s[1]) for s in sigmas],
+        "velocity": velocity.tolist(),
+        "distance_to_newton": distance.tolist(),
+        "velocity_ratio": velocity_ratio,
+        "distance_to_newton_relative": distance_ratio,
+        "converged": bool(
+            len(ts) == args.saves and velocity_ratio <= CONVERGED and distance_ratio <= CONVERGED
+        ),
+        "steps": steps,
+        "result": result,
+        "late_rate": late_rate(ts, distance),
+        "seconds": seconds,
+    }
+
+
+def spectrum_rates(basis, c_star, train) -> dict:
+    """The smallest eigenvalue of −□ at the fixed point (`flows.laplacian_spectrum`), weak and strong."""
+    potential = flows.SpectralPotential(basis, c_star)
+    out = {}
+    for form in ("weak", "strong"):
+        start = time.perf_counter()
+        spectrum = flows.laplacian_spectrum(potential, train, form=form)
+        out[form] = {
+            "smallest": float(spectrum.eigenvalues[0]),
+            "values": np.asarray(spectrum.values[:6]).tolist(),
+            "multiplicities": np.asarray(spectrum.multiplicities[:6]).tolist(),
+            "seconds": time.perf_counter() - start,
+        }
+    return out
+
+
+def fubini_study_degree(test) -> dict:
+    """Degree 1: the invariant functions are constants, the fixed point is Fubini–Study."""
+    sigma, error = flows.sigma_measure(test, test.g_fs)
+    return {
+        "k": 1,
+        "basis_size": 0,
+        "note": "the invariant functions of bidegree (1, 1) are the constants alone: the "
+        "fixed point is Fubini-Study",
+        "newton": {"sigma_test": float(sigma), "sigma_test_error": float(error), "converged": True},
+        "seconds": {"total": 0.0},
+    }
+
+
+def degree(k: int, surface, train, test, args) -> tuple[dict, object]:
+    """Newton's fixed point and the flow at degree `k`; the record and the fixed point's potential."""
+    seconds = {}
+    start = time.perf_counter()
+    basis = flows.SpectralBasis(surface, train, k, symmetry=SYMMETRY)
+    if basis.raw_size <= 1:
+        return fubini_study_degree(test), None
+    flow = flows.SpectralRicciFlow(basis, train)
+    jax.block_until_ready(flow.hessians)
+    seconds["basis_and_training_geometry"] = time.perf_counter() - start
+
+    mark = time.perf_counter()
+    result = flows.newton_fixed_point(flow)
+    c_star = jax.block_until_ready(result.coefficients)
+    seconds["newton"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    judge = flows.SpectralRicciFlow(basis, test)  # test-point Hessians: σ at any c
+    sigma, error = _sigma(judge, test, c_star)
+    seconds["test_geometry_and_sigma"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    rates = linear_rates(flow, c_star)
+    seconds["linearisation"] = time.perf_counter() - mark
+    residuals = np.asarray(result.residuals)
+    record = {
+        "k": k,
+        "basis_size": basis.size,
+        "raw_size": basis.raw_size,
+        "newton": {
+            "residuals": residuals.tolist(),
+            "steps": len(residuals) - 1,
+            "converged": bool(result.converged),
+            "sigma_test": float(sigma),
+            "sigma_test_error": float(error),
+            "sigma_train": float(flow.sigma(c_star)),
+        },
+        "galerkin_rates": rates[:8].tolist(),
+    }
+    progress(
+        f"k = {k}: {basis.size} functions; Newton {len(residuals) - 1} steps, |b| "
+        f"{residuals[-1]:.1e}; test sigma {float(sigma):.3e} +- {float(error):.1e} "
+        f"(basis {seconds['basis_and_training_geometry']:.1f} s, Newton {seconds['newton']:.1f} s)"
+    )
+
+    if rates[0] > 0:
+        record["flow"] = flow_record(flow, judge, test, c_star, float(rates[0]), args)
+        seconds["flow"] = record["flow"]["seconds"]
+        f = record["flow"]
+        progress(
+            f"k = {k}: flow to t = {f['t1']:.3g} ({f['steps']} steps, {f['seconds']:.1f} s): "
+            f"test sigma {f['sigma_test'][0]:.3e} -> {f['sigma_test'][-1]:.3e}, velocity x "
+            f"{f['velocity_ratio']:.1e}, |c - c_newton| / |c_newton| {f['distance_to_newton_relative']:.1e}"
+        )
+    else:
+        record["flow"] = {"skipped": f"the linearisation has a non-positive rate {rates[0]:.3g}"}
+
+    if k in args.rate_ks and "late_rate" in record["flow"]:
+        mark = time.perf_counter()
+        spectrum = spectrum_rates(basis, c_star, train)
+        seconds["laplacian_spectrum"] = time.perf_counter() - mark
+        measured = record["flow"]["late_rate"]["rate"]
+
+        def relative(predicted):
+            return None if measured is None else measured / predicted - 1
+
+        record["rate_check"] = {
+            "measured": measured,
+            "measured_stderr": record["flow"]["late_rate"]["stderr"],
+            "galerkin": float(rates[0]),
+            "laplacian_weak": spectrum["weak"]["smallest"],
+            "laplacian_strong": spectrum["strong"]["smallest"],
+            "relative_to_galerkin": relative(float(rates[0])),
+            "relative_to_laplacian_weak": relative(spectrum["weak"]["smallest"]),
+            "relative_to_laplacian_strong": relative(spectrum["strong"]["smallest"]),
+            "spectrum": spectrum,
+        }
+        check = record["rate_check"]
+        shown = "n/a" if measured is None else f"{measured:.4f}"
+        progress(
+            f"k = {k}: late-time rate {shown}; predicted: linearised flow {rates[0]:.4f}, "
+            f"-box weak {check['laplacian_weak']:.4f}, strong {check['laplacian_strong']:.4f}"
+        )
+    seconds["total"] = time.perf_counter() - start
+    record["seconds"] = seconds
+    return record, flows.SpectralPotential(basis, c_star)
+
+
+# The optional stages.
+
+
+def fit_record(table: list[dict], fit_from: int) -> dict:
+    """$\\log\\sigma = a - r k$ over the even degrees $k \\ge$ `fit_from`."""
+    rows = [r for r in table if r["k"] % 2 == 0 and r["k"] >= fit_from and r["sigma_test"] > 0]
+    ks = [r["k"] for r in rows]
+    if len(ks) < 3:
+        return {"skipped": f"needs 3 even degrees >= {fit_from}, got {ks}", "ks": ks}
+    line = log_fit(ks, [r["sigma_test"] for r in rows], log_x=False)
+    quantile = float(scipy.stats.t.ppf(0.5 + CONFIDENCE / 2, line.dof))
+    rate = -line.slope
+    return {
+        "model": "log sigma = a - r k",
+        "ks": ks,
+        "rate": rate,
+        "stderr": line.stderr,
+        "interval": [rate - quantile * line.stderr, rate + quantile * line.stderr],
+        "confidence": CONFIDENCE,
+        "dof": line.dof,
+        "intercept": line.intercept,
+        "factor_per_degree": math.exp(rate),
+    }
+
+
+def smoothed(surface, train, test, args) -> dict:
+    """The smoothed Kähler–Ricci flows at `--kernel-k` on `--kernel-points`, beside the local one there."""
+    if not args.kernel_sigmas:
+        return {"skipped": "no --kernel-sigmas"}
+    sub = flows.subsample(train, np.arange(args.kernel_points))
+    basis = flows.SpectralBasis(surface, train, args.kernel_k, symmetry=SYMMETRY)
+    judge = flows.SpectralRicciFlow(basis, test)
+    local = flows.SpectralRicciFlow(basis, sub)
+    c_star = flows.newton_fixed_point(local).coefficients
+    runs = {}
+    for width in [0.0, *args.kernel_sigmas]:
+        start = time.perf_counter()
+        flow = local if width == 0 else flows.SpectralRicciFlow(basis, sub, width=width)
+        # its own fixed point: the same as the local one where S_sigma is injective on the basis
+        own = c_star if width == 0 else flows.newton_fixed_point(flow, c_star).coefficients
+        rates = linear_rates(flow, own)
+        record = flow_record(flow, judge, test, own, float(rates[0]), args)
+        record["galerkin_rates"] = rates[:8].tolist()
+        measured = record["late_rate"]["rate"]
+        record["relative_to_galerkin"] = None if measured is None else measured / rates[0] - 1
+        record["fixed_point_distance_to_local"] = float(
+            jnp.linalg.norm(own - c_star) / jnp.linalg.norm(c_star)
+        )
+        record["sigma_test_at_fixed_point"] = float(_sigma(judge, test, own)[0])
+        record["seconds"] = time.perf_counter() - start
+        runs[str(width)] = record
+        progress(
+            f"smoothed sigma = {width:g} (k = {args.kernel_k}, {sub.count} points): test sigma "
+            f"{record['sigma_test'][-1]:.3e}, late rate "
+            f"{'n/a' if measured is None else f'{measured:.4f}'} (linearised {rates[0]:.4f}), "
+            f"fixed point {record['fixed_point_distance_to_local']:.1e} from the local one "
+            f"(relative; {record['seconds']:.0f} s)"
+        )
+    return {"k": args.kernel_k, "points": sub.count, "flows": runs}
+
+
+def donaldson(surface, train, test, args) -> dict:
+    ks = list(range(1, min(args.donaldson_k_max, args.k_max) + 1))
+    if not ks:
+        return {"skipped": "--donaldson-k-max 0"}
+    sample = flows.subsample(train, np.arange(min(args.donaldson_points, train.count)))
+    rows = []
+    for k in ks:
+        start = time.perf_counter()
+        result = flows.donaldson_balanced(surface, sample, k, symmetry=SYMMETRY)
+        sigma, error = result.potential.sigma(test)
+        rows.append(
+            {
+                "k": k,
+                "sections": result.potential.size,
+                "iterations": len(result.residuals),
+                "converged": bool(result.converged),
+                "sigma_test": float(sigma),
+                "sigma_test_error": float(error),
+                "seconds": time.perf_counter() - start,
+            }
+        )
+        progress(
+            f"Donaldson k = {k}: {rows[-1]['sections']} sections, {rows[-1]['iterations']} "
+            f"iterations, test sigma {float(sigma):.3e} ({rows[-1]['seconds']:.1f} s)"
+        )
+    return {"points": sample.count, "rows": rows}
+
+
+def curvature(surface, test, potential, args) -> tuple[dict, dict]:
+    """χ, c₂·J (`chern_integrals`) and the Ricci measure of Fubini–Study and of `potential`."""
+    metrics = {"fubini_study": None, f"newton_k{args.curvature_k}": potential}
+    chern: dict
+    if not args.chern_points:
+        chern = {"skipped": "--chern-points 0"}
+    else:
+        probe = flows.subsample(test, np.arange(args.chern_points))
+        chern = {"points": probe.count, "exact": {"chi": -200, "c2_J": 50, "J3": 5}}
+        for name, phi in metrics.items():
+            start = time.perf_counter()
+            result = flows.chern_integrals(surface, probe, phi)
+            numbers, errors = np.asarray(result.numbers), np.asarray(result.errors)
+            chern[name] = {
+                "J3": float(numbers[0]),
+                "c1_J2": float(numbers[1]),
+                "c2_J": float(numbers[2]),
+                "chi": float(numbers[3]),
+                "errors": errors.tolist(),
+                "chi_standard_errors_from_exact": float((numbers[3] + 200) / errors[3]),
+                "c2_J_standard_errors_from_exact": float((numbers[2] - 50) / errors[2]),
+                "seconds": time.perf_counter() - start,
+            }
+            progress(
+                f"Chern integrals of {name} on {probe.count} points: chi {numbers[3]:.1f} +- "
+                f"{errors[3]:.1f}, c2.J {numbers[2]:.2f} +- {errors[2]:.2f} "
+                f"({chern[name]['seconds']:.0f} s)"
+            )
+    ricci: dict
+    if not args.ricci_points:
+        ricci = {
+            "skipped": "--ricci-points 0 (by nested autodiff through the basis: 70 ms per point "
+            "at k = 4, 2 s at k = 8, on two busy cores)"
+        }
+    else:
+        probe = flows.subsample(test, np.arange(args.ricci_points))
+        ricci = {"points": probe.count}
+        for name, phi in metrics.items():
+            start = time.perf_counter()
+            try:
+                value = float(flows.ricci_measure(surface, probe, phi))
+            except ValueError as error:
+                value = None
+                progress(f"  no Ricci measure for {name}: {error}")
+            ricci[name] = {"value": value, "seconds": time.perf_counter() - start}
+            progress(f"Ricci measure of {name} on {probe.count} points: {value}")
+    return chern, ricci
+
+
+# The Newton route, timed (experiments/bench.py's spectral figures).
+
+
+# Figure and program.
+
+
+def figure(record, args):
+    fig = Figure(figsize=(15, 4.4), layout="constrained")
+    ax_k, ax_t, ax_rate = fig.subplots(1, 3)
+    table = record["table"]
+    ks = np.asarray([r["k"] for r in table])
+    sigma = np.asarray([r["sigma_test"] for r in table])
+    error = np.asarray([r["sigma_test_error"] for r in table])
+    ax_k.errorbar(ks, sigma, yerr=error, fmt="o-", ms=4, label="Galerkin fixed point (Newton)")
+    flow_ks = [r["k"] for r in table if r.get("flow_sigma_test") is not None]
+    flow_sigma = [r["flow_sigma_test"] for r in table if r.get("flow_sigma_test") is not None]
+    ax_k.plot(flow_ks, flow_sigma, "x", color="C1", label="Kähler–Ricci flow at $t_1$")
+    fit = record["fit"]
+    if "rate" in fit:
+        x = np.asarray(fit["ks"], float)
+        label = f"fit: $r = {fit['rate']:.3f} \\pm {fit['stderr']:.3f}$ per degree"
+        ax_k.plot(x, np.exp(fit["intercept"] - fit["rate"] * x), "--", color="0.4", label=label)
+    rows = record["donaldson"].get("rows", [])
+    if rows:
+        ax_k.plot(
+            [r["k"] for r in rows],
+            [r["sigma_test"] for r in rows],
+            "s",
+            color="C2",
+            ms=4,
+            label="Donaldson balanced",
+        )
+    ax_k.axhline(record["sigma_fs_test"], color="0.6", lw=0.8, label="Fubini–Study")
+    ax_k.set_yscale("log")
+    ax_k.set_xlabel("degree $k$")
+    ax_k.set_ylabel(rf"test $\sigma$ ({record['test_points']} fresh points)")
+    ax_k.set_title(f"Fermat quintic, invariant basis, {record['points']} training points")
+    ax_k.legend(fontsize=7)
+
+    for rec in record["degrees"]:
+        flow = rec.get("flow", {})
+        if "ts" in flow:
+            ax_t.semilogy(flow["ts"], flow["sigma_test"], label=f"k = {rec['k']}")
+    ax_t.set_xlabel("flow time $t$")
+    ax_t.set_ylabel(r"test $\sigma$")
+    ax_t.set_title("local Kähler–Ricci flow from Fubini–Study")
+    ax_t.legend(fontsize=7, ncol=2)
+
+    for i, rec in enumerate(r for r in record["degrees"] if "rate_check" in r):
+        flow, check = rec["flow"], rec["rate_check"]
+        ts, d = np.asarray(flow["ts"]), np.asarray(flow["distance_to_newton"])
+        keep = d > 0
+        (line,) = ax_rate.semilogy(
+            ts[keep], d[keep], "o", ms=3, color=f"C{i}", label=f"k = {rec['k']}"
+        )
+        lam = check["laplacian_strong"]
+        ax_rate.semilogy(ts, d[0] * np.exp(-lam * ts), "--", lw=0.8, color=line.get_color())
+    ax_rate.set_xlabel("flow time $t$")
+    ax_rate.set_ylabel(r"$\|c(t) - c^*\|$")
+    ax_rate.set_title(r"decay; dashed: $e^{-\lambda_1 t}$, $\lambda_1$ of −□ at $c^*$")
+    if record["rates"]:
+        ax_rate.legend(fontsize=7)
+    save_figure(fig, args.out / "quintic_spectral.png")
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    surface = flows.Hypersurface.fermat_quintic()
+    start = time.perf_counter()
+    train, test = samples(surface, args)
+    sigma_fs, sigma_fs_error = flows.sigma_measure(test, test.g_fs)
+    progress(
+        f"Fermat quintic: {train.count} training and {test.count} fresh test points "
+        f"({time.perf_counter() - start:.1f} s); Fubini-Study test sigma "
+        f"{float(sigma_fs):.4f} +- {float(sigma_fs_error):.4f}"
+    )
+    degrees, potentials = [], {}
+    for k in range(1, args.k_max + 1):
+        record, potential = degree(k, surface, train, test, args)
+        degrees.append(record)
+        potentials[k] = potential
+    table = []
+    for rec in degrees:
+        flow = rec.get("flow", {})
+        table.append(
+            {
+                "k": rec["k"],
+                "basis_size": rec["basis_size"],
+                "sigma_test": rec["newton"]["sigma_test"],
+                "sigma_test_error": rec["newton"]["sigma_test_error"],
+                "flow_sigma_test": flow["sigma_test"][-1] if "sigma_test" in flow else None,
+                "flow_converged": flow.get("converged"),
+                "seconds": rec["seconds"]["total"],
+            }
+        )
+    fit = fit_record(table, args.fit_from)
+    if "rate" in fit:
+        progress(
+            f"fit over k = {fit['ks']}: sigma ~ exp(-{fit['rate']:.3f} k), stderr "
+            f"{fit['stderr']:.3f} (a factor {fit['factor_per_degree']:.2f} per degree)"
+        )
+    rates = [{"k": rec["k"], **rec["rate_check"]} for rec in degrees if "rate_check" in rec]
+    record = {
+        "surface": "fermat_quintic",
+        "symmetry": SYMMETRY,
+        "points": train.count,
+        "test_points": test.count,
+        "seed": args.seed,
+        "sigma_fs_test": float(sigma_fs),
+        "sigma_fs_test_error": float(sigma_fs_error),
+        "degrees": degrees,
+        "table": table,
+        "fit": fit,
+        "rates": [{k: v for k, v in r.items() if k != "spectrum"} for r in rates],
+    }
+    for name, stage in (
+        ("smoothed", lambda: smoothed(surface, train, test, args)),
+        ("donaldson", lambda: donaldson(surface, train, test, args)),
+    ):
+        mark = time.perf_counter()
+        record[name] = stage()
+        record[name]["stage_seconds"] = time.perf_counter() - mark
+        if "skipped" in record[name]:
+            progress(f"{name}: skipped ({record[name]['skipped']})")
+    mark = time.perf_counter()
+    record["chern"], record["ricci_measure"] = curvature(
+        surface, test, potentials.get(args.curvature_k), args
+    )
+    record["curvature_seconds"] = time.perf_counter() - mark
+    for name in ("chern", "ricci_measure"):
+        if "skipped" in record[name]:
+            progress(f"{name}: skipped ({record[name]['skipped']})")
+    for row in table:
+        d = next((r for r in record["donaldson"].get("rows", []) if r["k"] == row["k"]), None)
+        row["donaldson_sigma_test"] = None if d is None else d["sigma_test"]
+    best = min(table, key=lambda r: r["sigma_test"])
+    record["best"] = {
+        "k": best["k"],
+        "sigma_test": best["sigma_test"],
+        "sigma_test_error": best["sigma_test_error"],
+    }
+    record["machine"] = machine()
+    record["seconds"] = elapsed()
+    progress("k  size  sigma_test (Newton)     flow at t1   Donaldson   seconds")
+    for row in table:
+        flow = "-" if row["flow_sigma_test"] is None else f"{row['flow_sigma_test']:.3e}"
+        don = "-" if row["donaldson_sigma_test"] is None else f"{row['donaldson_sigma_test']:.3e}"
+        progress(
+            f"{row['k']:2d} {row['basis_size']:4d}  {row['sigma_test']:.3e} +- "
+            f"{row['sigma_test_error']:.1e}  {flow:>10}  {don:>10}  {row['seconds']:7.1f}"
+        )
+    figure(record, args)
+    write_json(args.out / "quintic_spectral.json", record)
+    return record
+
+
+if __name__ == "__main__":
+    main()
