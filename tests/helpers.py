@@ -71,3 +71,17 @@ def experiment_program(name: str):
     if str(EXPERIMENTS) not in sys.path:
         sys.path.insert(0, str(EXPERIMENTS))
     return importlib.import_module(name)
+
+
+def seeded_sample(hypersurface, seed: int, count: int) -> flows.PointSample:
+    """`count` points of `hypersurface` drawn from `jax.random.key(seed)`, as a `PointSample`."""
+    return flows.point_sample(
+        hypersurface, flows.sample_points(hypersurface, jax.random.key(seed), count)
+    )
+
+
+def hyperplane(n: int) -> flows.Hypersurface:
+    """CP^n as the hyperplane z_{n+1} = 0 of CP^{n+1} (a degree-1 hypersurface)."""
+    exponents = np.zeros((1, n + 2), dtype=int)
+    exponents[0, -1] = 1
+    return flows.Hypersurface(exponents, np.ones(1))

@@ -19,18 +19,8 @@ import pytest
 
 import flows
 
-
-def _sample(hypersurface, seed, count):
-    return flows.point_sample(
-        hypersurface, flows.sample_points(hypersurface, jax.random.key(seed), count)
-    )
-
-
-def _hyperplane(n):
-    """CP^n as the hyperplane z_{n+1} = 0 of CP^{n+1} (a degree-1 hypersurface)."""
-    exponents = np.zeros((1, n + 2), dtype=int)
-    exponents[0, -1] = 1
-    return flows.Hypersurface(exponents, np.ones(1))
+from .helpers import hyperplane as _hyperplane
+from .helpers import seeded_sample as _sample
 
 
 @pytest.fixture(scope="module")

@@ -29,16 +29,11 @@ from flows._calabi_yau.chern import (  # white-box: the closed form and the per-
     _terms,
 )
 
+from .helpers import hyperplane as _hyperplane
+
 
 def _sample(surface, count, seed=0):
     return flows.point_sample(surface, flows.sample_points(surface, jax.random.key(seed), count))
-
-
-def _hyperplane(n):
-    """CP^n as the hyperplane z_{n+1} = 0 of CP^{n+1}."""
-    exponents = np.zeros((1, n + 2), dtype=int)
-    exponents[0, -1] = 1
-    return flows.Hypersurface(exponents, np.ones(1))
 
 
 def _riemann(g, theta):

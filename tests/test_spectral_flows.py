@@ -15,11 +15,7 @@ import pytest
 
 import flows
 
-
-def _sample(hypersurface, seed, count):
-    return flows.point_sample(
-        hypersurface, flows.sample_points(hypersurface, jax.random.key(seed), count)
-    )
+from .helpers import seeded_sample as _sample
 
 
 @pytest.fixture(scope="module")
