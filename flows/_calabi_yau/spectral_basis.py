@@ -194,6 +194,25 @@ def _members(monomials: np.ndarray, degree: int, symmetry):
     )
 
 
+def _transform(t: Float[Array, "R P"], x: Complex[Array, "R *shape"]) -> Complex[Array, "P *shape"]:
+    """$T^\top x$ for real $T$ and complex $x$: two real products."""
+    flat = x.reshape(x.shape[0], -1)
+    real = t.T @ jnp.real(flat).astype(t.dtype)
+    imag = t.T @ jnp.imag(flat).astype(t.dtype)
+    return jax.lax.complex(real, imag).astype(x.dtype).reshape(t.shape[1], *x.shape[1:])
+
+
+def _buckets(sizes: np.ndarray, growth: float = 1.25) -> list[tuple[int, int]]:
+    """Ranges [lo, hi) of ascending `sizes` within which the largest is at most `growth`
+    times the smallest (so that padding each range to its largest wastes at most that)."""
+    ranges, lo = [], 0
+    for r in range(1, len(sizes) + 1):
+        if r == len(sizes) or sizes[r] > growth * max(sizes[lo], 1):
+            ranges.append((lo, r))
+            lo = r
+    return ranges
+
+
 def _check_sample(hypersurface: Hypersurface, sample, caller: str) -> None:
     if not isinstance(sample, PointSample):
         raise ValueError(f"{caller}: expected a PointSample, got {type(sample).__name__}.")
@@ -276,14 +295,16 @@ class SpectralBasis(eqx.Module):
     `hypersurface`; `k`; `symmetry`; `raw_size` (the functions before whitening).
     Stored factored, $B_{m\gamma} = a_m T_{\mathrm{owner}(m)\gamma}$: `member_coefficients`
     $a_m$ (M,) complex, `owner` (M,) sorted (member $m$ contributes $a_m f_{I_m J_m}$
-    to raw function `owner[m]`), `table` (raw_size, S) each raw function's members
-    (padded with M), `transform` $T$ (raw_size, P) real.
+    to raw function `owner[m]`), `tables` the raw functions' members in buckets of
+    similar counts (raw functions numbered by their number of members; bucket $b$ a
+    (raw functions, S_b) table padded with M, so that padding costs at most a quarter
+    more work), `transform` $T$ (raw_size, P) real.
 
     Per point everything is a sum over members of $F_m = a_m f_{I_m J_m}$ times
     constants: with $A = J^\top \mathrm{diag}(1/z)$ (so $J^\top\nabla z^I = z^I A I$),
     $v = k\zeta/\rho$ and, per raw function $r$, $s_0 = \sum F_m$,
     $s_I = \sum F_m I_m$, $s_J = \sum F_m J_m$, $Q = \sum F_m I_m J_m^\top$ (one
-    batched matrix product over the padded members),
+    batched matrix product per bucket of padded members),
     $\sum_m a_m D_{I_m} D_{J_m}^\dagger/\rho^k = A Q A^\dagger - (A s_I) v^\dagger
     - v (\bar A s_J)^\top + s_0 v v^\dagger$ and
     $\sum_m (a_m \bar z^{J_m} D_{I_m} + \bar a_m \bar z^{I_m} D_{J_m})/\rho^k
@@ -298,7 +319,7 @@ class SpectralBasis(eqx.Module):
     right: Int[Array, " M"]
     member_coefficients: Complex[Array, " M"]
     owner: Int[Array, " M"]
-    table: Int[Array, "R S"]
+    tables: tuple[Int[Array, "r S"], ...]
     transform: Float[Array, "R P"]
     offset: Float[Array, " P"]
     k: int = eqx.field(static=True)
@@ -343,7 +364,14 @@ class SpectralBasis(eqx.Module):
             )
         left, right, coef, owner, count = _members(monomials, hypersurface.degree, symmetry)
         _check_memory(points, count, m, max_bytes, "SpectralBasis")
-        order = np.argsort(owner, kind="stable")  # segment sums over sorted owners
+        # raw functions numbered by their number of members, members sorted by owner
+        sizes = np.bincount(owner, minlength=count)
+        rank = np.argsort(sizes, kind="stable")
+        relabel = np.empty(count, dtype=int)
+        relabel[rank] = np.arange(count)
+        owner = relabel[owner]
+        sizes = sizes[rank]
+        order = np.argsort(owner, kind="stable")
 
         self.hypersurface = hypersurface
         self.monomials = jnp.asarray(monomials)
@@ -351,12 +379,14 @@ class SpectralBasis(eqx.Module):
         self.right = jnp.asarray(right[order])
         self.member_coefficients = jnp.asarray(coef[order])
         self.owner = jnp.asarray(owner[order])
-        sizes = np.bincount(owner, minlength=count)
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        slots = np.arange(sizes.max())
-        self.table = jnp.asarray(
-            np.where(slots < sizes[:, None], starts[:, None] + slots, left.shape[0])
-        )
+        tables = []
+        for lo, hi in _buckets(sizes):
+            slots = np.arange(sizes[hi - 1])
+            tables.append(
+                np.where(slots < sizes[lo:hi, None], starts[lo:hi, None] + slots, left.shape[0])
+            )
+        self.tables = tuple(jnp.asarray(t) for t in tables)
         self.k = k
         self.symmetry = symmetry
         self.raw_size = count
@@ -387,10 +417,13 @@ class SpectralBasis(eqx.Module):
     def _per_point(self) -> int:
         """Complex numbers of work arrays per point (sets the batch of chunked evaluation)."""
         m, size = self.hypersurface.dim, self.hypersurface.ambient_dim
-        return self.table.size * 2 + self.raw_size * (self.size + (size + 1) ** 2 + 2 * m * m)
+        return sum(t.size for t in self.tables) * 2 + self.raw_size * (
+            self.size + (size + 1) ** 2 + 2 * m * m
+        )
 
-    def _sums(self, z: Complex[Array, " n1"]):
-        r"""$z$ (zeros moved), $\rho$, and per raw function $(s_0, s_I, s_J, Q)$ stacked (R, 1 + 2(n+1) + (n+1)^2)."""
+    def _sums(self, z: Complex[Array, " n1"], values_only: bool = False):
+        r"""$z$ (zeros moved), $\rho$, and per raw function $(s_0, s_I, s_J, Q)$ stacked (R, 1 + 2(n+1) + (n+1)^2);
+        $s_0$ alone, (R, 1), with `values_only`."""
         z = z.astype(self.hypersurface.coefficients.dtype)
         z = jnp.where(z == 0, 1e-150, z)
         size = z.shape[0]
@@ -410,13 +443,27 @@ class SpectralBasis(eqx.Module):
             * jnp.conj(monomial[self.right])
             * (rho ** (-self.k)).astype(z.dtype)
         )
-        padded = jnp.concatenate([terms, jnp.zeros(1, terms.dtype)])[self.table]  # (R, S)
-        return z, rho, jnp.einsum("rs,rsq->rq", padded, self._constants().astype(z.dtype))
+        terms = jnp.concatenate([terms, jnp.zeros(1, terms.dtype)])  # index M: the padding
+        if values_only:
+            return (
+                z,
+                rho,
+                jnp.concatenate([jnp.sum(terms[t], axis=1) for t in self.tables])[:, None],
+            )
+        sums = []
+        for table in self.tables:
+            padded = terms[table]  # (r, S_b)
+            constants = self._constants(table).astype(jnp.real(padded).dtype)
+            # complex times real: two real products
+            real = jnp.einsum("rs,rsq->rq", jnp.real(padded), constants)
+            imag = jnp.einsum("rs,rsq->rq", jnp.imag(padded), constants)
+            sums.append(jax.lax.complex(real, imag))
+        return z, rho, jnp.concatenate(sums)
 
-    def _constants(self) -> Float[Array, "R S Q"]:
-        """(1, I, J, I J^T) of each padded member (zeros at the padding)."""
-        mask = (self.table < self.left.shape[0]).astype(float)[..., None]
-        index = jnp.minimum(self.table, self.left.shape[0] - 1)
+    def _constants(self, table: Int[Array, "r S"]) -> Float[Array, "r S Q"]:
+        """(1, I, J, I J^T) of each padded member of `table` (zeros at the padding)."""
+        mask = (table < self.left.shape[0]).astype(float)[..., None]
+        index = jnp.minimum(table, self.left.shape[0] - 1)
         i = self.monomials[self.left[index]].astype(float)
         j = self.monomials[self.right[index]].astype(float)
         outer = (i[..., :, None] * j[..., None, :]).reshape(*i.shape[:2], -1)
@@ -426,7 +473,7 @@ class SpectralBasis(eqx.Module):
 
     def __call__(self, z: Complex[Array, " n1"]) -> Float[Array, " P"]:
         r"""$e_\gamma([z])$ at one point (homogeneous coordinates, any scaling)."""
-        _, _, sums = self._sums(z)
+        _, _, sums = self._sums(z, values_only=True)
         return jnp.real(sums[:, 0]) @ self.transform - self.offset
 
     def values(self, points: Complex[Array, "N n1"]) -> Float[Array, "N P"]:
@@ -471,22 +518,20 @@ class SpectralBasis(eqx.Module):
         ) / rho_c**2
         a = jac.T / z[None, :]  # J^T diag(1/z)
         v = self.k * zeta / rho_c
-        t = self.transform.astype(z.dtype)
+        t = self.transform
         raw = jnp.real(s0)
         values = raw @ self.transform - self.offset
         a_si = s_i @ a.T  # (R, m): A s_I
         gradient = (a_si + jnp.conj(s_j) @ a.T - (s0 + jnp.conj(s0))[:, None] * v) / 2
         outer = (
-            jnp.einsum("ia,rab,jb->rij", a, q, jnp.conj(a))
+            (a @ q) @ jnp.conj(a).T  # A Q A^dagger per raw function
             - a_si[:, :, None] * jnp.conj(v)[None, None, :]
             - v[None, :, None] * (s_j @ jnp.conj(a).T)[:, None, :]
             + s0[:, None, None] * (v[:, None] * jnp.conj(v)[None, :])
         )
         outer = (outer + jnp.conj(jnp.swapaxes(outer, 1, 2))) / 2
-        hessian = jnp.einsum(
-            "rp,rij->pij", t, outer - self.k * raw.astype(z.dtype)[:, None, None] * g_fs
-        )
-        return values, t.T @ gradient, hessian, g_fs
+        hessian = _transform(t, outer - self.k * raw.astype(z.dtype)[:, None, None] * g_fs)
+        return values, _transform(t, gradient), hessian, g_fs
 
     def evaluate(
         self, sample: PointSample, *, max_bytes: int | None = None

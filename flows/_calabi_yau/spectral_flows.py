@@ -14,6 +14,7 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Complex, Float
 
 from .._misc import check_count
@@ -55,6 +56,12 @@ class SpectralPotential(eqx.Module):
         r"""$\phi([z])$."""
         return self.basis(z) @ self.coefficients
 
+    def ambient_hessian(self, z: Complex[Array, " n1"]) -> Complex[Array, "n1 n1"]:
+        r"""$\partial_a\partial_{\bar b}\phi$ at $z$ in the ambient coordinates, in closed form
+        (`SpectralBasis.hessian` with no Jacobian); the curvature code differentiates it."""
+        h = self.basis.hessian(z)
+        return jnp.einsum("p,pab->ab", self.coefficients.astype(h.dtype), h)
+
     def metric(self, sample: PointSample) -> Complex[Array, "N m m"]:
         r"""$g = g^\mathrm{FS} + \sum_\alpha c_\alpha J^\top\partial\bar\partial e_\alpha\bar J$ at `sample`."""
         _check_sample(self.basis.hypersurface, sample, "SpectralPotential.metric")
@@ -84,6 +91,53 @@ def _weighted_mean(w, x):
     return jnp.tensordot(w, x, axes=1) / jnp.sum(w)
 
 
+def _pack(h: Complex[Array, "*batch m m"]) -> Float[Array, "*batch q"]:
+    r"""A Hermitian $m \times m$ matrix as $m^2$ reals: its diagonal, then the real and the
+    imaginary parts of the entries above it (row by row)."""
+    m = h.shape[-1]
+    i, j = np.triu_indices(m, 1)
+    upper = h[..., i, j]
+    diagonal = jnp.real(jnp.diagonal(h, axis1=-2, axis2=-1))
+    return jnp.concatenate([diagonal, jnp.real(upper), jnp.imag(upper)], axis=-1)
+
+
+def _unpack(packed: Float[Array, "*batch q"], m: int) -> Complex[Array, "*batch m m"]:
+    """The inverse of `_pack`."""
+    i, j = np.triu_indices(m, 1)
+    u = len(i)
+    upper = jax.lax.complex(packed[..., m : m + u], packed[..., m + u :])
+    out = jnp.zeros((*packed.shape[:-1], m, m), dtype=upper.dtype)
+    out = out.at[..., np.arange(m), np.arange(m)].set(packed[..., :m].astype(upper.dtype))
+    out = out.at[..., i, j].set(upper)
+    return out.at[..., j, i].set(jnp.conj(upper))
+
+
+def _packed_logdet(packed: Float[Array, "*batch q"], m: int) -> Float[Array, " *batch"]:
+    r"""$\log\det g$ of packed Hermitian matrices (`_pack`); NaN unless positive definite.
+
+    For $m \le 3$ in closed form, positive definiteness by the leading principal
+    minors (Sylvester); with $g = \begin{pmatrix} a & x & y\\ \bar x & b & z\\ \bar y & \bar z & c\end{pmatrix}$,
+    $\det g = abc - a|z|^2 - b|y|^2 - c|x|^2 + 2\,\mathrm{Re}(x z \bar y)$. Beyond, Cholesky.
+    """
+    if m > 3:
+        lower = jnp.linalg.cholesky(_unpack(packed, m))  # NaN unless positive definite
+        return 2 * jnp.sum(jnp.log(jnp.real(jnp.diagonal(lower, axis1=-2, axis2=-1))), axis=-1)
+    a = packed[..., 0]
+    if m == 1:
+        minors = [a]
+    elif m == 2:
+        b, xr, xi = packed[..., 1], packed[..., 2], packed[..., 3]
+        minors = [a, a * b - xr**2 - xi**2]
+    else:
+        b, c = packed[..., 1], packed[..., 2]
+        xr, yr, zr, xi, yi, zi = (packed[..., 3 + q] for q in range(6))  # x = g01, y = g02, z = g12
+        x2, y2, z2 = xr**2 + xi**2, yr**2 + yi**2, zr**2 + zi**2
+        re_xzy = (xr * zr - xi * zi) * yr + (xr * zi + xi * zr) * yi
+        minors = [a, a * b - x2, a * b * c - a * z2 - b * y2 - c * x2 + 2 * re_xzy]
+    positive = jnp.all(jnp.stack([x > 0 for x in minors]), axis=0)
+    return jnp.where(positive, jnp.log(jnp.where(positive, minors[-1], 1.0)), jnp.nan)
+
+
 class SpectralRicciFlow(eqx.Module):
     r"""Kähler–Ricci flow of $\phi = \sum_\alpha c_\alpha e_\alpha$ in Galerkin form.
 
@@ -110,21 +164,27 @@ class SpectralRicciFlow(eqx.Module):
     keeps constants, so the linearisation is $\partial_t\delta\phi = S_\sigma\square\delta\phi$
     projected; as $\sigma \to 0$ it tends to the local flow.
 
-    A diffrax vector field: `diffrax.ODETerm(flow)`, state $c$ (P,). Values and
-    Hessians of the basis at the sample's points are computed once, here (stored
-    as real and imaginary parts, leading axis of 2).
+    A diffrax vector field: `diffrax.ODETerm(flow)`, state $c$ (P,). Everything that
+    does not depend on $c$ is computed once, here: the basis's values and Hessians at
+    the sample's points, the Hessians stored as $m^2$ reals per point (the diagonal,
+    then the real and imaginary parts above it) with the basis index last, so that
+    $g_c$ at every point is one matrix–vector product; and the Gram matrix $M$.
+    $\log\det g_c$ is in closed form for $m \le 3$ (curves, surfaces, threefolds).
 
     **Arguments:** `basis`; `sample` (a `PointSample` of the basis's hypersurface);
-    `width`: None (the local flow) or $\sigma > 0$, radians of $d_\mathrm{FS}$.
+    `width`: None (the local flow) or $\sigma > 0$, radians of $d_\mathrm{FS}$;
+    `max_bytes`: as in `SpectralBasis.evaluate`.
     """
 
     values: Float[Array, "N P"]
-    hessians: Float[Array, "2 N P m m"]
-    g_fs: Float[Array, "2 N m m"]
+    hessians: Float[Array, "N q P"]
+    g_fs: Float[Array, "N q"]
     log_omega: Float[Array, " N"]
     weights: Float[Array, " N"]
+    mass: Float[Array, "P P"]
     points: Float[Array, "2 N n1"] | None
     kernel: FSGaussian | None
+    dim: int = eqx.field(static=True)
 
     def __init__(self, basis: SpectralBasis, sample: PointSample, *, width=None, max_bytes=None):
         if not isinstance(basis, SpectralBasis):
@@ -142,24 +202,24 @@ class SpectralRicciFlow(eqx.Module):
                 ) from error
             self.points = jnp.stack([jnp.real(sample.points), jnp.imag(sample.points)])
         values, _, hessians = basis.evaluate(sample, max_bytes=max_bytes)
+        self.dim = basis.hypersurface.dim
         self.values = values
-        # stored as real and imaginary parts: diffrax expects real leaves
-        self.hessians = jnp.stack([jnp.real(hessians), jnp.imag(hessians)])
-        self.g_fs = jnp.stack([jnp.real(sample.g_fs), jnp.imag(sample.g_fs)])
+        self.hessians = _packed_hessians(hessians)
+        self.g_fs = _pack(sample.g_fs)
         self.log_omega = jnp.log(jnp.abs(sample.omega) ** 2)
         self.weights = sample.weights
+        self.mass = _gram(sample.weights, values)
+
+    def _packed_metric(self, c: Float[Array, " P"]) -> Float[Array, "N q"]:
+        return self.g_fs + self.hessians @ c
 
     def metric(self, c: Float[Array, " P"]) -> Complex[Array, "N m m"]:
         r"""$g_c = g^\mathrm{FS} + \sum_\alpha c_\alpha\,\partial\bar\partial e_\alpha$ at the sample."""
-        g = self.g_fs + jnp.einsum("p,snpij->snij", c, self.hessians)
-        return jax.lax.complex(g[0], g[1])
+        return _unpack(self._packed_metric(c), self.dim)
 
     def log_eta(self, c: Float[Array, " P"]) -> Float[Array, " N"]:
         r"""$\log\eta = \log\det g_c - \log|\Omega|^2$ (NaN where $g_c$ is not positive definite)."""
-        g = self.metric(c)
-        lower = jnp.linalg.cholesky(g)  # NaN unless positive definite
-        logdet = 2 * jnp.sum(jnp.log(jnp.real(jnp.diagonal(lower, axis1=-2, axis2=-1))), axis=-1)
-        return logdet - self.log_omega
+        return _packed_logdet(self._packed_metric(c), self.dim) - self.log_omega
 
     def smooth(self, f: Float[Array, "N *shape"]) -> Float[Array, "N *shape"]:
         r"""$S_\sigma f$ at the sample (each trailing column separately); $f$ itself for the local flow."""
@@ -175,8 +235,7 @@ class SpectralRicciFlow(eqx.Module):
 
     def gram(self) -> Float[Array, "P P"]:
         r"""$M_{\alpha\beta} = \langle e_\alpha, e_\beta\rangle$ (the identity on the whitening sample)."""
-        wv = self.weights[:, None] * self.values
-        return wv.T @ self.values / jnp.sum(self.weights)
+        return self.mass
 
     def residual(self, c: Float[Array, " P"]) -> Float[Array, " P"]:
         r"""$b_\alpha(c) = \langle e_\alpha, \log(\eta/\bar\eta)\rangle$ ($S_\sigma$ applied first, with `width`)."""
@@ -189,12 +248,13 @@ class SpectralRicciFlow(eqx.Module):
         r"""$\square_c e_\beta = \mathrm{tr}(g_c^{-1} H_\beta)$ at the sample, $H_\beta = J^\top\partial\bar\partial e_\beta\bar J$.
 
         The derivative of $\log\eta = \log\det g_c - \log|\Omega|^2$ along $c_\beta$.
+        For Hermitian $g^{-1}$ and $H$, $\mathrm{tr}(g^{-1}H) = \sum_i g^{-1}_{ii}H_{ii} +
+        2\sum_{i<j}\mathrm{Re}(g^{-1}_{ij}\overline{H_{ij}})$: one product with the packed Hessians.
         """
-        inverse = jnp.linalg.inv(self.metric(c))
-        # tr(g^{-1} H) = sum_ij g^{-1}_ji H_ij, real for Hermitian g and H
-        return jnp.einsum("nji,npij->np", jnp.real(inverse), self.hessians[0]) - jnp.einsum(
-            "nji,npij->np", jnp.imag(inverse), self.hessians[1]
-        )
+        m = self.dim
+        inverse = _pack(jnp.linalg.inv(self.metric(c)))
+        factor = jnp.concatenate([jnp.ones(m), jnp.full(m * m - m, 2.0)])
+        return jnp.einsum("nq,nqp->np", inverse * factor, self.hessians)
 
     def jacobian(self, c: Float[Array, " P"]) -> Float[Array, "P P"]:
         r"""$\partial b_\alpha/\partial c_\beta$ in closed form.
@@ -237,12 +297,24 @@ class SpectralRicciFlow(eqx.Module):
             "SpectralRicciFlow: the metric g_c is not positive definite at some sample point "
             "(the step left the Kahler cone); lower the step size.",
         )
-        return jnp.linalg.solve(self.gram(), b)
+        return jnp.linalg.solve(self.mass, b)
 
     def sigma(self, c: Float[Array, " P"]) -> Float[Array, ""]:
         r"""$\sigma = \langle |1 - \eta/\bar\eta|\rangle$ on the flow's own sample (no standard error)."""
         eta = jnp.exp(self.log_eta(c))
         return _weighted_mean(self.weights, jnp.abs(1 - eta / _weighted_mean(self.weights, eta)))
+
+
+@jax.jit
+def _packed_hessians(hessians):
+    """(N, P, m, m) complex Hessians as (N, m², P) reals, the basis index last (contiguous)."""
+    return jnp.swapaxes(_pack(hessians), 1, 2)
+
+
+@jax.jit
+def _gram(weights, values):
+    wv = weights[:, None] * values
+    return wv.T @ values / jnp.sum(weights)
 
 
 class NewtonResult(eqx.Module):
