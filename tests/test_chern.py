@@ -192,12 +192,29 @@ def _check_spectral_metric(surface, sample, phi, max_errors):
     x = _terms(surface, sample, g, theta)
     mean, error = _mean_and_error(x)
     _check_integrals(flows.ChernIntegrals(mean, error, sample.count), (5, 0, 50, -200), max_errors)
-    # Bott–Chern: c_k(g) - c_k(g_FS) is exact, so its integral vanishes (a sharper check)
+    # Bott–Chern: c_k(g) - c_k(g_FS) is exact, so its integral vanishes. (Not a sharper check
+    # here: at sigma 0.075 from Calabi–Yau the two metrics' densities differ as much as they
+    # vary, and the difference's standard error was measured equal to chi's own.)
     x_fs = _terms(surface, sample, *_fs_curvature(surface, sample))
     diff, diff_error = _mean_and_error(x - x_fs)
     assert np.all(np.abs(np.asarray(diff)) <= 3 * np.asarray(diff_error) + 1e-9), (diff, diff_error)
-    assert float(diff_error[3]) < 0.5 * float(error[3])
     return mean, error
+
+
+def test_closed_form_hessian_path_matches_four_derivatives(quintic):
+    # A SpectralPotential's closed-form ambient Hessian, differentiated twice, against four
+    # derivatives of phi itself (the same potential behind a plain function): round-off apart
+    surface, full = quintic
+    train = flows.subsample(full, np.arange(500))
+    basis = flows.SpectralBasis(surface, train, 3, symmetry="fermat")
+    c = 0.05 * jax.random.normal(jax.random.key(3), (basis.size,))
+    phi = flows.SpectralPotential(basis, c)
+    probe = flows.subsample(full, np.arange(500, 520))
+    g, theta = flows.chern_curvature(surface, probe, phi)
+    g_ref, theta_ref = flows.chern_curvature(surface, probe, lambda z: phi(z))
+    assert float(jnp.max(jnp.abs(g - g_ref))) <= 1e-12 * float(jnp.max(jnp.abs(g_ref)))
+    assert float(jnp.max(jnp.abs(theta - theta_ref))) <= 1e-9 * float(jnp.max(jnp.abs(theta_ref)))
+    assert float(jnp.max(jnp.abs(theta_ref))) > 0
 
 
 @pytest.mark.slow
@@ -212,7 +229,7 @@ def test_quintic_spectral_metric(quintic):
 @pytest.mark.slow
 def test_quintic_one_percent(quintic):
     # 3×10^5 points: the standard error of χ below 1% (closed-form Fubini–Study), and the
-    # spectral fixed point's χ and c_2·J by autodiff at 6000 points (about 7%)
+    # spectral fixed point's χ and c_2·J at 6000 points (about 7%)
     surface = flows.Hypersurface.fermat_quintic()
     sample = _sample(surface, 300000, seed=10)
     x = _terms(surface, sample, *_fs_curvature(surface, sample))

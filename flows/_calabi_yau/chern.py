@@ -104,6 +104,7 @@ def _curvature_at(polynomial, coefficients, potential, z0, patch, eliminated):
     """
     w0, embed = _local_jet(polynomial, coefficients, z0, patch, eliminated)
     m = w0.shape[0]
+    ambient = getattr(potential, "ambient_hessian", None)
 
     def k(w):
         z = embed(w)
@@ -111,7 +112,20 @@ def _curvature_at(polynomial, coefficients, potential, z0, patch, eliminated):
         return value if potential is None else value + potential(z)
 
     def metric(xy):
-        g = complex_hessian(k, jax.lax.complex(xy[:m], xy[m:]), forward_only=True)
+        w = jax.lax.complex(xy[:m], xy[m:])
+        if ambient is None:
+            g = complex_hessian(k, w, forward_only=True)
+        else:
+            # z(w) is holomorphic: g = (dz/dw)^T (d dbar K)(z) conj(dz/dw), the ambient Hessian
+            # in closed form (two derivatives of it below instead of four of K)
+            z = embed(w)
+            tangent = jax.jacfwd(embed, holomorphic=True)(w)  # [c, i]: d_i z_c
+            rho = jnp.sum(jnp.abs(z) ** 2).astype(z.dtype)
+            fs = (
+                jnp.eye(z.shape[0], dtype=z.dtype) / rho
+                - jnp.conj(z)[:, None] * z[None, :] / rho**2
+            )
+            g = tangent.T @ (fs + ambient(z)) @ jnp.conj(tangent)
         return g, g
 
     def first(xy):
@@ -149,7 +163,9 @@ def chern_curvature(
     point's local coordinates; `potential` as in `hypersurface_curvature` ($\phi$,
     a real function of $z$ invariant under $z \to \lambda z$ — a `KahlerPotential`,
     a `SpectralPotential` — or None for Fubini–Study). Four derivatives of $\phi$
-    through the chart, computed in chunks of 256 points.
+    through the chart, computed in chunks of 256 points; a potential with an
+    `ambient_hessian(z)` method ($\partial_a\partial_{\bar b}\phi$ in the ambient coordinates,
+    in closed form, as `SpectralPotential` has) is differentiated twice less.
     """
     _check("chern_curvature", hypersurface, sample)
     return _chern_curvature(
