@@ -97,8 +97,8 @@ CONVERGED = 1e-6
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
-    add("--k-max", type=integer(1, 16), default=12, help="highest degree k")
-    add("--points", type=integer(50), default=50_000, help="training points")
+    add("--k-max", type=integer(1, 16), default=13, help="highest degree k")
+    add("--points", type=integer(50), default=25_000, help="training points")
     add("--test-points", type=integer(50), default=20_000, help="fresh held-out test points")
     add("--decades", type=positive, default=10.0, help="flow to t1 = decades ln 10 / slowest rate")
     add("--saves", type=integer(5), default=41, help="saved times per flow")

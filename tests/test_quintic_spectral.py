@@ -4,9 +4,9 @@ The default suite runs k_max = 3 on 1200 training and 800 test points (about 20 
 on two idle cores, mostly compilation): the files and fields, degree 1 being
 Fubini–Study, σ falling from Fubini–Study's, the flow converging to Newton's fixed
 point, and the late-time rate of the flow against its linearisation and against
-−□ of the fixed point. The slow test runs the default configuration (50,000 training
-and 20,000 test points, k = 1 … 12) and asserts the accepted test σ <= 2e-4; its
-time is reported, not asserted.
+−□ of the fixed point. The slow tests run the default configuration (25,000 training
+and 20,000 fresh test points, k = 1 … 13), asserting test σ <= 2e-4, and the degrees
+up to 16, asserting test σ <= 5e-5; their times are reported, not asserted.
 """
 
 import json
@@ -120,9 +120,10 @@ def test_quintic_spectral_default_run(tmp_path):
     program = experiment_program("quintic_spectral")
     program.main(["--out", str(tmp_path)])
     saved = json.loads((tmp_path / "quintic_spectral.json").read_text())
-    assert saved["points"] >= 50_000 and saved["test_points"] >= 20_000
+    assert saved["test_points"] >= 20_000
     best = saved["best"]
-    assert best["sigma_test"] <= 2e-4, best  # prototype: 2.0e-4 at k = 12
+    # measured 1.9e-4 at k = 12 and 1.09e-4 at k = 13 (25,000 training points)
+    assert best["sigma_test"] <= 2e-4, best
     table = saved["table"]
     even = [row["sigma_test"] for row in table if row["k"] % 2 == 0 and row["k"] >= 4]
     assert all(np.diff(even) < 0)  # falls with k
@@ -131,7 +132,24 @@ def test_quintic_spectral_default_run(tmp_path):
         assert degree["newton"]["converged"], degree["k"]
         assert degree["flow"]["converged"], degree["k"]
     for rate in saved["rates"]:
+        # the measured late-time rate against the linearised flow and against the smallest
+        # eigenvalue of -box from the eigenproblem (measured 1e-4 and 0.2% from k = 4)
         assert abs(rate["relative_to_galerkin"]) <= 0.02, rate
+        assert abs(rate["relative_to_laplacian_strong"]) <= 0.02, rate
     # the time budget is reported (not asserted: the machine may be shared)
     assert saved["seconds"] > 0 and all(row["seconds"] >= 0 for row in table)
     print(f"default run: {saved['seconds']:.0f} s, best test sigma {best}")
+
+
+@pytest.mark.slow  # about 15 minutes on two cores
+def test_quintic_spectral_to_degree_sixteen(tmp_path):
+    program = experiment_program("quintic_spectral")
+    argv = ["--k-max", "16", "--rate-ks", "--kernel-sigmas", "--donaldson-k-max", "0"]
+    program.main([*argv, "--chern-points", "0", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "quintic_spectral.json").read_text())
+    best = saved["best"]
+    assert best["sigma_test"] <= 5e-5, best  # measured 6.0e-5 at k = 14
+    assert best["sigma_test_error"] <= 0.1 * best["sigma_test"]
+    for degree in saved["degrees"][1:]:
+        assert degree["newton"]["converged"] and degree["flow"]["converged"], degree["k"]
+    print("seconds per degree:", [(row["k"], round(row["seconds"])) for row in saved["table"]])
