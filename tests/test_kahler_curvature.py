@@ -82,6 +82,23 @@ def test_network_metric_curvature_is_in_the_same_class():
     assert float(jnp.std(scalar)) > 0.05  # R varies pointwise; only its average is fixed
 
 
+def test_closed_form_hessian_path_matches_four_derivatives():
+    # A SpectralPotential's closed-form ambient Hessian, differentiated twice, against four
+    # derivatives of phi itself (the same potential behind a plain function), on the K3
+    # quartic (m = 2, a chart solved by Newton's method): round-off apart
+    surface, sample = _sample(3, 4, 300, seed=4)
+    basis = flows.SpectralBasis(surface, flows.subsample(sample, np.arange(250)), 2)
+    c = 0.05 * jax.random.normal(jax.random.key(5), (basis.size,))
+    phi = flows.SpectralPotential(basis, c)
+    probe = flows.subsample(sample, np.arange(250, 270))
+    closed = flows.hypersurface_curvature(surface, probe, phi)
+    reference = flows.hypersurface_curvature(surface, probe, lambda z: phi(z))
+    for a, b in zip(closed, reference, strict=True):
+        scale = float(jnp.max(jnp.abs(b)))
+        assert scale > 0 and float(jnp.max(jnp.abs(a - b))) <= 1e-9 * scale
+    assert float(jnp.max(jnp.abs(closed[0] - phi.metric(probe)))) < 1e-12
+
+
 # the quintic's four nested derivatives compile for about a minute on 2 cores: -m slow
 @pytest.mark.slow  # two compiles of four nested derivatives: 30 s on the cubic, 60 s on the quintic
 @pytest.mark.parametrize("n,d", [(2, 3), (4, 5)])

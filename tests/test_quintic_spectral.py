@@ -24,7 +24,8 @@ from .helpers import experiment_program
 def test_quintic_spectral_small_run(tmp_path):
     program = experiment_program("quintic_spectral")
     argv = ["--k-max", "3", "--points", "1200", "--test-points", "800", "--saves", "21"]
-    argv += ["--rate-ks", "2", "--donaldson-k-max", "1", "--chern-points", "0", "--kernel-sigmas"]
+    argv += ["--rate-ks", "2", "--donaldson-k-max", "1", "--chern-points", "0", "--ricci-points"]
+    argv += ["0", "--kernel-sigmas"]
     record = program.main([*argv, "--out", str(tmp_path)])
     saved = json.loads((tmp_path / "quintic_spectral.json").read_text())
     assert saved["table"] == json.loads(json.dumps(record["table"]))

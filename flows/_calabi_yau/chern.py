@@ -56,7 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float
 
-from .curvature import _check, _polynomial
+from .curvature import _ambient_metric, _check, _polynomial
 from .hypersurface import Hypersurface
 from .projective import complex_hessian
 from .sampling import PointSample
@@ -115,17 +115,8 @@ def _curvature_at(polynomial, coefficients, potential, z0, patch, eliminated):
         w = jax.lax.complex(xy[:m], xy[m:])
         if ambient is None:
             g = complex_hessian(k, w, forward_only=True)
-        else:
-            # z(w) is holomorphic: g = (dz/dw)^T (d dbar K)(z) conj(dz/dw), the ambient Hessian
-            # in closed form (two derivatives of it below instead of four of K)
-            z = embed(w)
-            tangent = jax.jacfwd(embed, holomorphic=True)(w)  # [c, i]: d_i z_c
-            rho = jnp.sum(jnp.abs(z) ** 2).astype(z.dtype)
-            fs = (
-                jnp.eye(z.shape[0], dtype=z.dtype) / rho
-                - jnp.conj(z)[:, None] * z[None, :] / rho**2
-            )
-            g = tangent.T @ (fs + ambient(z)) @ jnp.conj(tangent)
+        else:  # two derivatives of the closed-form ambient Hessian below instead of four of K
+            g = _ambient_metric(embed, ambient)(w)
         return g, g
 
     def first(xy):

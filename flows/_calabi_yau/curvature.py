@@ -133,16 +133,44 @@ def _local_potential(polynomial, coefficients, z0, patch, eliminated, potential)
     return w0, k
 
 
+def _ambient_metric(embed, ambient_hessian):
+    r"""$w \mapsto g(w) = (\partial z/\partial w)^\top\,\partial\bar\partial(\log|z|^2 + \phi)(z(w))\,
+    \overline{\partial z/\partial w}$ for a holomorphic chart $w \mapsto z(w)$ (`embed`) and a
+    potential's closed-form ambient Hessian $\partial_a\partial_{\bar b}\phi$ (`ambient_hessian`),
+    with $\partial_a\partial_{\bar b}\log|z|^2 = \delta_{ab}/|z|^2 - \bar z_a z_b/|z|^4$: the
+    metric with two derivatives fewer of $\phi$ than $\partial\bar\partial$ of the local potential."""
+
+    def metric(w):
+        z = embed(w)
+        tangent = jax.jacfwd(embed, holomorphic=True)(w)  # [c, i]: d_i z_c
+        rho = jnp.sum(jnp.abs(z) ** 2).astype(z.dtype)
+        fs = jnp.eye(z.shape[0], dtype=z.dtype) / rho - jnp.conj(z)[:, None] * z[None, :] / rho**2
+        return tangent.T @ (fs + ambient_hessian(z)) @ jnp.conj(tangent)
+
+    return metric
+
+
+def _local_metric(polynomial, coefficients, z0, patch, eliminated, potential):
+    r"""$w_0$ and $w \mapsto g(w)$ in the chart: $\partial\bar\partial$ of the local potential, or
+    `_ambient_metric` where the potential has an `ambient_hessian` method."""
+    w0, k = _local_potential(polynomial, coefficients, z0, patch, eliminated, potential)
+    ambient = getattr(potential, "ambient_hessian", None)
+    if ambient is None:
+        return w0, lambda w: complex_hessian(k, w, forward_only=True)
+    _, embed = _chart(polynomial, coefficients, z0, patch, eliminated)
+    return w0, _ambient_metric(embed, ambient)
+
+
 @eqx.filter_jit
 def _curvature(polynomial, coefficients, points, patch, eliminated, potential):
     def one(z0, p, e):
-        w0, k = _local_potential(polynomial, coefficients, z0, p, e, potential)
+        w0, metric = _local_metric(polynomial, coefficients, z0, p, e, potential)
 
         def log_det(w):
             # |det|: defined (and equal) wherever g is non-degenerate, PD or not
-            return jnp.log(jnp.abs(jnp.real(_det(complex_hessian(k, w, forward_only=True)))))
+            return jnp.log(jnp.abs(jnp.real(_det(metric(w)))))
 
-        g = complex_hessian(k, w0, forward_only=True)
+        g = metric(w0)
         ric = -complex_hessian(log_det, w0, forward_only=True)
         scalar = 2 * jnp.real(jnp.trace(jnp.linalg.solve(g, ric)))
         return g, ric, scalar
@@ -161,7 +189,8 @@ def hypersurface_curvature(
     Fubini–Study. Conventions: module docstring. Compiled once per exponent set
     and potential structure (the hypersurface's exponents are read as static
     integers, so call it outside `jit`); four derivatives of $\phi$ per point,
-    about $(2m)^2$ times the cost of the metric. Finite wherever $g$ is
+    about $(2m)^2$ times the cost of the metric (two of a closed-form ambient Hessian
+    for a potential with an `ambient_hessian` method, such as `SpectralPotential`). Finite wherever $g$ is
     non-degenerate ($\log|\det g|$), positive definite or not.
     """
     _check("hypersurface_curvature", hypersurface, sample)

@@ -22,8 +22,9 @@ $\mu = w\eta/\sum w\eta$ the $d\mathrm{Vol}_g$ measure):
   equal to the energy form in the continuum (by parts) and to Monte Carlo error on a sample.
 - `"calabi"`: Calabi's $E = \int R^2\, d\mathrm{Vol}_g/\int d\mathrm{Vol}_g$.
 
-The last two need four derivatives of $\phi$ (`hypersurface_curvature`, through the
-chart, the code of `hypersurface_curvature`), so they are for small samples and small $k$.
+The last two need the Ricci form through the chart (`hypersurface_curvature`'s code: two
+derivatives of the basis's closed-form Hessians) and its gradient, so they are for
+samples of hundreds to thousands of points.
 """
 
 import equinox as eqx
@@ -39,6 +40,32 @@ from .spectral_flows import SpectralPotential, SpectralRicciFlow
 FUNCTIONALS = ("monge_ampere", "dirichlet", "calabi")
 
 
+class _RealLeaves(eqx.Module):
+    """A pytree with its complex array leaves stored as real and imaginary parts (diffrax
+    integrates vector fields whose leaves are real); `value()` rebuilds it."""
+
+    leaves: list
+    treedef: object = eqx.field(static=True)
+    complex_leaves: tuple = eqx.field(static=True)
+
+    def __init__(self, tree):
+        leaves, self.treedef = jax.tree.flatten(tree)
+        self.complex_leaves = tuple(
+            isinstance(x, jax.Array) and jnp.iscomplexobj(x) for x in leaves
+        )
+        self.leaves = [
+            jnp.stack([jnp.real(x), jnp.imag(x)]) if is_complex else x
+            for x, is_complex in zip(leaves, self.complex_leaves, strict=True)
+        ]
+
+    def value(self):
+        leaves = [
+            jax.lax.complex(x[0], x[1]) if is_complex else x
+            for x, is_complex in zip(self.leaves, self.complex_leaves, strict=True)
+        ]
+        return jax.tree.unflatten(self.treedef, leaves)
+
+
 class SpectralGradientFlow(eqx.Module):
     r"""$\dot c = -M^{-1}\nabla_c E(c)$ for one of the functionals of the module docstring.
 
@@ -50,8 +77,7 @@ class SpectralGradientFlow(eqx.Module):
     """
 
     local: SpectralRicciFlow
-    basis: SpectralBasis
-    sample: PointSample
+    parts: _RealLeaves  # (basis, sample)
     polynomial: object = eqx.field(static=True)
     functional: str = eqx.field(static=True)
     p: int = eqx.field(static=True)
@@ -77,32 +103,41 @@ class SpectralGradientFlow(eqx.Module):
                 f"SpectralGradientFlow: epsilon must be a number > 0, got {epsilon!r}."
             )
         self.local = SpectralRicciFlow(basis, sample)
-        self.basis = basis
-        self.sample = sample
+        self.parts = _RealLeaves((basis, sample))
         self.polynomial = _polynomial(basis.hypersurface)
         self.functional = functional
         self.p = p
         self.epsilon = float(epsilon)
 
+    @property
+    def basis(self) -> SpectralBasis:
+        """The basis."""
+        return self.parts.value()[0]
+
+    @property
+    def sample(self) -> PointSample:
+        """The sample the functional is integrated over."""
+        return self.parts.value()[1]
+
     def energy(self, c: Float[Array, " P"]) -> Float[Array, ""]:
         """$E(c)$."""
-        w = self.sample.weights / jnp.sum(self.sample.weights)
+        basis, sample = self.parts.value()
+        w = sample.weights / jnp.sum(sample.weights)
         if self.functional == "monge_ampere":
             eta = jnp.exp(self.local.log_eta(c))
             x = eta / jnp.sum(w * eta) - 1
             if self.p == 2:
                 return jnp.sum(w * x**2)
             return jnp.sum(w * (jnp.sqrt(x**2 + self.epsilon**2) - self.epsilon))
-        sample = self.sample
         g, _, scalar = _curvature(
             self.polynomial,
-            self.basis.hypersurface.coefficients,
+            basis.hypersurface.coefficients,
             sample.points,
             sample.patch,
             sample.eliminated,
-            SpectralPotential(self.basis, c),
+            SpectralPotential(basis, c),
         )
-        log_eta = jnp.log(jnp.real(jnp.linalg.det(g))) - jnp.log(jnp.abs(self.sample.omega) ** 2)
+        log_eta = jnp.log(jnp.real(jnp.linalg.det(g))) - jnp.log(jnp.abs(sample.omega) ** 2)
         eta = jnp.exp(log_eta - jnp.max(log_eta))
         mu = w * eta / jnp.sum(w * eta)
         if self.functional == "dirichlet":
