@@ -196,8 +196,13 @@ def plot_extinction(spheres: dict, path: Path) -> None:
 
 
 def plot_quintic(quintic: dict, path: Path) -> None:
-    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
-    ax = fig.subplots()
+    spectral = quintic.get("spectral", {}).get("runs")
+    fig = Figure(figsize=(12 if spectral else 6.5, 4.2), layout="constrained")
+    if spectral:
+        ax, ax_spectral = fig.subplots(1, 2)
+        _plot_spectral_quintic(ax_spectral, quintic)
+    else:
+        ax = fig.subplots()
     for (name, r), colour in zip(quintic["runs"].items(), ("C0", "C1"), strict=False):
         steps = np.asarray(r["times"]) / quintic["learning_rate"]
         label = "local" if name == "local" else f"Gaussian, σ_FS = {quintic['gaussian_sigma']}"
@@ -218,3 +223,18 @@ def plot_quintic(quintic: dict, path: Path) -> None:
     ax.set_title(f"Fermat quintic, {quintic['points']} training points in one chart")
     ax.legend(fontsize=7)
     _save_figure(fig, path)
+
+
+def _plot_spectral_quintic(ax, quintic: dict) -> None:
+    spectral = quintic["spectral"]
+    for r, colour in zip(spectral["runs"].values(), ("C0", "C1"), strict=False):
+        label = "local" if r["width"] == 0 else f"smoothed, σ_FS = {r['width']}"
+        ax.semilogy(r["times"], r["sigma_test"], "o-", ms=3, color=colour, label=label)
+    ax.axhline(quintic["sigma_fs_reference"], color="0.5", ls=":", label="σ(g_FS)")
+    ax.set_xlabel("flow time t")
+    ax.set_ylabel(f"test σ ({spectral['test_points']} fresh points)")
+    ax.set_title(
+        f"spectral Kähler–Ricci flow: degree {spectral['k']}, "
+        f"{spectral['basis_size']} invariant functions"
+    )
+    ax.legend(fontsize=7)

@@ -147,6 +147,23 @@ def summary_markdown(report: dict, degenerate_tol: float) -> str:
                 f"{r['sigma_test'][0]:.4f} → {r['sigma_test'][-1]:.4f} | {r['train_gain']:.2f} | {r['test_gain']:.2f} |"
             )
         lines.append("")
+        spectral = quintic.get("spectral")
+        if spectral:
+            lines += [
+                f"Spectral Kähler–Ricci flow (degree {spectral['k']}, {spectral['basis_size']} "
+                f"invariant functions, {spectral['points']} training and "
+                f"{spectral['test_points']} fresh test points):",
+                "",
+                "| flow | test σ 0 → t1 | t1 | velocity ratio |",
+                "|---|---|---|---|",
+            ]
+            for r in spectral["runs"].values():
+                label = "local" if r["width"] == 0 else f"smoothed, σ = {r['width']}"
+                lines.append(
+                    f"| {label} | {r['sigma_test'][0]:.4f} → {r['sigma_test'][-1]:.5f} | "
+                    f"{r['times'][-1]:g} | {r['velocity'][-1] / r['velocity'][0]:.1e} |"
+                )
+            lines.append("")
     for name, reason in report.get("skipped", {}).items():
         lines += [f"Skipped {name}: {reason}.", ""]
     lines += ["## Figures", ""] + [f"![{f}]({f})" for f in report["figures"]] + [""]
