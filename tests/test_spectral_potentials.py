@@ -105,6 +105,11 @@ def test_basis_counts_and_whitening(cubic):
     z = train.points[:50]
     moved = jnp.conj(z[:, ::-1] * jnp.asarray([1, zeta, zeta**2]))
     assert jnp.max(jnp.abs(invariant[:50] - symmetric.values(moved))) <= 1e-12
+    # degree 1 in the Fermat-invariant basis: sum_i |z_i|^2 / |z|^2 = 1 alone, so no function
+    # (not a round-off one) and the potential is Fubini–Study's; with phases, |z_i|^2/|z|^2
+    # less the constant
+    assert flows.SpectralBasis(hs, train, 1, symmetry="fermat").size == 0
+    assert flows.SpectralBasis(hs, train, 1, symmetry="phases").size == 2
 
 
 def test_jit_vmap_grad(cubic):

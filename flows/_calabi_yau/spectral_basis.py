@@ -62,6 +62,8 @@ _OFF_SURFACE = 1e-8
 _COMPLEX_BYTES = 16
 # Per-point work arrays are kept near this size when a sample is evaluated in chunks.
 _CHUNK_BYTES = 64 * 2**20
+# Singular values of the centred raw values below this times the largest raw RMS are round-off.
+_ROUNDOFF = 1e3 * float(np.finfo(np.float64).eps)
 # Fermat symmetry: orbits are enumerated in Python; refuse beyond this many phase pairs.
 _MAX_PAIRS = 5_000_000
 
@@ -275,7 +277,8 @@ class SpectralBasis(eqx.Module):
     They are centred and whitened on `sample`: with $R$ the raw values,
     $X = \mathrm{diag}(\sqrt{w/\sum w})(R - \bar R) = U S V^\top$, the basis is
     $e = (r - \bar r) V_+ S_+^{-1}$ over the singular values
-    $s > $ `rtol` $\cdot s_\max$. That drops the constant (it does not move $g$) and
+    $s > $ `rtol` $\cdot s_\max$ (and above round-off, $2\times10^{-13}$ times the largest raw
+    function's root mean square). That drops the constant (it does not move $g$) and
     the combinations that vanish on $X$ (multiples of $p$), and makes
     $\langle e_\alpha, e_\beta\rangle = \delta_{\alpha\beta}$ on `sample`.
 
@@ -399,7 +402,10 @@ class SpectralBasis(eqx.Module):
         mean = w @ values
         x = np.sqrt(w)[:, None] * (values - mean)
         _, s, vt = np.linalg.svd(x, full_matrices=False)
-        keep = s > rtol * s[0]
+        # and an absolute floor at round-off of the raw values (the centred constant of an
+        # invariant basis at k = 1 is ~1e-17, not a function)
+        scale = float(np.sqrt(np.max(w @ values**2)))
+        keep = s > max(rtol * s[0], _ROUNDOFF * scale)
         transform = vt[keep].T / s[keep]
         self.transform = jnp.asarray(transform)
         self.offset = jnp.asarray(mean @ transform)
