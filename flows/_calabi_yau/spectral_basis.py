@@ -197,7 +197,7 @@ def _members(monomials: np.ndarray, degree: int, symmetry):
 
 
 def _transform(t: Float[Array, "R P"], x: Complex[Array, "R *shape"]) -> Complex[Array, "P *shape"]:
-    """$T^\top x$ for real $T$ and complex $x$: two real products."""
+    r"""$T^\top x$ for real $T$ and complex $x$: two real products."""
     flat = x.reshape(x.shape[0], -1)
     real = t.T @ jnp.real(flat).astype(t.dtype)
     imag = t.T @ jnp.imag(flat).astype(t.dtype)
