@@ -33,6 +33,7 @@ TIMINGS = {
         ("sections_seconds",),
         ("wall_seconds",),
         ("quintic", "runs", "local", "seconds"),
+        ("quintic", "spectral", "runs", "local", "seconds"),
     ],
 }
 # The demo summary's first line: "Run 2026-01-01 12:00:00 in 17 s (float64, JAX on cpu:0)."

@@ -29,6 +29,7 @@ def quintic():
 
 @pytest.mark.parametrize("m", [1, 2, 3, 4])
 def test_packed_log_determinant(m):
+    # white-box: the packing and the closed-form determinant are private to the flow
     from flows._calabi_yau.spectral_flows import _pack, _packed_logdet, _unpack
 
     key_a, key_b = jax.random.split(jax.random.key(m))
