@@ -56,9 +56,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float
 
-from .curvature import _ambient_metric, _check, _polynomial
+from .curvature import _chart_metric, _check, _polynomial
 from .hypersurface import Hypersurface
-from .projective import complex_hessian
 from .sampling import PointSample
 
 _BATCHES = 100
@@ -104,19 +103,10 @@ def _curvature_at(polynomial, coefficients, potential, z0, patch, eliminated):
     """
     w0, embed = _local_jet(polynomial, coefficients, z0, patch, eliminated)
     m = w0.shape[0]
-    ambient = getattr(potential, "ambient_hessian", None)
-
-    def k(w):
-        z = embed(w)
-        value = jnp.log(jnp.sum(jnp.abs(z) ** 2))
-        return value if potential is None else value + potential(z)
+    chart_metric = _chart_metric(embed, potential)
 
     def metric(xy):
-        w = jax.lax.complex(xy[:m], xy[m:])
-        if ambient is None:
-            g = complex_hessian(k, w, forward_only=True)
-        else:  # two derivatives of the closed-form ambient Hessian below instead of four of K
-            g = _ambient_metric(embed, ambient)(w)
+        g = chart_metric(jax.lax.complex(xy[:m], xy[m:]))
         return g, g
 
     def first(xy):

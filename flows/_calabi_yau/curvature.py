@@ -122,49 +122,41 @@ def _chart(polynomial, coefficients, z0, patch, eliminated):
     return z0[local], embed
 
 
-def _local_potential(polynomial, coefficients, z0, patch, eliminated, potential):
-    w0, embed = _chart(polynomial, coefficients, z0, patch, eliminated)
+def _chart_metric(embed, potential):
+    r"""$w \mapsto g(w) = \partial_w\partial_{\bar w}(\log|z|^2 + \phi)(z(w))$ for a holomorphic
+    chart $w \mapsto z(w)$ (`embed`).
 
-    def k(w):
-        z = embed(w)
-        value = jnp.log(jnp.sum(jnp.abs(z) ** 2))
-        return value if potential is None else value + potential(z)
+    By autodiff of the local potential, or, where the potential has a closed-form
+    ambient Hessian $\partial_a\partial_{\bar b}\phi$ (an `ambient_hessian` method), as
+    $g = (\partial z/\partial w)^\top\,\partial\bar\partial(\log|z|^2 + \phi)(z)\,
+    \overline{\partial z/\partial w}$ with $\partial_a\partial_{\bar b}\log|z|^2 =
+    \delta_{ab}/|z|^2 - \bar z_a z_b/|z|^4$: two derivatives fewer of $\phi$.
+    """
+    ambient = getattr(potential, "ambient_hessian", None)
+    if ambient is None:
 
-    return w0, k
+        def k(w):
+            z = embed(w)
+            value = jnp.log(jnp.sum(jnp.abs(z) ** 2))
+            return value if potential is None else value + potential(z)
 
-
-def _ambient_metric(embed, ambient_hessian):
-    r"""$w \mapsto g(w) = (\partial z/\partial w)^\top\,\partial\bar\partial(\log|z|^2 + \phi)(z(w))\,
-    \overline{\partial z/\partial w}$ for a holomorphic chart $w \mapsto z(w)$ (`embed`) and a
-    potential's closed-form ambient Hessian $\partial_a\partial_{\bar b}\phi$ (`ambient_hessian`),
-    with $\partial_a\partial_{\bar b}\log|z|^2 = \delta_{ab}/|z|^2 - \bar z_a z_b/|z|^4$: the
-    metric with two derivatives fewer of $\phi$ than $\partial\bar\partial$ of the local potential."""
+        return lambda w: complex_hessian(k, w, forward_only=True)
 
     def metric(w):
         z = embed(w)
         tangent = jax.jacfwd(embed, holomorphic=True)(w)  # [c, i]: d_i z_c
         rho = jnp.sum(jnp.abs(z) ** 2).astype(z.dtype)
         fs = jnp.eye(z.shape[0], dtype=z.dtype) / rho - jnp.conj(z)[:, None] * z[None, :] / rho**2
-        return tangent.T @ (fs + ambient_hessian(z)) @ jnp.conj(tangent)
+        return tangent.T @ (fs + ambient(z)) @ jnp.conj(tangent)
 
     return metric
-
-
-def _local_metric(polynomial, coefficients, z0, patch, eliminated, potential):
-    r"""$w_0$ and $w \mapsto g(w)$ in the chart: $\partial\bar\partial$ of the local potential, or
-    `_ambient_metric` where the potential has an `ambient_hessian` method."""
-    w0, k = _local_potential(polynomial, coefficients, z0, patch, eliminated, potential)
-    ambient = getattr(potential, "ambient_hessian", None)
-    if ambient is None:
-        return w0, lambda w: complex_hessian(k, w, forward_only=True)
-    _, embed = _chart(polynomial, coefficients, z0, patch, eliminated)
-    return w0, _ambient_metric(embed, ambient)
 
 
 @eqx.filter_jit
 def _curvature(polynomial, coefficients, points, patch, eliminated, potential):
     def one(z0, p, e):
-        w0, metric = _local_metric(polynomial, coefficients, z0, p, e, potential)
+        w0, embed = _chart(polynomial, coefficients, z0, p, e)
+        metric = _chart_metric(embed, potential)
 
         def log_det(w):
             # |det|: defined (and equal) wherever g is non-degenerate, PD or not
