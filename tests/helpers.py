@@ -5,6 +5,7 @@ import importlib
 import sys
 from pathlib import Path
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -85,3 +86,20 @@ def hyperplane(n: int) -> flows.Hypersurface:
     exponents = np.zeros((1, n + 2), dtype=int)
     exponents[0, -1] = 1
     return flows.Hypersurface(exponents, np.ones(1))
+
+
+def flow_from_fubini_study(flow, size: int, times, *, rtol: float, max_steps: int = 4096):
+    """A spectral flow's coefficients (P = `size`) integrated from 0 (Fubini–Study) by Tsit5
+    with atol = rtol / 100, saved at `times` (the last is t1): the saved states, (len(times), P)."""
+    solution = diffrax.diffeqsolve(
+        diffrax.ODETerm(flow),
+        diffrax.Tsit5(),
+        0.0,
+        float(times[-1]),
+        None,
+        jnp.zeros(size),
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=rtol / 100),
+        saveat=diffrax.SaveAt(ts=times),
+        max_steps=max_steps,
+    )
+    return np.asarray(solution.ys)

@@ -15,6 +15,7 @@ import pytest
 
 import flows
 
+from .helpers import flow_from_fubini_study
 from .helpers import seeded_sample as _sample
 
 
@@ -101,23 +102,12 @@ def test_flow_reaches_newton_fixed_point_at_the_laplacian_rate(quintic, quintic_
     rates = np.sort(-np.real(np.linalg.eigvals(linear)))
     slowest = rates[0]
     times = jnp.asarray([0.0, 12.0, 13.0, 14.0, 15.0]) / slowest
-    solution = diffrax.diffeqsolve(
-        diffrax.ODETerm(flow),
-        diffrax.Tsit5(),
-        0.0,
-        float(times[-1]),
-        None,
-        jnp.zeros(basis.size),
-        stepsize_controller=diffrax.PIDController(rtol=1e-11, atol=1e-13),
-        saveat=diffrax.SaveAt(ts=times),
-        max_steps=10_000,
-    )
-    ys = np.asarray(solution.ys)
+    ys = flow_from_fubini_study(flow, basis.size, times, rtol=1e-11, max_steps=10_000)
     errors = np.linalg.norm(ys - np.asarray(c_star), axis=1)
     # the end state is Newton's fixed point: 1e-6 relative (e^-15 = 3e-7 of the start)
     assert errors[-1] <= 1e-6 * np.linalg.norm(c_star)
     # velocity -> 0
-    speed = jnp.linalg.norm(flow(0.0, solution.ys[-1], None))
+    speed = jnp.linalg.norm(flow(0.0, jnp.asarray(ys[-1]), None))
     assert speed <= 1e-5 * jnp.linalg.norm(flow(0.0, jnp.zeros(basis.size), None))
     # late-time rate: after 12 / rate the next mode (rate 30.6 against 17.5) is e^-9 smaller
     late = np.log(errors[1:-1] / errors[2:]) / float(times[2] - times[1])
@@ -213,18 +203,8 @@ def test_smoothed_flow_late_rate(quintic, quintic_fixed_point, smoothed_fixed_po
     times = (
         jnp.asarray([0.0, 12.0, 13.0, 14.0]) / rates[0]
     )  # rates 0.70, 1.31: the next is e^-7 down
-    solution = diffrax.diffeqsolve(
-        diffrax.ODETerm(flow),
-        diffrax.Tsit5(),
-        0.0,
-        float(times[-1]),
-        None,
-        jnp.zeros(basis.size),
-        stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-12),
-        saveat=diffrax.SaveAt(ts=times),
-        max_steps=10_000,
-    )
-    errors = np.linalg.norm(np.asarray(solution.ys) - np.asarray(c_star), axis=1)
+    ys = flow_from_fubini_study(flow, basis.size, times, rtol=1e-10, max_steps=10_000)
+    errors = np.linalg.norm(ys - np.asarray(c_star), axis=1)
     late = np.log(errors[2] / errors[3]) / float(times[3] - times[2])
     assert abs(late / rates[0] - 1) <= 0.02
 
