@@ -166,6 +166,10 @@ def test_bad_input(cubic):
     flow = flows.SpectralRicciFlow(basis, train)
     with pytest.raises(Exception, match="not positive definite"):
         flow(0.0, 1e3 * jnp.ones(basis.size), None)
+    with pytest.raises(ValueError, match="expected a SpectralRicciFlow or a SpectralGradientFlow"):
+        flows.newton_fixed_point(basis)
+    with pytest.raises(ValueError, match=r"c0 must have shape \(35,\)"):
+        flows.newton_fixed_point(flow, jnp.zeros(3))
 
 
 # The spectrum of CP^n.

@@ -10,6 +10,7 @@ Inner products as in `spectral_basis`: $\langle f, h\rangle = \sum_a w_a f_a h_a
 """
 
 import math
+from typing import TYPE_CHECKING
 
 import equinox as eqx
 import jax
@@ -22,6 +23,9 @@ from .kernel_apply import FSGaussian, point_kernel_apply
 from .losses import sigma_measure
 from .sampling import PointSample
 from .spectral_basis import SpectralBasis, _batch, _check_sample
+
+if TYPE_CHECKING:
+    from .spectral_functionals import SpectralGradientFlow
 
 
 class SpectralPotential(eqx.Module):
@@ -330,18 +334,18 @@ class NewtonResult(eqx.Module):
 
 
 @eqx.filter_jit
-def _newton_step(flow: SpectralRicciFlow, c):
+def _newton_step(flow, c):
     b, jacobian = flow.residual_and_jacobian(c)
     return b, jnp.linalg.solve(jacobian, -b)
 
 
 @eqx.filter_jit
-def _residual_norm(flow: SpectralRicciFlow, c):
+def _residual_norm(flow, c):
     return jnp.linalg.norm(flow.residual(c))
 
 
 def newton_fixed_point(
-    flow: SpectralRicciFlow,
+    flow: "SpectralRicciFlow | SpectralGradientFlow",
     c0: Float[Array, " P"] | None = None,
     *,
     steps: int = 12,
@@ -349,19 +353,27 @@ def newton_fixed_point(
 ) -> NewtonResult:
     r"""Newton's method for the Galerkin fixed point $b(c) = 0$ of `flow`.
 
-    $c \leftarrow c + t\,\delta$, $(\partial b/\partial c)\,\delta = -b$ (the Jacobian in
-    closed form, `SpectralRicciFlow.jacobian`), $t = 1, \frac12, \frac14, \dots$ until $\|b\|$ decreases with
-    $g_c$ positive definite. Stops when $\|b\|_2 <$ `tol` or after `steps` steps.
-    Not jittable (a Python loop of jitted steps).
+    $c \leftarrow c + t\,\delta$, $(\partial b/\partial c)\,\delta = -b$, $t = 1, \frac12,
+    \frac14, \dots$ until $\|b\|$ decreases with $g_c$ positive definite. Stops when
+    $\|b\|_2 <$ `tol` or after `steps` steps. Not jittable (a Python loop of jitted steps).
 
-    **Arguments:** `flow`; `c0` (P,) start (default 0, Fubini–Study); `steps`; `tol`.
+    For a `SpectralRicciFlow`, $b = \langle e, \log(\eta/\bar\eta)\rangle$ with its Jacobian in
+    closed form (`SpectralRicciFlow.jacobian`); for a `SpectralGradientFlow`,
+    $b = -\nabla_c E$ with the Hessian by autodiff: the critical point its gradient flow
+    tends to (a minimum where the Hessian is positive definite there).
+
+    **Arguments:** `flow`; `c0` (P,) start (default 0, Fubini–Study); `steps`; `tol`
+    (absolute, in the units of $b$: $E$ per unit coefficient for a gradient flow).
     """
-    if not isinstance(flow, SpectralRicciFlow):
+    from .spectral_functionals import SpectralGradientFlow  # it builds on this module
+
+    if not isinstance(flow, SpectralRicciFlow | SpectralGradientFlow):
         raise ValueError(
-            f"newton_fixed_point: expected a SpectralRicciFlow, got {type(flow).__name__}."
+            "newton_fixed_point: expected a SpectralRicciFlow or a SpectralGradientFlow, got "
+            f"{type(flow).__name__}."
         )
     steps = check_count(steps, "newton_fixed_point: steps must be an integer >= 1", minimum=1)
-    size = flow.values.shape[1]
+    size = flow.gram().shape[0]
     c = jnp.zeros(size) if c0 is None else jnp.asarray(c0)
     if c.shape != (size,):
         raise ValueError(f"newton_fixed_point: c0 must have shape ({size},), got {c.shape}.")

@@ -148,6 +148,21 @@ class SpectralGradientFlow(eqx.Module):
         r"""$\nabla_c E$ (reverse-mode autodiff)."""
         return jax.grad(self.energy)(c)
 
+    def gram(self) -> Float[Array, "P P"]:
+        r"""$M_{\alpha\beta} = \langle e_\alpha, e_\beta\rangle$, the metric on coefficients."""
+        return self.local.gram()
+
+    def residual(self, c: Float[Array, " P"]) -> Float[Array, " P"]:
+        r"""$b(c) = -\nabla_c E$: the flow is $\dot c = M^{-1}b$, its fixed points $\nabla_c E = 0$."""
+        return -self.gradient(c)
+
+    def residual_and_jacobian(self, c: Float[Array, " P"]):
+        r"""($b$, $\partial b/\partial c = -\nabla_c^2E$), the Hessian by forward-over-reverse
+        autodiff ($P$ Jacobian-vector products of one linearisation of the gradient)."""
+        gradient, tangent = jax.linearize(self.gradient, c)
+        hessian = jax.vmap(tangent)(jnp.eye(c.shape[0], dtype=c.dtype))
+        return -gradient, -hessian.T
+
     def __call__(self, t, c: Float[Array, " P"], args=None) -> Float[Array, " P"]:
         r"""$\dot c = -M^{-1}\nabla_c E$."""
         return -jnp.linalg.solve(self.local.gram(), self.gradient(c))
