@@ -170,6 +170,35 @@ def _curvature(polynomial, coefficients, points, patch, eliminated, potential):
     return jax.vmap(one)(points, patch, eliminated)
 
 
+@eqx.filter_jit
+def _log_eta_gradient(polynomial, coefficients, points, patch, eliminated, potential):
+    r"""$(g, \partial\log\eta)$ at every point, in each point's local coordinates $w$.
+
+    $\log\eta = \log\det g - \log|\Omega|^2$ with $\Omega = 1/\partial_{z_e}p$ on the chart
+    (`PointSample.omega`'s convention); $\partial_i f = \partial f/\partial w_i$, half of
+    `jax.grad` of the real $f$ at complex $w$. Three derivatives of $K$ (one of a
+    closed-form ambient Hessian), one fewer than the Ricci form.
+    """
+
+    def one(z0, p, e):
+        w0, embed = _chart(polynomial, coefficients, z0, p, e)
+        metric = _chart_metric(embed, potential)
+        unit = jnp.arange(z0.shape[0]) == e
+
+        def log_eta(w):
+            z = embed(w)
+            _, slope = jax.jvp(
+                lambda x: polynomial(coefficients, jnp.where(unit, x, z)),
+                (z[e],),
+                (jnp.ones_like(z[e]),),
+            )
+            return jnp.log(jnp.abs(jnp.real(_det(metric(w))))) + jnp.log(jnp.abs(slope) ** 2)
+
+        return metric(w0), jax.grad(log_eta)(w0) / 2
+
+    return jax.vmap(one)(points, patch, eliminated)
+
+
 def hypersurface_curvature(
     hypersurface: Hypersurface, sample: PointSample, potential=None
 ) -> tuple[Complex[Array, "N m m"], Complex[Array, "N m m"], Float[Array, " N"]]:

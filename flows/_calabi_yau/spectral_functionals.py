@@ -15,16 +15,18 @@ $\mu = w\eta/\sum w\eta$ the $d\mathrm{Vol}_g$ measure):
   for $p = 1$). For $p = 1$, $|x|$ is replaced by $\sqrt{x^2 + \epsilon^2} - \epsilon$
   (`epsilon`, default $10^{-3}$): smooth, so the flow is an ODE with a Lipschitz
   right-hand side and $dE/dt$ exists; it differs from $|x|$ by at most $\epsilon$.
-- `"dirichlet"`: the two-derivative functional $E = \int |\partial\log\eta|^2_g\,d\mathrm{Vol}_g/\int d\mathrm{Vol}_g$
-  (zero exactly at the Calabi–Yau metric). Evaluated by parts: $\mathrm{Ric} =
-  -\partial\bar\partial\log\eta$ ($\Omega$ holomorphic), so $R = 2g^{i\bar j}R_{i\bar j} = -2\square\log\eta$
-  (the curvature code's convention) and $E = \tfrac12\int \log\eta\, R\,d\mathrm{Vol}_g/\int d\mathrm{Vol}_g$,
-  equal to the energy form in the continuum (by parts) and to Monte Carlo error on a sample.
+- `"dirichlet"`: the two-derivative functional $E = \int |\partial\log\eta|^2_g\,d\mathrm{Vol}_g/\int d\mathrm{Vol}_g$,
+  $|\partial f|^2_g = g^{i\bar j}\partial_if\,\partial_{\bar j}f$, evaluated as it stands (three
+  derivatives of the potential), so that it is $\ge 0$ on any sample and zero exactly at
+  the Calabi–Yau metric. By parts it equals $\tfrac12\int\log\eta\,R\,d\mathrm{Vol}_g/\int d\mathrm{Vol}_g$
+  ($\mathrm{Ric} = -\partial\bar\partial\log\eta$ as $\Omega$ is holomorphic, so
+  $R = 2g^{i\bar j}R_{i\bar j} = -2\square\log\eta$): in the continuum only, to Monte Carlo
+  error on a sample (tested).
 - `"calabi"`: Calabi's $E = \int R^2\, d\mathrm{Vol}_g/\int d\mathrm{Vol}_g$.
 
-The last two need the Ricci form through the chart (`hypersurface_curvature`'s code: two
-derivatives of the basis's closed-form Hessians) and its gradient, so they are for
-samples of hundreds to thousands of points.
+The last two need derivatives through the chart (`hypersurface_curvature`'s code: one
+or two derivatives of the basis's closed-form Hessians) and their gradient, so they
+are for samples of hundreds to thousands of points.
 """
 
 import equinox as eqx
@@ -32,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .curvature import _curvature, _polynomial
+from .curvature import _curvature, _log_eta_gradient, _polynomial
 from .sampling import PointSample
 from .spectral_basis import SpectralBasis
 from .spectral_flows import SpectralPotential, SpectralRicciFlow
@@ -129,7 +131,7 @@ class SpectralGradientFlow(eqx.Module):
             if self.p == 2:
                 return jnp.sum(w * x**2)
             return jnp.sum(w * (jnp.sqrt(x**2 + self.epsilon**2) - self.epsilon))
-        g, _, scalar = _curvature(
+        arguments = (
             self.polynomial,
             basis.hypersurface.coefficients,
             sample.points,
@@ -137,12 +139,22 @@ class SpectralGradientFlow(eqx.Module):
             sample.eliminated,
             SpectralPotential(basis, c),
         )
+        if self.functional == "dirichlet":
+            g, d_log_eta = _log_eta_gradient(*arguments)
+            density = jnp.real(
+                jnp.einsum(
+                    "ni,ni->n",
+                    jnp.conj(d_log_eta),
+                    jnp.linalg.solve(g, d_log_eta[..., None])[..., 0],
+                )
+            )
+        else:
+            g, _, scalar = _curvature(*arguments)
+            density = scalar**2
         log_eta = jnp.log(jnp.real(jnp.linalg.det(g))) - jnp.log(jnp.abs(sample.omega) ** 2)
         eta = jnp.exp(log_eta - jnp.max(log_eta))
         mu = w * eta / jnp.sum(w * eta)
-        if self.functional == "dirichlet":
-            return 0.5 * jnp.sum(mu * log_eta * scalar)
-        return jnp.sum(mu * scalar**2)
+        return jnp.sum(mu * density)
 
     def gradient(self, c: Float[Array, " P"]) -> Float[Array, " P"]:
         r"""$\nabla_c E$ (reverse-mode autodiff)."""
