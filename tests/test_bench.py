@@ -1,17 +1,24 @@
 """experiments/bench.py runs and writes every figure: a finite value or an explicit skip.
 
 Performance itself is never asserted (ratios are measured, not tested). The
-default suite runs `--quick` (small sizes; the S^2 right-hand sides and the Kvaerno5
-solves are skipped there, their compiles alone taking about a minute); the slow test
-runs those two groups at small sizes.
+slow tests run `--quick` (small sizes; the S^2 right-hand sides and the Kvaerno5
+solves are skipped there, their compiles alone taking about a minute) and those two
+groups at small sizes. With MLGeometry-JAX installed (the `[peer]` extra) the default
+suite checks that its metric, η/η̄ and σ are ours point by point, and runs the
+Kähler group with the peer at a tiny size; without it the peer's figures must say
+that it was not run and why.
 """
 
 import json
 import math
 
+import jax
+import jax.numpy as jnp
 import pytest
 
-from .helpers import experiment_program
+import flows
+
+from .helpers import experiment_program, seeded_sample
 
 NUMBERS = {
     "torus_rhs_fft_vs_quadrature": ("fft_seconds", "quadrature_seconds", "agreement"),
@@ -25,10 +32,87 @@ NUMBERS = {
 }
 
 
+def check_curve(curve: dict) -> None:
+    """A run's per-epoch record: epochs 0, 1, 2, ...; training seconds rising; finite σ."""
+    n = len(curve["epochs"])
+    assert n >= 2 and curve["epochs"] == list(range(n)), curve["epochs"]
+    for key in ("seconds", "wall_seconds", "sigma_test", "sigma_test_error", "train_loss"):
+        assert len(curve[key]) == n, key
+    assert curve["seconds"][0] == 0 and all(
+        a <= b for a, b in zip(curve["seconds"], curve["seconds"][1:], strict=False)
+    )
+    assert all(w >= s for w, s in zip(curve["wall_seconds"], curve["seconds"], strict=True))
+    assert all(math.isfinite(x) and x >= 0 for x in curve["sigma_test"])
+
+
+def check_networks(networks: dict, bench) -> None:
+    """The networks beside the spectral figures: σ within the budget, or why not."""
+    for name in ("ours", "peer_own_recipe", "peer_our_recipe"):
+        entry = networks[name]
+        if name != "ours" and "skipped" in entry:
+            assert entry["skipped"] == bench.NOT_INSTALLED and not bench.peer_installed()
+            continue
+        assert math.isfinite(entry["sigma"]) and entry["seconds"] <= networks["budget_seconds"]
+        assert entry["reaches_0.001"] == (entry["sigma"] <= 1e-3)
+
+
+def check_entry(name: str, entry: dict, bench) -> None:
+    """One figure that ran: its value finite, or None where the record says why."""
+    value = entry["value"]
+    if name == "kahler_training":  # None where 0.01 was not reached (--quick: 2 epochs)
+        assert set(entry["reached"]) == {"0.02", "0.01"}
+        assert math.isfinite(entry["final_sigma_test"]) and entry["epochs_run"] >= 1
+        curve = entry["curve"]
+        check_curve(curve)
+        inside = [
+            s
+            for s, t in zip(curve["sigma_test"], curve["seconds"], strict=True)
+            if t <= entry["budget_seconds"]
+        ]
+        assert entry["best_in_budget"]["sigma"] == min(inside)
+        assert (value is None) == (entry["reached"]["0.01"] is None), entry
+        if value is None:
+            return
+    if name == "kahler_time_to_sigma_vs_peer":  # None where 0.01 was not reached
+        assert set(entry["by_target"]) == {"0.02", "0.01"}
+        for run in ("peer_own_recipe", "peer_our_recipe"):
+            check_curve(entry["curves"][run])
+            agreement = entry["runs"][run]["sigma_agreement"]
+            assert agreement["relative"] <= 1e-5, agreement  # float32 rounding (eps 1.2e-7)
+        reached = entry["by_target"]["0.01"]
+        both = reached["ours"] is not None and any(
+            reached[run] is not None for run in ("peer_own_recipe", "peer_our_recipe")
+        )
+        assert (value is None) == (not both), entry
+        if value is None:
+            return
+    if name == "kahler_epoch_cost_vs_peer" and value is None:  # under two epochs
+        return
+    if name.startswith("spectral_"):
+        check_networks(entry["networks"], bench)
+    if name == "spectral_time_to_sigma_1e-3":  # None where 1e-3 was not reached (--quick)
+        rows = entry["rows"]
+        assert rows and all(math.isfinite(r["sigma_test"]) for r in rows)
+        assert [r["k"] for r in rows] == list(range(2, 2 * len(rows) + 1, 2))
+        assert (value is None) == all(r["sigma_test"] > 1e-3 for r in rows), entry
+        if value is None:
+            return
+    assert isinstance(value, float) and math.isfinite(value), (name, value)
+    assert entry["met"] in (True, False, None), name
+    for key in NUMBERS.get(name, ()):
+        assert isinstance(entry[key], (int, float)) and math.isfinite(entry[key]), (name, key)
+    if name.endswith("_slope"):
+        assert len(entry["nodes"]) == len(entry["seconds"]) >= 2, name
+
+
 def check_record(record: dict, skipped: set[str]) -> None:
     bench = experiment_program("bench")
     figures = record["figures"]
     assert list(figures) == list(bench.FIGURES)
+    if not bench.peer_installed():  # the peer's figures say that it was not run, and why
+        skipped = skipped | set(bench.PEER_FIGURES)
+        for name in bench.PEER_FIGURES:
+            assert figures[name]["skipped"] == bench.NOT_INSTALLED, name
     for name, entry in figures.items():
         assert {"target", "met"} <= set(entry), name
         if name in skipped:
@@ -36,33 +120,13 @@ def check_record(record: dict, skipped: set[str]) -> None:
             assert "value" not in entry and entry["met"] is None, name
             continue
         assert "skipped" not in entry, name
-        value = entry["value"]
-        if name == "kahler_training":  # None where a target was not reached (--quick: 2 epochs)
-            assert set(entry["reached"]) == {"0.02", "0.01"}
-            assert math.isfinite(entry["final_sigma_test"]) and entry["epochs_run"] >= 1
-            unreached = any(v is None for v in entry["reached"].values())
-            assert (value is None) == unreached, entry
-            if value is None:
-                continue
-        if name == "spectral_time_to_sigma_1e-3":  # None where 1e-3 was not reached (--quick)
-            rows = entry["rows"]
-            assert rows and all(math.isfinite(r["sigma_test"]) for r in rows)
-            assert [r["k"] for r in rows] == list(range(2, 2 * len(rows) + 1, 2))
-            assert (value is None) == all(r["sigma_test"] > 1e-3 for r in rows), entry
-            if value is None:
-                continue
-        assert isinstance(value, float) and math.isfinite(value), (name, value)
-        assert entry["met"] in (True, False, None), name
-        for key in NUMBERS.get(name, ()):
-            assert isinstance(entry[key], (int, float)) and math.isfinite(entry[key]), (name, key)
-        if name.endswith("_slope"):
-            assert len(entry["nodes"]) == len(entry["seconds"]) >= 2, name
+        check_entry(name, entry, bench)
     memory = figures["quintic_step_peak_memory"]
     assert 1e8 < memory["value"] * 1e9 < 2e10 and memory["extrapolated"]
     assert record["machine"]["cpu_count"] >= 1 and record["seconds"] > 0
 
 
-@pytest.mark.slow  # ~25-45 s: the default suite was over 10 minutes
+@pytest.mark.slow  # ~25-45 s without the peer, ~20 s more with it
 def test_bench_quick(tmp_path, capsys):
     bench = experiment_program("bench")
     record = bench.main(["--quick", "--out", str(tmp_path)])
@@ -79,6 +143,51 @@ def test_bench_quick(tmp_path, capsys):
     table = capsys.readouterr().out
     for name in bench.FIGURES:  # the printed table has a row per figure
         assert name in table
+
+
+def test_peer_definitions_are_ours():
+    """MLGeometry-JAX's metric, η/η̄ and σ against ours, point by point, in float64.
+
+    On 100 quintic points and a random network of the peer's (widths 4, 3; the
+    weights scaled by 1 + U(0, 1/2) so that the metric is far from Fubini–Study): its
+    ∂∂̄K over 2^L is our `pulled_back_metric` of K/2^L - log|z|^2, its per-point η/η̄
+    and its weighted_MAPE are ours (`sigma_measure`). Same formulas, same float64
+    autodiff: agreement to rounding, 1e-12 relative (measured 8e-17, 2e-16, 1e-16).
+    """
+    pytest.importorskip("MLGeometry")
+    peer = experiment_program("_peer")
+    sample = seeded_sample(flows.Hypersurface.fermat_quintic(), 0, 100)
+    model, params = peer.peer_network((4, 3), 5, 0, jnp.float64)
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(3), len(leaves))
+    params = jax.tree.unflatten(
+        tree,
+        [x * (1 + 0.5 * jax.random.uniform(k, x.shape)) for x, k in zip(leaves, keys, strict=True)],
+    )
+    result = peer.agreement(model, params, sample)
+    assert result["sigma_ours"] > 0.05  # a metric far from Ricci-flat: the check sees η vary
+    for key in ("metric", "eta_ratio", "sigma"):
+        assert result[key] <= 1e-12, result
+
+
+def test_bench_kahler_with_the_peer(tmp_path):
+    """The Kähler group with MLGeometry-JAX at a tiny size: same-run figures and σ agreement."""
+    pytest.importorskip("MLGeometry")
+    bench = experiment_program("bench")
+    argv = ["--quick", "--figures", "kahler", "--kahler-points", "300", "--kahler-widths", "4"]
+    bench.main([*argv, "--kahler-batch", "50", "--out", str(tmp_path)])
+    figures = json.loads((tmp_path / "bench.json").read_text())["figures"]
+    assert list(figures) == ["kahler_training", *bench.PEER_FIGURES]
+    for name, entry in figures.items():
+        assert "skipped" not in entry, name
+        check_entry(name, entry, bench)
+        if name in bench.PEER_FIGURES:
+            assert entry["peer"].startswith("MLGeometry-JAX 2.0.0, run in this process")
+            assert entry["met"] is None  # decided at the full sizes only
+    runs = figures["kahler_time_to_sigma_vs_peer"]["runs"]
+    assert runs["peer_own_recipe"]["lr"] == 0.01 and runs["peer_own_recipe"]["batch"] == 1000
+    assert runs["peer_our_recipe"]["batch"] == runs["ours"]["batch"] == 50
+    assert "PEER_RECORDED_SECONDS" not in vars(bench)  # no peer time from elsewhere
 
 
 def test_bench_flags_are_checked(tmp_path):
@@ -123,3 +232,22 @@ def test_bench_sphere_and_kvaerno(tmp_path):
         assert math.isfinite(figures[name]["value"]), name
     kvaerno = figures["kvaerno5_dense_vs_matrix_free"]
     assert kvaerno["final_state_difference"] < 1e-4  # both solves reach the same metric
+
+
+def test_bench_kahler_without_the_peer(tmp_path, monkeypatch):
+    """Without MLGeometry-JAX the peer's figures are skipped with the reason, never a number."""
+    bench = experiment_program("bench")
+    monkeypatch.setattr(bench, "peer_installed", lambda: False)
+    argv = ["--quick", "--figures", "kahler", "--kahler-points", "300", "--kahler-widths", "4"]
+    bench.main([*argv, "--kahler-batch", "50", "--out", str(tmp_path)])
+    figures = json.loads((tmp_path / "bench.json").read_text())["figures"]
+    assert list(figures) == ["kahler_training", *bench.PEER_FIGURES]
+    check_entry("kahler_training", figures["kahler_training"], bench)
+    for name in bench.PEER_FIGURES:
+        entry = figures[name]
+        assert entry["skipped"] == "MLGeometry-JAX not installed: pip install -e '.[peer]'"
+        assert "value" not in entry and entry["met"] is None
+    curve = figures["kahler_training"]["curve"]
+    networks = bench.networks_in_budget({"ours": curve}, 1e9)
+    check_networks(networks, bench)
+    assert networks["ours"]["sigma"] == min(curve["sigma_test"])
