@@ -25,3 +25,13 @@ def getkey():
     """A fresh, deterministic PRNG key on each call (seeded per test)."""
     keys = iter(jax.random.split(jax.random.key(5678), 1000))
     return lambda: next(keys)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say how many slow tests the default run left out, and how to run them."""
+    left_out = len(terminalreporter.stats.get("deselected", []))
+    if left_out and config.getoption("markexpr") == "not slow":
+        terminalreporter.write_line(
+            f"{left_out} slow tests were not run (marked slow: long studies); "
+            "run them with: .venv/bin/python -m pytest -m slow"
+        )
