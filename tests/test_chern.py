@@ -176,9 +176,10 @@ def test_quintic_fubini_study_closed_form(quintic):
     _check_integrals(result, (5, 0, 50, -200), (1e-12, 0.2, 1.2, 12.0))
 
 
-def _spectral_fixed_point(surface, train):
-    """The Galerkin Kähler–Ricci fixed point at k = 2 in the Fermat-invariant basis (σ 0.37 -> 0.075)."""
-    basis = flows.SpectralBasis(surface, train, 2, symmetry="fermat")
+def _spectral_fixed_point(surface, train, k=2):
+    """The Galerkin Kähler–Ricci fixed point at degree `k` in the Fermat-invariant basis
+    (σ 0.37 -> 0.075 at k = 2, 0.017 at k = 4)."""
+    basis = flows.SpectralBasis(surface, train, k, symmetry="fermat")
     result = flows.newton_fixed_point(flows.SpectralRicciFlow(basis, train))
     assert result.converged
     return flows.SpectralPotential(basis, result.coefficients)
@@ -228,8 +229,11 @@ def test_quintic_spectral_metric(quintic):
 
 @pytest.mark.slow
 def test_quintic_one_percent(quintic):
-    # 3×10^5 points: the standard error of χ below 1% (closed-form Fubini–Study), and the
-    # spectral fixed point's χ and c_2·J at 6000 points (about 7%)
+    # 3×10^5 points: the standard error of χ below 1% (closed-form Fubini–Study); and the
+    # converged spectral metric (the k = 4 fixed point, σ 0.017) on 10^5 of them: χ and c_2·J
+    # within 1% too. Its integrand spreads as Fubini–Study's does (measured at 3000 points:
+    # χ -186.9 ± 9.8, c_2·J 48.3 ± 1.6, so ± 1.7 and ± 0.28 expected here), at about 10 ms
+    # a point on two cores (the closed-form ambient Hessian differentiated twice).
     surface = flows.Hypersurface.fermat_quintic()
     sample = _sample(surface, 300000, seed=10)
     x = _terms(surface, sample, *_fs_curvature(surface, sample))
@@ -238,6 +242,6 @@ def test_quintic_one_percent(quintic):
         flows.ChernIntegrals(mean, error, sample.count), (5, 0, 50, -200), (1e-12, 0.05, 0.35, 2.0)
     )
     _, full = quintic
-    phi = _spectral_fixed_point(surface, flows.subsample(full, np.arange(2000)))
-    sample = flows.subsample(full, np.arange(4000, 10000))
-    _check_spectral_metric(surface, sample, phi, (0.05, 0.4, 2.0, 20.0))
+    phi = _spectral_fixed_point(surface, flows.subsample(full, np.arange(5000)), k=4)
+    probe = flows.subsample(sample, np.arange(100_000))
+    _check_spectral_metric(surface, probe, phi, (0.02, 0.15, 0.5, 2.0))
