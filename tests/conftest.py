@@ -27,11 +27,32 @@ def getkey():
     return lambda: next(keys)
 
 
+# Slow tests left out of a default run: counted where they are deselected (each xdist
+# worker collects the whole suite, so the controller takes the workers' count).
+_SLOW_LEFT_OUT = {"count": 0}
+
+
+def pytest_deselected(items):
+    _SLOW_LEFT_OUT["count"] += sum(1 for item in items if item.get_closest_marker("slow"))
+
+
+def pytest_sessionfinish(session):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: report to the controller
+        workeroutput["slow_left_out"] = _SLOW_LEFT_OUT["count"]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    count = getattr(node, "workeroutput", {}).get("slow_left_out", 0)
+    _SLOW_LEFT_OUT["count"] = max(_SLOW_LEFT_OUT["count"], count)
+
+
+@pytest.hookimpl(trylast=True)  # after the durations, just before the final counts
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    """Say how many slow tests the default run left out, and how to run them."""
-    left_out = len(terminalreporter.stats.get("deselected", []))
-    if left_out and config.getoption("markexpr") == "not slow":
+    """Say how many slow tests the run left out, and how to run them."""
+    if _SLOW_LEFT_OUT["count"]:
         terminalreporter.write_line(
-            f"{left_out} slow tests were not run (marked slow: long studies); "
+            f"{_SLOW_LEFT_OUT['count']} slow tests were not run (marked slow: long studies); "
             "run them with: .venv/bin/python -m pytest -m slow"
         )

@@ -177,4 +177,4 @@ class SpectralGradientFlow(eqx.Module):
 
     def __call__(self, t, c: Float[Array, " P"], args=None) -> Float[Array, " P"]:
         r"""$\dot c = -M^{-1}\nabla_c E$."""
-        return -jnp.linalg.solve(self.local.gram(), self.gradient(c))
+        return -jnp.linalg.solve(self.gram(), self.gradient(c))
