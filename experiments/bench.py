@@ -70,14 +70,13 @@ figures compare paths on one machine rather than machines. The figures:
   seconds. Beside them (`networks`): the Kähler group's networks' best test σ
   within the same seconds of training, and whether it reaches 1e-3.
 
-Budgets: the default run is held to 15 minutes on two cores. The groups before
-the Kähler one took about 5.5 minutes in the last full run; each network run (three:
+Budgets: the default run is held to 15 minutes on two cores. Measured on two idle
+cores: the groups before the Kähler one took 3.3 minutes; each network run (three:
 ours, the peer under its recipe and under ours) has `--kahler-budget` 110 s of
-training, about 2 minutes with setup, compilation and evaluation (about 6.5 in all),
-and the spectral route `--spectral-budget` 110 s, about 2.3 minutes with its points
-and test σ: about 14.5 minutes (estimated from the parts, not yet measured whole).
-The acceptance figure for the σ in budget needs `--kahler-budget 600` (about 40
-minutes, 50 with `--spectral-budget 600`). Our run is a number of epochs,
+training, about 2 minutes with setup, compilation and evaluation; the spectral
+route has `--spectral-budget` 110 s: 11m13s in all. The figures at 600 s budgets
+(`--figures kahler spectral --kahler-budget 600 --spectral-budget 600`) took 37
+minutes. Our run is a number of epochs,
 `train_potential` having no clock: 1.5 times the budget over the peer's epoch on
 the same network and batch (the budget over 2 s without the peer); the peer's runs
 stop at the budget; `--kahler-epochs` caps every run.
