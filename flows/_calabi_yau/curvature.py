@@ -59,6 +59,11 @@ def _det(g):
     return jnp.linalg.det(g)
 
 
+def _log_abs_det(g):
+    """log|det g| of a Hermitian g: defined (and equal) wherever g is non-degenerate, PD or not."""
+    return jnp.log(jnp.abs(jnp.real(_det(g))))
+
+
 def _check(name, hypersurface, sample):
     if not isinstance(hypersurface, Hypersurface):
         raise ValueError(f"{name}: expected a Hypersurface, got {type(hypersurface).__name__}.")
@@ -159,8 +164,7 @@ def _curvature(polynomial, coefficients, points, patch, eliminated, potential):
         metric = _chart_metric(embed, potential)
 
         def log_det(w):
-            # |det|: defined (and equal) wherever g is non-degenerate, PD or not
-            return jnp.log(jnp.abs(jnp.real(_det(metric(w)))))
+            return _log_abs_det(metric(w))
 
         g = metric(w0)
         ric = -complex_hessian(log_det, w0, forward_only=True)
@@ -192,7 +196,7 @@ def _log_eta_gradient(polynomial, coefficients, points, patch, eliminated, poten
                 (z[e],),
                 (jnp.ones_like(z[e]),),
             )
-            return jnp.log(jnp.abs(jnp.real(_det(metric(w))))) + jnp.log(jnp.abs(slope) ** 2)
+            return _log_abs_det(metric(w)) + jnp.log(jnp.abs(slope) ** 2)
 
         return metric(w0), jax.grad(log_eta)(w0) / 2
 
