@@ -152,6 +152,8 @@ from ._metrics import riemann as riemann
 from ._metrics import scalar_curvature as scalar_curvature
 from ._metrics import unpack_symmetric as unpack_symmetric
 from ._metrics import volume_density as volume_density
+from ._misc import available_memory as available_memory
+from ._misc import check_memory as check_memory
 from ._networks import ComponentNetworkMetric as ComponentNetworkMetric
 from ._networks import CosineNetwork as CosineNetwork
 from ._networks import LinearisedMetric as LinearisedMetric

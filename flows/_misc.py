@@ -1,4 +1,4 @@
-"""Helpers every room of `flows` uses: argument checks and the tracing test.
+"""Helpers every room of `flows` uses: argument checks, the tracing test, memory requests.
 
 One copy each, here, as `equinox/_misc.py` holds equinox's. Errors follow the
 package's convention: a `ValueError` whose message names the caller and the
@@ -6,6 +6,7 @@ argument, and ends with what was given.
 """
 
 import numbers
+import os
 from typing import Any
 
 import jax
@@ -36,3 +37,38 @@ def check_key(key, caller: str) -> None:
 def is_traced(x: Any) -> bool:
     """Whether `x` is a JAX tracer (inside `jit`, `grad`, `vmap`): its values cannot be checked."""
     return isinstance(x, jax.core.Tracer)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux `MemAvailable`), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _bytes(n: float) -> str:
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n:.0f} bytes"
+
+
+def check_memory(nbytes: float, what: str, cure: str = "") -> None:
+    """`ValueError` when `what` needs more than the memory available: named, with both sizes.
+
+    Called before the work, with an estimate of the request's peak memory.
+    """
+    available = available_memory()
+    if available is not None and nbytes > available:
+        raise ValueError(
+            f"{what} would need about {_bytes(nbytes)} of memory, more than the {_bytes(available)} "
+            f"available.{' ' + cure if cure else ''}"
+        )

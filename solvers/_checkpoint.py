@@ -13,14 +13,19 @@ directory, which is flushed and `fsync`ed and then moved onto the checkpoint
 with `os.replace` (atomic on POSIX and Windows), and the directory is `fsync`ed.
 A process killed at any moment leaves the previous complete checkpoint or the
 new complete one, never a truncated one; a kill during the write may leave a
-stray `.NAME.*.tmp` beside it, which is never read.
+stray `.NAME.*.tmp` beside it, which is never read. A program run by
+`run_program` removes it on Ctrl-C: `atomic_write` keeps the temporary files of
+the writes in progress, and the files it completed, for that.
+
+Format 2: the step-size controller's state also holds the count of rejected
+non-finite steps (`_controller.py`); format-1 checkpoints are refused by name.
 """
 
 import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 import zipfile
 from pathlib import Path
 
@@ -28,7 +33,22 @@ import equinox as eqx
 import jax
 import numpy as np
 
-FORMAT = 1
+FORMAT = 2
+
+# The temporary files of the writes in progress, and the files written (in order, once
+# each), by this process: `run_program` removes the first and names the second on Ctrl-C.
+_IN_PROGRESS: set[Path] = set()
+_COMPLETED: dict[Path, None] = {}
+
+
+def _remove_writes_in_progress() -> None:
+    for tmp in list(_IN_PROGRESS):
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _completed_writes() -> list[Path]:
+    return list(_COMPLETED)
 
 
 @contextlib.contextmanager
@@ -42,7 +62,14 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
     programs' outputs (`experiments/_common.py`).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # named and registered before it exists, so that Ctrl-C at any moment finds it
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+    _IN_PROGRESS.add(tmp)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+    except BaseException:
+        _IN_PROGRESS.discard(tmp)
+        raise
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -51,10 +78,13 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
             if hasattr(os, "fchmod"):  # POSIX (Windows has it from Python 3.13)
                 os.fchmod(f.fileno(), 0o644)
         os.replace(tmp, path)
+        _COMPLETED[path] = None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    finally:
+        _IN_PROGRESS.discard(tmp)
     _fsync_directory(path.parent)
 
 

@@ -23,6 +23,8 @@ import optimistix
 import flows
 from flows import NodalMetric
 
+from . import _controller
+
 SOLVERS = ("tsit5", "dopri5", "dopri8", "kvaerno3", "kvaerno5")
 
 
@@ -101,7 +103,7 @@ def _integrate(
     s0 = _smallest_eigenvalue(flow.manifold, y0)
     solver = _make_solver(config.solver, config.linear_solver, rtol, atol)
     event = _event(flow, s0, degenerate_tol, fixed_point_tol, curvature_limit, config)
-    controller = diffrax.PIDController(rtol=rtol, atol=atol)
+    controller = _controller.pid(rtol, atol)
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(flow),
         solver,

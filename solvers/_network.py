@@ -38,8 +38,9 @@ from flows import (
     ParameterFlow,
 )
 
+from . import _controller
 from ._integrate import SOLVERS, _make_solver, _smallest_eigenvalue
-from ._solution import kept_saves, stop_reason
+from ._solution import StopReason, degenerate_kind, kept_saves, stop_reason
 from ._solve import _check_time, check_tolerances, save_times, solve
 
 REGIMES = ("evolving", "frozen", "infinite")
@@ -105,7 +106,7 @@ def _integrate_parameters(flow, y0, t0, t1, dt0, ts, rtol, atol, degenerate_tol,
         dt0,
         y0,
         saveat=diffrax.SaveAt(ts=ts, t1=True),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        stepsize_controller=_controller.pid(rtol, atol),
         event=event,
         max_steps=config["max_steps"],
         throw=False,
@@ -186,6 +187,10 @@ def solve_network(
     if solver not in SOLVERS:
         raise ValueError(f"solve_network: unknown solver {solver!r}; choose one of {SOLVERS}.")
     m = metric.manifold
+    # every regime starts from the network's metric at the nodes: positive definite and finite
+    flows.check_nodal_values(
+        m, metric.at_nodes(), name="solve_network: the network's initial metric"
+    )
 
     if not isinstance(kernel, str) or kernel == "infinite":
         analytic = metric.infinite_width_kernel() if kernel == "infinite" else kernel
@@ -236,6 +241,17 @@ def solve_network(
     idx = kept_saves(ts_out)
     params = jax.tree.map(lambda a: a[jnp.asarray(idx)], ys)
     values, losses = _nodal_series(flow, params)
+    reason = degenerate_kind(
+        stop_reason(result, mask), m, metric.at_nodes(), values[-1], degenerate_tol
+    )
+    if reason in (StopReason.DEGENERATE, StopReason.LOCALLY_DEGENERATE):
+        # the event's root find works on the parameters, in which the metric is not linear:
+        # when it fails, its end lies past where the metric stops being positive definite.
+        # Keep the saves up to the last positive-definite one.
+        smallest = np.asarray(jax.vmap(lambda v: _smallest_eigenvalue(m, v))(values))
+        last = int(np.flatnonzero(smallest > 0)[-1]) + 1  # the initial metric is positive
+        idx, values, losses = idx[:last], values[:last], losses[:last]
+        params = jax.tree.map(lambda a: a[:last], params)
     drift = _drift(metric, params) if kernel == "evolving" else None
     return NetworkSolution(
         kernel,
@@ -246,6 +262,6 @@ def solve_network(
         params,
         drift,
         float(np.asarray(ts_out)[idx][-1]),
-        stop_reason(result, mask),
+        reason,
         {k: int(v) for k, v in stats.items() if np.ndim(v) == 0},
     )

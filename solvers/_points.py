@@ -24,6 +24,7 @@ from jaxtyping import Array, Complex, Float
 import flows
 from flows import PointKernelFlow, check_metric_values, to_complex, to_real
 
+from . import _controller
 from ._solution import StopReason, kept_saves, stop_reason
 from ._solve import check_tolerances, save_times
 
@@ -103,7 +104,8 @@ def solve_points(
         h_test = jnp.zeros((0, m, m), h_train.dtype)
     h_test = check_metric_values(h_test, p, m, "solve_points: h_test")
     dtype = jnp.real(h_train).dtype
-    ts = save_times("solve_points", saveat, t0, t1, dtype)
+    state = h_train.nbytes + h_test.nbytes
+    ts = save_times("solve_points", saveat, t0, t1, dtype, state_bytes=state)
     y0 = (to_real(h_train), to_real(h_test))
     arr = lambda x: jnp.asarray(x, dtype=dtype)  # noqa: E731
     ts_out, ys, result, mask, steps = _integrate(
@@ -155,7 +157,7 @@ def _integrate(flow, y0, t0, t1, dt0, ts, rtol, atol, solver, max_steps, progres
 
     event = diffrax.Event({"degenerate": not_positive, "non_finite": non_finite})
     if solver == "tsit5":
-        method, controller = diffrax.Tsit5(), diffrax.PIDController(rtol=rtol, atol=atol)
+        method, controller = diffrax.Tsit5(), _controller.pid(rtol, atol)
     else:
         method = diffrax.Euler() if solver == "euler" else diffrax.Heun()
         controller = diffrax.ConstantStepSize()

@@ -26,9 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _checkpoint
+from . import _checkpoint, _controller
 from ._integrate import _event, _make_solver, _smallest_eigenvalue
-from ._solution import Solution, StopReason, kept_saves, stop_reason
+from ._solution import Solution, StopReason, degenerate_kind, kept_saves, stop_reason
 
 
 class _DirectedTerm(diffrax.AbstractTerm):
@@ -67,7 +67,7 @@ class _DirectedTerm(diffrax.AbstractTerm):
 
 
 class _RecordingController(diffrax.AbstractAdaptiveStepSizeController):
-    r"""diffrax's `PIDController`, whose state also keeps its latest proposal.
+    r"""The solves' controller (`_controller.FiniteStepController`), whose state also keeps its latest proposal.
 
     State: (the PID state, $t_\mathrm{next}$ as proposed (before diffrax clips it
     to $t_1$), whether the latest step was kept). With it a segmented solve goes on
@@ -75,7 +75,7 @@ class _RecordingController(diffrax.AbstractAdaptiveStepSizeController):
     themselves are the PID controller's.
     """
 
-    pid: diffrax.PIDController
+    pid: _controller.FiniteStepController
 
     @property
     def rtol(self):
@@ -119,8 +119,7 @@ def _start(flow, y0, t0, t1, dt0, rtol, atol, config):
     direction = jnp.where(t0 < t1, 1, -1)
     term = _DirectedTerm(diffrax.ODETerm(flow), direction)
     solver = _make_solver(config.solver, config.linear_solver, rtol, atol)
-    pid = diffrax.PIDController(rtol=rtol, atol=atol)
-    controller = _RecordingController(pid).wrap(direction)
+    controller = _RecordingController(_controller.pid(rtol, atol)).wrap(direction)
     tnext, controller_state = controller.init(
         term, t0, t1, y0, dt0, None, solver.func, solver.error_order(term)
     )
@@ -154,7 +153,7 @@ def _segment(flow, state, dt0, ts, t1, s0, tolerances, config):
             solver_state=True,
             controller_state=True,
         ),
-        stepsize_controller=_RecordingController(diffrax.PIDController(rtol=rtol, atol=atol)),
+        stepsize_controller=_RecordingController(_controller.pid(rtol, atol)),
         event=event,
         max_steps=config.max_steps,
         throw=False,
@@ -222,6 +221,53 @@ def _initial_eigenvalue(manifold, values):
     return _smallest_eigenvalue(manifold, values)
 
 
+def _check_entries(path, data, ts, values, max_steps: int) -> None:
+    """`ValueError` naming the first entry of a checkpoint that is not what `solve` writes.
+
+    The state's leaves are checked by the caller (structure, shapes, dtypes); here the rest:
+    the saves (shapes, dtypes, and saved exactly where and what was asked), the step counts,
+    the finished flag and its reason, and the time.
+    """
+    ts = np.asarray(ts)
+
+    def problem(what: str):
+        return ValueError(
+            f"solve: checkpoint {os.fspath(path)!r} is inconsistent: {what}. It was not written "
+            "by this version of solve, or was altered; delete it to start afresh."
+        )
+
+    expected = {
+        "saved_ts": (ts.shape, ts.dtype),
+        "saved_ys": (ts.shape + values.shape, values.dtype),
+        "steps": ((3,), np.dtype(np.int64)),
+        "finished": ((), np.dtype(bool)),
+        "t": ((), values.dtype),
+    }
+    for name, (shape, dtype) in expected.items():
+        if name not in data:
+            raise problem(f"it has no {name!r}")
+        a = data[name]
+        if a.shape != shape or a.dtype != dtype:
+            raise problem(
+                f"{name} has shape {a.shape} and dtype {a.dtype}, not {shape} and {dtype}"
+            )
+    reason = data.get("reason")
+    if reason is None or reason.shape != () or reason.dtype.kind != "U":
+        raise problem("its reason is not a string")
+    saved_ts, saved_ys, steps = data["saved_ts"], data["saved_ys"], data["steps"]
+    reached = np.isfinite(saved_ts)
+    if np.any(saved_ts[~reached] != np.inf) or np.any(saved_ts[reached] != ts[reached]):
+        raise problem("saved_ts holds times other than the save times asked for")
+    if not np.all(np.isfinite(saved_ys[reached])) or np.any(saved_ys[~reached] != np.inf):
+        raise problem("saved_ys does not match saved_ts (finite where saved, inf elsewhere)")
+    if np.any(steps < 0) or steps[0] != steps[1] + steps[2] or steps[0] > max_steps:
+        raise problem(f"its step counts {steps.tolist()} are not (all, accepted, rejected)")
+    if bool(data["finished"]) != bool(str(reason)):
+        raise problem("finished and its stop reason disagree")
+    if not np.isfinite(data["t"]):
+        raise problem("its time is not finite")
+
+
 def _solve_in_segments(
     flow, values, t0, t1, dt0, ts, tolerances, config, amp, path, every, seconds
 ) -> Solution:
@@ -244,6 +290,7 @@ def _solve_in_segments(
                 "structure (written by another version of solve?); delete it to start afresh."
             )
         state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(a) for a in stored])
+        _check_entries(path, data, ts, values, config.max_steps)
         saved_ts, saved_ys = data["saved_ts"], data["saved_ys"]
         steps = data["steps"].astype(np.int64)
         finished, reason = bool(data["finished"]), StopReason.parse(str(data["reason"]))
@@ -296,7 +343,9 @@ def _solve_in_segments(
         )
         event = any(bool(v) for v in mask.values())
         if event or not bool(result == diffrax.RESULTS.max_steps_reached):
-            finished, reason = True, stop_reason(result, mask)
+            reason = stop_reason(result, mask)
+            reason = degenerate_kind(reason, flow.manifold, values, state[2], tolerances[2])
+            finished = True
         elif steps[0] >= config.max_steps:
             finished, reason = True, stop_reason(result, None)
         if finished or seconds is None or time.monotonic() - last_write >= seconds:

@@ -26,6 +26,7 @@ from jaxtyping import Array, Float
 import flows
 from flows import NodalMetric
 
+from . import _controller
 from ._amplification import Amplification
 
 
@@ -39,14 +40,19 @@ class StopReason(enum.StrEnum):
     # solve's events (`solve`, `solve_network`)
     DEGENERATE = (
         "metric degenerate: its smallest eigenvalue fell to degenerate_tol of its initial "
-        "value (extinction, or loss of positive definiteness)"
+        "value and its largest below sqrt(degenerate_tol) of its own (extinction)"
     )
-    NON_FINITE = "non-finite value in the metric"
+    LOCALLY_DEGENERATE = (
+        "metric degenerate at some nodes: its smallest eigenvalue fell to degenerate_tol of its "
+        "initial value while its largest did not fall below sqrt(degenerate_tol) of its own "
+        "(a local loss of positive definiteness, not extinction)"
+    )
+    NON_FINITE = "non-finite value in the metric or its velocity (the last finite state is kept)"
     FIXED_POINT = "fixed point reached: max |dg/dt| below fixed_point_tol"
     CURVATURE = "curvature above curvature_limit"
     # solve_points' events
     NOT_POSITIVE_DEFINITE = "a metric value left positive definiteness"
-    NON_FINITE_VALUE = "non-finite metric value"
+    NON_FINITE_VALUE = "non-finite metric value or velocity (the last finite state is kept)"
     # train_potential
     EPOCHS = "epochs"
     TARGETS_REACHED = "targets reached"
@@ -76,7 +82,9 @@ _REASONS = {
 def stop_reason(result, mask, reasons=None) -> StopReason | str:
     """Why a diffrax solve stopped: the first event that fired, or diffrax's result.
 
-    `reasons` names each event of `mask` (default: `solve`'s events).
+    `reasons` names each event of `mask` (default: `solve`'s events); its `non_finite`
+    reason also names the stop of `_controller.FiniteStepController` (steps with
+    non-finite values, rejected `PATIENCE` times in a row).
     """
     reasons = _REASONS if reasons is None else reasons
     mask = {k: bool(v) for k, v in mask.items()} if mask is not None else {}
@@ -87,8 +95,31 @@ def stop_reason(result, mask, reasons=None) -> StopReason | str:
         return StopReason.REACHED_T1
     if result == diffrax.RESULTS.max_steps_reached:
         return StopReason.MAX_STEPS_REACHED
+    if result == _controller.NON_FINITE_RESULT:
+        return reasons.get("non_finite", StopReason.NON_FINITE)
     detail = str(result.value if hasattr(result, "value") else result)
     return f"{StopReason.SOLVER_FAILED}: {detail}"
+
+
+def _extreme_eigenvalues(manifold, values) -> tuple[float, float]:
+    eigenvalues = np.linalg.eigvalsh(np.asarray(manifold.tangential(jnp.asarray(values))))
+    return float(eigenvalues[:, 0].min()), float(eigenvalues[:, -1].max())
+
+
+def degenerate_kind(reason, manifold, y0, y_end, degenerate_tol: float):
+    r"""`reason`, with a degenerate stop told apart: extinction or a local loss of positive definiteness.
+
+    Extinction shrinks the whole metric: at the stop its largest eigenvalue over the
+    nodes is below $\sqrt{\text{degenerate\_tol}}$ times its initial one (a round
+    sphere's is degenerate_tol times). Otherwise the metric degenerated at some nodes only.
+    """
+    if reason != StopReason.DEGENERATE:
+        return reason
+    _, largest0 = _extreme_eigenvalues(manifold, y0)
+    _, largest = _extreme_eigenvalues(manifold, y_end)
+    if largest <= np.sqrt(float(degenerate_tol)) * largest0:
+        return StopReason.DEGENERATE
+    return StopReason.LOCALLY_DEGENERATE
 
 
 def kept_saves(ts_out) -> np.ndarray:
@@ -172,10 +203,13 @@ def observables(metric: NodalMetric, *, ground_state: bool = True) -> dict[str, 
     return {k: float(v) for k, v in _observables(metric, ground_state).items()}
 
 
-def _package(flow, ts_out, ys, result, mask, stats, amp, interpolation) -> Solution:
+def _package(flow, ts_out, ys, result, mask, stats, amp, interpolation, y0, degenerate_tol):
     """The `Solution` of one `diffeqsolve`'s output: the reached saves, in time order."""
     idx = kept_saves(ts_out)
     ts_kept, ys_kept = np.asarray(ts_out)[idx], np.asarray(ys)[idx]
+    reason = degenerate_kind(
+        stop_reason(result, mask), flow.manifold, y0, ys_kept[-1], degenerate_tol
+    )
     stats = {k: int(v) for k, v in stats.items() if np.ndim(v) == 0}
     return Solution(
         flow.name,
@@ -183,7 +217,7 @@ def _package(flow, ts_out, ys, result, mask, stats, amp, interpolation) -> Solut
         jnp.asarray(ts_kept),
         jnp.asarray(ys_kept),
         float(ts_kept[-1]),
-        stop_reason(result, mask),
+        reason,
         amp,
         stats,
         interpolation,

@@ -15,10 +15,15 @@ unless `force=True`, naming the number and the cures.
 
 Events stop the solve with the reason recorded in the solution (a `StopReason`):
 - `degenerate`: the smallest eigenvalue of the metric over the nodes falls to
-  `degenerate_tol` times its initial value (extinction, or a metric leaving
-  positive definiteness);
-  located by root finding, so a round sphere stops at its extinction time;
-- `non_finite`: a non-finite value in the state;
+  `degenerate_tol` times its initial value, located by root finding, so a round
+  sphere stops at its extinction time. The reason tells extinction
+  (`StopReason.DEGENERATE`: the largest eigenvalue fell below
+  $\sqrt{\text{degenerate\_tol}}$ of its initial value too) from a metric
+  leaving positive definiteness at some nodes (`StopReason.LOCALLY_DEGENERATE`);
+- `non_finite`: a non-finite value in the state or its velocity. diffrax rejects a
+  step with one; the controller (`_controller.py`) then shrinks the step 5-fold, and
+  after 10 such rejections with no accepted step past them the solve stops with
+  the last finite state (rather than creeping on to `max_steps`);
 - `fixed_point`: $\max |\partial_t g| <$ `fixed_point_tol` (when given);
 - `curvature`: $\max |R| >$ `curvature_limit` (when given).
 
@@ -94,9 +99,23 @@ def check_tolerances(caller: str, **tolerances) -> None:
             raise ValueError(f"{caller}: {name} must be a finite number > 0, got {value!r}.")
 
 
-def save_times(caller: str, saveat, t0: float, t1: float, dtype) -> Float[Array, " S"]:
+def save_times(
+    caller: str, saveat, t0: float, t1: float, dtype, state_bytes: int | None = None
+) -> Float[Array, " S"]:
     """The save times: `saveat` equally spaced ones (2 to `MAX_SAVES`), or the given increasing
-    times in [t0, t1] (at most `MAX_SAVES` of them)."""
+    times in [t0, t1] (at most `MAX_SAVES` of them).
+
+    With `state_bytes` (the size of one saved state) a request whose saves would not fit
+    in memory (twice: diffrax's buffer and the solution's copy) is refused, with the estimate.
+    """
+    if state_bytes is not None:
+        count = saveat if isinstance(saveat, (int, np.integer)) else np.size(saveat)
+        if 0 < count <= MAX_SAVES:
+            flows.check_memory(
+                2.0 * (count + 1) * state_bytes,
+                f"{caller}: saveat = {count} saves of a {state_bytes}-byte state",
+                "Save fewer times.",
+            )
     if isinstance(saveat, (int, np.integer)):
         if saveat < 2:
             raise ValueError(f"{caller}: saveat must be at least 2 save times, got {saveat}.")
@@ -214,7 +233,8 @@ def solve(
     if checkpoint is not None:
         checkpoint = _check_checkpoint(checkpoint, checkpoint_every, checkpoint_seconds, dense)
 
-    ts = save_times("solve", saveat, t0, t1, values.dtype)  # before the amplification solve
+    # before the amplification solve
+    ts = save_times("solve", saveat, t0, t1, values.dtype, state_bytes=values.nbytes)
 
     amp = predicted_amplification(flow, g0, t0, t1)
     _judge(flow, amp, t0, t1, force, warn_amplification, refuse_amplification)
@@ -265,7 +285,9 @@ def solve(
         arr(curvature_limit),
         config,
     )
-    return _package(flow, ts_out, ys, result, mask, stats, amp, interpolation)
+    return _package(
+        flow, ts_out, ys, result, mask, stats, amp, interpolation, values, degenerate_tol
+    )
 
 
 def _check_checkpoint(path, every, seconds, dense) -> Path:

@@ -49,7 +49,7 @@ import flows
 import solvers
 from solvers import _checkpoint  # white-box: counts and interrupts the checkpoint writes
 
-from .helpers import EXPERIMENTS
+from .helpers import EXPERIMENTS, max_abs
 
 ROOT = Path(__file__).resolve().parents[1]
 EVERY = 2  # steps per checkpoint: the 32-step solve of `problem` writes 16 checkpoints
@@ -220,7 +220,7 @@ def test_event_in_a_later_segment_and_a_checkpoint_for_another_problem(tmp_path,
         return solvers.solve(*positional, checkpoint=checkpoint, checkpoint_every=3, **args)
 
     first = run()
-    assert first.stop_reason.startswith("metric degenerate")
+    assert first.stop_reason == solvers.StopReason.DEGENERATE
     assert abs(first.t_final - math.log(1e4)) < 1e-6 and first.stats["num_steps"] > 30
     assert np.allclose(first.ts, [0.0, 5.0, math.log(1e4)], rtol=1e-6)
     assert np.allclose(first.values[-1], 1e-4 * g0.values, rtol=1e-5)
@@ -275,6 +275,50 @@ def test_event_in_a_later_segment_and_a_checkpoint_for_another_problem(tmp_path,
     assert garbage.read_bytes() == b"not a checkpoint" and truncated.read_bytes() == half
 
 
+def test_every_entry_of_a_checkpoint_is_validated_before_it_is_used(tmp_path):
+    # A checkpoint with the right keys but wrong entries resumed into silently wrong results
+    # (saved_ys as int64) or raw KeyError/TypeError; now each is refused by name, untouched.
+    path = tmp_path / "run.ckpt"
+    good = solve_problem(path)
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    reached = np.isfinite(arrays["saved_ts"])
+    cases = {
+        "saved_ys as int64": ("saved_ys", arrays["saved_ys"].astype(np.int64), "saved_ys has"),
+        "saved_ts of another shape": ("saved_ts", arrays["saved_ts"][:3], "saved_ts has shape"),
+        "finished with no reason": ("reason", np.asarray(""), "finished and its stop reason"),
+        "reason not a string": ("reason", np.asarray(3.0), "its reason is not a string"),
+        "steps that do not add up": ("steps", np.array([5, 1, 1]), "step counts"),
+        "steps as floats": ("steps", arrays["steps"].astype(float), "steps has shape"),
+        "a save at another time": (
+            "saved_ts",
+            np.where(reached, arrays["saved_ts"] + 0.01, np.inf),
+            "save times asked for",
+        ),
+        "a missing save value": (
+            "saved_ys",
+            np.where(reached[:, None, None, None], np.inf, arrays["saved_ys"]),
+            "saved_ys does not match",
+        ),
+        "no time": ("t", None, "it has no 't'"),
+    }
+    for name, (key, value, match) in cases.items():
+        changed = dict(arrays)
+        if value is None:
+            del changed[key]
+        else:
+            changed[key] = value
+        bad = tmp_path / "bad.ckpt"
+        with open(bad, "wb") as f:
+            np.savez(f, **changed)
+        before = bad.read_bytes()
+        with pytest.raises(ValueError, match=f"is inconsistent: .*{match}"):
+            solve_problem(bad)
+        assert bad.read_bytes() == before, name
+    # the untouched checkpoint still returns its solution
+    assert max_abs(solve_problem(path).values - good.values) == 0
+
+
 def test_checkpoint_argument_errors(tmp_path):
     flow, g0, t0, t1 = problem()
     cases = [
@@ -308,7 +352,7 @@ def _round_sphere_to_extinction(checkpoint=None):
         saveat=times,
         **kwargs,
     )
-    assert solution.stop_reason.startswith("metric degenerate")
+    assert solution.stop_reason == solvers.StopReason.DEGENERATE
     assert abs(solution.t_final - 0.5) < 1e-3
     assert len(solution.ts) == 6 and np.all(np.isfinite(solution.ts))
     assert np.all(np.isfinite(solution.values))  # the saved trajectory holds no NaN or inf

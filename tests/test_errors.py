@@ -1,5 +1,7 @@
 """Bad input gets a clear error naming the problem; nothing returns NaN silently."""
 
+import warnings
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -7,6 +9,7 @@ import numpy as np
 import pytest
 
 import flows
+import solvers
 
 from .helpers import manifold, off_grid_points
 
@@ -79,6 +82,29 @@ def test_traced_nodal_values_are_checked_at_run_time():
     bad = _bad_node(torus.reference_at_nodes(), 3, -jnp.eye(2))
     with pytest.raises(Exception, match="not positive definite at some node"):
         build(bad).block_until_ready()
+    with pytest.raises(Exception, match="determinant outside float64's normal range"):
+        build(1e160 * torus.reference_at_nodes()).block_until_ready()
+
+
+@pytest.mark.parametrize("scale", [1e150, 1e-150])
+def test_a_determinant_the_precision_cannot_hold_is_refused(scale):
+    # T^3 scaled by 1e150: det g = 1e450 overflows float64 (1e-450 underflows), so the volume
+    # density was inf (or 0) and every observable NaN. Scaled by 1e100 (det 1e300) it is fine.
+    t3 = flows.Torus(3, 4)
+    with pytest.raises(ValueError, match=r"determinant outside float64's normal range .* node 0"):
+        flows.NodalMetric(t3, scale * t3.reference_at_nodes())
+    flows.NodalMetric(t3, (1e100 if scale > 1 else 1e-100) * t3.reference_at_nodes())
+
+
+def test_an_ill_conditioned_metric_warns():
+    # condition number 1e14 on T^2: accepted silently before, with int R dV = -5e16
+    torus = manifold("T2")
+    values = torus.reference_at_nodes().at[:, 1, 1].set(1e-14)
+    with pytest.warns(UserWarning, match=r"ill-conditioned: condition number 1\.0e\+14 at node 0"):
+        flows.NodalMetric(torus, values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        flows.NodalMetric(torus, values.at[:, 1, 1].set(1e-9))  # kappa eps = 2e-7: no warning
 
 
 def test_network_metric_errors():
@@ -189,3 +215,38 @@ def test_non_smooth_network_metric_is_refused_not_nan():
     )
     with pytest.raises(Exception, match="derivatives are not finite"):
         flows.scalar_curvature(metric, jnp.array([[0.0, 0.5]]))
+
+
+@pytest.fixture
+def sixteen_gib(monkeypatch):
+    """Memory checks as on a machine with 16 GiB available (this project's CI machines)."""
+    monkeypatch.setattr(flows._misc, "available_memory", lambda: 16 * 2**30)  # white-box
+
+
+def test_requests_too_large_for_memory_are_refused_before_any_work(sixteen_gib):
+    # raw MemoryError, OverflowError or RESOURCE_EXHAUSTED before, after seconds of work
+    with pytest.raises(ValueError, match=r"Torus\(2, 1048576\) with 1.1e\+12 nodes would need"):
+        flows.Torus(2, 2**20)
+    with pytest.raises(ValueError, match=r"Sphere\(2, 4096\): the 4198401 harmonics .* TiB"):
+        flows.Sphere(2, 4096)
+    quintic = flows.Hypersurface.fermat_quintic()
+    with pytest.raises(ValueError, match="sample_points: 100000000 points .* GiB of memory"):
+        flows.sample_points(quintic, jax.random.key(0), 10**8)
+    torus = flows.Torus(2, 64)
+    g0 = flows.NodalMetric(torus, torus.reference_at_nodes())
+    with pytest.raises(ValueError, match=r"solve: saveat = 1000000 saves of a 131072-byte state"):
+        solvers.solve(flows.ricci_deturck_flow(torus), g0, 0.0, 1.0, saveat=10**6)
+
+
+def test_hypersurfaces_whose_coefficients_overflow_or_cancel_are_refused():
+    # psi = 1e200: accepted, then NaN weights for every point; psi = 1e62: a raw OverflowError
+    # from the constructor's own psi^5 = 1 test; a polynomial cancelling to zero: accepted,
+    # then a raw LinAlgError from sample_points
+    with pytest.raises(ValueError, match="coefficients from 1 to 5e\\+200 in magnitude"):
+        flows.Hypersurface.dwork_quintic(1e200)
+    large = flows.Hypersurface.dwork_quintic(1e62)
+    sample = flows.point_sample(large, flows.sample_points(large, jax.random.key(0), 20))
+    assert bool(jnp.all(jnp.isfinite(sample.weights)))
+    exponents = np.array([[3, 0, 0], [0, 3, 0], [3, 0, 0]])
+    with pytest.raises(ValueError, match="cancels to zero"):
+        flows.Hypersurface(exponents, np.array([1.0, 0.0, -1.0]))

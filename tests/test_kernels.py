@@ -127,6 +127,37 @@ def test_gaussian_kernel_errors():
         flows.GaussianKernel(0.3).apply(flows.Torus(2, 8), jnp.ones(10))
 
 
+def test_gaussian_widths_at_the_ends_of_float64():
+    # Widths whose normalisation Z_sigma the precision cannot hold are refused by name (they
+    # gave NaN on T^2 at 1e-160, a raw ZeroDivisionError on S^2 at 1e-300, a raw
+    # OverflowError at 1e300); every other width gives finite numbers: S^2 at 1e-20 (NaN
+    # before: the radial quadrature missed the peak) acts as the local kernel, S^2 at 1e300
+    # as the mean, and T^2 at 1e3 and 1e5 (which asked for 611 GiB of periodic images) sums
+    # the Fourier series of the periodised Gaussian: the constant 1 / (2 pi)^2.
+    t2, s2 = flows.Torus(2, 8), flows.Sphere(2, 8)
+    refused = [(t2, 1e-160, "overflow"), (s2, 1e-300, "overflow"), (t2, 1e300, "vanish")]
+    for m, sigma, what in refused:
+        kernel = flows.GaussianKernel(sigma)
+        for use in (kernel.normaliser, kernel.multiplier, lambda m, k=kernel: k(m, *m.nodes[:2])):
+            with pytest.raises(ValueError, match=f"outside float64's normal range.*{what}"):
+                use(m)
+    local = flows.GaussianKernel(1e-20).multiplier(s2)
+    assert max_abs(local - 1) < 1e-12
+    mean = flows.GaussianKernel(1e300).multiplier(s2)
+    assert float(mean[0]) == 1 and max_abs(mean[1:]) < 1e-12
+    x, y = t2.nodes[0], t2.nodes[9]
+    for sigma in (1e3, 1e5):
+        value = flows.GaussianKernel(sigma)(t2, x, y)
+        assert abs(float(value) * (2 * math.pi) ** 2 - 1) < 1e-12
+    # the two forms of the periodised Gaussian agree where both are cheap (sigma = 2.5)
+    wide = flows.GaussianKernel(2.5)
+    d = jnp.mod(x - y + jnp.pi, 2 * jnp.pi) - jnp.pi
+    m = jnp.arange(-20.0, 21.0)
+    images = jnp.stack(jnp.meshgrid(m, m, indexing="ij"), -1).reshape(-1, 2)
+    direct = jnp.sum(jnp.exp(-jnp.sum((d + 2 * jnp.pi * images) ** 2, -1) / (2 * 2.5**2)))
+    assert abs(float(wide(t2, x, y)) / float(direct / (2 * math.pi * 2.5**2)) - 1) < 1e-14
+
+
 def test_cosine_ntk_infinite_width_limits():
     # torus: the periodised Gaussian (the same multiplier); sphere: the chordal Gaussian,
     # normalised (int k dmu = 1 by a fine quadrature) and diagonal in the degree (its

@@ -219,6 +219,28 @@ def test_bad_network_metrics():
         solvers.solve_network(good, flows.PerelmanLoss(), 0, 1, saveat=jnp.array([0.5, 0.2]))
     with pytest.raises(ValueError, match="rtol must be a finite number > 0"):
         solvers.solve_network(good, flows.PerelmanLoss(), 0, 1, rtol=-1.0)
+    # uncentred outputs scaled by 1e3: indefinite at 54 of the 64 nodes, refused in every
+    # regime (the evolving one used to run to t1 from it)
+    nets = [flows.CosineNetwork(m, 16, 0.5, k) for k in jax.random.split(key, 3)]
+    raw = flows.ComponentNetworkMetric(m, nets, rescale=lambda x: 1e3, centred=False)
+    for regime in ("evolving", "infinite"):
+        with pytest.raises(ValueError, match="initial metric is not positive definite"):
+            solvers.solve_network(raw, flows.PerelmanLoss(), 0, 0.1, kernel=regime)
+
+
+def test_a_degenerate_network_solve_keeps_only_positive_definite_saves():
+    # An output scale of 1e4: the evolving flow leaves positive definiteness within its first
+    # steps (t ~ 5e-9). The event's root find, in the parameters, ended past that point and
+    # its save was indefinite (smallest eigenvalue -7e-3); the saves end at a positive one.
+    m = T2
+    scaled = flows.cosine_network_metric(
+        m, 16, 0.5, jax.random.key(0), base=_base(m), rescale=lambda x: 1e4
+    )
+    sol = solvers.solve_network(scaled, flows.PerelmanLoss(), 0.0, 0.1, saveat=3, max_steps=500)
+    assert sol.stop_reason == solvers.StopReason.LOCALLY_DEGENERATE  # not extinction
+    assert float(jnp.min(jnp.linalg.eigvalsh(sol.values))) > 0
+    assert sol.t_final == float(sol.ts[-1])
+    assert len(sol.ts) == len(sol.loss) == jax.tree.leaves(sol.parameters)[0].shape[0]
 
 
 def test_user_network_components():

@@ -82,6 +82,8 @@ FLOWS = [
     "chart_sample",
     "check_metric_values",
     "check_nodal_values",
+    "check_memory",
+    "available_memory",
     "christoffel",
     "chern_curvature",
     "chern_densities",

@@ -86,7 +86,7 @@ def test_round_sphere_shrinks_linearly_and_goes_extinct(dim, name, sigma, degree
     assert early.sum() == 5
     assert np.max(np.abs(c[early] - (1 - rate * np.asarray(solution.ts)[early]))) < 1e-6
     assert np.max(deviation[early]) < 1e-6
-    assert solution.stop_reason.startswith("metric degenerate")
+    assert solution.stop_reason == solvers.StopReason.DEGENERATE  # extinction
     assert abs(solution.t_final - t_ext) < 1e-3
 
 
@@ -200,6 +200,75 @@ class _Counting(flows.AbstractFlow):
 
     def growth_rate(self):
         return self.inner.growth_rate()
+
+
+class _TurnsNonFinite(flows.AbstractFlow):
+    r"""$\partial_t g = g$ while the mean of $g_{11}$ is at most 2 (until $t = \ln 2$ from the reference), NaN beyond."""
+
+    manifold: flows.AbstractManifold
+
+    @property
+    def name(self):
+        return "turns non-finite"
+
+    def velocity(self, metric):
+        v = metric.values
+        return jnp.where(jnp.mean(v[:, 0, 0]) > 2.0, jnp.nan, v)
+
+    def growth_rate(self):
+        return None
+
+
+@pytest.mark.parametrize("checkpointed", [False, True], ids=["one-solve", "checkpointed"])
+def test_a_velocity_that_turns_non_finite_stops_the_solve_within_a_few_steps(
+    checkpointed, tmp_path
+):
+    # diffrax rejects a step with a NaN error estimate and its PID controller then proposes a
+    # NaN step: the solve used to run to max_steps (99,924 accepted steps creeping towards
+    # t = ln 2, then 'max_steps reached'). Now 10 rejections with no accepted step past them
+    # stop it, with the last finite state.
+    torus = flows.Torus(2, 4)
+    g0 = flows.NodalMetric(torus, torus.reference_at_nodes())
+    checkpoint = tmp_path / "run.ckpt" if checkpointed else None
+    with pytest.warns(UserWarning, match="no amplification prediction"):
+        run = solvers.solve(_TurnsNonFinite(torus), g0, 0.0, 2.0, saveat=5, checkpoint=checkpoint)
+    assert run.stop_reason == solvers.StopReason.NON_FINITE
+    assert run.stats["num_steps"] <= 40
+    assert bool(jnp.all(jnp.isfinite(run.values)))
+    # the last state is g = e^t g_ref just before t = ln 2 (Tsit5 at rtol 1e-8)
+    assert np.log(2) - 1e-3 < run.t_final < np.log(2)
+    assert max_abs(run.values[-1] - np.exp(run.t_final) * torus.reference_at_nodes()) < 1e-6
+
+
+class _Pinch(flows.AbstractFlow):
+    r"""$\partial_t g = -g$ at node 0, 0 elsewhere: positive definiteness lost at one node only."""
+
+    manifold: flows.AbstractManifold
+
+    @property
+    def name(self):
+        return "pinch"
+
+    def velocity(self, metric):
+        at_first = (jnp.arange(metric.values.shape[0]) == 0)[:, None, None]
+        return jnp.where(at_first, -metric.values, jnp.zeros_like(metric.values))
+
+    def growth_rate(self):
+        return 0.0
+
+
+@pytest.mark.parametrize("checkpointed", [False, True], ids=["one-solve", "checkpointed"])
+def test_a_local_loss_of_positive_definiteness_is_told_apart_from_extinction(
+    checkpointed, tmp_path
+):
+    # g = e^-t g_ref at node 0 only: its smallest eigenvalue reaches 1e-4 at t = ln 1e4 while
+    # the others stay 1. It used to stop with the extinction message.
+    torus = flows.Torus(2, 4)
+    g0 = flows.NodalMetric(torus, torus.reference_at_nodes())
+    checkpoint = tmp_path / "pinch.ckpt" if checkpointed else None
+    run = solvers.solve(_Pinch(torus), g0, 0.0, 20.0, saveat=3, checkpoint=checkpoint)
+    assert run.stop_reason == solvers.StopReason.LOCALLY_DEGENERATE
+    assert abs(run.t_final - np.log(1e4)) < 1e-6
 
 
 def test_right_hand_side_compiles_once_per_problem_shape():

@@ -106,6 +106,25 @@ class Hypersurface(eqx.Module):
                 raise ValueError("Hypersurface: coefficients must be finite.")
             if not np.any(c != 0):
                 raise ValueError("Hypersurface: coefficients are all zero (p = 0 everywhere).")
+            # repeated monomials add up: their sum is the polynomial
+            rows, where = np.unique(e, axis=0, return_inverse=True)
+            combined = np.zeros(len(rows), dtype=np.complex128)
+            np.add.at(combined, where.ravel(), c.astype(np.complex128))
+            if not np.any(combined != 0):
+                raise ValueError(
+                    "Hypersurface: the polynomial cancels to zero (its repeated monomials' "
+                    "coefficients sum to 0): p = 0 everywhere."
+                )
+            # |dp|^2 and |Omega|^2 square the coefficients: beyond this they overflow
+            size = np.abs(combined[combined != 0])
+            bound = math.sqrt(np.finfo(_complex_dtype()).max) * 1e-4
+            if size.max() > bound or size.max() / size.min() > bound:
+                raise ValueError(
+                    f"Hypersurface: coefficients from {size.min():.3g} to {size.max():.3g} in "
+                    f"magnitude; the sampling and the metric square them, which overflows unless "
+                    f"the largest and its ratio to the smallest are at most {bound:.1e}. "
+                    "(The hypersurface does not change when every coefficient is scaled alike.)"
+                )
         elif jnp.shape(coefficients) != (e.shape[0],):
             raise ValueError(
                 f"Hypersurface: coefficients must have shape ({e.shape[0]},), one per monomial, "
@@ -157,7 +176,8 @@ class Hypersurface(eqx.Module):
                 raise ValueError(
                     f"Hypersurface.dwork_quintic: psi must be finite, got psi = {psi!r}."
                 )
-            if abs(value**5 - 1) <= 1e-12:
+            # |psi| far from 1 cannot give psi^5 = 1 (and psi^5 may overflow there)
+            if abs(abs(value) - 1) < 0.5 and abs(value**5 - 1) <= 1e-12:
                 raise ValueError(
                     f"Hypersurface.dwork_quintic: psi = {psi!r} has psi^5 = 1, a singular member "
                     "of the Dwork family (conifold); choose psi with psi^5 != 1."

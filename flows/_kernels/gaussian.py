@@ -29,13 +29,25 @@ from .._manifolds import AbstractManifold, Sphere, Torus
 from .._types import Point, Scalar
 from .base import AbstractKernel, _check_nodal
 
+# The profiles as functions of the angle. Written so that no width overflows or divides by
+# zero (sigma = 1e300 and 1e-300 included); beyond 40 sigma both are below e^-300.
+_REACH = 40.0
+
 
 def _geodesic_profile(theta: float, sigma: float) -> float:
-    return math.exp(-(theta**2) / (2 * sigma**2))
+    r = theta / sigma
+    return math.exp(-0.5 * r * r) if r < _REACH else 0.0
 
 
 def _chordal_profile(theta: float, sigma: float) -> float:
-    return math.exp(-(1 - math.cos(theta)) / sigma**2)  # exp(-|x - y|^2 / 2 sigma^2)
+    r = theta / sigma
+    # exp(-|x - y|^2 / 2 sigma^2), |x - y|^2 / 2 = 1 - cos(theta) >= 2 theta^2 / pi^2
+    return math.exp(-((1 - math.cos(theta)) / sigma) / sigma) if r < _REACH else 0.0
+
+
+def _upper_limit(sigma: float) -> float:
+    """Where the radial integrals end: pi, or 40 sigma for a narrow Gaussian (quad must see its peak)."""
+    return min(math.pi, _REACH * sigma)
 
 
 _PROFILES = {"geodesic": _geodesic_profile, "chordal": _chordal_profile}
@@ -59,7 +71,7 @@ def funk_hecke(sigma: float, dim: int, max_degree: int, profile: str = "geodesic
 
     def integral(ell, epsabs):
         value, _ = scipy.integrate.quad(
-            radial, 0, math.pi, args=(ell,), epsabs=epsabs, epsrel=1e-13, limit=400
+            radial, 0, _upper_limit(sigma), args=(ell,), epsabs=epsabs, epsrel=1e-13, limit=400
         )
         return value
 
@@ -132,6 +144,7 @@ class GaussianKernel(AbstractKernel):
         r"""Torus: $e^{-\sigma^2|k|^2/2}$. Sphere $S^n$: the Funk–Hecke eigenvalue of each degree $l$,
         $|S^{n-1}| Z_\sigma^{-1}\int_0^\pi e^{-\theta^2/2\sigma^2} P_l(\cos\theta) \sin^{n-1}\theta\, d\theta$,
         $P_l = C_l^{(n-1)/2} / C_l^{(n-1)/2}(1)$ (scipy quadrature, relative error ~1e-13)."""
+        self.check_width(manifold)
         s = self.sigma
         if isinstance(manifold, Torus):
             return jnp.exp(-(s**2) * manifold.laplace_eigenvalues() / 2)
@@ -144,24 +157,55 @@ class GaussianKernel(AbstractKernel):
         r"""Funk–Hecke eigenvalues on $S^\mathrm{dim}$ for degrees 0..`max_degree` (1 at degree 0)."""
         return funk_hecke(self.sigma, dim, max_degree)
 
-    def normaliser(self, manifold: AbstractManifold) -> float:
-        r"""$Z_\sigma$ on `manifold` (torus: $(2\pi\sigma^2)^{n/2}$)."""
+    def _log_normaliser(self, manifold: AbstractManifold) -> float:
         s = self.sigma
         if isinstance(manifold, Torus):
-            return (2 * math.pi * s**2) ** (manifold.dim / 2)
+            return manifold.dim * (0.5 * math.log(2 * math.pi) + math.log(s))
         if isinstance(manifold, Sphere):
             n = manifold.dim
             sphere_area = 2 * math.pi ** (n / 2) / math.gamma(n / 2)  # |S^{n-1}|
             radial, _ = scipy.integrate.quad(
-                lambda t: math.exp(-(t**2) / (2 * s**2)) * math.sin(t) ** (n - 1),
+                lambda t: _geodesic_profile(t, s) * math.sin(t) ** (n - 1),
                 0,
-                math.pi,
+                _upper_limit(s),
                 epsabs=0,
                 epsrel=1e-13,
                 limit=200,
             )
-            return sphere_area * radial
+            return math.log(sphere_area * radial) if radial > 0 else -math.inf
         raise ValueError(f"GaussianKernel: no normalisation for {manifold!r}.")
+
+    def check_width(self, manifold: AbstractManifold) -> None:
+        r"""`ValueError` unless $Z_\sigma$ on `manifold` and $1/Z_\sigma$ are normal float64 numbers.
+
+        Outside that range the kernel's values overflow or vanish (σ = 1e-160 on $T^2$,
+        1e-300 on $S^2$; σ = 1e300 on a torus): such a width acts as the local kernel
+        (`DeltaKernel`), or, on a torus, as the mean. Every use of the kernel on a
+        manifold (`multiplier`, `normaliser`, values, `apply`) checks it first.
+        """
+        if not isinstance(manifold, (Torus, Sphere)):
+            return
+        log_z = self._log_normaliser(manifold)
+        info = np.finfo(np.float64)
+        low, high = math.log(info.tiny), math.log(info.max)
+        if not low < log_z < high:
+            shown = f"e^{log_z:.0f}" if math.isfinite(log_z) else "0"
+            raise ValueError(
+                f"GaussianKernel: sigma = {self.sigma:g} on {manifold!r} has normalisation "
+                f"Z_sigma = {shown}, outside float64's normal range "
+                f"[{info.tiny:.1e}, {info.max:.1e}], so its values "
+                f"{'overflow' if log_z <= low else 'vanish'}. "
+                + (
+                    "A width this small acts as the local kernel: use flows.DeltaKernel()."
+                    if log_z <= low
+                    else "A width this large acts as the mean over the torus."
+                )
+            )
+
+    def normaliser(self, manifold: AbstractManifold) -> float:
+        r"""$Z_\sigma$ on `manifold` (torus: $(2\pi\sigma^2)^{n/2}$; sphere by quadrature)."""
+        self.check_width(manifold)
+        return math.exp(self._log_normaliser(manifold))
 
     def __call__(self, manifold: AbstractManifold, x: Point, y: Point) -> Scalar:
         d = manifold.nodes.shape[1]
@@ -173,17 +217,28 @@ class GaussianKernel(AbstractKernel):
         s = self.sigma
         z = self.normaliser(manifold)
         if isinstance(manifold, Torus):
-            # images within 9 sigma: the rest is below exp(-40)
-            m = np.arange(
-                -math.ceil(9 * s / (2 * math.pi)) - 1, math.ceil(9 * s / (2 * math.pi)) + 2
-            )
-            images = np.stack(np.meshgrid(*([m] * manifold.dim), indexing="ij"), -1).reshape(
-                -1, manifold.dim
-            )
+            n = manifold.dim
             diff = jnp.mod(x - y + jnp.pi, 2 * jnp.pi) - jnp.pi
-            shifted = diff + 2 * jnp.pi * jnp.asarray(images, dtype=x.dtype)
-            return jnp.sum(jnp.exp(-jnp.sum(shifted**2, axis=-1) / (2 * s**2))) / z
-        return jnp.exp(-(manifold.distance(x, y) ** 2) / (2 * s**2)) / z
+            # Two exact forms of the periodised Gaussian; the one with fewer terms is summed:
+            # images within 9 sigma (the rest below e^-40), or, for a wide Gaussian, its
+            # Fourier series (2 pi)^-n sum_k e^{-sigma^2 |k|^2 / 2} cos(k.(x - y)) over
+            # sigma |k| <= 9 (σ = 1e5 asked for 1e10 images per axis).
+            m = math.ceil(9 * s / (2 * math.pi)) + 1
+            k = math.ceil(9 / s)
+            if 2 * m + 1 <= 2 * k + 1:
+                grid = np.arange(-m, m + 1)
+                images = np.stack(np.meshgrid(*([grid] * n), indexing="ij"), -1).reshape(-1, n)
+                shifted = diff + 2 * jnp.pi * jnp.asarray(images, dtype=x.dtype)
+                return jnp.sum(jnp.exp(-jnp.sum(shifted**2, axis=-1) / (2 * s**2))) / z
+            grid = np.arange(-k, k + 1)
+            waves = np.stack(np.meshgrid(*([grid] * n), indexing="ij"), -1).reshape(-1, n)
+            weights = np.exp(-0.5 * (s * np.linalg.norm(waves, axis=-1)) ** 2)
+            phases = jnp.asarray(waves, dtype=x.dtype) @ diff
+            return (
+                jnp.sum(jnp.asarray(weights, dtype=x.dtype) * jnp.cos(phases)) / (2 * math.pi) ** n
+            )
+        r = manifold.distance(x, y) / s
+        return jnp.exp(-0.5 * r * r) / z
 
 
 class RescaledKernel(AbstractKernel):

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._misc import check_count, check_key
+from .._misc import check_count, check_key, check_memory
 from .._types import ChartVector, Frame, Matrix, Point, Points, Scalar, Weights
 from .base import AbstractManifold, safe_norm
 from .harmonics import HarmonicTable, basis_size, harmonic_degree_dimension
@@ -95,9 +95,25 @@ class Sphere(AbstractManifold):
     def __init__(self, dim: int, degree: int):
         dim = check_count(dim, "Sphere: dim must be 2 or 3", allowed=(2, 3))
         degree = check_count(degree, "Sphere: degree must be an integer >= 2", minimum=2)
+        # the interpolant evaluates every harmonic of degree <= L/2 at every node (dense)
+        nodes = (
+            (degree // 2 + 1) * (degree + 1) if dim == 2 else (degree // 4 + 1) * (degree + 1) ** 2
+        )
+        check_memory(
+            8.0 * nodes * basis_size(dim, degree // 2),
+            f"Sphere({dim}, {degree}): the {basis_size(dim, degree // 2)} harmonics at its "
+            f"{nodes} nodes",
+            "Choose a lower degree.",
+        )
         self.dim = dim
         self.degree = degree
-        self.table = HarmonicTable(dim, degree // 2)
+        try:
+            self.table = HarmonicTable(dim, degree // 2)
+        except OverflowError:
+            raise ValueError(
+                f"Sphere: degree {degree} is beyond float64: the normalisation of its "
+                "harmonics overflows. Choose a lower degree."
+            ) from None
         x, w = _gauss_rule(dim, degree)
         self.nodes = jnp.asarray(x)
         self.weights = jnp.asarray(w)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float, PRNGKeyArray
 
-from .._misc import check_count, check_key
+from .._misc import check_count, check_key, check_memory
 from .._types import ChartVector, Frame, Matrix, Point, Points, Scalar, Weights
 from .base import AbstractManifold, safe_norm
 
@@ -68,6 +68,12 @@ class Torus(AbstractManifold):
     def __init__(self, dim: int, n: int):
         dim = check_count(dim, "Torus: dim must be 1, 2 or 3", allowed=(1, 2, 3))
         n = check_count(n, "Torus: n (grid points per axis) must be an integer >= 3", minimum=3)
+        # the grid (built in NumPy, then copied), the weights, and one metric's values
+        check_memory(
+            8.0 * n**dim * (3 * dim + 1 + dim * dim),
+            f"Torus({dim}, {n}) with {float(n) ** dim:.3g} nodes",
+            "Choose fewer grid points per axis.",
+        )
         self.dim = dim
         self.n = n
         axis = 2 * np.pi * np.arange(n) / n

@@ -8,11 +8,13 @@ centred at a point (`in_chart`), from which curvature is differentiated.
 
 Also here: the packing of symmetric matrices into their upper triangle
 (`pack_symmetric`, `unpack_symmetric`), `check_nodal_values` (finite, symmetric,
-positive definite on each tangent space) and `evaluate_at` (a function at a batch
+positive definite on each tangent space, a determinant the precision can hold; a
+warning when ill-conditioned) and `evaluate_at` (a function at a batch
 of points, vmapped and jitted).
 """
 
 import abc
+import warnings
 from collections.abc import Callable
 
 import equinox as eqx
@@ -49,16 +51,27 @@ def _tangential_eigenvalues(
     return jnp.linalg.eigvalsh(manifold.tangential(values))
 
 
+# A metric whose inverse carries a relative rounding error cond(g) * eps above this warns.
+ILL_CONDITIONED_ERROR = 1e-3
+
+
 @eqx.filter_jit
 def _node_flags(manifold: AbstractManifold, values: Float[Array, "N D D"]):
-    """Per node: finite, symmetric (to 100 eps), positive definite on the tangent space."""
+    """Per node: finite, symmetric (to 100 eps), positive definite on the tangent space, its
+    determinant and that determinant's inverse normal numbers, and the condition number."""
     asym = jnp.max(jnp.abs(values - jnp.swapaxes(values, -1, -2)), axis=(-1, -2))
     scale = jnp.max(jnp.abs(values), axis=(-1, -2))
     finite = jnp.all(jnp.isfinite(values), axis=(-1, -2))
     symmetric = asym <= 100 * jnp.finfo(values.dtype).eps * scale
     safe = jnp.where(finite[:, None, None], values, jnp.ones_like(values))
-    positive = jnp.all(_tangential_eigenvalues(manifold, safe) > 0, axis=-1)
-    return finite, symmetric, positive
+    eigenvalues = _tangential_eigenvalues(manifold, safe)
+    positive = jnp.all(eigenvalues > 0, axis=-1)
+    positive_eigenvalues = jnp.where(positive[:, None], eigenvalues, jnp.ones_like(eigenvalues))
+    log_det = jnp.sum(jnp.log(positive_eigenvalues), axis=-1)
+    info = jnp.finfo(values.dtype)
+    representable = (log_det > float(np.log(info.tiny))) & (log_det < float(np.log(info.max)))
+    condition = positive_eigenvalues[:, -1] / positive_eigenvalues[:, 0]
+    return finite, symmetric, positive, representable, condition
 
 
 @eqx.filter_jit
@@ -70,12 +83,18 @@ def evaluate_at(fn: Callable[[Point], Array], points: Float[Array, "M D"]) -> Ar
 def check_nodal_values(
     manifold: AbstractManifold, values: Float[Array, "N D D"], name: str = "metric"
 ) -> Float[Array, "N D D"]:
-    """Check shape, finiteness, symmetry and positive definiteness of nodal metric values.
+    r"""Check shape, finiteness, symmetry and positive definiteness of nodal metric values.
 
     Shape and dtype mistakes raise `ValueError` (the dtype must be the manifold's
     floating dtype, e.g. float64 under `jax_enable_x64`). Value problems raise
     `ValueError` naming the first bad node when `values` is concrete, and are
-    attached with `eqx.error_if` when traced (use the returned array).
+    attached with `eqx.error_if` when traced (use the returned array). Value
+    problems: a non-finite or asymmetric entry, a non-positive eigenvalue on the
+    tangent space, and a determinant $\det g$ outside the dtype's normal range
+    (from `finfo.tiny` to `finfo.max`: beyond it $\sqrt{\det g}$ or $g^{-1}$
+    overflows or underflows; $T^3$ scaled by $10^{150}$ is one). A concrete metric
+    whose condition number $\kappa$ has $\kappa\,\epsilon > 10^{-3}$ warns: its
+    inverse and curvature carry relative rounding errors of about $\kappa\,\epsilon$.
     """
     if not isinstance(manifold, AbstractManifold):
         raise ValueError(f"{name}: manifold must be a flows manifold, got {manifold!r}.")
@@ -100,17 +119,25 @@ def check_nodal_values(
             f"{name}: nodal values have dtype {values.dtype} but {manifold!r} has "
             f"{manifold.nodes.dtype} nodes; cast them with .astype({manifold.nodes.dtype.name})."
         )
-    finite, symmetric, positive = _node_flags(manifold, values)
+    finite, symmetric, positive, representable, condition = _node_flags(manifold, values)
+    info = jnp.finfo(values.dtype)
+    too_far = (
+        f"has a determinant outside {info.dtype.name}'s normal range "
+        f"[{float(info.tiny):.1e}, {float(info.max):.1e}] (its volume density or inverse "
+        "would overflow or underflow; rescale the metric)"
+    )
     if is_traced(values):
         values = eqx.error_if(values, ~jnp.all(finite), f"{name}: non-finite nodal value")
         values = eqx.error_if(values, ~jnp.all(symmetric), f"{name}: nodal values not symmetric")
-        return eqx.error_if(
+        values = eqx.error_if(
             values, ~jnp.all(positive), f"{name}: not positive definite at some node"
         )
+        return eqx.error_if(values, ~jnp.all(representable), f"{name} {too_far} at some node")
     for ok, what in (
         (finite, "is not finite"),
         (symmetric, "is not symmetric"),
         (positive, "is not positive definite on the tangent space"),
+        (representable, too_far),
     ):
         ok = np.asarray(ok)
         if not ok.all():
@@ -119,6 +146,16 @@ def check_nodal_values(
                 f"{name} {what} at node {a} (x = {np.asarray(manifold.nodes[a]).tolist()}); "
                 f"{int((~ok).sum())} of {ok.size} nodes fail."
             )
+    worst = float(jnp.max(condition))
+    if worst * float(info.eps) > ILL_CONDITIONED_ERROR:
+        a = int(jnp.argmax(condition))
+        warnings.warn(
+            f"{name} is ill-conditioned: condition number {worst:.1e} at node {a} "
+            f"(x = {np.asarray(manifold.nodes[a]).tolist()}), so its inverse, and every "
+            f"curvature, carries relative rounding errors of about {worst * float(info.eps):.0e} "
+            f"in {info.dtype.name}.",
+            stacklevel=2,
+        )
     return values
 
 
