@@ -1072,7 +1072,7 @@ def parse_args(argv):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = solvers.output_directory(args.out)
     progress(f"bench on {jax.devices()[0]} ({os.cpu_count()} CPU cores); groups {args.figures}")
     load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     figures: dict = {}
@@ -1106,4 +1106,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(solvers.run_program(main, "bench"))

@@ -75,6 +75,7 @@ Usage: python experiments/convergence.py --study {resolution,tolerance,sigma,wid
 
 import argparse
 import math
+import sys
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -735,7 +736,7 @@ def parse_args(argv):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = solvers.output_directory(args.out)
     studies = STUDIES if args.study == "all" else (args.study,)
     records = {}
     for study in studies:
@@ -757,4 +758,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(solvers.run_program(main, "convergence"))

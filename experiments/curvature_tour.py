@@ -24,6 +24,7 @@ Usage: `python experiments/curvature_tour.py --out DIR [--seed S] [--band-limit 
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import jax
@@ -34,6 +35,7 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure  # the object API: saves through Agg, no pyplot state
 
 import flows
+import solvers
 
 jax.config.update("jax_enable_x64", True)
 
@@ -240,7 +242,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = solvers.output_directory(args.out)
     k = args.band_limit
     progress(
         f"seed {args.seed}, band limit {k}, amplitude {args.amplitude}; "
@@ -290,4 +292,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(solvers.run_program(main, "curvature_tour"))

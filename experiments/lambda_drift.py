@@ -25,6 +25,7 @@ Usage: python experiments/lambda_drift.py --n 17 25 33 --t1 0.3 --out DIR
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import jax
@@ -108,7 +109,7 @@ def parse_args(argv):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = solvers.output_directory(args.out)
     record = {name: {} for name in FLOWS}
     for n in sorted(set(args.n)):
         for name in FLOWS:
@@ -128,4 +129,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(solvers.run_program(main, "lambda_drift"))

@@ -35,6 +35,7 @@ Usage: python experiments/ntk_regimes.py --manifold torus --widths 16,64,256,102
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import jax
@@ -196,7 +197,7 @@ def parse_args(argv):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = solvers.output_directory(args.out)
     m = make_manifold(args.manifold, args.resolution)
     record = {}
     for width in args.widths:
@@ -228,4 +229,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(solvers.run_program(main, "ntk_regimes"))

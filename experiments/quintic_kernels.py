@@ -36,6 +36,7 @@ Usage: python experiments/quintic_kernels.py --out DIR [--points N] [--steps S] 
 
 import argparse
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -256,7 +257,7 @@ def figures(record, args):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = solvers.output_directory(args.out)
     surface = flows.Hypersurface.fermat_quintic()
     key = jax.random.key(args.seed)
     progress(f"Fermat quintic: {args.points} training points in one chart (seed {args.seed})")
@@ -372,4 +373,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(solvers.run_program(main, "quintic_kernels"))

@@ -46,6 +46,7 @@ Usage: python experiments/quintic_networks.py --out DIR [--surface {quintic,cubi
 """
 
 import argparse
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -333,7 +334,7 @@ def figure(record, args):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = solvers.output_directory(args.out)
     surface = SURFACES[args.surface]()
     key = jax.random.key(args.seed)
     total = args.points + args.test_points
@@ -381,4 +382,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(solvers.run_program(main, "quintic_networks"))

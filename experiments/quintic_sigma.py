@@ -18,12 +18,14 @@ Usage: python experiments/quintic_sigma.py --points N --psi PSI --seed S --out D
 """
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import jax
 from _common import finite, positive_int, progress, seed, write_json
 
+import solvers
 from flows import Hypersurface, point_sample, sample_points, sigma_measure
 
 jax.config.update("jax_enable_x64", True)
@@ -47,7 +49,7 @@ def parse_args(argv):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = solvers.output_directory(args.out)
     surface = Hypersurface.dwork_quintic(args.psi)
     progress(f"Dwork quintic, psi = {args.psi}: sampling {args.points} points (seed {args.seed})")
     start = time.perf_counter()
@@ -78,4 +80,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(solvers.run_program(main, "quintic_sigma"))

@@ -59,6 +59,7 @@ Usage: python experiments/quintic_spectral.py --out DIR [--k-max K] [--points N]
 
 import argparse
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -83,6 +84,7 @@ from _timing import machine
 from matplotlib.figure import Figure
 
 import flows
+import solvers
 
 jax.config.update("jax_enable_x64", True)
 
@@ -614,7 +616,7 @@ def figure(record, args):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = solvers.output_directory(args.out)
     surface = flows.Hypersurface.fermat_quintic()
     start = time.perf_counter()
     train, test = samples(surface, args)
@@ -705,4 +707,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(solvers.run_program(main, "quintic_spectral"))

@@ -24,6 +24,7 @@ Usage: python experiments/sphere_extinction.py --dim D --sigma S [--degree L] --
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import jax
@@ -89,7 +90,7 @@ def parse_args(argv):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = solvers.output_directory(args.out)
     sphere = flows.Sphere(args.dim, args.degree)
     flow = make(args.flow, sphere, args.sigma)
     _, t_pred = predicted_scale(args.flow, args.dim, args.sigma, np.zeros(1))
@@ -152,4 +153,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(solvers.run_program(main, "sphere_extinction"))

@@ -27,6 +27,7 @@ Usage: python experiments/torus_modes.py --sigma S --k K --n N --t1 T [--flow F]
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 import jax
@@ -134,7 +135,7 @@ def parse_args(argv):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = solvers.output_directory(args.out)
     runs = [
         run(args.flow, s, k, args.n, args.t1, args.amplitude) for s in args.sigma for k in args.k
     ]
@@ -147,4 +148,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(solvers.run_program(main, "torus_modes"))

@@ -31,6 +31,7 @@ Usage: python experiments/well_posedness.py --sigma S --n N --out DIR [--t1 T] [
 
 import argparse
 import math
+import sys
 import warnings
 from pathlib import Path
 
@@ -183,7 +184,7 @@ def parse_args(argv):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = solvers.output_directory(args.out)
     torus = flows.Torus(2, args.n)
     record = linear_part(torus, args.sigma)
     if not args.skip_nonlinear:
@@ -197,4 +198,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(solvers.run_program(main, "well_posedness"))

@@ -57,7 +57,7 @@ def test_demo_command_is_the_installed_console_script():
     demo = next(c for c in _commands() if "pytest" not in c)
     script = re.search(r"\.venv/bin/(\S+)", demo.split("&&")[-1]).group(1)
     pyproject = (ROOT / "pyproject.toml").read_text()
-    assert re.search(rf'^{re.escape(script)} = "solvers\.demo:main"$', pyproject, flags=re.M)
+    assert re.search(rf'^{re.escape(script)} = "solvers\.demo:command"$', pyproject, flags=re.M)
 
 
 def test_flows_never_imports_solvers():

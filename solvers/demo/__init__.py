@@ -64,5 +64,6 @@ distances it compares against are `flows`' public ones.
 """
 
 from .. import atomic_write as atomic_write
+from ._cli import command as command
 from ._cli import main as main
 from ._cli import parse_args as parse_args

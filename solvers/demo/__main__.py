@@ -1,6 +1,6 @@
-"""`python -m solvers.demo`: the `metric-flows` command (the console script runs `solvers.demo:main`)."""
+"""`python -m solvers.demo`: the `metric-flows` command (the console script runs `solvers.demo:command`)."""
 
-from . import main
+from . import command
 
 if __name__ == "__main__":
-    main()
+    command()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jax
 
-from .. import atomic_write
+from .. import atomic_write, output_directory, run_program
 from . import _report
 from ._figures import plot_curvature_loss, plot_extinction, plot_modes, plot_quintic
 from ._report import _plain, _progress, _write_text, summary_markdown
@@ -233,7 +233,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """The `metric-flows` command: run the demo (flags: `metric-flows --help`), write the report folder.
 
-    Returns None, so that the console script exits with status 0 (argparse exits with 2 on a bad flag).
+    The console script runs it through `command` (exit status 0, 1 with a message, 2 on a bad
+    flag, 130 on Ctrl-C).
     """
     args = parse_args(argv)
     # Compilation dominates this program: like the test suite (tests/conftest.py), ask XLA to
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     # process that has computed already.
     os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
     jax.config.update("jax_enable_x64", args.dtype == "float64")
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out = output_directory(args.out)
     _report.start_clock()
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     chosen = set(args.flows)
@@ -318,3 +319,8 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_write(args.out / "report.json", "w") as f:
         json.dump(report, f, indent=1, allow_nan=False)
     _progress(f"wrote {args.out / 'report.json'}; total {report['wall_seconds']:.1f} s")
+
+
+def command() -> None:
+    """The `metric-flows` console script: `main()` under `solvers.run_program` (messages, not tracebacks)."""
+    raise SystemExit(run_program(main, "metric-flows"))
