@@ -11,9 +11,9 @@ non-finite entry is rejected and the next one is `factormin` (0.2) times as
 long, so a step that overshot into a region where the velocity overflows can
 recover. It counts such rejections until an accepted step ends beyond the end
 of the latest one (the solve got past where it failed); at `patience` (10) the
-solve stops, its last accepted (finite) state kept. diffrax's results cannot be extended, so the stop
-is reported as `RESULTS.dt_min_reached`: no solve of this package sets a
-minimum step, and `stop_reason` reads it as `StopReason.NON_FINITE`.
+solve stops, its last accepted (finite) state kept. diffrax's results cannot be
+extended, so the stop is reported as `RESULTS.dt_min_reached`: no solve of this
+package sets a minimum step, and `stop_reason` reads it as `StopReason.NON_FINITE`.
 Steps with finite values pass through untouched: the steps, and so the
 trajectories, are bit for bit those of the PID controller alone.
 """

@@ -20,6 +20,18 @@ settings.register_profile(
 settings.load_profile("default")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _drop_compiled_programs():
+    """Drop JAX's compiled programs after each test module.
+
+    XLA:CPU has crashed (a segfault in `backend_compile_and_load`) in worker processes
+    that had compiled many hundreds of programs; a module's programs are rarely the next
+    module's, so dropping them costs little.
+    """
+    yield
+    jax.clear_caches()
+
+
 @pytest.fixture
 def getkey():
     """A fresh, deterministic PRNG key on each call (seeded per test)."""

@@ -118,6 +118,16 @@ def test_demo_quick(tmp_path, capsys):
     )
 
 
+def test_figures_name_the_curves_that_overlap():
+    # a curve hidden under another is named in the panel's title, with the gap
+    from solvers.demo._figures import _overlaps  # white-box: the figures' overlap note
+
+    t = np.linspace(0, 1, 11)
+    note = _overlaps({"local": t**2, "σ = 0.1": t**2 + 1e-4, "σ = 0.5": 0.5 * t})
+    assert note == "overlapping: local and σ = 0.1 (within 1.0e-04)"
+    assert _overlaps({"a": t, "b": 2 * t}) == ""
+
+
 def test_demo_flags_are_checked(tmp_path, capsys):
     bad = [
         ["--manifolds", "klein"],
