@@ -1,8 +1,23 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 # The default suite is dominated by XLA compilation: trade run speed for compile speed
 # (about 15% faster here). Set before JAX starts its backend; numerics are unchanged.
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+
+# One compilation cache for the run, shared by the xdist workers (they inherit it from
+# the process that starts them) and the programs the tests start: a program compiled
+# by one is loaded by the others (the default suite: 560 s against 594 s without, two
+# cores). A fresh folder each run, removed at its end; set JAX_COMPILATION_CACHE_DIR to
+# choose another.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _CACHE = tempfile.mkdtemp(prefix="metric-flows-jax-cache-")
+    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -2,11 +2,14 @@
 
 import ast
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from .helpers import PROGRAMS, experiment_program
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -57,6 +60,22 @@ def test_readme_block_runs_alone(marker, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     for text in outputs:
         assert text in run.stdout, run.stdout
+
+
+# every program invocation the README prints, as (program, its flags)
+INVOCATIONS = [
+    (name, shlex.split(flags))
+    for name, flags in re.findall(r"`\.venv/bin/python experiments/(\w+)\.py ([^`]*)`", README)
+]
+
+
+def test_readme_program_invocations_parse_as_printed():
+    # every program appears, with concrete flags its own parser accepts (the programs'
+    # small runs are tests/test_experiments.py's; their failures tests/test_programs.py's)
+    assert sorted({name for name, _ in INVOCATIONS}) == sorted(PROGRAMS)
+    for name, flags in INVOCATIONS:
+        args = experiment_program(name).parse_args(flags)
+        assert args.out is not None and "--out" in flags, (name, flags)
 
 
 def _commands():
