@@ -16,6 +16,10 @@ extended, so the stop is reported as `RESULTS.dt_min_reached`: no solve of this
 package sets a minimum step, and `stop_reason` reads it as `StopReason.NON_FINITE`.
 Steps with finite values pass through untouched: the steps, and so the
 trajectories, are bit for bit those of the PID controller alone.
+
+Its state also keeps its latest proposal $t_\mathrm{next}$ (before diffrax clips it to
+$t_1$) and whether the latest step was kept: with them a checkpointed solve
+(`_resume.py`) goes on with exactly the step the uninterrupted loop would take next.
 """
 
 import diffrax
@@ -35,9 +39,10 @@ def _all_finite(tree) -> jax.Array:
 
 
 class FiniteStepController(diffrax.AbstractAdaptiveStepSizeController):
-    """`pid`, rejecting and shrinking steps with non-finite values.
+    r"""`pid`, rejecting and shrinking steps with non-finite values.
 
-    State: (pid's state, the count of non-finite rejections, the end of the latest one).
+    State: (pid's state, the count of non-finite rejections, the end of the latest one,
+    the latest proposal $t_\mathrm{next}$, whether the latest step was kept).
     """
 
     pid: diffrax.PIDController
@@ -60,10 +65,11 @@ class FiniteStepController(diffrax.AbstractAdaptiveStepSizeController):
 
     def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
         tnext, state = self.pid.init(terms, t0, t1, y0, dt0, args, func, error_order)
-        return tnext, (state, jnp.asarray(0, dtype=jnp.int32), jnp.asarray(t0))
+        count, bad_end = jnp.asarray(0, dtype=jnp.int32), jnp.asarray(t0)
+        return tnext, (state, count, bad_end, jnp.asarray(tnext), jnp.asarray(True))
 
     def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, state):
-        old_pid_state, count, bad_end = state
+        old_pid_state, count, bad_end, _, _ = state
         keep, tprev, tnext, jump, pid_state, result = self.pid.adapt_step_size(
             t0, t1, y0, y1_candidate, args, y_error, error_order, old_pid_state
         )
@@ -77,7 +83,7 @@ class FiniteStepController(diffrax.AbstractAdaptiveStepSizeController):
         count = jnp.where(bad, count + 1, jnp.where(keep & (t1 > bad_end), 0, count))
         bad_end = jnp.where(bad, jnp.asarray(t1, bad_end.dtype), bad_end)
         result = diffrax.RESULTS.where(count >= self.patience, NON_FINITE_RESULT, result)
-        return keep, tprev, tnext, jump, (pid_state, count, bad_end), result
+        return keep, tprev, tnext, jump, (pid_state, count, bad_end, tnext, keep), result
 
 
 def pid(rtol: float, atol: float) -> FiniteStepController:

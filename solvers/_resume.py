@@ -8,7 +8,7 @@ problem is the same and resumes; a finished checkpoint returns its solution.
 
 Between segments it carries diffrax's whole loop state: $t$, $y$, the solver
 state (e.g. the first-same-as-last stage), the PID controller's error history,
-and the next step's end $t_\mathrm{next}$ (recorded by `_RecordingController`,
+and the next step's end $t_\mathrm{next}$ (as proposed, kept in the controller's state,
 re-entered as a `dt0` with $t + dt_0 = t_\mathrm{next}$ exactly), so the
 segments take exactly the steps, saves and event root-finds of one
 uninterrupted `diffeqsolve` (`_integrate.py`, the same solver and events).
@@ -66,43 +66,6 @@ class _DirectedTerm(diffrax.AbstractTerm):
         return self.term.is_vf_expensive(*self._interval(t0, t1), y, args)
 
 
-class _RecordingController(diffrax.AbstractAdaptiveStepSizeController):
-    r"""The solves' controller (`_controller.FiniteStepController`), whose state also keeps its latest proposal.
-
-    State: (the PID state, $t_\mathrm{next}$ as proposed (before diffrax clips it
-    to $t_1$), whether the latest step was kept). With it a segmented solve goes on
-    with exactly the step the uninterrupted loop would take next; the steps
-    themselves are the PID controller's.
-    """
-
-    pid: _controller.FiniteStepController
-
-    @property
-    def rtol(self):
-        return self.pid.rtol
-
-    @property
-    def atol(self):
-        return self.pid.atol
-
-    @property
-    def norm(self):
-        return self.pid.norm
-
-    def wrap(self, direction):
-        return _RecordingController(self.pid.wrap(direction))
-
-    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
-        tnext, state = self.pid.init(terms, t0, t1, y0, dt0, args, func, error_order)
-        return tnext, (state, jnp.asarray(tnext), jnp.asarray(True))
-
-    def adapt_step_size(self, t0, t1, y0, y1_candidate, args, y_error, error_order, state):
-        keep, tprev, tnext, jump, pid_state, result = self.pid.adapt_step_size(
-            t0, t1, y0, y1_candidate, args, y_error, error_order, state[0]
-        )
-        return keep, tprev, tnext, jump, (pid_state, tnext, keep), result
-
-
 def _arrays(tree):
     return jax.tree.map(jnp.asarray, tree)
 
@@ -119,7 +82,7 @@ def _start(flow, y0, t0, t1, dt0, rtol, atol, config):
     direction = jnp.where(t0 < t1, 1, -1)
     term = _DirectedTerm(diffrax.ODETerm(flow), direction)
     solver = _make_solver(config.solver, config.linear_solver, rtol, atol)
-    controller = _RecordingController(_controller.pid(rtol, atol)).wrap(direction)
+    controller = _controller.pid(rtol, atol).wrap(direction)
     tnext, controller_state = controller.init(
         term, t0, t1, y0, dt0, None, solver.func, solver.error_order(term)
     )
@@ -153,7 +116,7 @@ def _segment(flow, state, dt0, ts, t1, s0, tolerances, config):
             solver_state=True,
             controller_state=True,
         ),
-        stepsize_controller=_RecordingController(_controller.pid(rtol, atol)),
+        stepsize_controller=_controller.pid(rtol, atol),
         event=event,
         max_steps=config.max_steps,
         throw=False,
@@ -165,7 +128,7 @@ def _segment(flow, state, dt0, ts, t1, s0, tolerances, config):
     )
     (ts_out, t_end), (ys_out, y_end) = sol.ts, sol.ys
     t_end, y_end = t_end[0], y_end[0]
-    _, proposed, kept = sol.controller_state
+    *_, proposed, kept = sol.controller_state
     # the next step's end as diffrax's loop clips it (diffrax/_integrate.py, _clip_to_end)
     floor = t1
     for _ in range(100):

@@ -1,11 +1,13 @@
-"""Shared test helpers: comparisons, manifold registries, the experiment programs."""
+"""Shared test helpers: comparisons, manifold registries, flows of closed form, the experiment programs."""
 
 import functools
 import importlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -103,3 +105,23 @@ def flow_from_fubini_study(flow, size: int, times, *, rtol: float, max_steps: in
         max_steps=max_steps,
     )
     return np.asarray(solution.ys)
+
+
+class NodalField(flows.AbstractFlow):
+    r"""The flow $\partial_t G = f(G)$ of a function `field` of the nodal values: closed forms,
+    and no curvature to compile. Its name is the function's; `rate` its growth rate (None:
+    no prediction, which `solve` warns about)."""
+
+    manifold: flows.AbstractManifold
+    field: Callable = eqx.field(static=True)
+    rate: float | None = eqx.field(static=True, default=0.0)
+
+    @property
+    def name(self):
+        return self.field.__name__
+
+    def velocity(self, metric):
+        return self.field(metric.values)
+
+    def growth_rate(self):
+        return self.rate

@@ -49,7 +49,7 @@ import flows
 import solvers
 from solvers import _checkpoint  # white-box: counts and interrupts the checkpoint writes
 
-from .helpers import EXPERIMENTS, max_abs
+from .helpers import EXPERIMENTS, NodalField, max_abs
 
 ROOT = Path(__file__).resolve().parents[1]
 EVERY = 2  # steps per checkpoint: the 32-step solve of `problem` writes 16 checkpoints
@@ -191,27 +191,16 @@ def test_killed_solve_resumes_bit_for_bit(tmp_path, monkeypatch):
     assert _smallest_eigenvalue(reference.values) > 0.5
 
 
-class _Decay(flows.AbstractFlow):
+def decay(values):
     r"""$\partial_t g = -g$, $g(t) = e^{-t} g_0$: a closed form, and no curvature to compile."""
-
-    manifold: flows.AbstractManifold
-
-    @property
-    def name(self):
-        return "decay"
-
-    def velocity(self, metric):
-        return -metric.values
-
-    def growth_rate(self):
-        return 0.0
+    return -values
 
 
 def test_event_in_a_later_segment_and_a_checkpoint_for_another_problem(tmp_path, monkeypatch):
     # dg/dt = -g: the degenerate event (smallest eigenvalue at 1e-4 of its initial value)
     # fires at t = ln(1e4), about the 15th of 3-step segments
     torus = flows.Torus(2, 4)
-    flow, g0 = _Decay(torus), flows.random_metric(torus, jax.random.key(0), 1)
+    flow, g0 = NodalField(torus, decay), flows.random_metric(torus, jax.random.key(0), 1)
     path = tmp_path / "run.ckpt"
 
     def run(checkpoint=path, **kwargs):
@@ -247,12 +236,12 @@ def test_event_in_a_later_segment_and_a_checkpoint_for_another_problem(tmp_path,
         ({"fixed_point_tol": 1e-9}, r"fixed_point_tol \(checkpoint None, this call 1e-09\)"),
         ({"max_steps": 50}, r"max_steps \(checkpoint 100000, this call 50\)"),
         (
-            {"flow": _Decay(other_torus), "g0": flows.reference_metric(other_torus)},
+            {"flow": NodalField(other_torus, decay), "g0": flows.reference_metric(other_torus)},
             r"g0 shape \(checkpoint \[16, 2, 2\], this call \[25, 2, 2\]\)",
         ),
         (
             {"flow": flows.ricci_flow(torus)},
-            r"flow \(checkpoint .*_Decay\(.*this call .MetricFlow\(",
+            r"flow \(checkpoint .*NodalField\(.*this call .MetricFlow\(",
         ),
     ]
     for change, match in cases:

@@ -20,7 +20,7 @@ import pytest
 import flows
 import solvers
 
-from .helpers import max_abs
+from .helpers import NodalField, max_abs
 
 
 def _scale_factors(solution):
@@ -202,21 +202,9 @@ class _Counting(flows.AbstractFlow):
         return self.inner.growth_rate()
 
 
-class _TurnsNonFinite(flows.AbstractFlow):
-    r"""$\partial_t g = g$ while the mean of $g_{11}$ is at most 2 (until $t = \ln 2$ from the reference), NaN beyond."""
-
-    manifold: flows.AbstractManifold
-
-    @property
-    def name(self):
-        return "turns non-finite"
-
-    def velocity(self, metric):
-        v = metric.values
-        return jnp.where(jnp.mean(v[:, 0, 0]) > 2.0, jnp.nan, v)
-
-    def growth_rate(self):
-        return None
+def turns_non_finite(values):
+    r"""$\partial_t g = g$ while the mean of $g_{11}$ is at most 2 ($t \le \ln 2$ from $g_\mathrm{ref}$), NaN beyond."""
+    return jnp.where(jnp.mean(values[:, 0, 0]) > 2.0, jnp.nan, values)
 
 
 @pytest.mark.parametrize("checkpointed", [False, True], ids=["one-solve", "checkpointed"])
@@ -231,7 +219,8 @@ def test_a_velocity_that_turns_non_finite_stops_the_solve_within_a_few_steps(
     g0 = flows.NodalMetric(torus, torus.reference_at_nodes())
     checkpoint = tmp_path / "run.ckpt" if checkpointed else None
     with pytest.warns(UserWarning, match="no amplification prediction"):
-        run = solvers.solve(_TurnsNonFinite(torus), g0, 0.0, 2.0, saveat=5, checkpoint=checkpoint)
+        flow = NodalField(torus, turns_non_finite, rate=None)
+        run = solvers.solve(flow, g0, 0.0, 2.0, saveat=5, checkpoint=checkpoint)
     assert run.stop_reason == solvers.StopReason.NON_FINITE
     assert run.stats["num_steps"] <= 40
     assert bool(jnp.all(jnp.isfinite(run.values)))
@@ -240,21 +229,10 @@ def test_a_velocity_that_turns_non_finite_stops_the_solve_within_a_few_steps(
     assert max_abs(run.values[-1] - np.exp(run.t_final) * torus.reference_at_nodes()) < 1e-6
 
 
-class _Pinch(flows.AbstractFlow):
+def pinch(values):
     r"""$\partial_t g = -g$ at node 0, 0 elsewhere: positive definiteness lost at one node only."""
-
-    manifold: flows.AbstractManifold
-
-    @property
-    def name(self):
-        return "pinch"
-
-    def velocity(self, metric):
-        at_first = (jnp.arange(metric.values.shape[0]) == 0)[:, None, None]
-        return jnp.where(at_first, -metric.values, jnp.zeros_like(metric.values))
-
-    def growth_rate(self):
-        return 0.0
+    at_first = (jnp.arange(values.shape[0]) == 0)[:, None, None]
+    return jnp.where(at_first, -values, jnp.zeros_like(values))
 
 
 @pytest.mark.parametrize("checkpointed", [False, True], ids=["one-solve", "checkpointed"])
@@ -266,7 +244,7 @@ def test_a_local_loss_of_positive_definiteness_is_told_apart_from_extinction(
     torus = flows.Torus(2, 4)
     g0 = flows.NodalMetric(torus, torus.reference_at_nodes())
     checkpoint = tmp_path / "pinch.ckpt" if checkpointed else None
-    run = solvers.solve(_Pinch(torus), g0, 0.0, 20.0, saveat=3, checkpoint=checkpoint)
+    run = solvers.solve(NodalField(torus, pinch), g0, 0.0, 20.0, saveat=3, checkpoint=checkpoint)
     assert run.stop_reason == solvers.StopReason.LOCALLY_DEGENERATE
     assert abs(run.t_final - np.log(1e4)) < 1e-6
 
