@@ -149,6 +149,14 @@ def test_gaussian_widths_at_the_ends_of_float64():
     for sigma in (1e3, 1e5):
         value = flows.GaussianKernel(sigma)(t2, x, y)
         assert abs(float(value) * (2 * math.pi) ** 2 - 1) < 1e-12
+    # quadrature over nodes that cannot resolve the width is refused (S^2 at 1e-20 gave
+    # 2.6e38 for a constant field; T^2 n = 8 at sigma = 0.1: 4 exp(-0.32) = 2.9); sigma = 0.5
+    # on 8^2 nodes (4 e^-8 = 1e-3) is not
+    ones = jnp.ones(64)
+    for m, sigma in ((s2, 1e-20), (t2, 0.1)):
+        with pytest.raises(ValueError, match="cannot resolve sigma = .* by quadrature"):
+            flows.GaussianKernel(sigma).apply(m, jnp.ones(m.nodes.shape[0]))
+    assert max_abs(flows.GaussianKernel(0.5).apply(t2, ones) - 1) < 2e-3
     # the two forms of the periodised Gaussian agree where both are cheap (sigma = 2.5)
     wide = flows.GaussianKernel(2.5)
     d = jnp.mod(x - y + jnp.pi, 2 * jnp.pi) - jnp.pi

@@ -90,6 +90,10 @@ class AbstractKernel(eqx.Module):
     def __call__(self, manifold: AbstractManifold, x: Point, y: Point) -> Scalar:
         """$k(x, y)$."""
 
+    def _check_quadrature(self, manifold: AbstractManifold) -> None:
+        """Raise `ValueError` if `apply`'s quadrature over the nodes cannot resolve this kernel
+        (by default every kernel is resolved; `GaussianKernel` checks its width)."""
+
     def apply(
         self,
         manifold: AbstractManifold,
@@ -105,6 +109,7 @@ class AbstractKernel(eqx.Module):
             raise ValueError(
                 f"{type(self).__name__}.apply: chunk must be an integer >= 1, got {chunk!r}."
             )
+        self._check_quadrature(manifold)
         p = points.shape[0]
         chunk = min(int(chunk), p)
         pad = (-p) % chunk

@@ -202,6 +202,33 @@ class GaussianKernel(AbstractKernel):
                 )
             )
 
+    def quadrature_error(self, manifold: AbstractManifold) -> float:
+        r"""An estimate of `apply`'s relative error, by quadrature over the nodes of `manifold`.
+
+        Both on a constant field. Torus with $n$ points per axis: its aliases,
+        $2\,\mathrm{dim}\, e^{-\sigma^2 n^2/2}$ (Poisson summation). Sphere $S^n$ with a
+        rule exact to degree $L$: the kernel's part from degree $L$ on, which the rule
+        misses, about $e^{-\sigma^2 L(L + n - 1)/2}$. Fields of higher degree fare worse.
+        """
+        s = self.sigma
+        if isinstance(manifold, Torus):
+            return 2 * manifold.dim * math.exp(-0.5 * min((s * manifold.n) ** 2, 1e4))
+        if isinstance(manifold, Sphere):
+            ell = manifold.degree
+            return math.exp(-0.5 * min(s * s * ell * (ell + manifold.dim - 1), 1e4))
+        return 0.0
+
+    def _check_quadrature(self, manifold: AbstractManifold) -> None:
+        """`apply` is refused where the nodes cannot resolve the width (`quadrature_error`
+        above 1%): `smooth` is exact in the spectral basis."""
+        error = self.quadrature_error(manifold)
+        if error > 1e-2:
+            raise ValueError(
+                f"GaussianKernel.apply: the nodes of {manifold!r} cannot resolve sigma = "
+                f"{self.sigma:g} by quadrature (estimated relative error {error:.1g}). Use "
+                "smooth (the exact spectral multiplier), a finer grid, or a wider kernel."
+            )
+
     def normaliser(self, manifold: AbstractManifold) -> float:
         r"""$Z_\sigma$ on `manifold` (torus: $(2\pi\sigma^2)^{n/2}$; sphere by quadrature)."""
         self.check_width(manifold)
