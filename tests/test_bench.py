@@ -137,6 +137,7 @@ def test_bench_quick(tmp_path, capsys):
         "sphere_rhs_spectral_slope",
         "sphere_rhs_quadrature_slope",
         "kvaerno5_dense_vs_matrix_free",
+        "kvaerno5_vs_tsit5",
     }
     check_record(saved, skipped)
     assert saved["figures"] == json.loads(json.dumps(record["figures"]))
@@ -218,6 +219,10 @@ def test_bench_sphere_and_kvaerno(tmp_path):
             "10",
             "--kvaerno-n",
             "6",
+            "--implicit-n",
+            "8",
+            "--implicit-t1",
+            "0.05",
             "--out",
             str(tmp_path),
         ]
@@ -228,10 +233,14 @@ def test_bench_sphere_and_kvaerno(tmp_path):
         "sphere_rhs_spectral_slope",
         "sphere_rhs_quadrature_slope",
         "kvaerno5_dense_vs_matrix_free",
+        "kvaerno5_vs_tsit5",
     ):
         assert math.isfinite(figures[name]["value"]), name
     kvaerno = figures["kvaerno5_dense_vs_matrix_free"]
     assert kvaerno["final_state_difference"] < 1e-4  # both solves reach the same metric
+    implicit = figures["kvaerno5_vs_tsit5"]
+    assert implicit["final_state_difference"] < 1e-4 and implicit["met"] is None  # not 64^2
+    assert all(run["steps"] >= 1 and run["seconds"] > 0 for run in implicit["runs"].values())
 
 
 def test_bench_kahler_without_the_peer(tmp_path, monkeypatch):
