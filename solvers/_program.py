@@ -14,8 +14,8 @@ the reason), so that no result is lost at the first write.
   computation: the temporary file of any write in progress is removed
   (`atomic_write`: every output appears whole or not at all), the message says
   which outputs this run had already completed, and the exit status is 130.
-  a watcher thread woken by the signal's C-level handler (`_Watcher`) does
-  it, so neither JAX's callbacks nor a compilation in progress can swallow or
+  A watcher thread woken by the signal's C-level handler (`_Watcher`) does
+  this, so neither JAX's callbacks nor a compilation in progress can swallow or
   delay it;
 - standard output and error replace what their encoding cannot show
   (`PYTHONIOENCODING=ascii` prints `\u03c3` for σ) rather than failing.
@@ -136,7 +136,8 @@ class _Watcher:
 def run_program(main: Callable[[], object], name: str) -> int:
     """Run `main()` as the command `name`: returns the exit status (module docstring).
 
-    Use as `sys.exit(run_program(lambda: main(), "name"))`.
+    Use as `sys.exit(run_program(main, "name"))`, `main` reading `sys.argv` when called
+    with no argument (as the programs' `main(argv=None)` do).
     """
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):

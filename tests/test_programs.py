@@ -4,7 +4,7 @@ requests, Ctrl-C (also in the middle of a write) and an encoding that cannot sho
 The programs are the twelve in experiments/ and the `metric-flows` command. Each runs its
 `main` through `solvers.run_program` and checks its `--out` with `solvers.output_directory`
 before any work (checked on every program's source below, and by running each). Ctrl-C is
-sent to a real process: `metric-flows` and one experiment in the default suite, the others
+sent to a real process: `metric-flows` and one experiment (the quickest to start) in the default suite, the others
 in slow tests (each costs a Python start with JAX, a few seconds).
 """
 
@@ -147,7 +147,7 @@ def _check_interrupted(name, tmp_path):
 
 
 # the default suite interrupts the command and one experiment; the rest are slow tests
-_QUICK = (DEMO, "torus_modes")
+_QUICK = (DEMO, "quintic_sigma")
 
 
 @pytest.mark.parametrize(

@@ -57,7 +57,7 @@ Usage: metric-flows [--manifolds torus,s2,s3,quintic] [--flows local,smoothed,ev
 [--sigmas 0.1,0.3,0.5] [--n 16] [--degree 10] [--width 32] [--points 300] [--steps 100]
 [--quintic-sigma 0.3] [--seed 0] [--dtype float64] [--quick] [--out DIR]
 
-The package: `_cli` (flags, `parse_args`, `main`), `_sections` (the `run_*`
+The package: `_cli` (flags, `parse_args`, `main`, and `command`, the console script), `_sections` (the `run_*`
 sections and their science defaults), `_figures` (`plot_*`) and `_report`
 (progress lines, JSON, summary.md). The kernel, the predictions and the
 distances it compares against are `flows`' public ones.
