@@ -4,8 +4,8 @@ requests, Ctrl-C (also in the middle of a write) and an encoding that cannot sho
 The programs are the twelve in experiments/ and the `metric-flows` command. Each runs its
 `main` through `solvers.run_program` and checks its `--out` with `solvers.output_directory`
 before any work (checked on every program's source below, and by running each). Ctrl-C is
-sent to a real process: `metric-flows` and one experiment (the quickest to start) in the default suite, the others
-in slow tests (each costs a Python start with JAX, a few seconds).
+sent to a real process: `metric-flows` and one experiment (the quickest to start) in the
+default suite, the others in slow tests (each costs a Python start with JAX, a few seconds).
 """
 
 import ast
