@@ -157,6 +157,8 @@ def test_gaussian_widths_at_the_ends_of_float64():
         with pytest.raises(ValueError, match="cannot resolve sigma = .* by quadrature"):
             flows.GaussianKernel(sigma).apply(m, jnp.ones(m.nodes.shape[0]))
     assert max_abs(flows.GaussianKernel(0.5).apply(t2, ones) - 1) < 2e-3
+    with pytest.raises(ValueError, match="outside float64's normal range"):  # not OverflowError
+        flows.GaussianKernel(1e300).apply(t2, ones)
     # the two forms of the periodised Gaussian agree where both are cheap (sigma = 2.5)
     wide = flows.GaussianKernel(2.5)
     d = jnp.mod(x - y + jnp.pi, 2 * jnp.pi) - jnp.pi

@@ -212,7 +212,8 @@ class GaussianKernel(AbstractKernel):
         """
         s = self.sigma
         if isinstance(manifold, Torus):
-            return 2 * manifold.dim * math.exp(-0.5 * min((s * manifold.n) ** 2, 1e4))
+            sn = s * manifold.n  # products, not powers: inf rather than OverflowError
+            return 2 * manifold.dim * math.exp(-0.5 * min(sn * sn, 1e4))
         if isinstance(manifold, Sphere):
             ell = manifold.degree
             return math.exp(-0.5 * min(s * s * ell * (ell + manifold.dim - 1), 1e4))
