@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import secrets
+import threading
 import zipfile
 from pathlib import Path
 
@@ -39,6 +40,10 @@ FORMAT = 2
 # each), by this process: `run_program` removes the first and names the second on Ctrl-C.
 _IN_PROGRESS: set[Path] = set()
 _COMPLETED: dict[Path, None] = {}
+# Held while a temporary file is created, and while one is moved into place and recorded:
+# `run_program`'s Ctrl-C takes it and never gives it back, so no write starts or finishes
+# unrecorded between its clean-up and the process's exit.
+_LOCK = threading.Lock()
 
 
 def _remove_writes_in_progress() -> None:
@@ -64,12 +69,14 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
     path = Path(path)
     # named and registered before it exists, so that Ctrl-C at any moment finds it
     tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
-    _IN_PROGRESS.add(tmp)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
-    except BaseException:
-        _IN_PROGRESS.discard(tmp)
-        raise
+    with _LOCK:
+        _IN_PROGRESS.add(tmp)
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+            fd = os.open(tmp, flags, 0o600)
+        except BaseException:
+            _IN_PROGRESS.discard(tmp)
+            raise
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -77,8 +84,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
             os.fsync(f.fileno())
             if hasattr(os, "fchmod"):  # POSIX (Windows has it from Python 3.13)
                 os.fchmod(f.fileno(), 0o644)
-        os.replace(tmp, path)
-        _COMPLETED[path] = None
+        with _LOCK:
+            os.replace(tmp, path)
+            _COMPLETED[path] = None
+            _IN_PROGRESS.discard(tmp)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

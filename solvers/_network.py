@@ -247,9 +247,11 @@ def solve_network(
     if reason in (StopReason.DEGENERATE, StopReason.LOCALLY_DEGENERATE):
         # the event's root find works on the parameters, in which the metric is not linear:
         # when it fails, its end lies past where the metric stops being positive definite.
-        # Keep the saves up to the last positive-definite one.
+        # Keep the saves up to the last positive-definite one (all of them if none is, as
+        # when saveat leaves out t0).
         smallest = np.asarray(jax.vmap(lambda v: _smallest_eigenvalue(m, v))(values))
-        last = int(np.flatnonzero(smallest > 0)[-1]) + 1  # the initial metric is positive
+        positive = np.flatnonzero(smallest > 0)
+        last = int(positive[-1]) + 1 if positive.size else len(idx)
         idx, values, losses = idx[:last], values[:last], losses[:last]
         params = jax.tree.map(lambda a: a[:last], params)
     drift = _drift(metric, params) if kernel == "evolving" else None

@@ -108,6 +108,7 @@ class _Watcher:
             pass
         if self.done:
             return
+        _checkpoint._LOCK.acquire()  # held until the exit: no write starts or lands unrecorded
         _checkpoint._remove_writes_in_progress()
         written = _checkpoint._completed_writes()
         kept = (
@@ -124,11 +125,12 @@ class _Watcher:
             os._exit(INTERRUPTED)
 
     def stop(self) -> None:
+        # the previous handling first, so that a Ctrl-C from here on is not lost
+        signal.set_wakeup_fd(self.previous_fd)
+        signal.signal(signal.SIGINT, self.previous_handler)
         self.done = True
         self.write.send(bytes([signal.SIGINT]))  # wakes the thread, which sees `done`
         self.thread.join()
-        signal.set_wakeup_fd(self.previous_fd)
-        signal.signal(signal.SIGINT, self.previous_handler)
         self.read.close()
         self.write.close()
 

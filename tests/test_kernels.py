@@ -143,6 +143,9 @@ def test_gaussian_widths_at_the_ends_of_float64():
                 use(m)
     local = flows.GaussianKernel(1e-20).multiplier(s2)
     assert max_abs(local - 1) < 1e-12
+    # T^1 holds Z_sigma up to sigma ~ 1e307: the multiplier is the mean's, not an OverflowError
+    wide = flows.GaussianKernel(1e200).multiplier(flows.Torus(1, 16))
+    assert float(wide[0]) == 1 and max_abs(wide[1:]) == 0
     mean = flows.GaussianKernel(1e300).multiplier(s2)
     assert float(mean[0]) == 1 and max_abs(mean[1:]) < 1e-12
     x, y = t2.nodes[0], t2.nodes[9]

@@ -241,6 +241,11 @@ def test_a_degenerate_network_solve_keeps_only_positive_definite_saves():
     assert float(jnp.min(jnp.linalg.eigvalsh(sol.values))) > 0
     assert sol.t_final == float(sol.ts[-1])
     assert len(sol.ts) == len(sol.loss) == jax.tree.leaves(sol.parameters)[0].shape[0]
+    # saves that leave out t0, none of them positive definite: kept (an IndexError before)
+    late = solvers.solve_network(
+        scaled, flows.PerelmanLoss(), 0.0, 0.1, saveat=jnp.array([0.1]), max_steps=500
+    )
+    assert late.stop_reason == solvers.StopReason.LOCALLY_DEGENERATE and len(late.ts) >= 1
 
 
 def test_user_network_components():

@@ -147,7 +147,10 @@ class GaussianKernel(AbstractKernel):
         self.check_width(manifold)
         s = self.sigma
         if isinstance(manifold, Torus):
-            return jnp.exp(-(s**2) * manifold.laplace_eigenvalues() / 2)
+            # s**2 overflows (OverflowError) for a wide kernel on T^1: s * s is inf there
+            s2 = s**2 if s < 1e150 else s * s
+            eig = manifold.laplace_eigenvalues()
+            return jnp.where(eig == 0, 1.0, jnp.exp(-s2 * eig / 2))
         if isinstance(manifold, Sphere):
             values = self.degree_multipliers(manifold.dim, manifold.band_limit)
             return jnp.asarray(values[manifold.harmonic_degrees()])
@@ -260,7 +263,8 @@ class GaussianKernel(AbstractKernel):
                 return jnp.sum(jnp.exp(-jnp.sum(shifted**2, axis=-1) / (2 * s**2))) / z
             grid = np.arange(-k, k + 1)
             waves = np.stack(np.meshgrid(*([grid] * n), indexing="ij"), -1).reshape(-1, n)
-            weights = np.exp(-0.5 * (s * np.linalg.norm(waves, axis=-1)) ** 2)
+            with np.errstate(over="ignore"):  # e^-inf = 0 for a very wide kernel
+                weights = np.exp(-0.5 * (s * np.linalg.norm(waves, axis=-1)) ** 2)
             phases = jnp.asarray(waves, dtype=x.dtype) @ diff
             return (
                 jnp.sum(jnp.asarray(weights, dtype=x.dtype) * jnp.cos(phases)) / (2 * math.pi) ** n
