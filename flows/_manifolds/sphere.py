@@ -15,6 +15,12 @@ from .base import AbstractManifold, safe_norm
 from .harmonics import HarmonicTable, basis_size, harmonic_degree_dimension
 
 
+def _rule_sizes(dim: int, degree: int) -> tuple[int, int]:
+    """`_gauss_rule`'s Gauss–Legendre points and its points per azimuth; it has
+    gauss * azimuth^(dim - 1) nodes."""
+    return (degree // 2 + 1 if dim == 2 else degree // 4 + 1), degree + 1
+
+
 def _gauss_rule(dim: int, degree: int) -> tuple[np.ndarray, np.ndarray]:
     r"""Nodes and weights of a product rule exact for polynomials of degree <= `degree`.
 
@@ -27,16 +33,15 @@ def _gauss_rule(dim: int, degree: int) -> tuple[np.ndarray, np.ndarray]:
     polynomial in $s$ of degree $\le L/2$ ($S^2$: $\le L$), which these
     Gauss–Legendre rules integrate exactly.
     """
-    n_az = degree + 1
+    n_gauss, n_az = _rule_sizes(dim, degree)
     az = 2 * np.pi * np.arange(n_az) / n_az
+    s, ws = np.polynomial.legendre.leggauss(n_gauss)
     if dim == 2:
-        s, ws = np.polynomial.legendre.leggauss(degree // 2 + 1)
         ss, pp = np.meshgrid(s, az, indexing="ij")
         r = np.sqrt(1 - ss**2)
         x = np.stack([r * np.cos(pp), r * np.sin(pp), ss], -1).reshape(-1, 3)
         w = np.repeat(ws * 2 * np.pi / n_az, n_az)
     else:
-        s, ws = np.polynomial.legendre.leggauss(degree // 4 + 1)
         ss, p1, p2 = np.meshgrid(s, az, az, indexing="ij")
         c, sn = np.sqrt((1 + ss) / 2), np.sqrt((1 - ss) / 2)
         x = np.stack([c * np.cos(p1), c * np.sin(p1), sn * np.cos(p2), sn * np.sin(p2)], -1)
@@ -96,9 +101,8 @@ class Sphere(AbstractManifold):
         dim = check_count(dim, "Sphere: dim must be 2 or 3", allowed=(2, 3))
         degree = check_count(degree, "Sphere: degree must be an integer >= 2", minimum=2)
         # the interpolant evaluates every harmonic of degree <= L/2 at every node (dense)
-        nodes = (
-            (degree // 2 + 1) * (degree + 1) if dim == 2 else (degree // 4 + 1) * (degree + 1) ** 2
-        )
+        n_gauss, n_az = _rule_sizes(dim, degree)
+        nodes = n_gauss * n_az ** (dim - 1)
         check_memory(
             8.0 * nodes * basis_size(dim, degree // 2),
             f"Sphere({dim}, {degree}): the {basis_size(dim, degree // 2)} harmonics at its "
