@@ -34,7 +34,7 @@ import equinox as eqx
 import jax
 import numpy as np
 
-FORMAT = 2
+FORMAT = 3
 
 # The temporary files of the writes in progress, and the files written (in order, once
 # each), by this process: `run_program` removes the first and names the second on Ctrl-C.

@@ -83,8 +83,8 @@ def stop_reason(result, mask, reasons=None) -> StopReason | str:
     """Why a diffrax solve stopped: the first event that fired, or diffrax's result.
 
     `reasons` names each event of `mask` (default: `solve`'s events); its `non_finite`
-    reason also names the stop of `_controller.FiniteStepController` (`PATIENCE` steps
-    with non-finite values rejected, with no accepted step past them).
+    reason also names the stop of `_controller.FiniteStepController` (a step with
+    non-finite values rejected, shorter than `RESOLUTION` times the first of its episode).
     """
     reasons = _REASONS if reasons is None else reasons
     mask = {k: bool(v) for k, v in mask.items()} if mask is not None else {}
