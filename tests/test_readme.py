@@ -71,11 +71,66 @@ INVOCATIONS = [
 
 def test_readme_program_invocations_parse_as_printed():
     # every program appears, with concrete flags its own parser accepts (the programs'
-    # small runs are tests/test_experiments.py's; their failures tests/test_programs.py's)
+    # runs at small sizes are test_readme_program_invocation_runs_at_small_sizes; their
+    # failures tests/test_programs.py's)
     assert sorted({name for name, _ in INVOCATIONS}) == sorted(PROGRAMS)
     for name, flags in INVOCATIONS:
         args = experiment_program(name).parse_args(flags)
         assert args.out is not None and "--out" in flags, (name, flags)
+
+
+# Each program's smallest sizes: flags appended to the README's own (a later value of a
+# flag replaces an earlier one), so that every invocation it prints runs in a test.
+SMALL = {
+    "torus_modes": ["--n", "8", "--k", "1", "2", "--t1", "0.05"],
+    "sphere_extinction": [],  # as printed: about 25 s on two cores
+    "well_posedness": ["--n", "8", "--t1", "0.02"],
+    "lambda_drift": ["--n", "9", "--t1", "0.02", "--saves", "2"],
+    "quintic_sigma": ["--points", "2000"],
+    "curvature_tour": [],  # no size flags: about a minute
+    "ntk_regimes": ["--widths", "8,16", "--t1", "0.02", "--seeds", "1", "--saves", "2"],
+    "quintic_kernels": [
+        *("--points", "300", "--test-points", "300", "--steps", "3"),
+        *("--clusters", "0", "--scaling-points"),
+    ],
+    "quintic_networks": ["--points", "300", "--test-points", "300", "--epochs", "1"],
+    "quintic_spectral": [
+        *("--k-max", "2", "--points", "600", "--test-points", "400", "--saves", "5"),
+        *("--rate-ks", "--donaldson-k-max", "1", "--chern-points", "0", "--ricci-points", "0"),
+        "--kernel-sigmas",
+    ],
+    "bench": ["--quick"],
+    "convergence": ["--small"],
+}
+# the cheapest runs in the default suite; the others take 20 s to minutes each
+DEFAULT = {"quintic_sigma"}
+
+
+def _invocation(i, name):
+    marks = () if name in DEFAULT else (pytest.mark.slow,)
+    return pytest.param(i, marks=marks, id=f"{name}-{i}")
+
+
+@pytest.mark.parametrize("index", [_invocation(i, n) for i, (n, _) in enumerate(INVOCATIONS)])
+def test_readme_program_invocation_runs_at_small_sizes(index, tmp_path):
+    # the command as printed, its --out in a fresh folder and its sizes at their smallest:
+    # it ends with status 0 and writes its JSON record
+    name, flags = INVOCATIONS[index]
+    at = flags.index("--out")
+    argv = [*flags[:at], *flags[at + 2 :], *SMALL[name], "--out", str(tmp_path / "out")]
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / f"{name}.py"), *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert run.returncode == 0, (argv, run.stderr[-3000:])
+    assert list((tmp_path / "out").glob("*.json")), sorted((tmp_path / "out").iterdir())
+
+
+def test_every_program_has_its_small_sizes():
+    assert set(SMALL) == set(PROGRAMS)
 
 
 def _commands():

@@ -128,6 +128,18 @@ def test_jit_vmap_grad(cubic):
     assert jnp.all(jnp.isfinite(jax.grad(loss)(c)))
 
 
+def test_the_default_memory_bound_is_the_memory_available(cubic, monkeypatch):
+    # the same figure flows.check_memory uses (flows.available_memory), read at the call
+    from flows._calabi_yau import spectral_basis  # white-box: where the default is read
+
+    hs, train, _ = cubic
+    monkeypatch.setattr(spectral_basis, "available_memory", lambda: 2 * 10**6)
+    with pytest.raises(ValueError, match=r"over the 0.00 GiB allowed \(max_bytes\)"):
+        flows.SpectralBasis(hs, train, 3)
+    with pytest.raises(ValueError, match=r"over the 0.00 GiB allowed \(max_bytes\)"):
+        flows.donaldson_balanced(hs, train, 6)
+
+
 def test_bad_input(cubic):
     hs, train, _ = cubic
     for k in (0, -1, 1.5, True):

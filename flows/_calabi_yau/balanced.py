@@ -193,8 +193,8 @@ class AlgebraicPotential(eqx.Module):
         Whitening of the monomials' sample Gram matrix
         $S = \sum_a \hat w_a m_a m_a^\dagger/|z_a|^{2k} = V\Lambda V^\dagger$, keeping the
         eigenvalues $> $ `rtol` $\cdot\lambda_\max$ (module docstring): $N_k = h^0(\mathcal O(k))$
-        sections for a sample large enough. `max_bytes` bounds the memory (default half the
-        physical memory); a larger need is refused before anything is allocated.
+        sections for a sample large enough. `max_bytes` bounds the memory (default the memory
+        available, `flows.available_memory`); a larger need is refused before anything is allocated.
         """
         k = check_count(
             k, "AlgebraicPotential.independent: the degree k must be an integer >= 1", minimum=1
@@ -416,7 +416,7 @@ def donaldson_balanced(
       basis independent on $X$ (`AlgebraicPotential.independent`, cut `rtol`); with
       False all monomials (singular $T$ for $k \ge d$: refused).
     - `max_bytes`: refuse (naming the estimate) when the section values and their
-      products would need more (default half the physical memory).
+      products would need more (default the memory available, `flows.available_memory`).
 
     **Returns:** a `BalancedResult`. Not jittable (a Python loop of jitted steps).
     """

@@ -43,7 +43,6 @@ function $\mathrm{Re}(a f)$ has the Hermitian part of $a$ times these.
 
 import itertools
 import math
-import os
 
 import equinox as eqx
 import jax
@@ -51,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float, Int
 
-from .._misc import check_count, is_traced
+from .._misc import available_memory, check_count, is_traced
 from .hypersurface import Hypersurface
 from .sampling import PointSample
 
@@ -69,10 +68,9 @@ _MAX_PAIRS = 5_000_000
 
 
 def _default_max_bytes() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 4 * 2**30
+    """The memory available now (`flows.available_memory`, as `flows.check_memory` uses), or 4 GiB where unknown."""
+    available = available_memory()
+    return 4 * 2**30 if available is None else available
 
 
 def _monomials(size: int, k: int) -> np.ndarray:
@@ -290,7 +288,7 @@ class SpectralBasis(eqx.Module):
     - `symmetry`: None, `"phases"` or `"fermat"`.
     - `rtol`: relative singular-value cut of the whitening (default $10^{-9}$).
     - `max_bytes`: refuse a basis whose values and Hessians at the sample's points
-      would need more (default half the physical memory).
+      would need more (default the memory available, `flows.available_memory`).
 
     **Fields:** `monomials` (N_k, n + 1) exponents; `left`, `right` (M,) monomial
     indices of the terms $f_{IJ}$; `coefficients` (M, P) complex, basis function
@@ -545,7 +543,7 @@ class SpectralBasis(eqx.Module):
         """Values, first derivatives and Hessians (local coordinates) at every point of `sample`.
 
         Refuses (naming the memory needed) a sample too large for `max_bytes`
-        (default half the physical memory).
+        (default the memory available, `flows.available_memory`).
         """
         _check_sample(self.hypersurface, sample, "SpectralBasis.evaluate")
         m = self.hypersurface.dim
