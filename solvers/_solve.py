@@ -22,8 +22,10 @@ Events stop the solve with the reason recorded in the solution (a `StopReason`):
   leaving positive definiteness at some nodes (`StopReason.LOCALLY_DEGENERATE`);
 - `non_finite`: a non-finite value in the state or its velocity. diffrax rejects a
   step with one; the controller (`_controller.py`) then shrinks the step 5-fold, and
-  after 10 such rejections with no accepted step past them the solve stops with
-  the last finite state (rather than creeping on to `max_steps`);
+  once such a rejected step is 1e-5 of the first in its run of failures (the steps
+  have crept up to where the velocity stops being finite) the solve stops with the
+  last finite state (rather than creeping on to `max_steps`); a metric that vanishes
+  at a finite time reaches the `degenerate` event first;
 - `fixed_point`: $\max |\partial_t g| <$ `fixed_point_tol` (when given);
 - `curvature`: $\max |R| >$ `curvature_limit` (when given).
 

@@ -91,9 +91,13 @@ SMALL = {
     "ntk_regimes": ["--widths", "8,16", "--t1", "0.02", "--seeds", "1", "--saves", "2"],
     "quintic_kernels": [
         *("--points", "300", "--test-points", "300", "--steps", "3"),
-        *("--clusters", "0", "--scaling-points"),
+        *("--clusters", "0", "--scaling-points", "100", "200", "400"),
     ],
-    "quintic_networks": ["--points", "300", "--test-points", "300", "--epochs", "1"],
+    "quintic_networks": [
+        *("--points", "100", "--test-points", "100", "--width", "4", "--saves", "2"),
+        *("--t1-gradient", "1", "--t1-kahler-ricci", "0.05", "--probe", "20"),
+        *("--curvature-points", "0"),
+    ],
     "quintic_spectral": [
         *("--k-max", "2", "--points", "600", "--test-points", "400", "--saves", "5"),
         *("--rate-ks", "--donaldson-k-max", "1", "--chern-points", "0", "--ricci-points", "0"),
