@@ -65,6 +65,8 @@ def _overlaps(curves: dict[str, np.ndarray], relative: float = 0.02) -> str:
     """A note naming the pairs of curves that lie on each other (within `relative` of the plotted
     range, or of their values on a log axis), so that a reader knows why one seems missing."""
     names = list(curves)
+    if len(names) < 2:  # nothing to overlap (the quick demo runs one network regime)
+        return ""
     span = np.ptp(np.concatenate([np.ravel(c) for c in curves.values()])) or 1.0
     pairs = []
     for i, a in enumerate(names):
