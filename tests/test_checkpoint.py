@@ -75,15 +75,30 @@ def solve_problem(checkpoint=None, **kwargs):
     return solvers.solve(flow, g0, t0, t1, saveat=5, dt0=DT0, **kwargs)
 
 
-# The child: solves `problem` with a checkpoint. The test's hook counts the checkpoints
-# it writes and, after the `pause`-th (0: never), sleeps until it is killed.
-CHILD = textwrap.dedent(
+# What every child process starts with: float64 and strict promotion, as the tests have.
+PREAMBLE = textwrap.dedent(
     """
     import sys, time
     import jax
     jax.config.update("jax_enable_x64", True)
     jax.config.update("jax_numpy_dtype_promotion", "strict")
     import numpy as np
+    """
+)
+
+
+def _default_codegen_env() -> dict:
+    """This process's environment without `XLA_FLAGS`: a child compiles with XLA's default
+    code generation, which the bit-for-bit promise is made for (the legacy loop emitters
+    conftest.py selects for compile speed can round a value differently in the plain and
+    the segmented programs)."""
+    return {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+
+
+# The child: solves `problem` with a checkpoint. The test's hook counts the checkpoints
+# it writes and, after the `pause`-th (0: never), sleeps until it is killed.
+CHILD = PREAMBLE + textwrap.dedent(
+    """
     from solvers import _checkpoint
     from tests.test_checkpoint import solve_problem
 
@@ -118,13 +133,10 @@ CHILD = textwrap.dedent(
 
 
 def _child(path, out, pause, log, *more):
-    # under XLA's default code generation, which the bit-for-bit promise is made for (the
-    # legacy loop emitters conftest.py selects for compile speed can round a value
-    # differently in the plain and the segmented programs)
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, str(path), str(out), str(pause), *map(str, more)],
         cwd=ROOT,
-        env={k: v for k, v in os.environ.items() if k != "XLA_FLAGS"},
+        env=_default_codegen_env(),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -237,17 +249,11 @@ def run_decay(checkpoint, values=None, **kwargs):
     return solvers.solve(*positional, checkpoint=checkpoint, checkpoint_every=3, **args)
 
 
-# The event child: the checkpointed decay solve and the plain one, compiled by XLA's
-# default code generation (the bit-for-bit promise is made for it; the legacy loop
-# emitters conftest.py selects for compile speed round the value at the event once
-# differently in the two programs).
-EVENT_CHILD = textwrap.dedent(
+# The event child: the checkpointed decay solve and the plain one, under XLA's default
+# code generation (`_default_codegen_env`: the legacy loop emitters round the value at
+# the event once differently in the two programs).
+EVENT_CHILD = PREAMBLE + textwrap.dedent(
     """
-    import sys
-    import jax
-    jax.config.update("jax_enable_x64", True)
-    jax.config.update("jax_numpy_dtype_promotion", "strict")
-    import numpy as np
     import solvers
     from tests.test_checkpoint import decay_problem, run_decay
 
@@ -262,13 +268,12 @@ EVENT_CHILD = textwrap.dedent(
 
 
 def _in_default_codegen(script, *args):
-    """Run `script` with `args` in a child process under XLA's default code generation
-    (no `XLA_FLAGS`); return the arrays it saved to its second argument."""
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    """Run `script` with `args` in a child process under XLA's default code generation;
+    return the arrays it saved to its second argument."""
     child = subprocess.run(
         [sys.executable, "-c", script, *map(str, args)],
         cwd=ROOT,
-        env=env,
+        env=_default_codegen_env(),
         capture_output=True,
         text=True,
         timeout=600,
@@ -441,13 +446,8 @@ def test_perelman_sphere_extinction_leaves_a_finite_trajectory():
 
 # The extinction child: the round S^2 to extinction, checkpointed one step per segment
 # and plain, under XLA's default code generation (as EVENT_CHILD).
-EXTINCTION_CHILD = textwrap.dedent(
+EXTINCTION_CHILD = PREAMBLE + textwrap.dedent(
     """
-    import sys
-    import jax
-    jax.config.update("jax_enable_x64", True)
-    jax.config.update("jax_numpy_dtype_promotion", "strict")
-    import numpy as np
     from tests.test_checkpoint import _round_sphere_to_extinction
 
     checkpointed = _round_sphere_to_extinction(sys.argv[1])
