@@ -12,11 +12,15 @@ figures compare paths on one machine rather than machines. The figures:
 - `torus_rhs_fft_slope`, `torus_rhs_quadrature_slope`: least-squares slopes of
   log time against log N (nodes) over 32^2..256^2 (target <= 1.2) and 16^2..64^2
   (about 2; larger grids take minutes by quadrature).
-- `sphere_rhs_*`: the same on $S^2$ (`Sphere(2, L)`, L = 16, 32, 64), the spectral
-  path being the Funk–Hecke multiplier on the harmonic coefficients; and
-  `sphere_kernel_*`, the kernel alone (`smooth` against quadrature) over
-  L = 16..64, since on spheres the curvature, not the kernel, dominates the
-  right-hand side.
+- `sphere_rhs_*`: the same on $S^2$ (`Sphere(2, L)`), the spectral path being
+  the Funk–Hecke multiplier on the harmonic coefficients, with the transforms,
+  the curvature's derivatives and the projection by separation of variables:
+  its slope over L = 16..128 (target <= 1.6, i.e. O(L^3)); the quadrature kernel
+  over L = 16..64 (`--sphere-dense-max`; about 2). `sphere_rhs_separable_vs_dense`:
+  the same right-hand side on `Sphere(2, L, fast=False)` (every harmonic at every
+  node, derivatives by autodiff, O(N^2)) over the separable one at L = 64, with
+  their agreement (target <= 1e-12). `sphere_kernel_*`: the kernel alone
+  (`smooth` against quadrature) over L = 16..64.
 - `quintic_kernel_pairs_per_exp`: `point_kernel_apply` with `FSGaussian` on
   20,000 Fermat-quintic points: kernel pairs per second over this machine's
   float64 `exp` throughput (target >= 0.5). `FSGaussian` takes $d^2$ without an
@@ -135,6 +139,7 @@ FIGURES = (
     "torus_rhs_fft_slope",
     "torus_rhs_quadrature_slope",
     "sphere_rhs_spectral_vs_quadrature",
+    "sphere_rhs_separable_vs_dense",
     "sphere_rhs_spectral_slope",
     "sphere_rhs_quadrature_slope",
     "sphere_kernel_spectral_vs_quadrature",
@@ -150,6 +155,12 @@ FIGURES = (
     "kahler_sigma_in_budget_vs_peer",
     "spectral_time_to_sigma_1e-3",
     "spectral_sigma_in_budget",
+)
+SPHERE_RHS_FIGURES = (
+    "sphere_rhs_spectral_vs_quadrature",
+    "sphere_rhs_separable_vs_dense",
+    "sphere_rhs_spectral_slope",
+    "sphere_rhs_quadrature_slope",
 )
 
 
@@ -337,19 +348,21 @@ def torus_and_sphere(args, record):
                 "the kernel alone",
             )
         if args.sphere_rhs_degrees:
+            rhs_degrees = args.sphere_rhs_degrees
+            small = [d for d in rhs_degrees if d <= args.sphere_dense_max]
             fast, slow, agreement, count = compare_paths(
                 "S^2 right-hand side",
                 make_sphere,
                 (gaussian, quadrature),
-                args.sphere_rhs_degrees,
-                args.sphere_rhs_degrees,
-                max(args.sphere_rhs_degrees),
+                rhs_degrees,
+                small,
+                max(small),
                 args.repeats,
                 rhs_timer,
                 nodes,
                 key,
             )
-            degree = max(args.sphere_rhs_degrees)
+            degree = max(small)
             ratio = slow[degree] / fast[degree]
             record["sphere_rhs_spectral_vs_quadrature"] = figure(
                 ratio,
@@ -361,29 +374,48 @@ def torus_and_sphere(args, record):
                 agreement=agreement,
                 agreement_target="<= 1e-10",
                 agreement_met=bool(agreement <= 1e-10),
-                note="the curvature of the band-limited state (harmonics evaluated with "
-                "autodiff at every node) dominates both paths here",
+                note="the kernel by Funk-Hecke multipliers against quadrature, on the separable "
+                "sphere",
             )
-            for label, times, target, met in (
-                ("spectral", fast, "<= 1.2", lambda s: bool(s <= 1.2)),
-                ("quadrature", slow, "about 2", lambda s: bool(abs(s - 2) <= 0.3)),
+            dense, dense_agreement = {}, None
+            for size in small:
+                m = flows.Sphere(2, size, fast=False)
+                dense[size], result = rhs_timer(m, gaussian, key, args.repeats)
+                progress(f"S^2 right-hand side, dense harmonics, size {size}: {dense[size]:.4g} s")
+                if size == degree:
+                    dense_agreement = relative_difference(
+                        rhs_timer(make_sphere(size), gaussian, key, 1)[1], result
+                    )
+            record["sphere_rhs_separable_vs_dense"] = figure(
+                dense[degree] / fast[degree],
+                "(no target; agreement <= 1e-12)",
+                None,
+                degree=degree,
+                separable_seconds=fast[degree],
+                dense_seconds=dense[degree],
+                agreement=dense_agreement,
+                agreement_target="<= 1e-12",
+                agreement_met=bool(dense_agreement <= 1e-12),
+                dense_slope=slope([count[d] for d in small], [dense[d] for d in small]),
+                note="Sphere(2, L) against Sphere(2, L, fast=False): every harmonic at every "
+                "node, derivatives by autodiff (O(N^2))",
+            )
+            for label, times, sizes, target, met in (
+                ("spectral", fast, rhs_degrees, "<= 1.6", lambda s: bool(s <= 1.6)),
+                ("quadrature", slow, small, "about 2", lambda s: bool(abs(s - 2) <= 0.3)),
             ):
                 record[f"sphere_rhs_{label}_slope"] = slope_figure(
                     times,
-                    args.sphere_rhs_degrees,
+                    sizes,
                     count,
                     target,
                     met,
-                    "whole right-hand side",
+                    "whole right-hand side (separable transforms and jets)",
                 )
         else:
-            for name in (
-                "sphere_rhs_spectral_vs_quadrature",
-                "sphere_rhs_spectral_slope",
-                "sphere_rhs_quadrature_slope",
-            ):
+            for name in SPHERE_RHS_FIGURES:
                 record[name] = skipped(
-                    "--quick (or no --sphere-rhs-degrees): each S^2 right-hand side takes ~10 s "
+                    "--quick (or no --sphere-rhs-degrees): each S^2 right-hand side takes seconds "
                     "to compile"
                 )
 
@@ -1016,6 +1048,11 @@ def parse_args(argv):
     parser.add_argument("--torus-ratio", type=integer(3), help="grid of the FFT/quadrature ratio")
     parser.add_argument("--sphere-kernel-degrees", type=integer(2), nargs="+")
     parser.add_argument("--sphere-rhs-degrees", type=integer(2), nargs="*")
+    parser.add_argument(
+        "--sphere-dense-max",
+        type=integer(2),
+        help="largest S^2 degree of the quadrature and dense-harmonic right-hand sides (O(N^2))",
+    )
     parser.add_argument("--quintic-points", type=positive_int, help="points for the pairs/s figure")
     parser.add_argument("--point-sigma", type=positive, default=0.3, help="FSGaussian width")
     parser.add_argument(
@@ -1073,7 +1110,8 @@ def parse_args(argv):
         "torus_quadrature": [16, 32, 48, 64],
         "torus_ratio": 64,
         "sphere_kernel_degrees": [16, 24, 32, 48, 64],
-        "sphere_rhs_degrees": [16, 32, 64],
+        "sphere_rhs_degrees": [16, 32, 64, 128],
+        "sphere_dense_max": 64,
         "quintic_points": 20_000,
         "exp_size": 2**24,
         "memory_points": [10_000, 30_000],
@@ -1096,6 +1134,7 @@ def parse_args(argv):
         "torus_ratio": 12,
         "sphere_kernel_degrees": [6, 10],
         "sphere_rhs_degrees": [],
+        "sphere_dense_max": 10,
         "quintic_points": 1000,
         "exp_size": 2**20,
         "memory_points": [1000],
@@ -1128,6 +1167,14 @@ def parse_args(argv):
         parser.error("slopes need at least two torus grids per path")
     if len(args.sphere_kernel_degrees) < 2 or len(args.sphere_rhs_degrees) == 1:
         parser.error("slopes need at least two sphere degrees")
+    if (
+        args.sphere_rhs_degrees
+        and sum(d <= args.sphere_dense_max for d in args.sphere_rhs_degrees) < 2
+    ):
+        parser.error(
+            "the quadrature and dense S^2 slopes need two --sphere-rhs-degrees at most "
+            f"--sphere-dense-max ({args.sphere_dense_max})"
+        )
     return args
 
 

@@ -195,6 +195,30 @@ class AbstractManifold(eqx.Module):
             self.nodes
         )
 
+    def nodal_metric_jet(
+        self, values: Float[Array, "N D D"]
+    ) -> tuple[Float[Array, "N n n"], Float[Array, "N n n n"], Float[Array, "N n n n n"]]:
+        r"""The metric whose components are the series of nodal `values`, in the chart at each node.
+
+        $g = J^\top A J$ at $u = 0$, $A$ the series of the symmetrised values, with
+        its first and second chart derivatives in the trailing axes (what
+        `geometry_from_jet` takes). Flat charts: the values and `nodal_jet`; others:
+        automatic differentiation of the pulled-back series at each node.
+        """
+        values = 0.5 * (values + jnp.swapaxes(values, -1, -2))
+        if self.flat_chart:
+            return values, *self.nodal_jet(values)
+        coefficients = self.transform(values)
+        u0 = jnp.zeros((self.dim,), dtype=values.dtype)
+
+        def at(x):
+            def g(u):
+                return self.pull_back(lambda y: self.evaluate(coefficients, y), x, u)
+
+            return g(u0), jax.jacfwd(g)(u0), jax.jacfwd(jax.jacfwd(g))(u0)
+
+        return jax.vmap(at)(self.nodes)
+
     def isotropic_extension(self, x: Point, tensor: Float[Array, "n n"]) -> Float[Array, "D D"]:
         r"""$E\,T\,E^\top + \tfrac{1}{n}\mathrm{tr}(T)\,(I - E E^\top)$: representation components of `tensor`.
 

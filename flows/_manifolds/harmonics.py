@@ -40,14 +40,30 @@ def jacobi_norm_sq(k: int, alpha: int, beta: int) -> float:
     return math.exp(log_h)
 
 
+def _recurrence(kmax: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, ...]:
+    r"""The three-term recurrence's coefficients for $n = 2..k_\max$ (rows) and every pair (columns).
+
+    $P_n = (q_0 + q_1 s) P_{n-1} - q_2 P_{n-2}$ from
+    $2n(n+\alpha+\beta)(c-2) P_n = (c-1)[c(c-2)s + \alpha^2 - \beta^2] P_{n-1}
+    - 2(n+\alpha-1)(n+\beta-1) c P_{n-2}$, $c = 2n + \alpha + \beta$.
+    """
+    n = np.arange(2, kmax + 1, dtype=np.float64)[:, None]
+    c = 2 * n + a + b
+    a1 = 2 * n * (n + a + b) * (c - 2)
+    return (
+        (c - 1) * (a**2 - b**2) / a1,  # constant part of the P_{n-1} factor
+        (c - 2) * (c - 1) * c / a1,  # s part of the P_{n-1} factor
+        2 * (n + a - 1) * (n + b - 1) * c / a1,  # P_{n-2} factor
+    )
+
+
 def jacobi(
     kmax: int, alpha: np.ndarray, beta: np.ndarray, s: Float[Array, ""]
 ) -> Float[Array, "kmax+1 pairs"]:
     r"""$P_k^{(\alpha_p, \beta_p)}(s)$ for $k = 0..k_\max$ and every pair $p$, by the three-term recurrence.
 
-    $2n(n+\alpha+\beta)(c-2) P_n = (c-1)[c(c-2)s + \alpha^2 - \beta^2] P_{n-1}
-    - 2(n+\alpha-1)(n+\beta-1) c P_{n-2}$, $c = 2n + \alpha + \beta$; a `lax.scan`,
-    so the traced graph does not grow with the degree.
+    The recurrence of `_recurrence`, $P_0 = 1$, $P_1 = (\alpha + 1) + (\alpha + \beta + 2)(s - 1)/2$;
+    a `lax.scan`, so the traced graph does not grow with the degree.
     """
     a = np.asarray(alpha, dtype=np.float64)
     b = np.asarray(beta, dtype=np.float64)
@@ -57,15 +73,7 @@ def jacobi(
     p1 = jnp.asarray(a + 1, dtype=s.dtype) + jnp.asarray((a + b + 2) / 2, dtype=s.dtype) * (s - 1)
     if kmax == 1:
         return jnp.stack([p0, p1])
-    n = np.arange(2, kmax + 1, dtype=np.float64)[:, None]
-    c = 2 * n + a + b
-    a1 = 2 * n * (n + a + b) * (c - 2)
-    coeffs = (
-        (c - 1) * (a**2 - b**2) / a1,  # constant part of the P_{n-1} factor
-        (c - 2) * (c - 1) * c / a1,  # s part of the P_{n-1} factor
-        2 * (n + a - 1) * (n + b - 1) * c / a1,  # P_{n-2} factor
-    )
-    coeffs = tuple(jnp.asarray(q, dtype=s.dtype) for q in coeffs)
+    coeffs = tuple(jnp.asarray(q, dtype=s.dtype) for q in _recurrence(kmax, a, b))
 
     def step(carry, coeff):
         prev, prev2 = carry
@@ -75,6 +83,19 @@ def jacobi(
 
     _, rest = jax.lax.scan(step, (p1, p0), coeffs)
     return jnp.concatenate([p0[None], p1[None], rest])
+
+
+def jacobi_numpy(kmax: int, alpha: np.ndarray, s: np.ndarray) -> np.ndarray:
+    r"""$P_k^{(\alpha_p, \alpha_p)}(s_i)$, shape (kmax + 1, pairs, points): `jacobi`'s recurrence in numpy float64."""
+    a = np.asarray(alpha, dtype=np.float64)[:, None]
+    s = np.asarray(s, dtype=np.float64)[None, :]
+    out = np.empty((kmax + 1, a.shape[0], s.shape[1]))
+    out[0] = 1.0
+    if kmax >= 1:
+        out[1] = (a + 1) + (a + 1) * (s - 1)
+    for n, (q0, q1, q2) in enumerate(zip(*_recurrence(kmax, a[:, 0], a[:, 0]), strict=True)):
+        out[n + 2] = (q0[:, None] + q1[:, None] * s) * out[n + 1] - q2[:, None] * out[n]
+    return out
 
 
 def _powers(re: Float[Array, ""], im: Float[Array, ""], mmax: int) -> tuple[Array, Array]:

@@ -13,6 +13,7 @@ from .._misc import check_count, check_key, check_memory
 from .._types import ChartVector, Frame, Matrix, Point, Points, Scalar, Weights
 from .base import AbstractManifold, safe_norm
 from .harmonics import HarmonicTable, basis_size, harmonic_degree_dimension
+from .separable import SeparableS2, separable_bytes, sphere_jet
 
 
 def _rule_sizes(dim: int, degree: int) -> tuple[int, int]:
@@ -50,6 +51,42 @@ def _gauss_rule(dim: int, degree: int) -> tuple[np.ndarray, np.ndarray]:
     return x, w
 
 
+def _central_pullback_jet(
+    x: Point, e: Frame, a: Matrix, da: Float[Array, "D D n"], dda: Float[Array, "D D n n"]
+) -> tuple[Float[Array, "n n"], Float[Array, "n n n"], Float[Array, "n n n n"]]:
+    r"""Jet of $g_{ij}(u) = J_i^\top A(\varphi_x(u)) J_j$ at $u = 0$ for the central projection.
+
+    `da[..., k]`, `dda[..., k, l]`: the chart derivatives of $A \circ \varphi_x$. With
+    $G = E^\top A E$, $b_{jl} = x^\top \partial_l A\, E_j$ and $c = x^\top A x$:
+    $\partial_k g_{ij} = (E^\top \partial_k A E)_{ij} - \delta_{ik} (x^\top A E)_j - \delta_{jk} (x^\top A E)_i$,
+    $\partial_k\partial_l g_{ij} = (E^\top \partial_k\partial_l A E)_{ij} - 2\delta_{kl} G_{ij}
+    - \delta_{il} G_{kj} - \delta_{ik} G_{lj} - \delta_{jl} G_{ik} - \delta_{jk} G_{il}
+    - \delta_{ik} b_{jl} - \delta_{il} b_{jk} - \delta_{jl} b_{ik} - \delta_{jk} b_{il}
+    + (\delta_{ik}\delta_{jl} + \delta_{il}\delta_{jk})\, c$.
+    """
+    d = jnp.eye(e.shape[1], dtype=a.dtype)
+    g = e.T @ a @ e
+    xae = x @ a @ e
+    dg = jnp.einsum("ai,abk,bj->ijk", e, da, e)
+    dg = dg - jnp.einsum("ik,j->ijk", d, xae) - jnp.einsum("jk,i->ijk", d, xae)
+    b = jnp.einsum("a,abl,bj->jl", x, da, e)
+    c = x @ a @ x
+    ddg = (
+        jnp.einsum("ai,abkl,bj->ijkl", e, dda, e)
+        - 2 * jnp.einsum("kl,ij->ijkl", d, g)
+        - jnp.einsum("il,kj->ijkl", d, g)
+        - jnp.einsum("ik,lj->ijkl", d, g)
+        - jnp.einsum("jl,ik->ijkl", d, g)
+        - jnp.einsum("jk,il->ijkl", d, g)
+        - jnp.einsum("ik,jl->ijkl", d, b)
+        - jnp.einsum("il,jk->ijkl", d, b)
+        - jnp.einsum("jl,ik->ijkl", d, b)
+        - jnp.einsum("jk,il->ijkl", d, b)
+        + (jnp.einsum("ik,jl->ijkl", d, d) + jnp.einsum("il,jk->ijkl", d, d)) * c
+    )
+    return g, dg, ddg
+
+
 class _HarmonicSeries(eqx.Module):
     r"""$f(x) = \sum_j c_j Y_j(x)$ over the harmonics of degree <= the table's."""
 
@@ -73,6 +110,14 @@ class Sphere(AbstractManifold):
     every spherical harmonic of degree <= `degree`. Weights sum to $4\pi$
     on $S^2$ and $2\pi^2$ on $S^3$.
 
+    On $S^2$ the transforms, the series at the nodes and its chart
+    derivatives there run by separation of variables (sums over the azimuth,
+    then a Legendre sum per order): $O(L^3) = O(N^{3/2})$ operations, and the
+    metric's chart jet is pulled back analytically. $S^3$ evaluates every
+    harmonic at every node, $O(N^2)$. `fast=False` runs the reference path
+    the fast one is tested against: every harmonic at every node,
+    differentiated by automatic differentiation.
+
     The spectral series of nodal values is their quadrature projection onto
     the real orthonormal harmonics of degree <= `band_limit`
     $= \lfloor$ `degree` $/2 \rfloor$ (products of two such harmonics are
@@ -89,6 +134,7 @@ class Sphere(AbstractManifold):
 
     - `dim`: 2 or 3.
     - `degree`: polynomial degree integrated exactly, at least 2.
+    - `fast`: False for the dense reference path (tests and benchmarks).
     """
 
     dim: int = eqx.field(static=True)
@@ -96,17 +142,26 @@ class Sphere(AbstractManifold):
     table: HarmonicTable = eqx.field(static=True)
     nodes: Points
     weights: Weights
+    separable: SeparableS2 | None
+    fast: bool = eqx.field(static=True)
 
-    def __init__(self, dim: int, degree: int):
+    def __init__(self, dim: int, degree: int, fast: bool = True):
         dim = check_count(dim, "Sphere: dim must be 2 or 3", allowed=(2, 3))
         degree = check_count(degree, "Sphere: degree must be an integer >= 2", minimum=2)
-        # the interpolant evaluates every harmonic of degree <= L/2 at every node (dense)
         n_gauss, n_az = _rule_sizes(dim, degree)
         nodes = n_gauss * n_az ** (dim - 1)
+        if not isinstance(fast, bool):
+            raise ValueError(f"Sphere: fast must be True or False, got {fast!r}.")
+        if dim == 2 and fast:
+            # the separable tables, and a few nodal fields of a metric's 3 x 3 components
+            need, what = separable_bytes(degree) + 8.0 * nodes * 9 * 16, "transform tables"
+        else:
+            # every harmonic of degree <= L/2 evaluated at every node (dense)
+            need, what = 8.0 * nodes * basis_size(dim, degree // 2), "harmonics at its nodes"
         check_memory(
-            8.0 * nodes * basis_size(dim, degree // 2),
-            f"Sphere({dim}, {degree}): the {basis_size(dim, degree // 2)} harmonics at its "
-            f"{nodes} nodes",
+            need,
+            f"Sphere({dim}, {degree}): the {what} ({nodes} nodes, "
+            f"{basis_size(dim, degree // 2)} harmonics)",
             "Choose a lower degree.",
         )
         self.dim = dim
@@ -121,9 +176,16 @@ class Sphere(AbstractManifold):
         x, w = _gauss_rule(dim, degree)
         self.nodes = jnp.asarray(x)
         self.weights = jnp.asarray(w)
+        self.fast = fast
+        if dim == 2 and fast:
+            s, _ = np.polynomial.legendre.leggauss(n_gauss)
+            self.separable = SeparableS2(self.table, s, w[::n_az], n_az)
+        else:
+            self.separable = None
 
     def __repr__(self) -> str:
-        return f"Sphere(dim={self.dim}, degree={self.degree})"
+        fast = "" if self.fast else ", fast=False"
+        return f"Sphere(dim={self.dim}, degree={self.degree}{fast})"
 
     @property
     def ambient_dim(self) -> int:
@@ -186,18 +248,60 @@ class Sphere(AbstractManifold):
             raise ValueError(f"{self!r}: a point must have shape ({self.dim + 1},), got {x.shape}.")
         return self.table(x)
 
-    def transform(self, values: Float[Array, "N *shape"]) -> Float[Array, "M *shape"]:
-        r"""$c_j = \sum_a w_a Y_j(x_a) f(x_a)$."""
+    def _check_nodal(self, values: Array) -> None:
         if values.shape[:1] != self.weights.shape:
             raise ValueError(
                 f"{self!r}: nodal values must have leading axis {self.weights.shape[0]}, "
                 f"got shape {values.shape}."
             )
+
+    def transform(self, values: Float[Array, "N *shape"]) -> Float[Array, "M *shape"]:
+        r"""$c_j = \sum_a w_a Y_j(x_a) f(x_a)$ (separable on $S^2$, dense on $S^3$)."""
+        self._check_nodal(values)
+        if self.separable is not None:
+            flat = self.separable.transform(values.reshape(values.shape[0], -1))
+            return flat.reshape(flat.shape[:1] + values.shape[1:])
         basis = jax.vmap(self.basis)(self.nodes) * self.weights[:, None]
         return jnp.tensordot(basis, values, axes=(0, 0))
 
     def evaluate(self, coefficients: Float[Array, "M *shape"], x: Point) -> Float[Array, "*shape"]:
         return jnp.tensordot(self.basis(x), coefficients, axes=(0, 0))
+
+    def synthesize(self, coefficients: Float[Array, "M *shape"]) -> Float[Array, "N *shape"]:
+        """The series at every node (separable on $S^2$)."""
+        if self.separable is None:
+            return super().synthesize(coefficients)
+        flat = self.separable.synthesize(coefficients.reshape(coefficients.shape[0], -1))
+        return flat.reshape(flat.shape[:1] + coefficients.shape[1:])
+
+    def _series_jet(self, values: Float[Array, "N *shape"]) -> tuple[Array, Array, Array]:
+        """The series of nodal values at the nodes, with its chart jet there."""
+        if self.separable is None:
+            return self.synthesize(self.transform(values)), *super().nodal_jet(values)
+        frames = jax.vmap(self.frame)(self.nodes)
+        return sphere_jet(self.separable, self.nodes, frames, self.transform(values))
+
+    def nodal_jet(
+        self, values: Float[Array, "N *shape"]
+    ) -> tuple[Float[Array, "N *shape n"], Float[Array, "N *shape n n"]]:
+        """Chart derivatives of the series of nodal values at the nodes (separable on $S^2$)."""
+        return self._series_jet(values)[1:]
+
+    def nodal_metric_jet(
+        self, values: Float[Array, "N D D"]
+    ) -> tuple[Float[Array, "N n n"], Float[Array, "N n n n"], Float[Array, "N n n n n"]]:
+        r"""$g = J^\top A J$ in the chart at each node, with its first and second derivatives.
+
+        From the series $A$ of the symmetrised nodal values and its chart jet, by the
+        derivatives of the central projection at $u = 0$: $J = E$,
+        $\partial_k J_i = -\delta_{ik} x$,
+        $\partial_k \partial_l J_i = -(\delta_{kl} E_i + \delta_{il} E_k + \delta_{ik} E_l)$.
+        """
+        if not self.fast:
+            return super().nodal_metric_jet(values)
+        a, da, dda = self._series_jet(0.5 * (values + jnp.swapaxes(values, -1, -2)))
+        frames = jax.vmap(self.frame)(self.nodes)
+        return jax.vmap(_central_pullback_jet)(self.nodes, frames, a, da, dda)
 
     def laplace_eigenvalues(self) -> Float[Array, " M"]:
         r"""$l(l + n - 1)$ for each harmonic of degree $l \le$ `band_limit`."""

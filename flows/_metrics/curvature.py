@@ -164,15 +164,11 @@ def local_geometry(metric: AbstractMetric, x: Point, *, check: bool | None = Non
 def nodal_geometry(metric: NodalMetric) -> LocalGeometry:
     """`LocalGeometry` at every node (batched), in the chart centred at each node; unchecked.
 
-    On manifolds with flat charts (tori) from FFT derivatives of the nodal
-    values, O(N log N); elsewhere by automatic differentiation of the series.
+    From the manifold's `nodal_metric_jet`: FFT derivatives on tori, O(N log N);
+    separable sums on $S^2$, O(N^{3/2}); automatic differentiation of the series
+    on $S^3$.
     """
-    m = metric.manifold
-    if m.flat_chart:
-        values = 0.5 * (metric.values + jnp.swapaxes(metric.values, -1, -2))
-        dg, ddg = m.nodal_jet(values)
-        return jax.vmap(geometry_from_jet)(values, dg, ddg)
-    return jax.vmap(lambda x: local_geometry(metric, x, check=False))(m.nodes)
+    return jax.vmap(geometry_from_jet)(*metric.manifold.nodal_metric_jet(metric.values))
 
 
 def reference_geometry(manifold: AbstractManifold) -> LocalGeometry:
