@@ -81,7 +81,7 @@ def _start(flow, y0, t0, t1, dt0, rtol, atol, config):
     """
     direction = jnp.where(t0 < t1, 1, -1)
     term = _DirectedTerm(diffrax.ODETerm(flow), direction)
-    solver = _make_solver(config.solver, config.linear_solver, rtol, atol)
+    solver = _make_solver(config.solver, config.linear_solver, rtol, atol, flow.manifold)
     controller = _controller.pid(rtol, atol).wrap(direction)
     tnext, controller_state = controller.init(
         term, t0, t1, y0, dt0, None, solver.func, solver.error_order(term)
@@ -102,7 +102,7 @@ def _segment(flow, state, dt0, ts, t1, s0, tolerances, config):
     """
     rtol, atol, degenerate_tol, fixed_point_tol, curvature_limit = tolerances
     t, _, y, solver_state, controller_state = state
-    solver = _make_solver(config.solver, config.linear_solver, rtol, atol)
+    solver = _make_solver(config.solver, config.linear_solver, rtol, atol, flow.manifold)
     event = _event(flow, s0, degenerate_tol, fixed_point_tol, curvature_limit, config)
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(flow),
