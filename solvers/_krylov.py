@@ -21,9 +21,9 @@ manifold's spectral coefficients, is nearly $A^{-1}$ on the resolved modes:
 lineax's own componentwise scale, $\mathrm{atol} + \mathrm{rtol}\,|b_i|$, asks for
 absolute accuracy wherever a component of $b$ vanishes, and it checks convergence
 only at restarts: with restarts of 40 every solve took at least 80 products, which
-made Kvaerno5 cost 185 Tsit5 steps per step on $T^2$ at $64^2$. Measured there
-(Ricci–DeTurck from a rough metric to t = 1): the products per implicit step fell
-from about 650 to about 90.
+made Kvaerno5 cost 185 Tsit5 steps per step on $T^2$ at $64^2$ (Ricci–DeTurck from a
+rough metric to t = 1). Counted at $32^2$ on the same problem: about 650 products per
+implicit step before, about 80 now (12 Newton iterations of about 6.5 each).
 """
 
 from typing import Any
