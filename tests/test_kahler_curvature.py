@@ -122,3 +122,17 @@ def test_bad_input_is_refused():
         flows.ricci_measure(surface, sample.points)
     with pytest.raises(ValueError, match="live in C\\^3, the hypersurface in C\\^5"):
         flows.ricci_measure(flows.Hypersurface.fermat_quintic(), sample)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4])
+def test_small_hermitian_solve_matches_lapack(m):
+    # the adjugate solve (m <= 3) that keeps batched LAPACK triangular solves, which have
+    # deadlocked XLA:CPU's two-thread pool, out of the curvature functionals; m = 4 is LU
+    from flows._calabi_yau.curvature import _solve  # white-box: a private helper
+
+    rng = np.random.default_rng(m)
+    a = rng.normal(size=(m, m)) + 1j * rng.normal(size=(m, m))
+    g = a @ a.conj().T + 0.5 * np.eye(m)  # Hermitian positive definite, condition ~ 10-100
+    b = rng.normal(size=(m, 2)) + 1j * rng.normal(size=(m, 2))
+    x = np.asarray(_solve(jnp.asarray(g), jnp.asarray(b)))
+    assert np.abs(x - np.linalg.solve(g, b)).max() < 1e-12 * np.abs(x).max()

@@ -319,15 +319,8 @@ def test_curvature_gradient_flows(functional):
         assert abs(derivative / predicted - 1) <= 1e-6
 
 
-# The Dirichlet case hangs (measured 2026-12-06, at this revision and the one before the
-# test-suite XLA flags): no CPU used, the main thread waiting in BlockUntilReady with no
-# XLA thread at work. It is not run until the cause is found, so that `-m slow` finishes;
-# the xfail shows it in every slow run's summary.
-_HANGS = pytest.mark.xfail(run=False, reason="hangs in XLA (a deadlock, no CPU used): not run")
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("functional", [pytest.param("dirichlet", marks=_HANGS), "calabi"])
+@pytest.mark.parametrize("functional", ["dirichlet", "calabi"])
 def test_curvature_functionals_fall_with_k_at_the_kahler_ricci_rate(functional):
     # The flows' steady states: Newton on grad E = 0, a minimum (positive definite Hessian),
     # at k = 4 and 6 (2000 training, 20,000 test points). At finite k each functional's

@@ -59,6 +59,34 @@ def _det(g):
     return jnp.linalg.det(g)
 
 
+def _solve(g, b):
+    r"""$g^{-1} b$ for a small matrix: by the adjugate for m <= 3, else LU.
+
+    Batched LAPACK solves (complex triangular solves under `vmap` and autodiff) have
+    deadlocked XLA:CPU's thread pool on two cores, several of them waiting for each
+    other's batch tasks; the adjugate is elementwise arithmetic, with no such call.
+    """
+    m = g.shape[0]
+    if m == 1:
+        return b / g[0, 0]
+    if m == 2:
+        adjugate = jnp.array([[g[1, 1], -g[0, 1]], [-g[1, 0], g[0, 0]]])
+        return adjugate @ b / _det(g)
+    if m == 3:
+        cofactor = jnp.array(
+            [
+                [
+                    g[(i + 1) % 3, (j + 1) % 3] * g[(i + 2) % 3, (j + 2) % 3]
+                    - g[(i + 1) % 3, (j + 2) % 3] * g[(i + 2) % 3, (j + 1) % 3]
+                    for j in range(3)
+                ]
+                for i in range(3)
+            ]
+        )
+        return cofactor.T @ b / _det(g)
+    return jnp.linalg.solve(g, b)
+
+
 def _log_abs_det(g):
     """log|det g| of a Hermitian g: defined (and equal) wherever g is non-degenerate, PD or not."""
     return jnp.log(jnp.abs(jnp.real(_det(g))))
@@ -168,7 +196,7 @@ def _curvature(polynomial, coefficients, points, patch, eliminated, potential):
 
         g = metric(w0)
         ric = -complex_hessian(log_det, w0, forward_only=True)
-        scalar = 2 * jnp.real(jnp.trace(jnp.linalg.solve(g, ric)))
+        scalar = 2 * jnp.real(jnp.trace(_solve(g, ric)))
         return g, ric, scalar
 
     return jax.vmap(one)(points, patch, eliminated)

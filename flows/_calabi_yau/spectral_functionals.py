@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .curvature import _curvature, _log_eta_gradient, _polynomial
+from .curvature import _curvature, _log_abs_det, _log_eta_gradient, _polynomial, _solve
 from .sampling import PointSample
 from .spectral_basis import SpectralBasis
 from .spectral_flows import SpectralPotential, SpectralRicciFlow
@@ -142,16 +142,12 @@ class SpectralGradientFlow(eqx.Module):
         if self.functional == "dirichlet":
             g, d_log_eta = _log_eta_gradient(*arguments)
             density = jnp.real(
-                jnp.einsum(
-                    "ni,ni->n",
-                    jnp.conj(d_log_eta),
-                    jnp.linalg.solve(g, d_log_eta[..., None])[..., 0],
-                )
+                jnp.einsum("ni,ni->n", jnp.conj(d_log_eta), jax.vmap(_solve)(g, d_log_eta))
             )
         else:
             g, _, scalar = _curvature(*arguments)
             density = scalar**2
-        log_eta = jnp.log(jnp.real(jnp.linalg.det(g))) - jnp.log(jnp.abs(sample.omega) ** 2)
+        log_eta = jax.vmap(_log_abs_det)(g) - jnp.log(jnp.abs(sample.omega) ** 2)
         eta = jnp.exp(log_eta - jnp.max(log_eta))
         mu = w * eta / jnp.sum(w * eta)
         return jnp.sum(mu * density)
