@@ -56,7 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float
 
-from .curvature import _chart_metric, _check, _polynomial
+from .curvature import _chart_metric, _check, _inverse, _polynomial
 from .hypersurface import Hypersurface
 from .sampling import PointSample
 
@@ -119,7 +119,7 @@ def _curvature_at(polynomial, coefficients, potential, z0, patch, eliminated):
     dbar = 0.5 * (d1[..., :m] + 1j * d1[..., m:])  # [a, b, j]: d_j̄ g_{a b̄}
     xx, xy, yx, yy = d2[..., :m, :m], d2[..., :m, m:], d2[..., m:, :m], d2[..., m:, m:]
     ddbar = 0.25 * (xx + yy + 1j * (xy - yx))  # [a, b, i, j]: d_i d_j̄ g_{a b̄}
-    inverse = jnp.linalg.inv(g)  # [d, c] = g^{c d̄}
+    inverse = _inverse(g)  # [d, c] = g^{c d̄}
     riemann = -jnp.einsum("abij->ijab", ddbar) + jnp.einsum(
         "dc,adi,cbj->ijab", inverse, dg, dbar
     )  # [i, j, a, b]: R_{i j̄ a b̄}
@@ -195,7 +195,7 @@ def _fs_closed_form(polynomial, coefficients, points, jacobian):
             + jnp.einsum("ib,aj->ijab", g, g)
             - jnp.einsum("ia,jb->ijab", h, jnp.conj(h)) / scale
         )
-        return g, jnp.einsum("ca,ijbc->abij", jnp.linalg.inv(g), riemann)
+        return g, jnp.einsum("ca,ijbc->abij", _inverse(g), riemann)
 
     return jax.vmap(one)(points, jacobian)
 

@@ -87,6 +87,11 @@ def _solve(g, b):
     return jnp.linalg.solve(g, b)
 
 
+def _inverse(g):
+    """$g^{-1}$ of a small matrix by the adjugate (m <= 3, `_solve`'s reason), else LU."""
+    return _solve(g, jnp.eye(g.shape[0], dtype=g.dtype))
+
+
 def _log_abs_det(g):
     """log|det g| of a Hermitian g: defined (and equal) wherever g is non-degenerate, PD or not."""
     return jnp.log(jnp.abs(jnp.real(_det(g))))

@@ -19,6 +19,7 @@ import numpy as np
 from jaxtyping import Array, Complex, Float
 
 from .._misc import check_count
+from .curvature import _inverse
 from .kernel_apply import FSGaussian, point_kernel_apply
 from .losses import sigma_measure
 from .sampling import PointSample
@@ -256,7 +257,7 @@ class SpectralRicciFlow(eqx.Module):
         2\sum_{i<j}\mathrm{Re}(g^{-1}_{ij}\overline{H_{ij}})$: one product with the packed Hessians.
         """
         m = self.dim
-        inverse = _pack(jnp.linalg.inv(self.metric(c)))
+        inverse = _pack(jax.vmap(_inverse)(self.metric(c)))
         factor = jnp.concatenate([jnp.ones(m), jnp.full(m * m - m, 2.0)])
         return jnp.einsum("nq,nqp->np", inverse * factor, self.hessians)
 

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from .curvature import _inverse
 from .sampling import PointSample
 from .spectral_basis import _batch
 from .spectral_flows import SpectralPotential
@@ -44,7 +45,7 @@ def _laplacian_matrices(potential: SpectralPotential, points, jacobian, omega, w
         values, gradient, hessian, g_fs = basis._geometry(z, jac)
         c = potential.coefficients.astype(hessian.dtype)
         g = g_fs + jnp.einsum("p,pij->ij", c, hessian)
-        inverse = jnp.linalg.inv(g)
+        inverse = _inverse(g)
         # g^{i jbar} d_i e_a dbar_j e_b = conj(de_b)^T g^{-1} de_a; box e = tr(g^{-1} H)
         weak = jnp.real(jnp.einsum("bj,ji,ai->ab", jnp.conj(gradient), inverse, gradient))
         box = jnp.real(jnp.einsum("ji,pij->p", inverse, hessian))
