@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .curvature import _curvature, _log_abs_det, _log_eta_gradient, _polynomial, _solve
+from .curvature import _curvature, _det, _log_eta_gradient, _polynomial, _solve
 from .sampling import PointSample
 from .spectral_basis import SpectralBasis
 from .spectral_flows import SpectralPotential, SpectralRicciFlow
@@ -147,7 +147,7 @@ class SpectralGradientFlow(eqx.Module):
         else:
             g, _, scalar = _curvature(*arguments)
             density = scalar**2
-        log_eta = jax.vmap(_log_abs_det)(g) - jnp.log(jnp.abs(sample.omega) ** 2)
+        log_eta = jnp.log(jnp.real(jax.vmap(_det)(g))) - jnp.log(jnp.abs(sample.omega) ** 2)
         eta = jnp.exp(log_eta - jnp.max(log_eta))
         mu = w * eta / jnp.sum(w * eta)
         return jnp.sum(mu * density)

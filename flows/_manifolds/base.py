@@ -190,7 +190,12 @@ class AbstractManifold(eqx.Module):
         self, values: Float[Array, "N *shape"]
     ) -> tuple[Float[Array, "N *shape n"], Float[Array, "N *shape n n"]]:
         """First and second derivatives of the spectral series of nodal values, in the chart at each node."""
-        coefficients = self.transform(values)
+        return self._coefficient_jet(self.transform(values))
+
+    def _coefficient_jet(
+        self, coefficients: Any
+    ) -> tuple[Float[Array, "N *shape n"], Float[Array, "N *shape n n"]]:
+        """First and second chart derivatives at each node of the series with these coefficients."""
         return jax.vmap(lambda x: self.chart_jet(lambda y: self.evaluate(coefficients, y), x))(
             self.nodes
         )

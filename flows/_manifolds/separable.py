@@ -106,9 +106,9 @@ class SeparableS2(eqx.Module):
         c_sin = zeros.at[slot[sine]].set(c[sine])
         return c_cos.reshape(size, size, -1), c_sin.reshape(size, size, -1)
 
-    def _radial_sums(self, c: Float[Array, "M K"], d: int) -> tuple[Array, Array]:
-        r"""Real and imaginary parts of $\partial_s^d A_m(s_a)$, shape (G, m, K)."""
-        c_cos, c_sin = self._orders(c)
+    def _radial_sums(self, orders: tuple[Array, Array], d: int) -> tuple[Array, Array]:
+        r"""Real and imaginary parts of $\partial_s^d A_m(s_a)$, shape (G, m, K), from `_orders`."""
+        c_cos, c_sin = orders
         r = self.radial[d]
         return jnp.einsum("amk,mkK->amK", r, c_cos), -jnp.einsum("amk,mkK->amK", r, c_sin)
 
@@ -124,15 +124,14 @@ class SeparableS2(eqx.Module):
 
     def synthesize(self, c: Float[Array, "M K"]) -> Float[Array, "N K"]:
         """The series at every node."""
-        real, _ = self._azimuthal(*self._radial_sums(c, 0), 0)
+        real, _ = self._azimuthal(*self._radial_sums(self._orders(c), 0), 0)
         return real.reshape(-1, c.shape[1])
 
     def ambient_jet(self, c: Float[Array, "M K"]) -> tuple[Array, Array, Array]:
         r"""$F$ (N, K), $\nabla F$ (N, K, 3) and $\nabla^2 F$ (N, K, 3, 3) of the ambient polynomial at every node."""
         m = jnp.arange(self.table.degree + 1, dtype=c.dtype)[None, :, None]
-        a0 = self._radial_sums(c, 0)
-        a1 = self._radial_sums(c, 1)
-        a2 = self._radial_sums(c, 2)
+        orders = self._orders(c)
+        a0, a1, a2 = (self._radial_sums(orders, d) for d in range(3))
         f = self._azimuthal(*a0, 0)[0]
         z1 = self._azimuthal(m * a0[0], m * a0[1], 1)  # sum m A w^(m-1)
         z2 = self._azimuthal(m * (m - 1) * a0[0], m * (m - 1) * a0[1], 2)

@@ -178,8 +178,8 @@ class Sphere(AbstractManifold):
         self.weights = jnp.asarray(w)
         self.fast = fast
         if dim == 2 and fast:
-            s, _ = np.polynomial.legendre.leggauss(n_gauss)
-            self.separable = SeparableS2(self.table, s, w[::n_az], n_az)
+            # one node per latitude: s = x_3 and that latitude's weight
+            self.separable = SeparableS2(self.table, x[::n_az, 2], w[::n_az], n_az)
         else:
             self.separable = None
 
@@ -276,10 +276,11 @@ class Sphere(AbstractManifold):
 
     def _series_jet(self, values: Float[Array, "N *shape"]) -> tuple[Array, Array, Array]:
         """The series of nodal values at the nodes, with its chart jet there."""
+        coefficients = self.transform(values)
         if self.separable is None:
-            return self.synthesize(self.transform(values)), *super().nodal_jet(values)
+            return self.synthesize(coefficients), *self._coefficient_jet(coefficients)
         frames = jax.vmap(self.frame)(self.nodes)
-        return sphere_jet(self.separable, self.nodes, frames, self.transform(values))
+        return sphere_jet(self.separable, self.nodes, frames, coefficients)
 
     def nodal_jet(
         self, values: Float[Array, "N *shape"]
