@@ -185,6 +185,15 @@ def relative_difference(a, b) -> float:
     return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
 
 
+def agreement_fields(agreement: float, bound: float) -> dict:
+    """A figure's `agreement` between two paths, with its target `<= bound` and whether it is met."""
+    return {
+        "agreement": agreement,
+        "agreement_target": f"<= {bound:g}",
+        "agreement_met": bool(agreement <= bound),
+    }
+
+
 # Right-hand sides on tori and spheres.
 
 
@@ -218,7 +227,10 @@ def kernel_timer(manifold, kernel, key, repeats):
 def compare_paths(
     name, make, kernels, fast_sizes, slow_sizes, ratio_size, repeats, timer, count, key
 ):
-    """Time the fast and quadrature kernels over their sizes; agreement at `ratio_size`."""
+    """Time the fast and quadrature kernels over their sizes; agreement at `ratio_size`.
+
+    Returns the times of each path, the agreement, the node counts and the fast path's results.
+    """
     gaussian, quadrature = kernels
     fast, slow, results = {}, {}, {}
     for size in sorted(set(fast_sizes) | {ratio_size}):
@@ -233,7 +245,7 @@ def compare_paths(
         if size == ratio_size:
             agreement = relative_difference(result, results[size])
     nodes = {s: count(make(s)) for s in fast | slow}
-    return fast, slow, agreement, nodes
+    return fast, slow, agreement, nodes, results
 
 
 def torus_and_sphere(args, record):
@@ -266,7 +278,7 @@ def torus_and_sphere(args, record):
         )
 
     if "torus" in args.figures:
-        fast, slow, agreement, count = compare_paths(
+        fast, slow, agreement, count, _ = compare_paths(
             "T^2 right-hand side",
             make_torus,
             (gaussian, quadrature),
@@ -288,9 +300,7 @@ def torus_and_sphere(args, record):
             sigma=sigma,
             fft_seconds=fast[n],
             quadrature_seconds=slow[n],
-            agreement=agreement,
-            agreement_target="<= 1e-10",
-            agreement_met=bool(agreement <= 1e-10),
+            **agreement_fields(agreement, 1e-10),
             note="smoothed (fixed-measure) flow, Gaussian kernel; agreement: max |difference| "
             "over max |velocity|",
         )
@@ -312,7 +322,7 @@ def torus_and_sphere(args, record):
         )
 
     if "sphere" in args.figures:
-        fast, slow, agreement, count = compare_paths(
+        fast, slow, agreement, count, _ = compare_paths(
             "S^2 kernel",
             make_sphere,
             (gaussian, quadrature),
@@ -333,10 +343,9 @@ def torus_and_sphere(args, record):
             degree=degree,
             spectral_seconds=fast[degree],
             quadrature_seconds=slow[degree],
-            agreement=agreement,
-            agreement_met=bool(agreement <= 1e-10),
+            **agreement_fields(agreement, 1e-10),
             note="GaussianKernel.smooth by Funk-Hecke multipliers on the harmonic coefficients "
-            "(a dense transform, O(N x harmonics)) against quadrature then projection",
+            "(the separable transform, O(N^1.5)) against quadrature then projection",
         )
         for label, times in (("spectral", fast), ("quadrature", slow)):
             record[f"sphere_kernel_{label}_slope"] = slope_figure(
@@ -350,7 +359,7 @@ def torus_and_sphere(args, record):
         if args.sphere_rhs_degrees:
             rhs_degrees = args.sphere_rhs_degrees
             small = [d for d in rhs_degrees if d <= args.sphere_dense_max]
-            fast, slow, agreement, count = compare_paths(
+            fast, slow, agreement, count, results = compare_paths(
                 "S^2 right-hand side",
                 make_sphere,
                 (gaussian, quadrature),
@@ -371,9 +380,7 @@ def torus_and_sphere(args, record):
                 degree=degree,
                 spectral_seconds=fast[degree],
                 quadrature_seconds=slow[degree],
-                agreement=agreement,
-                agreement_target="<= 1e-10",
-                agreement_met=bool(agreement <= 1e-10),
+                **agreement_fields(agreement, 1e-10),
                 note="the kernel by Funk-Hecke multipliers against quadrature, on the separable "
                 "sphere",
             )
@@ -383,9 +390,7 @@ def torus_and_sphere(args, record):
                 dense[size], result = rhs_timer(m, gaussian, key, args.repeats)
                 progress(f"S^2 right-hand side, dense harmonics, size {size}: {dense[size]:.4g} s")
                 if size == degree:
-                    dense_agreement = relative_difference(
-                        rhs_timer(make_sphere(size), gaussian, key, 1)[1], result
-                    )
+                    dense_agreement = relative_difference(results[size], result)
             record["sphere_rhs_separable_vs_dense"] = figure(
                 dense[degree] / fast[degree],
                 "(no target; agreement <= 1e-12)",
@@ -393,9 +398,7 @@ def torus_and_sphere(args, record):
                 degree=degree,
                 separable_seconds=fast[degree],
                 dense_seconds=dense[degree],
-                agreement=dense_agreement,
-                agreement_target="<= 1e-12",
-                agreement_met=bool(dense_agreement <= 1e-12),
+                **agreement_fields(dense_agreement, 1e-12),
                 dense_slope=slope([count[d] for d in small], [dense[d] for d in small]),
                 note="Sphere(2, L) against Sphere(2, L, fast=False): every harmonic at every "
                 "node, derivatives by autodiff (O(N^2))",
