@@ -29,6 +29,15 @@ no solve of this package sets a minimum step, and `stop_reason` reads it as
 `StopReason.NON_FINITE`. Steps with finite values pass through untouched: the
 steps, and so the trajectories, are bit for bit those of the PID controller alone.
 
+A flow whose velocity grows without bound while staying finite (a finite-time
+singularity: measured, a network flow whose kernel was scaled by 1e8) makes the
+PID controller creep towards the singular time, alternating accepted and rejected
+steps that shrink geometrically: it used to spin to `max_steps`. A rejected step
+shorter than `COLLAPSE` (1e-12) times the solve's interval $|t_1 - t_0|$ stops the
+solve, reported as `RESULTS.max_steps_rejected` (`StopReason.STEP_COLLAPSED`):
+finishing at that step would take $10^{12}$ steps, so no flow that a solve can
+finish within `max_steps` is stopped by it.
+
 Its state also keeps its latest proposal $t_\mathrm{next}$ (before diffrax clips it to
 $t_1$) and whether the latest step was kept: with them a checkpointed solve
 (`_resume.py`) goes on with exactly the step the uninterrupted loop would take next.
@@ -42,8 +51,14 @@ import jax.numpy as jnp
 # the episode's first one stops the solve.
 RESOLUTION = 1e-5
 
+# A rejected step shorter than this times the solve's interval stops the solve.
+COLLAPSE = 1e-12
+
 # diffrax's result that carries the stop (`solvers._solution.stop_reason` reads it back).
 NON_FINITE_RESULT = diffrax.RESULTS.dt_min_reached
+# ... and the one that carries a collapse of the step size (no solver of this package
+# produces it otherwise: it belongs to diffrax's clipping controller)
+COLLAPSED_RESULT = diffrax.RESULTS.max_steps_rejected
 
 
 def _all_finite(tree) -> jax.Array:
@@ -56,10 +71,11 @@ class FiniteStepController(diffrax.AbstractAdaptiveStepSizeController):
 
     State: (pid's state, the end of the latest non-finite rejection, the length of the
     episode's first one (0: no episode), the latest proposal $t_\mathrm{next}$, whether
-    the latest step was kept).
+    the latest step was kept). `min_step`: a rejected step shorter than it stops the solve.
     """
 
     pid: diffrax.PIDController
+    min_step: float | jax.Array = 0.0
     resolution: float = RESOLUTION
 
     @property
@@ -75,7 +91,7 @@ class FiniteStepController(diffrax.AbstractAdaptiveStepSizeController):
         return self.pid.norm
 
     def wrap(self, direction):
-        return FiniteStepController(self.pid.wrap(direction), self.resolution)
+        return FiniteStepController(self.pid.wrap(direction), self.min_step, self.resolution)
 
     def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
         tnext, state = self.pid.init(terms, t0, t1, y0, dt0, args, func, error_order)
@@ -100,10 +116,13 @@ class FiniteStepController(diffrax.AbstractAdaptiveStepSizeController):
         first = jnp.where(keep & (t1 > bad_end), jnp.zeros_like(first), first)
         bad_end = jnp.where(bad, jnp.asarray(t1, bad_end.dtype), bad_end)
         stop = bad & (length < self.resolution * first)
+        collapsed = ~keep & (length < self.min_step)
+        result = diffrax.RESULTS.where(collapsed, COLLAPSED_RESULT, result)
         result = diffrax.RESULTS.where(stop, NON_FINITE_RESULT, result)
         return keep, tprev, tnext, jump, (pid_state, bad_end, first, tnext, keep), result
 
 
-def pid(rtol: float, atol: float) -> FiniteStepController:
-    """The controller of the package's solves: PID with tolerances `rtol`, `atol`, finite steps only."""
-    return FiniteStepController(diffrax.PIDController(rtol=rtol, atol=atol))
+def pid(rtol: float, atol: float, t0, t1) -> FiniteStepController:
+    """The controller of a solve over $[t_0, t_1]$: PID with tolerances `rtol`, `atol`, finite steps only."""
+    min_step = COLLAPSE * jnp.abs(jnp.asarray(t1) - jnp.asarray(t0))
+    return FiniteStepController(diffrax.PIDController(rtol=rtol, atol=atol), min_step)

@@ -108,7 +108,7 @@ def _integrate(
     s0 = _smallest_eigenvalue(flow.manifold, y0)
     solver = _make_solver(config.solver, config.linear_solver, rtol, atol, flow.manifold)
     event = _event(flow, s0, degenerate_tol, fixed_point_tol, curvature_limit, config)
-    controller = _controller.pid(rtol, atol)
+    controller = _controller.pid(rtol, atol, t0, t1)
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(flow),
         solver,

@@ -157,7 +157,7 @@ def _integrate(flow, y0, t0, t1, dt0, ts, rtol, atol, solver, max_steps, progres
 
     event = diffrax.Event({"degenerate": not_positive, "non_finite": non_finite})
     if solver == "tsit5":
-        method, controller = diffrax.Tsit5(), _controller.pid(rtol, atol)
+        method, controller = diffrax.Tsit5(), _controller.pid(rtol, atol, t0, t1)
     else:
         method = diffrax.Euler() if solver == "euler" else diffrax.Heun()
         controller = diffrax.ConstantStepSize()

@@ -82,7 +82,7 @@ def _start(flow, y0, t0, t1, dt0, rtol, atol, config):
     direction = jnp.where(t0 < t1, 1, -1)
     term = _DirectedTerm(diffrax.ODETerm(flow), direction)
     solver = _make_solver(config.solver, config.linear_solver, rtol, atol, flow.manifold)
-    controller = _controller.pid(rtol, atol).wrap(direction)
+    controller = _controller.pid(rtol, atol, t0, t1).wrap(direction)
     tnext, controller_state = controller.init(
         term, t0, t1, y0, dt0, None, solver.func, solver.error_order(term)
     )
@@ -92,8 +92,8 @@ def _start(flow, y0, t0, t1, dt0, rtol, atol, config):
 
 
 @eqx.filter_jit
-def _segment(flow, state, dt0, ts, t1, s0, tolerances, config):
-    """At most `config.max_steps` steps of the solve from `state`; the saves and the new state.
+def _segment(flow, state, dt0, ts, t0, t1, s0, tolerances, config):
+    """At most `config.max_steps` steps of the solve over $[t_0, t_1]$ from `state`; the saves and the new state.
 
     `ts` are the save times with those already saved replaced by the current
     time (diffrax wants them non-decreasing within the interval; the caller
@@ -116,7 +116,7 @@ def _segment(flow, state, dt0, ts, t1, s0, tolerances, config):
             solver_state=True,
             controller_state=True,
         ),
-        stepsize_controller=_controller.pid(rtol, atol),
+        stepsize_controller=_controller.pid(rtol, atol, t0, t1),
         event=event,
         max_steps=config.max_steps,
         throw=False,
@@ -292,6 +292,7 @@ def _solve_in_segments(
             state,
             _exact_step(state[0], state[1]),
             segment_ts,
+            t0,
             t1,
             s0,
             tolerances,

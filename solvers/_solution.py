@@ -48,6 +48,11 @@ class StopReason(enum.StrEnum):
         "(a local loss of positive definiteness, not extinction)"
     )
     NON_FINITE = "non-finite value in the metric or its velocity (the last finite state is kept)"
+    STEP_COLLAPSED = (
+        "step size collapsed below 1e-12 of the interval: the velocity grows without bound "
+        "near the final time (a finite-time singularity), or the flow is too stiff for the "
+        "solver (the last accepted state is kept)"
+    )
     FIXED_POINT = "fixed point reached: max |dg/dt| below fixed_point_tol"
     CURVATURE = "curvature above curvature_limit"
     # solve_points' events
@@ -84,7 +89,8 @@ def stop_reason(result, mask, reasons=None) -> StopReason | str:
 
     `reasons` names each event of `mask` (default: `solve`'s events); its `non_finite`
     reason also names the stop of `_controller.FiniteStepController` (a step with
-    non-finite values rejected, shorter than `RESOLUTION` times the first of its episode).
+    non-finite values rejected, shorter than `RESOLUTION` times the first of its episode);
+    a collapse of the step size (`_controller.COLLAPSE`) is `StopReason.STEP_COLLAPSED`.
     """
     reasons = _REASONS if reasons is None else reasons
     mask = {k: bool(v) for k, v in mask.items()} if mask is not None else {}
@@ -97,6 +103,8 @@ def stop_reason(result, mask, reasons=None) -> StopReason | str:
         return StopReason.MAX_STEPS_REACHED
     if result == _controller.NON_FINITE_RESULT:
         return reasons.get("non_finite", StopReason.NON_FINITE)
+    if result == _controller.COLLAPSED_RESULT:
+        return StopReason.STEP_COLLAPSED
     detail = str(result.value if hasattr(result, "value") else result)
     return f"{StopReason.SOLVER_FAILED}: {detail}"
 

@@ -26,6 +26,10 @@ Events stop the solve with the reason recorded in the solution (a `StopReason`):
   have crept up to where the velocity stops being finite) the solve stops with the
   last finite state (rather than creeping on to `max_steps`); a metric that vanishes
   at a finite time reaches the `degenerate` event first;
+- a collapse of the step (not an event: the controller's stop): a rejected step
+  shorter than 1e-12 of $|t_1 - t_0|$, where the velocity grows without bound while
+  staying finite (a finite-time singularity), stops the solve with the last accepted
+  state (`StopReason.STEP_COLLAPSED`);
 - `fixed_point`: $\max |\partial_t g| <$ `fixed_point_tol` (when given);
 - `curvature`: $\max |R| >$ `curvature_limit` (when given).
 

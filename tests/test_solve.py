@@ -249,6 +249,31 @@ def test_a_velocity_that_is_never_finite_stops_where_it_started():
     assert run.t_final == 0.0 and np.array_equal(run.values[-1], g0.values)
 
 
+def blows_up(values):
+    r"""$\partial_t g = g^2$ (matrix square): from $g_\mathrm{ref} = I$, $g = I/(1 - t)$, finite before $t = 1$."""
+    return values @ values
+
+
+def test_a_velocity_that_grows_without_bound_stops_as_a_collapse_of_the_step():
+    # The velocity stays finite all the way to the singular time t = 1: the PID controller
+    # crept towards it, alternating accepted and rejected steps, to max_steps. A rejected
+    # step below 1e-12 of the interval now stops it, the last accepted state kept, at the
+    # numerical solution's own singular time: 1 + O(rtol) (measured 1 + 1.5e-8).
+    torus = flows.Torus(2, 4)
+    g0 = flows.NodalMetric(torus, torus.reference_at_nodes())
+    ts = jnp.array([0.0, 0.5, 0.9, 2.0])
+    with pytest.warns(UserWarning, match="no amplification prediction"):
+        run = solvers.solve(NodalField(torus, blows_up, rate=None), g0, 0.0, 2.0, saveat=ts)
+    assert run.stop_reason == solvers.StopReason.STEP_COLLAPSED
+    assert run.stats["num_steps"] < 500  # measured 402: each step covers ~5% of the way left
+    assert abs(run.t_final - 1.0) < 1e-7
+    assert bool(jnp.all(jnp.isfinite(run.values)))
+    assert float(jnp.min(jnp.linalg.eigvalsh(run.values[-1]))) > 1e6  # near the pole
+    for i, t in ((1, 0.5), (2, 0.9)):  # the saves before it: g = I / (1 - t), to rtol
+        exact = torus.reference_at_nodes() / (1.0 - t)
+        assert max_abs(run.values[i] - exact) / max_abs(exact) < 1e-6
+
+
 def pinch(values):
     r"""$\partial_t g = -g$ at node 0, 0 elsewhere: positive definiteness lost at one node only."""
     at_first = (jnp.arange(values.shape[0]) == 0)[:, None, None]
