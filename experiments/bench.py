@@ -19,7 +19,11 @@ figures compare paths on one machine rather than machines. The figures:
   quadrature (about 2), compared at L = 64. `sphere_rhs_separable_vs_dense`:
   the same right-hand side on `Sphere(2, L, fast=False)` (every harmonic at every
   node, derivatives by autodiff, O(N^2)) over the separable one at L = 64, with
-  their agreement (target <= 1e-12). `sphere_kernel_*`: the kernel alone
+  their agreement (target <= 1e-12). `sphere3_rhs_*`: the same right-hand side on
+  $S^3$ (`Sphere(3, L)`: a Fourier sum over both Hopf azimuths, then a Jacobi sum
+  per pair of orders, O(L^4) = O(N^{4/3})), its slope over L = 8, 16, 32 and the dense
+  path over it at L = 16 with their agreement (target <= 1e-12; no speed target).
+  `sphere_kernel_*`: the kernel alone
   (`smooth` against quadrature) over L = 16..64.
 - `quintic_kernel_pairs_per_exp`: `point_kernel_apply` with `FSGaussian` on
   20,000 Fermat-quintic points: kernel pairs per second over this machine's
@@ -142,6 +146,8 @@ FIGURES = (
     "sphere_rhs_separable_vs_dense",
     "sphere_rhs_spectral_slope",
     "sphere_rhs_quadrature_slope",
+    "sphere3_rhs_separable_vs_dense",
+    "sphere3_rhs_separable_slope",
     "sphere_kernel_spectral_vs_quadrature",
     "sphere_kernel_spectral_slope",
     "sphere_kernel_quadrature_slope",
@@ -162,6 +168,7 @@ SPHERE_RHS_FIGURES = (
     "sphere_rhs_spectral_slope",
     "sphere_rhs_quadrature_slope",
 )
+SPHERE3_FIGURES = ("sphere3_rhs_separable_vs_dense", "sphere3_rhs_separable_slope")
 
 
 class QuadratureOnly(flows.AbstractKernel):
@@ -421,6 +428,49 @@ def torus_and_sphere(args, record):
                     "--quick (or no --sphere-rhs-degrees): each S^2 right-hand side takes seconds "
                     "to compile"
                 )
+        sphere3(args, record, gaussian, key)
+
+
+def sphere3(args, record, kernel, key):
+    """The S^3 right-hand side: separable against dense harmonics, and its slope in N."""
+    if not args.sphere3_degrees:
+        for name in SPHERE3_FIGURES:
+            record[name] = skipped(
+                "--quick (or no --sphere3-degrees): each S^3 right-hand side takes seconds to "
+                "compile"
+            )
+        return
+    fast, results, nodes = {}, {}, {}
+    for degree in args.sphere3_degrees:
+        m = flows.Sphere(3, degree)
+        nodes[degree] = int(m.nodes.shape[0])
+        fast[degree], results[degree] = rhs_timer(m, kernel, key, args.repeats)
+        progress(f"S^3 right-hand side, separable, degree {degree}: {fast[degree]:.4g} s")
+    dense_at = [d for d in args.sphere3_degrees if d <= args.sphere3_dense_max]
+    degree = max(dense_at)
+    seconds, result = rhs_timer(flows.Sphere(3, degree, fast=False), kernel, key, args.repeats)
+    progress(f"S^3 right-hand side, dense harmonics, degree {degree}: {seconds:.4g} s")
+    record["sphere3_rhs_separable_vs_dense"] = figure(
+        seconds / fast[degree],
+        "(no target; agreement <= 1e-12)",
+        None,
+        degree=degree,
+        separable_seconds=fast[degree],
+        dense_seconds=seconds,
+        **agreement_fields(relative_difference(results[degree], result), 1e-12),
+        note="Sphere(3, L) against Sphere(3, L, fast=False): every harmonic at every node, "
+        "derivatives by autodiff (O(N^2))",
+    )
+    sizes = list(args.sphere3_degrees)
+    record["sphere3_rhs_separable_slope"] = figure(
+        slope([nodes[d] for d in sizes], [fast[d] for d in sizes]),
+        "(no target; O(N^4/3) expected)",
+        None,
+        sizes=sizes,
+        nodes=[nodes[d] for d in sizes],
+        seconds=[fast[d] for d in sizes],
+        note="whole right-hand side of the smoothed flow (Hopf-grid transforms and jets)",
+    )
 
 
 # Point clouds.
@@ -1057,6 +1107,14 @@ def parse_args(argv):
         type=integer(2),
         help="largest S^2 degree of the dense-harmonic right-hand side (O(N^2); default 64)",
     )
+    parser.add_argument(
+        "--sphere3-degrees", type=integer(6), nargs="*", help="S^3 degrees (>= 6: band limit 3)"
+    )
+    parser.add_argument(
+        "--sphere3-dense-max",
+        type=integer(6),
+        help="largest S^3 degree of the dense-harmonic right-hand side (O(N^2); default 16)",
+    )
     parser.add_argument("--quintic-points", type=positive_int, help="points for the pairs/s figure")
     parser.add_argument("--point-sigma", type=positive, default=0.3, help="FSGaussian width")
     parser.add_argument(
@@ -1116,6 +1174,8 @@ def parse_args(argv):
         "sphere_kernel_degrees": [16, 24, 32, 48, 64],
         "sphere_rhs_degrees": [16, 32, 64, 128],
         "sphere_dense_max": 64,
+        "sphere3_degrees": [8, 16, 32],
+        "sphere3_dense_max": 16,
         "quintic_points": 20_000,
         "exp_size": 2**24,
         "memory_points": [10_000, 30_000],
@@ -1139,6 +1199,8 @@ def parse_args(argv):
         "sphere_kernel_degrees": [6, 10],
         "sphere_rhs_degrees": [],
         "sphere_dense_max": 10,
+        "sphere3_degrees": [],
+        "sphere3_dense_max": 8,
         "quintic_points": 1000,
         "exp_size": 2**20,
         "memory_points": [1000],
@@ -1169,8 +1231,17 @@ def parse_args(argv):
         )
     if len(args.torus_fft) < 2 or len(args.torus_quadrature) < 2:
         parser.error("slopes need at least two torus grids per path")
-    if len(args.sphere_kernel_degrees) < 2 or len(args.sphere_rhs_degrees) == 1:
+    if (
+        len(args.sphere_kernel_degrees) < 2
+        or len(args.sphere_rhs_degrees) == 1
+        or len(args.sphere3_degrees) == 1
+    ):
         parser.error("slopes need at least two sphere degrees")
+    if args.sphere3_degrees and min(args.sphere3_degrees) > args.sphere3_dense_max:
+        parser.error(
+            f"no --sphere3-degrees at most --sphere3-dense-max ({args.sphere3_dense_max}) "
+            "for the dense comparison"
+        )
     if (
         args.sphere_rhs_degrees
         and sum(d <= args.sphere_dense_max for d in args.sphere_rhs_degrees) < 2

@@ -134,6 +134,7 @@ def test_bench_quick(tmp_path, capsys):
     assert saved["quick"] is True
     skipped = {
         *bench.SPHERE_RHS_FIGURES,
+        *bench.SPHERE3_FIGURES,
         "kvaerno5_dense_vs_matrix_free",
         "kvaerno5_vs_tsit5",
     }
@@ -215,6 +216,9 @@ def test_bench_sphere_and_kvaerno(tmp_path):
             "--sphere-rhs-degrees",
             "6",
             "10",
+            "--sphere3-degrees",
+            "6",
+            "8",
             "--kvaerno-n",
             "6",
             "--implicit-n",
@@ -226,10 +230,16 @@ def test_bench_sphere_and_kvaerno(tmp_path):
         ]
     )
     figures = json.loads((tmp_path / "bench.json").read_text())["figures"]
-    for name in (*bench.SPHERE_RHS_FIGURES, "kvaerno5_dense_vs_matrix_free", "kvaerno5_vs_tsit5"):
+    for name in (
+        *bench.SPHERE_RHS_FIGURES,
+        *bench.SPHERE3_FIGURES,
+        "kvaerno5_dense_vs_matrix_free",
+        "kvaerno5_vs_tsit5",
+    ):
         assert math.isfinite(figures[name]["value"]), name
-    # the separable sphere and the dense harmonics compute the same right-hand side
+    # the separable spheres and the dense harmonics compute the same right-hand side
     assert figures["sphere_rhs_separable_vs_dense"]["agreement_met"] is True
+    assert figures["sphere3_rhs_separable_vs_dense"]["agreement_met"] is True
     kvaerno = figures["kvaerno5_dense_vs_matrix_free"]
     assert kvaerno["final_state_difference"] < 1e-4  # both solves reach the same metric
     implicit = figures["kvaerno5_vs_tsit5"]

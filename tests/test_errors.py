@@ -227,11 +227,14 @@ def test_requests_too_large_for_memory_are_refused_before_any_work(sixteen_gib):
     # raw MemoryError, OverflowError or RESOURCE_EXHAUSTED before, after seconds of work
     with pytest.raises(ValueError, match=r"Torus\(2, 1048576\) with 1.1e\+12 nodes would need"):
         flows.Torus(2, 2**20)
-    # S^2's separable tables grow as L^3 (3 x 2049^3 doubles); S^3's dense harmonics as L^5
+    # S^2's separable tables grow as L^3 (3 x 2049^3 doubles), S^3's as L^4 with its nodes'
+    # chart derivatives and jet fields; the dense harmonics as L^4 (S^2) and L^5 (S^3)
     with pytest.raises(ValueError, match=r"Sphere\(2, 4096\): the transform tables .* 201 GiB"):
         flows.Sphere(2, 4096)
-    with pytest.raises(ValueError, match=r"Sphere\(3, 512\): the harmonics at its nodes .* GiB"):
+    with pytest.raises(ValueError, match=r"Sphere\(3, 512\): the transform tables .* 196 GiB"):
         flows.Sphere(3, 512)
+    with pytest.raises(ValueError, match=r"Sphere\(3, 512\): the harmonics at its nodes .* GiB"):
+        flows.Sphere(3, 512, fast=False)
     quintic = flows.Hypersurface.fermat_quintic()
     with pytest.raises(ValueError, match="sample_points: 100000000 points .* GiB of memory"):
         flows.sample_points(quintic, jax.random.key(0), 10**8)

@@ -13,7 +13,7 @@ from .._misc import check_count, check_key, check_memory
 from .._types import ChartVector, Frame, Matrix, Point, Points, Scalar, Weights
 from .base import AbstractManifold, safe_norm
 from .harmonics import HarmonicTable, basis_size, harmonic_degree_dimension
-from .separable import SeparableS2, separable_bytes, sphere_jet
+from .separable import SeparableS2, SeparableS3, separable_bytes, separable_s3_bytes, sphere_jet
 
 
 def _rule_sizes(dim: int, degree: int) -> tuple[int, int]:
@@ -110,13 +110,14 @@ class Sphere(AbstractManifold):
     every spherical harmonic of degree <= `degree`. Weights sum to $4\pi$
     on $S^2$ and $2\pi^2$ on $S^3$.
 
-    On $S^2$ the transforms, the series at the nodes and its chart
-    derivatives there run by separation of variables (sums over the azimuth,
-    then a Legendre sum per order): $O(L^3) = O(N^{3/2})$ operations, and the
-    metric's chart jet is pulled back analytically. $S^3$ evaluates every
-    harmonic at every node, $O(N^2)$. `fast=False` runs the reference path
-    the fast one is tested against: every harmonic at every node,
-    differentiated by automatic differentiation.
+    The transforms, the series at the nodes and its chart derivatives there
+    run by separation of variables, and the metric's chart jet is pulled back
+    analytically. $S^2$: sums over the azimuth, then a Legendre sum per order,
+    $O(L^3) = O(N^{3/2})$ operations. $S^3$: a Fourier sum over both Hopf
+    azimuths, then a Jacobi sum per pair of orders, $O(L^4) = O(N^{4/3})$.
+    `fast=False` runs the reference path the fast one is tested against:
+    every harmonic at every node, $O(N^2)$, differentiated by automatic
+    differentiation.
 
     The spectral series of nodal values is their quadrature projection onto
     the real orthonormal harmonics of degree <= `band_limit`
@@ -142,7 +143,7 @@ class Sphere(AbstractManifold):
     table: HarmonicTable = eqx.field(static=True)
     nodes: Points
     weights: Weights
-    separable: SeparableS2 | None
+    separable: SeparableS2 | SeparableS3 | None
     fast: bool = eqx.field(static=True)
 
     def __init__(self, dim: int, degree: int, fast: bool = True):
@@ -155,6 +156,9 @@ class Sphere(AbstractManifold):
         if dim == 2 and fast:
             # the separable tables, and a few nodal fields of a metric's 3 x 3 components
             need, what = separable_bytes(degree) + 8.0 * nodes * 9 * 16, "transform tables"
+        elif fast:
+            # the same on S^3: 4 x 4 components, ten fields each for the jet
+            need, what = separable_s3_bytes(degree) + 8.0 * nodes * 16 * 40, "transform tables"
         else:
             # every harmonic of degree <= L/2 evaluated at every node (dense)
             need, what = 8.0 * nodes * basis_size(dim, degree // 2), "harmonics at its nodes"
@@ -180,6 +184,12 @@ class Sphere(AbstractManifold):
         if dim == 2 and fast:
             # one node per latitude: s = x_3 and that latitude's weight
             self.separable = SeparableS2(self.table, x[::n_az, 2], w[::n_az], n_az)
+        elif fast:
+            # one node per latitude: s = |w_1|^2 - |w_2|^2 and that latitude's weight
+            first = x[:: n_az * n_az]
+            s = first[:, 0] ** 2 + first[:, 1] ** 2 - first[:, 2] ** 2 - first[:, 3] ** 2
+            frames = jax.vmap(self.frame)(self.nodes)
+            self.separable = SeparableS3(self.table, s, w[:: n_az * n_az], n_az, self.nodes, frames)
         else:
             self.separable = None
 
@@ -256,7 +266,7 @@ class Sphere(AbstractManifold):
             )
 
     def transform(self, values: Float[Array, "N *shape"]) -> Float[Array, "M *shape"]:
-        r"""$c_j = \sum_a w_a Y_j(x_a) f(x_a)$ (separable on $S^2$, dense on $S^3$)."""
+        r"""$c_j = \sum_a w_a Y_j(x_a) f(x_a)$ (separable; dense with `fast=False`)."""
         self._check_nodal(values)
         if self.separable is not None:
             flat = self.separable.transform(values.reshape(values.shape[0], -1))
@@ -268,7 +278,7 @@ class Sphere(AbstractManifold):
         return jnp.tensordot(self.basis(x), coefficients, axes=(0, 0))
 
     def synthesize(self, coefficients: Float[Array, "M *shape"]) -> Float[Array, "N *shape"]:
-        """The series at every node (separable on $S^2$)."""
+        """The series at every node."""
         if self.separable is None:
             return super().synthesize(coefficients)
         flat = self.separable.synthesize(coefficients.reshape(coefficients.shape[0], -1))
@@ -279,13 +289,21 @@ class Sphere(AbstractManifold):
         coefficients = self.transform(values)
         if self.separable is None:
             return self.synthesize(coefficients), *self._coefficient_jet(coefficients)
+        if self.dim == 3:
+            shape, n = coefficients.shape[1:], self.nodes.shape[0]
+            f, jet1, jet2 = self.separable.jet(coefficients.reshape(coefficients.shape[0], -1))
+            return (
+                f.reshape((n, *shape)),
+                jet1.reshape((n, *shape, 3)),
+                jet2.reshape((n, *shape, 3, 3)),
+            )
         frames = jax.vmap(self.frame)(self.nodes)
         return sphere_jet(self.separable, self.nodes, frames, coefficients)
 
     def nodal_jet(
         self, values: Float[Array, "N *shape"]
     ) -> tuple[Float[Array, "N *shape n"], Float[Array, "N *shape n n"]]:
-        """Chart derivatives of the series of nodal values at the nodes (separable on $S^2$)."""
+        """Chart derivatives of the series of nodal values at the nodes."""
         return self._series_jet(values)[1:]
 
     def nodal_metric_jet(
