@@ -54,6 +54,24 @@ def test_centred_network_starts_at_fubini_study_and_moves_off_it(quintic):
     assert jnp.allclose(u, flows.bihomogeneous_features(1j * z[0]), atol=1e-15)
 
 
+def test_pulled_back_metric_is_the_ambient_hessian_pulled_back(quintic):
+    # The chart's embedding is holomorphic, so the metric is the complex Hessian of
+    # K(z + J w) in the chart's 3 directions; independently: the ambient 5 x 5 Hessian of
+    # K = log|z|^2 + phi, then J^T H conj(J). The same numbers to rounding (1e-13 on
+    # entries of order 1) for a bihomogeneous network, far from Fubini-Study.
+    phi = flows.bihomogeneous_potential(5, jax.random.key(2), widths=[8, 6])
+
+    def total(z):
+        return _log_norm(z) + phi(z)
+
+    ambient = jax.vmap(lambda z, jac: jac.T @ flows.complex_hessian(total, z) @ jnp.conj(jac))(
+        quintic.points, quintic.jacobian
+    )
+    g = flows.pulled_back_metric(quintic, phi)
+    assert float(jnp.max(jnp.abs(g - quintic.g_fs))) > 1e-2  # not Fubini-Study
+    assert float(jnp.max(jnp.abs(g - ambient))) < 1e-13 * float(jnp.max(jnp.abs(ambient)))
+
+
 def test_potential_metric_at_points_is_the_pulled_back_metric(quintic):
     """`KahlerPotential.metric(points, jacobian)` is `pulled_back_metric(sample, potential)`."""
     phi = flows.kahler_potential(5, jax.random.key(3), width=16)
