@@ -54,6 +54,7 @@ from _common import (
     write_json,
 )
 from _fits import log_fit
+from _quintic import chart_points, concatenate
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
@@ -102,37 +103,6 @@ def parse_args(argv):
     if args.clusters and args.batch_size < args.clusters:
         parser.error("--batch-size must be >= --clusters")
     return args
-
-
-def chart_points(surface, key, count, chart=None):
-    """`count` points of `surface` in one chart (the most common, or `chart`), by oversampling."""
-    total = 24 * count
-    sample = flows.point_sample(surface, flows.sample_points(surface, key, total))
-    sample = flows.chart_sample(sample, *(chart or (None, None)))
-    if sample.count < count:
-        raise RuntimeError(f"only {sample.count} of {total} sampled points fell in the chart")
-    return flows.subsample(sample, np.arange(count))
-
-
-def concatenate(samples):
-    """One sample holding several (weights as they are: each group has mean 1).
-
-    Built by hand: flows has no public concatenation, and re-sampling the union with
-    `flows.point_sample` would renormalise the weights over all groups and re-choose the
-    charts that `flows.sample_near` fixed.
-    """
-    cat = lambda name: jnp.concatenate([getattr(s, name) for s in samples])  # noqa: E731
-    return flows.PointSample(
-        points=cat("points"),
-        patch=cat("patch"),
-        eliminated=cat("eliminated"),
-        omega=cat("omega"),
-        weights=cat("weights"),
-        g_fs=cat("g_fs"),
-        jacobian=cat("jacobian"),
-        volume_ratio=samples[0].volume_ratio,
-        rejected=sum(s.rejected for s in samples),
-    )
 
 
 def make_kernel(name, args):

@@ -49,7 +49,7 @@ Kinds of bad input tried, by target:
   besides `kernel.apply` and `manifold.sample` above. Documented to accept an empty
   set, and checked: `nearest_points` with no targets (empty results, one per target)
   and `evaluate_at` (an empty batch in, an empty batch out).
-- Command line, every program in `experiments/` (the twelve in `helpers.PROGRAMS`:
+- Command line, every program in `experiments/` (the fifteen in `helpers.PROGRAMS`:
   bench, convergence, curvature_tour, lambda_drift, ntk_regimes, quintic_kernels,
   quintic_networks, quintic_sigma, quintic_spectral, sphere_extinction, torus_modes, well_posedness;
   a test checks the list is complete) and the `metric-flows` demo (solvers/demo/):
@@ -763,6 +763,58 @@ BAD_FLAGS = {
         "--clusters": _ints(0),
         "--batch-size": _ints(1),
         "--scaling-points": _ints(2),
+        "--seed": SEED,
+    },
+    "feature_learning": {
+        **{
+            flag: _ints(1)
+            for flag in (
+                "--widths",
+                "--bihomogeneous-widths",
+                "--points",
+                "--test-points",
+                "--probe",
+                "--epochs",
+                "--batch",
+                "--depth",
+                "--bihomogeneous-layers",
+                "--lr-halving",
+            )
+        },
+        "--seeds": _ints(2),
+        "--lr": POSITIVE,
+        "--lr-constant": _ints(0),
+        "--seed": SEED,
+    },
+    "kernel_points": {
+        "--points": _ints(2),
+        "--test-points": _ints(1),
+        "--draws": _ints(2),
+        "--steps": _ints(1),
+        "--lr": POSITIVE,
+        "--relu-lr": POSITIVE,
+        "--unnormalised-lr": POSITIVE,
+        "--sigma": POSITIVE,
+        "--relu-depth": _ints(0),
+        "--relu-weight-std": POSITIVE,
+        "--relu-bias-std": NON_NEGATIVE,
+        "--noise": POSITIVE,
+        "--scaling-points": _ints(2),
+        "--clusters": _ints(0),
+        "--batch-size": _ints(1),
+        "--clustered-max": _ints(0),
+        "--memory-points": _ints(2),
+        "--memory-target": _ints(1),
+        "--seed": SEED,
+    },
+    "kernel_tuning": {
+        "--points": _ints(10),
+        "--validation-points": _ints(10),
+        "--test-points": _ints(10),
+        "--trials": _ints(2),
+        "--startup-trials": _ints(1),
+        "--max-steps": _ints(10),
+        "--test-draws": _ints(3),
         "--seed": SEED,
     },
     "quintic_spectral": {

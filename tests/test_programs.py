@@ -1,7 +1,7 @@
 """Every program fails with a message, never a traceback: unusable output folders, ill-posed
 requests, Ctrl-C (also in the middle of a write) and an encoding that cannot show σ.
 
-The programs are the twelve in experiments/ and the `metric-flows` command. Each runs its
+The programs are the fifteen in experiments/ and the `metric-flows` command. Each runs its
 `main` through `solvers.run_program` and checks its `--out` with `solvers.output_directory`
 before any work (checked on every program's source below, and by running each). Ctrl-C is
 sent to a real process: `metric-flows` and one experiment (the quickest to start) in the

@@ -105,6 +105,15 @@ SMALL = {
     ],
     "bench": ["--quick"],
     "convergence": ["--small"],
+    "kernel_tuning": ["--small"],
+    "kernel_points": [
+        *("--points", "200", "400", "--test-points", "200", "--steps", "3", "--draws", "2"),
+        *("--scaling-points", "100", "200", "400", "--clustered-max", "0", "--memory-points"),
+    ],
+    "feature_learning": [
+        *("--widths", "4", "8", "16", "--points", "60", "--test-points", "60"),
+        *("--probe", "10", "--batch", "30", "--epochs", "2"),
+    ],
 }
 # the cheapest runs in the default suite; the others take 20 s to minutes each
 DEFAULT = {"quintic_sigma"}

@@ -1,0 +1,880 @@
+r"""Point-kernel flows on the Fermat quintic at 10³ to 3×10⁴ training points: the test gain measured against N, beside the paper's extrapolation.
+
+Halverson and Ruehle (*Metric Flows with Neural Networks*, §3) flowed metric
+values at a few thousand training points of the Fermat quintic through point
+kernels and found large gains on the training points and small ones on fresh
+test points. Their clustered kernels could not go further, so they
+extrapolated: the test gain against the mean FS distance from test points to
+the training set (measured by noising the training points), combined with the
+mean nearest-neighbour distance law $d(N) = A N^b$, predicts the gain at any
+$N$. This program measures the gain at each $N$ instead, and computes the
+extrapolation beside it.
+
+The flows are those of `quintic_kernels.py`: metric values $h_a$ at training
+points in one chart start at Fubini–Study and follow the σ loss
+$L_1 = \sum w|1 - \eta/\bar\eta|/\sum w$ (`flows.MongeAmpereLoss(1.0)`) by
+explicit Euler with a constant step, the learning rate
+(`flows.PointKernelFlow`, `solvers.solve_points`), through the unclustered kernels
+
+- `gaussian`: $e^{-d_\mathrm{FS}^2/2\sigma^2}$ normalised at each point
+  (`flows.gaussian_point_kernel(sigma, normalise=True)`);
+- `gaussian_unnormalised`: the same without normalisation. Its velocity at a
+  training point is the kernel mass $\sum_b k(z_a, z_b) w_b/N$ times the local
+  one, and at $\sigma = 0.05$ that mass is about $1/N$ (the point itself), so
+  at a fixed learning rate it would not move at all; its learning rate is the
+  others' divided by the mean mass $\bar m$ at the training points (measured
+  on each draw; `--unnormalised-lr` fixes it instead);
+- `delta`: local on training points; a test point takes its nearest training
+  point's update (`flows.NearestPointKernel`);
+- `relu_ntk`: the infinite-width NTK of a one-hidden-layer ReLU network of the
+  ambient coordinates (`flows.relu_point_kernel`, the paper's Table 1 standard
+  deviations 80.52 and 5.716), its own learning rate;
+
+and the paper's clustered Gaussian (`flows.ClusteredPointKernel`, normalised,
+`--clusters` clusters per mini-batch of `--batch-size`) at the $N$ up to
+`--clustered-max`. Above $N(N + P) = 2\times10^7$ kernel entries ($P$ test
+points) `PairPointKernel` applies its kernel matrix-free
+(`flows.point_kernel_apply`, chunked, never an $N \times N$ array; the JSON's
+`matrix_free` records which path each $N$ took); below it builds the matrices once.
+
+Measured: for each $N$ in `--points` and each of `--draws` independent draws
+(fresh training and test points, keys derived from `--seed`, $N$ and the
+draw), the gain $\sigma(\text{start})/\sigma(\text{end})$ of the training set
+and of `--test-points` fresh test points in the same chart; mean and standard
+error $s/\sqrt{n}$ over the draws. The extrapolation: at the smallest $N$,
+every draw also flows the training points noised by each `--noise` scale
+(`flows.sample_near`; kept where their own chart, `flows.patch_geometry`, is
+the training chart, as for fresh points: a larger kick leaves the chart's region); the mean gain against the mean FS distance to the
+training set is the gain-distance curve; $d(N) = A N^b$ is the least-squares
+line through $(\log N, \log d)$ of `flows.mean_nearest_distance` at
+`--scaling-points` sample sizes; the predicted gain at $N$ is the curve,
+linear in $(\log d, \log \text{gain})$ between its points (its end values
+held beyond them, flagged), at $d(N)$ (and, as a check of the distance law, at the
+measured mean test-to-training distance). Time per step: one compiled
+velocity evaluation per kernel on the first draw (`_timing.median_time`, a
+warm-up then one timed call). Peak memory of a step: the peak resident memory
+of a fresh process that samples the points and takes one normalised-Gaussian
+Euler step (`_timing.peak_rss`, read from outside), at each `--memory-points`
+size; at `--memory-target` (10⁵) it is measured if that size is among them,
+else extrapolated linearly from the two largest (the step is O(N) in memory),
+with XLA's compiled memory of the kernel application at the target
+(`_timing.xla_bytes`) beside it.
+
+Output in --out: kernel_points.json (every draw of every run, means and
+standard errors, the extrapolation's inputs and predictions, timings, memory,
+the machine), kernel_points.png (test gain against N per kernel, measured
+with error bars, the prediction beside it, the clustered kernel's points),
+kernel_points_extrapolation.png (the gain-distance curves with each N's
+measured gain at its measured distance; the distance law) and
+kernel_points_cost.png (time and peak memory per step against N).
+
+Cost, measured first (2-core x86_64 CPU, no GPU, shared with other jobs at
+load average 2–9): a step is one velocity per kernel, $N(N + P)$ kernel
+pairs for the pairwise ones; at $N = 10^4$, $P = 10^3$ it took 3.3 s
+(Gaussian), 2.9 s (unnormalised), 5.1 s (ReLU NTK), 1.8 s (clustered) and
+0.01 s (Delta) at load 7; at $3\times10^4$ ($9.3\times10^8$ pairs) 9.9, 9.6,
+10.5 and 0.03 s at load 2 (about 95 M pairs/s). So the default takes 20 steps
+of 2.5e-3 (the flow time of `quintic_kernels.py`'s 500 steps of 1e-4; at
+$N = 10^3$ the Gaussian and Delta test gains agree within 0.012 with those
+500 steps, the ReLU NTK's, 20 steps of 7.5e-6, is 1.49 against 1.78 after
+500 of 3e-7). The default ladder was run in two parts: `--points 1000 3000
+10000` (19 min at load 5–9) and `--points 1000 30000 --memory-points` (26 min
+at load 2–4, 7 min a draw at $3\times10^4$); the same keys give the same
+draws, so the default run is about 45 minutes on two cores.
+
+Measured (test gain, mean ± standard error over 3 draws, at N = 10³, 3×10³,
+10⁴, 3×10⁴): Gaussian 1.099 ± 0.011, 1.386 ± 0.015, 1.775 ± 0.013,
+2.506 ± 0.069; Delta 1.042 ± 0.010, 1.276 ± 0.010, 1.504 ± 0.009,
+1.928 ± 0.044; unnormalised Gaussian 1.002, 1.005, 1.015, 1.054; ReLU NTK
+1.53, 1.57, 1.52, 1.60 (± 0.02–0.04); clustered Gaussian (to 10⁴) 1.077,
+1.324, 1.597 (± 0.010–0.016), below the full kernel by up to 0.18. Train
+gains about 8.9 (Gaussian, Delta), 7.7 (unnormalised), 1.6 (ReLU NTK) at
+every N. The distance law $d = 1.026\,N^{-0.149 \pm 0.002}$ (the paper's
+exponent) gives $d(N)$ = 0.37, 0.31, 0.26, 0.22; the first three lie beyond
+the farthest noised set (0.260), where the prediction is the curve's end, so
+the paper's prediction is 1.14, 1.14, 1.14, 1.29 (Gaussian), 1.09, 1.09, 1.09,
+1.24 (Delta), 1.66, 1.66, 1.66, 1.63 (ReLU NTK): it underestimates the
+Gaussian's and Delta's gain at 3×10⁴ about twofold in gain − 1. The mean
+distance from fresh test points to the training set in the chart is smaller
+than $d(N)$ (0.277, 0.223, 0.178, 0.144, falling as $N^{-0.19}$); at it the
+curve predicts 1.14, 1.28, 1.54, 1.86 (Gaussian) and 1.09, 1.23, 1.49, 1.81
+(Delta), closer. Peak memory of a normalised-Gaussian step (fresh process,
+sampling included): 0.73 GB at $10^4$, 0.91 GB at $3\times10^4$, so 1.55 GB
+at $10^5$ extrapolated (9.1 kB a point; XLA's compiled kernel application at
+$10^5$: 96 MB): a step at $10^5$ fits in 2 GB (not measured there: one step
+would take about two minutes at 95 M pairs/s, longer under load).
+
+With `--small` (N = 300, 1000, 3000; 300 test points; 20 steps; 3 draws;
+2 min 38 s at load average 2 on the two cores, 11 min at load 8–9): test
+gains Gaussian 0.94, 1.04, 1.29 (± 0.02–0.06), Delta 0.91, 0.98, 1.19, ReLU
+NTK 1.54, 1.57, 1.63, unnormalised 1.000–1.004; memory 0.62 GB (6000) and
+0.69 GB (12000), extrapolated to 1.75 GB at $10^5$ (two close sizes: the slope
+is mostly noise, 0.96 GB in another run).
+
+A ladder whose largest N would need more memory than is available (about
+10 kB a point, from the measured peaks) is refused before any work, with the
+estimate.
+
+Usage: python experiments/kernel_points.py --out DIR [--small] [--points N ...] [--draws D] [--steps S] [--seed S]
+"""
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from _common import (
+    elapsed,
+    integer,
+    non_negative,
+    positive,
+    positive_int,
+    progress,
+    save_figure,
+    seed,
+    write_json,
+)
+from _fits import log_fit
+from _quintic import chart_points_batched as chart_points
+from _quintic import concatenate
+from _timing import machine, median_time, peak_rss, xla_bytes
+from jaxtyping import Array, Float
+from matplotlib.figure import Figure
+
+import flows
+import solvers
+
+jax.config.update("jax_enable_x64", True)
+
+KERNELS = ("gaussian", "gaussian_unnormalised", "delta", "relu_ntk")
+CLUSTERED = "gaussian_clustered"
+_STYLE = {
+    "gaussian": "D",
+    "gaussian_unnormalised": "s",
+    "delta": "^",
+    "relu_ntk": "v",
+    CLUSTERED: "o",
+}
+MEMORY_LIMIT = 2e9  # bytes: does one step fit in 2 GB?
+# Peak resident memory of a step per training point, and the rest (JAX, XLA, the test
+# points and the sampling batches), from the measured 0.73 GB at 10^4 and 0.91 GB at
+# 3x10^4 points, rounded up: the estimate of the refusal before any work.
+BYTES_PER_POINT = 10e3
+BYTES_FIXED = 1e9
+
+# The settings of the default ladder and of --small; a flag given explicitly wins.
+DEFAULTS = {
+    "points": [1000, 3000, 10000, 30000],
+    "test_points": 1000,
+    "scaling_points": [250, 500, 1000, 2000, 4000, 8000],
+    "clustered_max": 10000,
+    "memory_points": [1000, 3000, 10000, 30000],
+}
+SMALL = {
+    "points": [300, 1000, 3000],
+    "test_points": 300,
+    "scaling_points": [250, 500, 1000, 2000],
+    "clustered_max": 3000,
+    "memory_points": [6000, 12000],
+}
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add(
+        "--points",
+        type=integer(2),
+        nargs="+",
+        default=None,
+        help="training-point counts N (default 1000 3000 10000 30000; --small: 300 1000 3000)",
+    )
+    add("--test-points", type=positive_int, default=None, help="fresh test points per draw")
+    add("--draws", type=integer(2), default=3, help="independent draws per N (>= 2)")
+    add("--steps", type=positive_int, default=20, help="gradient-descent (Euler) steps")
+    add("--lr", type=positive, default=2.5e-3, help="learning rate of gaussian and delta")
+    add("--relu-lr", type=positive, default=7.5e-6, help="learning rate of relu_ntk")
+    add(
+        "--unnormalised-lr",
+        type=positive,
+        default=None,
+        help="fixed learning rate of gaussian_unnormalised (default: --lr / its mean mass)",
+    )
+    add("--sigma", type=positive, default=0.05, help="Gaussian width in FS distance (radians)")
+    add("--relu-depth", type=integer(0), default=1, help="hidden Dense-ReLU pairs (>= 0)")
+    add("--relu-weight-std", type=positive, default=80.52)
+    add("--relu-bias-std", type=non_negative, default=5.716)
+    add("--noise", type=positive, nargs="+", default=[0.003, 0.01, 0.03, 0.1, 0.3, 0.6])
+    add(
+        "--scaling-points",
+        type=integer(2),
+        nargs="+",
+        default=None,
+        help="sample sizes of the nearest-neighbour distance law (at least 3)",
+    )
+    add("--clusters", type=integer(0), default=10, help="clusters per mini-batch (0: skip)")
+    add("--batch-size", type=positive_int, default=500, help="mini-batch size of the clustering")
+    add("--clustered-max", type=integer(0), default=None, help="largest N of the clustered kernel")
+    add(
+        "--memory-points",
+        type=integer(2),
+        nargs="*",
+        default=None,
+        help="sizes of the peak-memory step (default: the default ladder; --small: 6000 12000; none: skip)",
+    )
+    add("--memory-target", type=positive_int, default=100_000, help="size of the 2 GB question")
+    add("--small", action="store_true", help="N = 300, 1000, 3000: a few minutes")
+    add("--seed", type=seed, default=0, help="seed of the points and the clustering (>= 0)")
+    add("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    chosen = SMALL if args.small else DEFAULTS
+    for name, value in chosen.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    args.points = sorted(set(args.points))
+    if len(args.scaling_points) < 3:
+        parser.error("--scaling-points needs at least 3 sizes, each >= 2")
+    if args.clusters and args.batch_size < args.clusters:
+        parser.error("--batch-size must be >= --clusters")
+    return args
+
+
+def check_memory(args) -> None:
+    """Refuse, before any work, a ladder whose largest N needs more memory than is available."""
+    n = max(args.points + [args.test_points])
+    flows.check_memory(
+        BYTES_FIXED + BYTES_PER_POINT * n,
+        f"a flow on {n} points (about {BYTES_PER_POINT / 1e3:g} kB a point, measured)",
+        "Choose fewer --points.",
+    )
+
+
+# Pure helpers.
+
+
+def mean_and_stderr(values) -> tuple[float, float]:
+    r"""Mean $\bar x$ and standard error $s/\sqrt n$ of $n \ge 2$ values ($s$ with $n - 1$ dof)."""
+    x = np.asarray(values, float)
+    if x.ndim != 1 or x.size < 2:
+        raise ValueError(f"mean_and_stderr: need at least 2 values, got {x.size}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"mean_and_stderr: non-finite values {x.tolist()}")
+    return float(x.mean()), float(x.std(ddof=1) / math.sqrt(x.size))
+
+
+def loglog_interpolate(
+    x: Float[Array, " K"], y: Float[Array, " K"], x_new: Float[Array, " M"]
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""The piecewise-linear curve through $(\log x_k, \log y_k)$ at `x_new`, and where it extrapolates.
+
+    Between neighbouring points (sorted by $x$) $\log y$ is linear in $\log x$, so a
+    power law $y = c x^p$ is reproduced exactly there. Below the smallest or above
+    the largest $x$ the end value is held (`extrapolated` is True there): the
+    curve's ends are measured on few points, and a slope extended from them is noise.
+    Needs $K \ge 2$ distinct positive $x$ and positive $y$.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    x_new = np.asarray(x_new, float)
+    if x.shape != y.shape or x.ndim != 1 or x.size < 2:
+        raise ValueError("loglog_interpolate: need two 1-D arrays of at least 2 points")
+    if np.any(x <= 0) or np.any(y <= 0) or np.any(x_new <= 0):
+        raise ValueError("loglog_interpolate: x, y and x_new must be positive")
+    order = np.argsort(x)
+    lx, ly = np.log(x[order]), np.log(y[order])
+    if np.any(np.diff(lx) <= 0):
+        raise ValueError("loglog_interpolate: the x values must be distinct")
+    t = np.log(x_new)
+    return np.exp(np.interp(t, lx, ly)), (t < lx[0]) | (t > lx[-1])
+
+
+def power_law(sizes, values) -> dict:
+    r"""$d = A N^b$ by least squares of $\log d = \log A + b\log N$ (`_fits.log_fit`)."""
+    fit = log_fit(sizes, values)
+    return {
+        "exponent": fit.slope,
+        "exponent_stderr": fit.stderr,
+        "prefactor": math.exp(fit.intercept),
+    }
+
+
+# Points.
+
+
+def kernel_mass(train: flows.PointSample, sigma: float) -> float:
+    r"""$\bar m = \frac1N\sum_a \sum_b k_\sigma(z_a, z_b)\, w_b/N$: the unnormalised Gaussian's mean mass at the training points."""
+    n = train.count
+    values = (train.weights / n)[:, None]
+    mass = flows.point_kernel_apply(flows.FSGaussian(sigma), train.points, train.points, values)
+    return float(jnp.mean(mass))
+
+
+# Flows.
+
+
+def make_kernel(name: str, args, draw: int):
+    """The point kernel `name` with the program's settings."""
+    if name == "gaussian":
+        return flows.gaussian_point_kernel(args.sigma, normalise=True)
+    if name == "gaussian_unnormalised":
+        return flows.gaussian_point_kernel(args.sigma, normalise=False)
+    if name == "delta":
+        return flows.NearestPointKernel()
+    if name == "relu_ntk":
+        return flows.relu_point_kernel(args.relu_depth, args.relu_weight_std, args.relu_bias_std)
+    if name == CLUSTERED:
+        return flows.ClusteredPointKernel(
+            flows.gaussian_point_kernel(args.sigma, normalise=True),
+            args.clusters,
+            batch_size=args.batch_size,
+            seed=args.seed + draw,
+        )
+    raise ValueError(f"unknown kernel {name!r}")
+
+
+def step_seconds(flow: flows.PointKernelFlow, h: Array) -> float:
+    """Seconds of one compiled velocity evaluation (one Euler step's work), after a warm-up."""
+    velocity = eqx.filter_jit(lambda flow, h: flow.velocity(h))
+    return median_time(lambda: velocity(flow, h), 1)
+
+
+def run_flow(flow: flows.PointKernelFlow, lr: float, steps: int, groups: dict) -> dict:
+    r"""`steps` Euler steps of `lr`; σ at start and end of the training set and of each test group.
+
+    `groups` maps a name to the indices of its points in the flow's test sample.
+    The gain of a set is $\sigma(\text{start})/\sigma(\text{end})$.
+    """
+    start = time.perf_counter()
+    sol = solvers.solve_points(
+        flow, flow.train.g_fs, flow.test.g_fs, 0.0, steps * lr, dt0=lr, saveat=2
+    )
+    sigma = {"train": [float(sol.sigma_train[0]), float(sol.sigma_train[-1])]}
+    for name, index in groups.items():
+        sub = flows.subsample(flow.test, index)
+        sigma[name] = [
+            float(flows.sigma_measure(sub, h[index])[0]) for h in (sol.test[0], sol.test[-1])
+        ]
+    gains = {name: s[0] / s[1] for name, s in sigma.items()}
+    if not all(math.isfinite(g) and g > 0 for g in gains.values()):
+        raise RuntimeError(
+            f"a kernel flow gave a non-finite or non-positive gain ({gains}); stop reason "
+            f"{sol.stop_reason}. Lower the learning rate."
+        )
+    return {
+        "learning_rate": lr,
+        "steps": int(sol.steps),
+        "stop_reason": sol.stop_reason,
+        "sigma": sigma,
+        "train_gain": gains["train"],
+        "test_gain": gains["test"],
+        "gains": gains,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def draw_samples(args, surface, n: int, draw: int, noised: bool):
+    """Training points, the test sample (fresh points, and noised training points if `noised`), its groups."""
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(args.seed), n), draw)
+    train = chart_points(surface, jax.random.fold_in(key, 0), n)
+    chart = (int(train.patch[0]), int(train.eliminated[0]))
+    parts = {"test": chart_points(surface, jax.random.fold_in(key, 1), args.test_points, chart)}
+    kept = {}
+    if noised:
+        for i, scale in enumerate(args.noise):
+            near = flows.sample_near(surface, train, jax.random.fold_in(key, 10 + i), scale)
+            parts[f"noise {scale:g}"] = in_own_chart(surface, near, chart, scale)
+            kept[f"noise {scale:g}"] = parts[f"noise {scale:g}"].count / n
+    groups, offset = {}, 0
+    for name, sample in parts.items():
+        groups[name] = np.arange(offset, offset + sample.count)
+        offset += sample.count
+    distance = {
+        name: float(jnp.mean(flows.nearest_points(train.points, s.points)[1]))
+        for name, s in parts.items()
+    }
+    return train, concatenate(list(parts.values())), groups, distance, chart, kept
+
+
+def in_own_chart(surface, near: flows.PointSample, chart, scale: float) -> flows.PointSample:
+    """The points of `near` whose own chart (`flows.patch_geometry`'s default choice) is `chart`.
+
+    `flows.sample_near` puts every noised point in the training chart; a large kick
+    carries a point out of that chart's region, where its coordinates are not those
+    a fresh point there would have, so it is dropped, as fresh test points are.
+    """
+    _, patch, eliminated, *_, accepted = flows.patch_geometry(surface, near.points)
+    keep = np.flatnonzero(
+        (np.asarray(patch) == chart[0])
+        & (np.asarray(eliminated) == chart[1])
+        & np.asarray(accepted)
+    )
+    if keep.size < 2:
+        raise RuntimeError(
+            f"noise scale {scale:g}: {keep.size} of {near.count} noised training points stay "
+            "in the training chart; drop that scale from --noise"
+        )
+    return flows.subsample(near, keep)
+
+
+def run_draw(args, surface, n: int, draw: int, noised: bool, timed: bool) -> dict:
+    """Every kernel's flow on one draw of `n` training points (and the clustered one, if it runs at n)."""
+    train, test, groups, distance, chart, kept = draw_samples(args, surface, n, draw, noised)
+    if noised:
+        progress(
+            f"N = {n}, draw {draw}: mean FS distance to the training set (kept fraction): "
+            + ", ".join(
+                f"{g}: {d:.4f}" + (f" ({kept[g]:.2f})" if g in kept else "")
+                for g, d in distance.items()
+            )
+        )
+    mass = kernel_mass(train, args.sigma)
+    names = list(KERNELS)
+    if args.clusters and n <= args.clustered_max:
+        names.append(CLUSTERED)
+    record = {
+        "draw": draw,
+        "train_points": train.count,
+        "test_points": int(groups["test"].size),
+        "chart": list(chart),
+        "test_distance": distance,
+        "noised_kept_fraction": kept,
+        "gaussian_mass": mass,
+        "kernels": {},
+        "seconds_per_step": {},
+    }
+    for name in names:
+        if name == "relu_ntk":
+            lr = args.relu_lr
+        elif name == "gaussian_unnormalised":
+            lr = args.unnormalised_lr or args.lr / mass
+        else:
+            lr = args.lr
+        flow = flows.PointKernelFlow(
+            make_kernel(name, args, draw), flows.MongeAmpereLoss(1.0), train, test
+        )
+        if name == "gaussian":
+            record["matrix_free"] = flow.kernel.matrices is None
+        if timed:
+            record["seconds_per_step"][name] = step_seconds(flow, train.g_fs)
+        rec = run_flow(flow, lr, args.steps, groups)
+        record["kernels"][name] = rec
+        progress(
+            f"N = {n}, draw {draw}, {name}: train gain {rec['train_gain']:.2f}, "
+            f"test gain {rec['test_gain']:.3f} [{rec['stop_reason']}, {rec['seconds']:.1f} s]"
+        )
+    return record
+
+
+def summarise(runs: dict, names: list[str]) -> dict:
+    """Per kernel: N, and the mean and standard error over draws of the test and train gains."""
+    out = {}
+    for name in names:
+        rows = {"points": [], "draws": []}
+        for key in ("test_gain", "train_gain"):
+            rows[f"{key}_mean"], rows[f"{key}_stderr"] = [], []
+        for n, run in runs.items():
+            draws = [d["kernels"][name] for d in run["draws"] if name in d["kernels"]]
+            if not draws:
+                continue
+            rows["points"].append(int(n))
+            rows["draws"].append(len(draws))
+            for key in ("test_gain", "train_gain"):
+                mean, se = mean_and_stderr([d[key] for d in draws])
+                rows[f"{key}_mean"].append(mean)
+                rows[f"{key}_stderr"].append(se)
+        out[name] = rows
+    return out
+
+
+# The extrapolation.
+
+
+def distance_law(surface, sizes, seed_value: int) -> dict:
+    """Mean nearest-neighbour FS distance of N sampled points at each size, and its power law (as `quintic_kernels.distance_scaling`)."""
+    mean = []
+    for i, n in enumerate(sizes):
+        key = jax.random.fold_in(jax.random.key(seed_value + 7), i)
+        mean.append(flows.mean_nearest_distance(flows.sample_points(surface, key, n)))
+        progress(f"mean nearest-neighbour distance at N = {n}: {mean[-1]:.4f}")
+    return {"sizes": list(sizes), "mean_distance": mean, **power_law(sizes, mean)}
+
+
+def extrapolation(runs: dict, law: dict, names: list[str], noise: list[float]) -> dict:
+    r"""The paper's prediction: the gain-distance curve at the smallest N evaluated at $d(N) = A N^b$.
+
+    The curve: for each noise scale, the mean over draws of the mean distance to the
+    training set and of the gain (`loglog_interpolate` between them). Also
+    evaluated at each N's measured mean test-to-training distance.
+    """
+    smallest = min(runs, key=int)
+    draws = runs[smallest]["draws"]
+    groups = [f"noise {s:g}" for s in noise]
+    sizes = np.asarray(sorted(int(n) for n in runs), float)
+    law_distance = law["prefactor"] * sizes ** law["exponent"]
+    measured = np.asarray(
+        [np.mean([d["test_distance"]["test"] for d in runs[str(int(n))]["draws"]]) for n in sizes]
+    )
+    curves, predicted = {}, {}
+    for name in names:
+        distance = [float(np.mean([d["test_distance"][g] for d in draws])) for g in groups]
+        gain = [mean_and_stderr([d["kernels"][name]["gains"][g] for d in draws]) for g in groups]
+        curves[name] = {
+            "noise": list(noise),
+            "distance": distance,
+            "gain_mean": [g[0] for g in gain],
+            "gain_stderr": [g[1] for g in gain],
+        }
+        at_law, outside = loglog_interpolate(distance, curves[name]["gain_mean"], law_distance)
+        at_measured, outside_m = loglog_interpolate(distance, curves[name]["gain_mean"], measured)
+        predicted[name] = {
+            "points": sizes.astype(int).tolist(),
+            "law_distance": law_distance.tolist(),
+            "gain": at_law.tolist(),
+            "extrapolated": outside.tolist(),
+            "measured_distance": measured.tolist(),
+            "gain_at_measured_distance": at_measured.tolist(),
+            "extrapolated_at_measured_distance": outside_m.tolist(),
+        }
+    return {
+        "curve_points": int(smallest),
+        "curves": curves,
+        "distance_law": law,
+        "predicted": predicted,
+    }
+
+
+# Memory: one normalised-Gaussian Euler step in a fresh process, its peak read from outside.
+
+MEMORY_STEP = """
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+import jax, jax.numpy as jnp, equinox as eqx
+import flows
+from _quintic import chart_points_batched as chart_points
+
+count, test_count, sigma, seed, lr = (
+    int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+)
+quintic = flows.Hypersurface.fermat_quintic()
+key = jax.random.key(seed)
+train = chart_points(quintic, jax.random.fold_in(key, 0), count)
+chart = (int(train.patch[0]), int(train.eliminated[0]))
+test = chart_points(quintic, jax.random.fold_in(key, 1), test_count, chart)
+setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+kernel = flows.gaussian_point_kernel(sigma, normalise=True)
+flow = flows.PointKernelFlow(kernel, flows.MongeAmpereLoss(1.0), train, test)
+step = eqx.filter_jit(lambda flow, h, p: tuple(x + lr * v for x, v in zip((h, p), flow.velocity(h))))
+start = time.perf_counter()
+out = jax.block_until_ready(step(flow, train.g_fs, test.g_fs))
+first = time.perf_counter() - start
+seconds = None
+if first < 60:  # a second, compiled call; a long first call is mostly the step itself
+    start = time.perf_counter()
+    out = jax.block_until_ready(step(flow, train.g_fs, test.g_fs))
+    seconds = time.perf_counter() - start
+finite = bool(all(jnp.all(jnp.isfinite(x)) for x in out))
+print(json.dumps({"count": train.count, "finite": finite, "seconds": seconds,
+                  "first_seconds": first, "matrix_free": flow.kernel.matrices is None,
+                  "setup_maxrss_kb": setup}))
+"""
+
+
+def memory_step(count: int, args) -> tuple[dict, int]:
+    """`MEMORY_STEP` on `count` training points in a fresh process: its record and peak RSS in bytes."""
+    command = [
+        sys.executable,
+        "-c",
+        MEMORY_STEP,
+        str(Path(__file__).resolve().parent),
+        str(count),
+        str(args.test_points),
+        str(args.sigma),
+        str(args.seed),
+        str(args.lr),
+    ]
+    output, peak = peak_rss(command)
+    child = json.loads(output.strip().splitlines()[-1])
+    if not child["finite"]:
+        raise RuntimeError(f"the memory step on {count} points gave non-finite metric values")
+    return child, peak
+
+
+def memory(args) -> dict | None:
+    """Peak RSS of one step at each `--memory-points` size, and the answer at `--memory-target`."""
+    if not args.memory_points:
+        return None
+    counts, peaks, seconds, setup, paths = [], [], [], [], []
+    for count in sorted(set(args.memory_points)):
+        child, peak = memory_step(count, args)
+        counts.append(child["count"])
+        peaks.append(peak)
+        seconds.append(child["seconds"] or child["first_seconds"])
+        setup.append(child["setup_maxrss_kb"] * (1 if sys.platform == "darwin" else 1024))
+        paths.append(child["matrix_free"])
+        progress(
+            f"memory: a normalised-Gaussian step on {child['count']} points: peak RSS "
+            f"{peak / 1e9:.3f} GB ({seconds[-1]:.2f} s a step, "
+            f"{'matrix-free' if child['matrix_free'] else 'dense matrices'})"
+        )
+    target = args.memory_target
+    measured = max(counts) >= 0.99 * target
+    free = [i for i, p in enumerate(paths) if p]
+    per_point = None
+    if measured:
+        estimate, how = peaks[int(np.argmax(counts))], "measured at the target size"
+    elif len(free) >= 2:
+        a, b = free[-2], free[-1]
+        per_point = max((peaks[b] - peaks[a]) / (counts[b] - counts[a]), 0.0)
+        estimate = peaks[b] + per_point * (target - counts[b])
+        how = (
+            "extrapolated linearly from the two largest matrix-free sizes (the matrix-free "
+            "step holds O(N) arrays, no N x N one); --memory-points with the target measures it"
+        )
+    else:
+        estimate, how = None, "not estimated: fewer than two matrix-free sizes measured"
+    try:
+        xla_target = xla_bytes(target, args.sigma)
+    except Exception as error:  # the compile-only check is optional: report why it is missing
+        xla_target, how = None, how + f"; XLA analysis unavailable ({type(error).__name__})"
+    fits = None if estimate is None else bool(estimate <= MEMORY_LIMIT)
+    if estimate is not None:
+        progress(
+            f"memory at {target} points: {estimate / 1e9:.2f} GB ({how.split(' (')[0]}); "
+            f"fits in 2 GB: {fits}"
+        )
+    return {
+        "method": "peak RSS of a fresh process (sampling + one step), read by os.wait4",
+        "points": counts,
+        "peak_rss_bytes": peaks,
+        "setup_peak_rss_bytes": setup,
+        "step_seconds": seconds,
+        "matrix_free": paths,
+        "target_points": target,
+        "target_bytes": estimate,
+        "target_measured": measured,
+        "bytes_per_point": per_point,
+        "fits_in_2GB": fits,
+        "xla_kernel_apply_bytes_at_target": xla_target,
+        "note": how,
+    }
+
+
+# Figures.
+
+
+def figures(record: dict, out: Path) -> None:
+    """kernel_points.png, kernel_points_extrapolation.png, kernel_points_cost.png."""
+    summary, pred = record["summary"], record["extrapolation"]["predicted"]
+    fig = Figure(figsize=(11, 8), layout="constrained")
+    for ax, name in zip(fig.subplots(2, 2).ravel(), KERNELS, strict=True):
+        s = summary[name]
+        ax.errorbar(
+            s["points"],
+            s["test_gain_mean"],
+            yerr=s["test_gain_stderr"],
+            fmt=_STYLE[name] + "-",
+            capsize=3,
+            label=f"{name}: measured test gain (mean ± s.e.)",
+        )
+        ax.plot(pred[name]["points"], pred[name]["gain"], "k--", label="predicted from d(N) law")
+        ax.plot(
+            pred[name]["points"],
+            pred[name]["gain_at_measured_distance"],
+            ":",
+            color="0.5",
+            label="predicted at measured distance",
+        )
+        if name == "gaussian" and CLUSTERED in summary and summary[CLUSTERED]["points"]:
+            c = summary[CLUSTERED]
+            ax.errorbar(
+                c["points"],
+                c["test_gain_mean"],
+                yerr=c["test_gain_stderr"],
+                fmt="o",
+                mfc="none",
+                capsize=3,
+                label="clustered Gaussian (measured)",
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("training points N")
+        ax.set_ylabel(r"test gain $\sigma(0)/\sigma(t_1)$")
+        ax.set_title(name)
+        ax.legend(fontsize=7)
+    save_figure(fig, out / "kernel_points.png")
+
+    ext = record["extrapolation"]
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    ax, bx = fig.subplots(1, 2)
+    for name in KERNELS:
+        c = ext["curves"][name]
+        (line,) = ax.plot(
+            c["distance"],
+            c["gain_mean"],
+            _STYLE[name] + "-",
+            mfc="none",
+            label=f"{name}: noised training points (N = {ext['curve_points']})",
+        )
+        ax.plot(
+            pred[name]["measured_distance"],
+            summary[name]["test_gain_mean"],
+            _STYLE[name],
+            ms=9,
+            color=line.get_color(),
+            label=f"{name}: fresh test points, each N",
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("mean FS distance to the training set (radians)")
+    ax.set_ylabel(r"gain $\sigma(0)/\sigma(t_1)$")
+    ax.set_title("Gain against distance")
+    ax.legend(fontsize=6)
+    law = ext["distance_law"]
+    n = np.geomspace(min(law["sizes"]), max(max(law["sizes"]), max(pred["delta"]["points"])), 50)
+    bx.loglog(law["sizes"], law["mean_distance"], "o", label="mean nearest-neighbour distance")
+    bx.loglog(
+        n,
+        law["prefactor"] * n ** law["exponent"],
+        "-",
+        label=f"fit d = A N^b, b = {law['exponent']:.3f} ± {law['exponent_stderr']:.3f}",
+    )
+    bx.loglog(
+        pred["delta"]["points"],
+        pred["delta"]["measured_distance"],
+        "s",
+        mfc="none",
+        label="measured test-to-training distance",
+    )
+    bx.set_xlabel("points N")
+    bx.set_ylabel("mean FS distance (radians)")
+    bx.set_title("Distance law")
+    bx.legend(fontsize=7)
+    save_figure(fig, out / "kernel_points_extrapolation.png")
+
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    ax, bx = fig.subplots(1, 2)
+    timing = record["seconds_per_step"]
+    for name, rows in timing.items():
+        ax.loglog(rows["points"], rows["seconds"], _STYLE[name] + "-", label=name)
+    ax.set_xlabel("training points N")
+    ax.set_ylabel("seconds per step (one velocity)")
+    ax.set_title(f"Time per step ({record['test_points']} test points)")
+    ax.legend(fontsize=7)
+    mem = record["memory"]
+    if mem is not None:
+        bx.loglog(
+            mem["points"],
+            np.asarray(mem["peak_rss_bytes"]) / 1e9,
+            "o-",
+            label="peak RSS, normalised-Gaussian step",
+        )
+        if mem["target_bytes"] is not None:
+            bx.loglog(
+                [mem["target_points"]],
+                [mem["target_bytes"] / 1e9],
+                "*",
+                ms=12,
+                label="target: " + ("measured" if mem["target_measured"] else "extrapolated"),
+            )
+        bx.axhline(MEMORY_LIMIT / 1e9, color="0.6", ls="--", label="2 GB")
+        bx.legend(fontsize=7)
+    bx.set_xlabel("training points N")
+    bx.set_ylabel("peak resident memory (GB)")
+    bx.set_title("Memory of a step (fresh process)")
+    save_figure(fig, out / "kernel_points_cost.png")
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    args.out = solvers.output_directory(args.out)
+    check_memory(args)
+    surface = flows.Hypersurface.fermat_quintic()
+    progress(
+        f"Fermat quintic: N = {args.points}, {args.test_points} test points, {args.draws} draws, "
+        f"{args.steps} steps (seed {args.seed})"
+    )
+    runs = {}
+    for n in args.points:
+        draws = [
+            run_draw(args, surface, n, d, noised=n == args.points[0], timed=d == 0)
+            for d in range(args.draws)
+        ]
+        runs[str(n)] = {"draws": draws, "matrix_free": draws[0]["matrix_free"]}
+    names = list(KERNELS) + ([CLUSTERED] if args.clusters else [])
+    summary = summarise(runs, names)
+    for name in names:
+        s = summary[name]
+        progress(
+            f"{name}: test gain "
+            + ", ".join(
+                f"{n}: {m:.3f} ± {e:.3f}"
+                for n, m, e in zip(
+                    s["points"], s["test_gain_mean"], s["test_gain_stderr"], strict=True
+                )
+            )
+        )
+    law = distance_law(surface, args.scaling_points, args.seed)
+    progress(f"distance law d = {law['prefactor']:.3f} N^{law['exponent']:.3f}")
+    ext = extrapolation(runs, law, list(KERNELS), args.noise)
+    for name in KERNELS:
+        progress(
+            f"{name}: predicted test gain "
+            + ", ".join(
+                f"{n}: {g:.3f}"
+                for n, g in zip(
+                    ext["predicted"][name]["points"], ext["predicted"][name]["gain"], strict=True
+                )
+            )
+        )
+    timing = {
+        name: {
+            "points": [
+                int(n) for n, r in runs.items() if name in r["draws"][0]["seconds_per_step"]
+            ],
+            "seconds": [
+                r["draws"][0]["seconds_per_step"][name]
+                for r in runs.values()
+                if name in r["draws"][0]["seconds_per_step"]
+            ],
+        }
+        for name in names
+    }
+    mem = memory(args)
+    record = {
+        "summary": summary,
+        "extrapolation": ext,
+        "seconds_per_step": timing,
+        "memory": mem,
+        "runs": runs,
+        "points": args.points,
+        "test_points": args.test_points,
+        "draws": args.draws,
+        "steps": args.steps,
+        "learning_rate": args.lr,
+        "relu_learning_rate": args.relu_lr,
+        "unnormalised_learning_rate": args.unnormalised_lr,
+        "sigma": args.sigma,
+        "relu": {
+            "depth": args.relu_depth,
+            "weight_std": args.relu_weight_std,
+            "bias_std": args.relu_bias_std,
+        },
+        "noise": args.noise,
+        "clusters": args.clusters,
+        "batch_size": args.batch_size,
+        "clustered_max": args.clustered_max,
+        "seed": args.seed,
+        "seconds": elapsed(),
+        "machine": machine(),
+    }
+    figures(record, args.out)
+    write_json(args.out / "kernel_points.json", record)
+    return record
+
+
+if __name__ == "__main__":
+    sys.exit(solvers.run_program(main, "kernel_points"))
