@@ -1181,7 +1181,7 @@ def parse_args(argv):
         "memory_points": [10_000, 30_000],
         "kvaerno_n": [12, 24],
         "implicit_n": 64,
-        "dense_repeats": 2,
+        "dense_repeats": 1,
         "repeats": 3,
         "kahler_points": 10_000,
         "kahler_widths": [70, 100, 100],

@@ -116,7 +116,7 @@ class FiniteStepController(diffrax.AbstractAdaptiveStepSizeController):
         first = jnp.where(keep & (t1 > bad_end), jnp.zeros_like(first), first)
         bad_end = jnp.where(bad, jnp.asarray(t1, bad_end.dtype), bad_end)
         stop = bad & (length < self.resolution * first)
-        collapsed = ~keep & (length < self.min_step)
+        collapsed = ~keep & (length < jnp.asarray(self.min_step, length.dtype))
         result = diffrax.RESULTS.where(collapsed, COLLAPSED_RESULT, result)
         result = diffrax.RESULTS.where(stop, NON_FINITE_RESULT, result)
         return keep, tprev, tnext, jump, (pid_state, bad_end, first, tnext, keep), result
