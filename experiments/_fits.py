@@ -11,9 +11,11 @@ $y = a + b\,t$ through $(t_i, y_i)$, computed by `least_squares`:
 The slope's standard error is $\mathrm{se}(b) = \sqrt{s^2\,[(X^\top X)^{-1}]_{bb}}$,
 $s^2 = \sum_i r_i^2/(n - 2)$ the residual variance ($n - 2$ degrees of freedom), which for
 a line is $\sqrt{s^2/\sum_i (t_i - \bar t)^2}$. `fit_order` adds the 95% Student-t
-interval and the ansatz variations of the convergence studies.
+interval and the ansatz variations of the convergence studies. `mean_and_stderr` is the
+mean of repeated draws with its standard error.
 """
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -21,6 +23,16 @@ import scipy.stats
 from _common import progress
 
 CONFIDENCE = 0.95
+
+
+def mean_and_stderr(values) -> tuple[float, float]:
+    r"""Mean $\bar x$ and standard error $s/\sqrt n$ of $n \ge 2$ values ($s$ with $n - 1$ dof)."""
+    x = np.asarray(values, float)
+    if x.ndim != 1 or x.size < 2:
+        raise ValueError(f"mean_and_stderr: need at least 2 values, got {x.size}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"mean_and_stderr: non-finite values {x.tolist()}")
+    return float(x.mean()), float(x.std(ddof=1) / math.sqrt(x.size))
 
 
 def least_squares(columns: list[np.ndarray], y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:

@@ -1,9 +1,11 @@
-"""Points of a hypersurface in one chart, shared by the point-kernel programs
-(quintic_kernels.py, kernel_tuning.py, kernel_points.py)."""
+"""Points of a hypersurface in one chart, and the point density's nearest-neighbour
+distances, shared by the point-kernel programs (quintic_kernels.py, kernel_tuning.py,
+kernel_points.py)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import progress
 
 import flows
 
@@ -71,3 +73,16 @@ def concatenate(samples: list[flows.PointSample]) -> flows.PointSample:
         volume_ratio=samples[0].volume_ratio,
         rejected=sum(s.rejected for s in samples),
     )
+
+
+def mean_nearest_distances(surface, sizes, seed: int) -> list[float]:
+    """Mean nearest-neighbour FS distance of `N` points sampled on `surface`, for each N in `sizes`.
+
+    Each size draws its own points, from `jax.random.key(seed + 7)` folded with its index.
+    """
+    mean = []
+    for i, n in enumerate(sizes):
+        key = jax.random.fold_in(jax.random.key(seed + 7), i)
+        mean.append(flows.mean_nearest_distance(flows.sample_points(surface, key, n)))
+        progress(f"mean nearest-neighbour distance at N = {n}: {mean[-1]:.4f}")
+    return mean

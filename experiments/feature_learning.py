@@ -134,7 +134,7 @@ import numpy as np
 import optax
 import scipy.stats
 from _common import integer, positive, positive_int, progress, save_figure, seed, write_json
-from _fits import CONFIDENCE, line_fit, local_orders
+from _fits import CONFIDENCE, line_fit, local_orders, mean_and_stderr
 from _timing import machine
 from jaxtyping import Array, Complex, Float
 from matplotlib.figure import Figure
@@ -271,7 +271,7 @@ def seed_statistics(values) -> dict:
     x = np.asarray(values, float)
     if x.size < 2 or not np.all(np.isfinite(x)):
         raise ValueError(f"seed_statistics: need at least 2 finite values, got {x.tolist()}")
-    mean, stderr = float(np.mean(x)), float(np.std(x, ddof=1) / math.sqrt(x.size))
+    mean, stderr = mean_and_stderr(x)
     quantile = float(scipy.stats.t.ppf(0.5 + CONFIDENCE / 2, x.size - 1))
     half = quantile * stderr
     return {
@@ -322,6 +322,10 @@ def exponent_fit(widths, values, *, log_values: bool = True) -> dict:
             "interval": [pooled.slope - half, pooled.slope + half],
         },
     }
+
+
+# How a fitted trend reads: the sign of its interval (`_trend`).
+TREND_WORDS = {-1: "falls", 0: "shows no significant trend", 1: "grows"}
 
 
 def _sign(interval) -> int:
@@ -376,11 +380,7 @@ def verdict(summary: dict) -> list[str]:
         claim += f"; at widths {undecided} the 95% interval of the gap contains 0"
     lines.append(f"test sigma gap (frozen - evolving) over widths {widths}: {mean_gaps}; {claim}.")
     drift = summary["fits"]["drift"]
-    direction = {
-        -1: "falls",
-        0: "shows no significant trend",
-        1: "grows",
-    }[_trend(drift)]
+    direction = TREND_WORDS[_trend(drift)]
     inside = [e for e in NTK_EXPONENTS if drift["interval"][0] <= e <= drift["interval"][1]]
     lines.append(
         f"kernel drift {direction} with width: exponent {drift['mean']:.3f}, 95% interval "
@@ -396,7 +396,7 @@ def verdict(summary: dict) -> list[str]:
     distance = summary["fits"]["distance"]
     lines.append(
         f"evolving-frozen metric distance "
-        f"{ {-1: 'falls', 0: 'shows no significant trend', 1: 'grows'}[_trend(distance)] }"
+        f"{TREND_WORDS[_trend(distance)]}"
         f" with width: exponent {distance['mean']:.3f}, 95% interval "
         f"[{distance['interval'][0]:.3f}, {distance['interval'][1]:.3f}]."
     )

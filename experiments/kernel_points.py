@@ -140,9 +140,9 @@ from _common import (
     seed,
     write_json,
 )
-from _fits import log_fit
+from _fits import log_fit, mean_and_stderr
 from _quintic import chart_points_batched as chart_points
-from _quintic import concatenate
+from _quintic import concatenate, mean_nearest_distances
 from _timing import machine, median_time, peak_rss, xla_bytes
 from jaxtyping import Array, Float
 from matplotlib.figure import Figure
@@ -256,16 +256,6 @@ def check_memory(args) -> None:
 
 
 # Pure helpers.
-
-
-def mean_and_stderr(values) -> tuple[float, float]:
-    r"""Mean $\bar x$ and standard error $s/\sqrt n$ of $n \ge 2$ values ($s$ with $n - 1$ dof)."""
-    x = np.asarray(values, float)
-    if x.ndim != 1 or x.size < 2:
-        raise ValueError(f"mean_and_stderr: need at least 2 values, got {x.size}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"mean_and_stderr: non-finite values {x.tolist()}")
-    return float(x.mean()), float(x.std(ddof=1) / math.sqrt(x.size))
 
 
 def loglog_interpolate(
@@ -495,12 +485,8 @@ def summarise(runs: dict, names: list[str]) -> dict:
 
 
 def distance_law(surface, sizes, seed_value: int) -> dict:
-    """Mean nearest-neighbour FS distance of N sampled points at each size, and its power law (as `quintic_kernels.distance_scaling`)."""
-    mean = []
-    for i, n in enumerate(sizes):
-        key = jax.random.fold_in(jax.random.key(seed_value + 7), i)
-        mean.append(flows.mean_nearest_distance(flows.sample_points(surface, key, n)))
-        progress(f"mean nearest-neighbour distance at N = {n}: {mean[-1]:.4f}")
+    """Mean nearest-neighbour FS distance of N sampled points at each size, and its power law (`_quintic.mean_nearest_distances`)."""
+    mean = mean_nearest_distances(surface, sizes, seed_value)
     return {"sizes": list(sizes), "mean_distance": mean, **power_law(sizes, mean)}
 
 

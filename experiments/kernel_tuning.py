@@ -116,6 +116,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from _common import finite, integer, progress, save_figure, seed, write_json
+from _fits import mean_and_stderr
 from _quintic import chart_points
 from _timing import machine
 from jaxtyping import Array, Complex, Float
@@ -361,14 +362,6 @@ def failure_reason(stop_reason: str, held_out_eigenvalue: float, sigmas: list[fl
     if not all(math.isfinite(s) and s > 0 for s in sigmas):
         return f"sigma not finite and positive: {sigmas}"
     return None
-
-
-def mean_and_stderr(values: list[float]) -> tuple[float, float]:
-    r"""The mean and its standard error $s/\sqrt{n}$ ($s$ with $n - 1$ degrees of freedom; $n \ge 2$)."""
-    x = np.asarray(values, float)
-    if x.size < 2:
-        raise ValueError(f"a standard error needs at least 2 values, got {x.size}")
-    return float(x.mean()), float(x.std(ddof=1) / math.sqrt(x.size))
 
 
 def paired_difference(tuned: list, default: list) -> dict:

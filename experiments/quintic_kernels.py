@@ -54,7 +54,7 @@ from _common import (
     write_json,
 )
 from _fits import log_fit
-from _quintic import chart_points, concatenate
+from _quintic import chart_points, concatenate, mean_nearest_distances
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
@@ -154,12 +154,7 @@ def fit_power_law(x, y):
 
 def distance_scaling(surface, sizes, seed):
     """Mean nearest-neighbour FS distance of `N` sampled points, for each N (the paper's Fig. 3 right)."""
-    mean = []
-    for i, n in enumerate(sizes):
-        key = jax.random.fold_in(jax.random.key(seed + 7), i)
-        pts = flows.sample_points(surface, key, n)
-        mean.append(flows.mean_nearest_distance(pts))
-        progress(f"mean nearest-neighbour distance at N = {n}: {mean[-1]:.4f}")
+    mean = mean_nearest_distances(surface, sizes, seed)
     exponent, prefactor, se = fit_power_law(sizes, mean)
     return {
         "sizes": list(sizes),
