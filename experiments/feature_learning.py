@@ -8,7 +8,10 @@ For each architecture, width $n$ and seed, a Kähler potential network
 $\phi_\theta$ (`flows.kahler_potential`: a centred MLP of the bihomogeneous
 features, `--depth` hidden layers of width $n$, starting at Fubini–Study; or
 `flows.bihomogeneous_potential` with `--bihomogeneous-layers` squaring layers of
-width $n$, starting at a random algebraic metric) is trained twice from the same
+width $n$, MLGeometry's architecture, started near Fubini–Study by
+`near_fubini_study`: test σ 0.38–0.45 at the start where MLGeometry's own
+initialisation, `--bihomogeneous-init mlgeometry`, starts between 1 and 55 for one
+layer) is trained twice from the same
 $\theta_0$, with the same optimiser (`--optimizer`: Adam, the default, or SGD),
 learning rate schedule (`--lr` for `--lr-constant` epochs, then halved every
 `--lr-halving` epochs), minibatch order and data, on the σ loss
@@ -196,6 +199,19 @@ def parse_args(argv):
         help="widths of the bihomogeneous network's squaring layers (each layer this wide)",
     )
     add("--bihomogeneous-layers", type=positive_int, default=1, help="squaring layers (k = 2^L)")
+    add(
+        "--bihomogeneous-init",
+        choices=("near-fs", "mlgeometry"),
+        default="near-fs",
+        help="near-fs: Fubini-Study plus --bihomogeneous-noise (test sigma 0.38-0.45 at the "
+        "start); mlgeometry: weights |N(0, 1)| x 0.05, as MLGeometry (test sigma 1 to 55)",
+    )
+    add(
+        "--bihomogeneous-noise",
+        type=positive,
+        default=1.0,
+        help="the near-fs start's weight noise, times N(0, 1)/sqrt(fan-in)",
+    )
     add("--seeds", type=integer(2), default=None, help="seeds per (width, regime)")
     add("--points", type=positive_int, default=None, help="training points per seed")
     add("--test-points", type=positive_int, default=None, help="held-out test points per seed")
@@ -648,11 +664,49 @@ def seed_data(surface, run_seed: int, args):
     return train_set, test_set, test_set.points[: args.probe]
 
 
+def near_fubini_study(potential: flows.KahlerPotential, key, noise: float) -> flows.KahlerPotential:
+    r"""The bihomogeneous network re-initialised at Fubini–Study plus `noise`.
+
+    With $u$ the bihomogeneous features, $\sum_i |z_i|^2/|z|^2 = 1$: the first
+    layer's rows are the indicator $d$ of the diagonal features, each later layer's
+    rows $1/\text{fan-in}$, and the output weights $c_j = 1/\sqrt{\text{width}}$, so
+    every layer is the constant 1, $f$ is constant and the metric is Fubini–Study.
+    Each weight matrix then gets `noise` $\times\,\mathcal N(0, 1)/\sqrt{\text{fan-in}}$.
+    The squares keep every layer positive whatever the signs; the metric's departure
+    from Fubini–Study is of order `noise`$/\sqrt{\text{width}}$, as a centred network's
+    tangent kernel sets the scale of its first steps.
+    """
+    network = potential.network
+    n1 = 5
+    i, j = np.triu_indices(n1)
+    diagonal = np.zeros(n1 * n1)
+    diagonal[np.flatnonzero(i == j)] = 1.0
+    layers = []
+    for layer, (w, k) in enumerate(
+        zip(network.layers, jax.random.split(key, len(network.layers)), strict=True)
+    ):
+        fan_in = w.shape[1]
+        base = diagonal if layer == 0 else np.full(fan_in, 1.0 / fan_in)
+        layers.append(
+            jnp.broadcast_to(base, w.shape)
+            + noise * jax.random.normal(k, w.shape) / np.sqrt(fan_in)
+        )
+    out = jnp.full(network.out.shape, 1 / np.sqrt(network.out.shape[0]))
+    network = eqx.tree_at(lambda n: (n.layers, n.out), network, (tuple(layers), out))
+    return flows.KahlerPotential(network, network, centred=False)
+
+
 def make_potential(architecture: str, width: int, key, args) -> flows.KahlerPotential:
     """The network of `architecture` at `width`, initialised from `key`."""
     if architecture == "mlp":
         return flows.kahler_potential(5, key, width=width, depth=args.depth)
-    return flows.bihomogeneous_potential(5, key, widths=(width,) * args.bihomogeneous_layers)
+    layers, noise_key = jax.random.split(key)
+    potential = flows.bihomogeneous_potential(
+        5, layers, widths=(width,) * args.bihomogeneous_layers
+    )
+    if args.bihomogeneous_init == "mlgeometry":
+        return potential
+    return near_fubini_study(potential, noise_key, args.bihomogeneous_noise)
 
 
 def run_width(architecture, width, data, optimizer, run_seed, args):

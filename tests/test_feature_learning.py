@@ -24,6 +24,7 @@ import flows
 import solvers
 
 from .helpers import experiment_program as _program
+from .helpers import max_abs
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +183,24 @@ def test_linearised_network_matches_the_library(fl):
     assert eqx.tree_equal(fl.initial_parameters(phi), params0)
 
 
+def test_near_fubini_study_start(fl):
+    """The bihomogeneous network's near-FS start: at zero noise every layer is the constant
+    1 and the metric is Fubini–Study to rounding (1e-12); with noise it departs from it,
+    positive definite, less at larger width (the noise is averaged over the layer)."""
+    surface = flows.Hypersurface.fermat_quintic()
+    sample = flows.point_sample(surface, flows.sample_points(surface, jax.random.key(5), 200))
+    fs = flows.pulled_back_metric(sample)
+    departures = []
+    for width in (4, 256):
+        phi = flows.bihomogeneous_potential(5, jax.random.key(width), widths=(width, width))
+        exact = fl.near_fubini_study(phi, jax.random.key(7), 0.0)
+        assert max_abs(flows.pulled_back_metric(sample, exact) - fs) < 1e-12
+        noisy = flows.pulled_back_metric(sample, fl.near_fubini_study(phi, jax.random.key(7), 1.0))
+        assert float(jnp.min(jnp.linalg.eigvalsh(noisy))) > 0
+        departures.append(float(jnp.sqrt(jnp.mean(jnp.abs(noisy - fs) ** 2))))
+    assert departures[1] < 0.5 * departures[0]
+
+
 @pytest.mark.slow
 def test_training_loop_is_train_potentials(fl):
     """The program's loop against `solvers.train_potential` (same Adam, order, data):
@@ -214,13 +233,14 @@ def test_training_loop_is_train_potentials(fl):
 
 
 @pytest.mark.slow
-def test_feature_learning_small_run(fl, tmp_path):
-    record = fl.main(["--small", "--out", str(tmp_path)])
+@pytest.mark.parametrize("architecture", ["mlp", "bihomogeneous"])
+def test_feature_learning_small_run(fl, tmp_path, architecture):
+    record = fl.main(["--small", "--architecture", architecture, "--out", str(tmp_path)])
     saved = json.loads((tmp_path / "feature_learning.json").read_text())
-    assert saved["summary"].keys() == record["summary"].keys() == {"mlp"}
+    assert saved["summary"].keys() == record["summary"].keys() == {architecture}
     for name in ("feature_learning.png", "feature_learning_distance.png"):
         assert (tmp_path / name).stat().st_size > 0
-    widths, seeds = saved["widths"]["mlp"], saved["seeds"]
+    widths, seeds = saved["widths"][architecture], saved["seeds"]
     assert len(widths) >= 4 and max(widths) / min(widths) >= 16 and len(seeds) >= 3
     assert saved["dtype"] == "float64" and saved["settings"]["small"]
 
@@ -248,7 +268,7 @@ def test_feature_learning_small_run(fl, tmp_path):
     assert len(saved["pairs"]) == len(widths) * len(seeds)
     assert all(p["metric_distance"] > 0 for p in saved["pairs"])
 
-    summary = saved["summary"]["mlp"]
+    summary = saved["summary"][architecture]
     for name in ("drift", "distance", "gap_trend"):
         fit = summary["fits"][name]
         lo, hi = fit["interval"]
@@ -262,3 +282,15 @@ def test_feature_learning_small_run(fl, tmp_path):
         for key in ("sigma_evolving", "sigma_frozen", "gap", "kernel_drift", "metric_distance"):
             assert per[key]["seeds"] == len(seeds) and per[key]["stderr"] >= 0
     assert summary["diverged_runs"] == 0 and len(summary["verdict"]) == 6
+
+
+def test_more_points_than_memory_allows_are_refused_with_the_estimate(fl, tmp_path, capsys):
+    # 10^11 points a seed: the first seed's sampling refuses them, naming its estimate,
+    # before it allocates them and before any training
+    status = solvers.run_program(
+        lambda: fl.main(["--points", str(10**11), "--out", str(tmp_path / "out")]),
+        "feature_learning",
+    )
+    err = capsys.readouterr().err
+    assert status != 0 and "Traceback" not in err
+    assert "feature_learning: sample_points: " in err and "TiB of memory, more than the" in err
