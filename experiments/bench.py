@@ -55,7 +55,8 @@ figures compare paths on one machine rather than machines. The figures:
 - `kahler_training` and the `kahler_*_vs_peer` figures: our bihomogeneous network
   (`flows.bihomogeneous_potential`, widths 70, 100, 100, bidegree (8, 8)) trained by
   `solvers.train_potential` (Adam at 5e-3 on minibatches of 500, halved every 10
-  epochs after 15; float32, `--kahler-dtype`) and MLGeometry-JAX's (its layers, loss
+  epochs after 15, every 100 at budgets of 600 s and more, `--kahler-halving`;
+  float32, `--kahler-dtype`) and MLGeometry-JAX's (its layers, loss
   and training step, `experiments/_peer.py`) on the same 10,000 Fermat-quintic points
   split 90/10, in this process, test σ scored by `flows.sigma_measure` after every
   epoch; the peer under its own recipe (Adam at 0.01, minibatches of 1000) and ours,
@@ -759,6 +760,20 @@ SECONDS_PER_EPOCH = 2.0
 PEER_EPOCHS = 10**6  # the peer's runs stop at the budget unless --kahler-epochs is given
 
 
+# Epochs per halving of our recipe's rate: 10 suits the default 110 s budget (about 160
+# epochs); over 600 s (about 870 epochs) it leaves the rate at 2^-80 of its start for
+# most of the run. Measured at 600 s (two shared cores): halving every 10 reached test
+# sigma 0.0043, every 100 reached 0.0027.
+HALVING_SHORT, HALVING_LONG, LONG_BUDGET = 10, 100, 600.0
+
+
+def kahler_halving(args) -> int:
+    """`--kahler-halving`, or its default for the budget (HALVING_SHORT or HALVING_LONG)."""
+    if args.kahler_halving is not None:
+        return args.kahler_halving
+    return HALVING_LONG if args.kahler_budget >= LONG_BUDGET else HALVING_SHORT
+
+
 def run_ours(train, test, args, recipe, epochs, key) -> dict:
     """`solvers.train_potential` of `flows.bihomogeneous_potential` by `recipe`: the curve, as `train_peer`'s."""
     start, wall = time.perf_counter(), []
@@ -813,7 +828,7 @@ def kahler(args, record) -> dict:
     train = flows.subsample(sample, np.arange(n_train))
     test = flows.subsample(sample, np.arange(n_train, sample.count))
     budget = args.kahler_budget
-    recipe = our_recipe(args.kahler_lr, args.kahler_batch)
+    recipe = our_recipe(args.kahler_lr, args.kahler_batch, kahler_halving(args))
     dtype = jnp.dtype(args.kahler_dtype)
     installed = peer_installed()
     runs = {}
@@ -1145,6 +1160,12 @@ def parse_args(argv):
     )
     parser.add_argument("--kahler-batch", type=positive_int, help="minibatch size")
     parser.add_argument("--kahler-lr", type=positive, default=5e-3, help="Adam's initial rate")
+    parser.add_argument(
+        "--kahler-halving",
+        type=positive_int,
+        help="epochs per halving of our recipe's rate, after 15 (default 10; 100 at budgets "
+        ">= 600 s)",
+    )
     parser.add_argument("--kahler-dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument(
         "--peer-seed",

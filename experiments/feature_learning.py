@@ -356,6 +356,12 @@ def _trend(fit: dict) -> int:
     return signs.pop() if len(signs) == 1 else 0
 
 
+def _intervals(fit: dict, spec: str = ".3f") -> str:
+    """Both 95% intervals of a fit, over seeds and pooled (a trend needs both on one side of 0)."""
+    (a, b), (c, d) = fit["interval"], fit["pooled"]["interval"]
+    return f"95% interval [{a:{spec}}, {b:{spec}}] over seeds, [{c:{spec}}, {d:{spec}}] pooled"
+
+
 def _closing_and_drift(gap_sign: int, drift_sign: int) -> str:
     """Whether the gap's trend goes with the drift's, as the lazy (NTK) picture has it."""
     if gap_sign < 0 and drift_sign < 0:
@@ -399,13 +405,13 @@ def verdict(summary: dict) -> list[str]:
     direction = TREND_WORDS[_trend(drift)]
     inside = [e for e in NTK_EXPONENTS if drift["interval"][0] <= e <= drift["interval"][1]]
     lines.append(
-        f"kernel drift {direction} with width: exponent {drift['mean']:.3f}, 95% interval "
-        f"[{drift['interval'][0]:.3f}, {drift['interval'][1]:.3f}] over seeds (local "
+        f"kernel drift {direction} with width: exponent {drift['mean']:.3f}, "
+        f"{_intervals(drift)} (local "
         f"exponents between consecutive widths {[round(x, 2) for x in drift['local_slopes']]}); "
         + (
             f"consistent with NTK exponent(s) {inside}"
             if inside
-            else f"neither NTK exponent {list(NTK_EXPONENTS)} lies inside it"
+            else f"neither NTK exponent {list(NTK_EXPONENTS)} lies inside the interval over seeds"
         )
         + "."
     )
@@ -413,8 +419,7 @@ def verdict(summary: dict) -> list[str]:
     lines.append(
         f"evolving-frozen metric distance "
         f"{TREND_WORDS[_trend(distance)]}"
-        f" with width: exponent {distance['mean']:.3f}, 95% interval "
-        f"[{distance['interval'][0]:.3f}, {distance['interval'][1]:.3f}]."
+        f" with width: exponent {distance['mean']:.3f}, {_intervals(distance)}."
     )
     trend = summary["fits"]["gap_trend"]
     closing = {
@@ -423,8 +428,8 @@ def verdict(summary: dict) -> list[str]:
         1: "widens as width grows",
     }[_trend(trend)]
     lines.append(
-        f"the test sigma gap {closing}: {trend['mean']:+.4f} per doubling, 95% interval "
-        f"[{trend['interval'][0]:+.4f}, {trend['interval'][1]:+.4f}]."
+        f"the test sigma gap {closing}: {trend['mean']:+.4f} per doubling, "
+        f"{_intervals(trend, '+.4f')}."
     )
     lines.append(_closing_and_drift(_trend(trend), _trend(drift)))
     fit = [

@@ -204,6 +204,18 @@ def test_bench_flags_are_checked(tmp_path):
             bench.main([*argv, "--out", str(tmp_path)] if argv else argv)
 
 
+def test_our_recipe_halves_its_rate_slower_over_a_long_budget(tmp_path):
+    bench = experiment_program("bench")
+    out = ["--out", str(tmp_path)]
+    for argv, halving in (
+        ([], 10),  # the default 110 s budget
+        (["--kahler-budget", "600"], 100),
+        (["--kahler-budget", "600", "--kahler-halving", "7"], 7),
+    ):
+        assert bench.kahler_halving(bench.parse_args([*argv, *out])) == halving
+    assert experiment_program("_peer").our_recipe(5e-3, 500, 100).halving == (15, 100)
+
+
 @pytest.mark.slow
 def test_bench_sphere_and_kvaerno(tmp_path):
     bench = experiment_program("bench")

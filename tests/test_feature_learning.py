@@ -156,6 +156,8 @@ def test_verdict_reads_the_numbers(fl):
     summary = _summary(fl, [0.2, 0.1, 0.06], 0.01, -0.15, -0.05)
     # over seeds [-0.25, -0.05], below 0; pooled [-0.35, 0.05], containing 0
     assert "no significant trend" in fl.verdict(summary)[1]
+    # and the line shows both intervals, so that it does not read as a contradiction
+    assert "[-0.250, -0.050] over seeds, [-0.350, 0.050] pooled" in fl.verdict(summary)[1]
     assert "the gap closes although the drift does not fall" in fl.verdict(summary)[4]
 
 

@@ -733,6 +733,7 @@ BAD_FLAGS = {
         "--kahler-budget": POSITIVE,
         "--kahler-batch": _ints(1),
         "--kahler-lr": POSITIVE,
+        "--kahler-halving": _ints(1),
         "--peer-seed": SEED,
         "--spectral-points": _ints(50),
         "--spectral-k-max": _ints(2),
