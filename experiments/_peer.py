@@ -34,10 +34,11 @@ the 25 independent real ones.
 
 Recipes (`Recipe`): the peer's own (Adam at 0.01 on minibatches of 1000, constant
 rate: its Guide notebook) and ours (the bench's: Adam at 5e-3 on minibatches of 500,
-halved every 10 epochs after 15, or every 100 for budgets of 600 s and more). Every record counts `seconds` of training
-(the minibatch loop, compilation included, evaluation excluded, as
-`solvers.train_potential` counts ours) and `wall_seconds` from the start of the run
-(data conversion, initialisation, compilation, training and evaluation).
+halved every 10 epochs after 15, or every 100 for budgets of 600 s and more). Every
+record counts `seconds` of training (the minibatch loop, compilation included,
+evaluation excluded, as `solvers.train_potential` counts ours) and `wall_seconds`
+from the start of the run (data conversion, initialisation, compilation, training
+and evaluation).
 """
 
 import dataclasses
