@@ -97,10 +97,8 @@ ours, the peer under its recipe and under ours) has `--kahler-budget` 110 s of
 training, about 2 minutes with setup, compilation and evaluation; the spectral
 route has `--spectral-budget` 110 s: 11m13s in all. The figures at 600 s budgets
 (`--figures kahler spectral --kahler-budget 600 --spectral-budget 600`) took 37
-minutes. Our run is a number of epochs,
-`train_potential` having no clock: 1.5 times the budget over the peer's epoch on
-the same network and batch (the budget over 2 s without the peer); the peer's runs
-stop at the budget; `--kahler-epochs` caps every run.
+minutes. Every network run stops at the end of the first epoch past the budget
+(ours by `train_potential`'s `max_seconds`); `--kahler-epochs` caps every run.
 
 Output in --out: bench.json (`figures`: one record per figure with `value` or
 `skipped`, `target`, `met`; `machine`, with the load average at start and end:
@@ -114,7 +112,6 @@ Usage: python experiments/bench.py --out DIR [--quick] [--figures NAME ...]
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -756,14 +753,9 @@ PEER_FIGURES = (
     "kahler_time_to_sigma_vs_peer",
     "kahler_sigma_in_budget_vs_peer",
 )
-# Ours runs a number of epochs (train_potential has no time budget): the budget over
-# the peer's epoch on the same network and batch, times this margin, so that ours
-# fills the budget if its epochs cost down to 1/3 of the peer's (measured: 0.47).
-OURS_EPOCH_MARGIN = 3.0
-# Without the peer, the budget over this (an epoch of the 70-100-100 network on 9,000
-# points, minibatches of 500, float32, costs 1.8-2.5 s on two busy cores, ours and the peer's).
-SECONDS_PER_EPOCH = 2.0
-PEER_EPOCHS = 10**6  # the peer's runs stop at the budget unless --kahler-epochs is given
+# Every run stops at the budget (ours by train_potential's max_seconds) unless
+# --kahler-epochs caps it first.
+MAX_EPOCHS = 10**6
 
 
 # Epochs per halving of our recipe's rate: 10 suits the default 110 s budget (about 160
@@ -798,6 +790,7 @@ def run_ours(train, test, args, recipe, epochs, key) -> dict:
         epochs=epochs,
         batch_size=recipe.batch,
         targets=KAHLER_TARGETS,
+        max_seconds=args.kahler_budget,
         seed=args.seed,
         dtype=jnp.dtype(args.kahler_dtype),
         progress=log,
@@ -848,7 +841,7 @@ def kahler(args, record) -> dict:
             args.kahler_widths,
             peer_recipe,
             budget=budget,
-            epochs=args.kahler_epochs or PEER_EPOCHS,
+            epochs=args.kahler_epochs or MAX_EPOCHS,
             seed=args.peer_seed,
             targets=KAHLER_TARGETS,
             dtype=dtype,
@@ -856,15 +849,10 @@ def kahler(args, record) -> dict:
             progress=progress,
         )
 
-    epochs = math.ceil(budget / SECONDS_PER_EPOCH)
-    epochs_from = f"budget / {SECONDS_PER_EPOCH:g} s"
     if installed:
         peer("peer_our_recipe", recipe)
-        cost = epoch_seconds(runs["peer_our_recipe"]["seconds"])
-        if cost is not None:
-            epochs = math.ceil(OURS_EPOCH_MARGIN * budget / cost)
-            epochs_from = f"{OURS_EPOCH_MARGIN:g} x budget / the peer's epoch"
-    if args.kahler_epochs is not None and args.kahler_epochs < epochs:
+    epochs, epochs_from = MAX_EPOCHS, "none: the budget stops the run"
+    if args.kahler_epochs is not None:
         epochs, epochs_from = args.kahler_epochs, "--kahler-epochs"
     runs["ours"] = run_ours(train, test, args, recipe, epochs, jax.random.fold_in(key, 1))
     if installed:

@@ -53,7 +53,8 @@ class PotentialTraining:
     - `reached`: for each target σ, the first evaluated `(epoch, seconds)` with
       test σ at or below it, or None;
     - `stop_reason`: `StopReason.EPOCHS` (`"epochs"`), `StopReason.TARGETS_REACHED`
-      (`"targets reached"`) or `StopReason.NON_FINITE_LOSS` (`"non-finite loss"`).
+      (`"targets reached"`), `StopReason.TIME_BUDGET` (`"time budget spent"`) or
+      `StopReason.NON_FINITE_LOSS` (`"non-finite loss"`).
     """
 
     flow: PotentialFlow
@@ -115,6 +116,7 @@ def train_potential(
     eval_every: int = 1,
     targets=(),
     stop_at_targets: bool = False,
+    max_seconds: float | None = None,
     seed: int = 0,
     dtype=None,
     progress: Callable[[str], None] | None = None,
@@ -127,7 +129,9 @@ def train_potential(
     (default `optax.adam(1e-3)`), `epochs`, `batch_size` (the last, partial
     minibatch of an epoch is dropped), `eval_every` (epochs between
     evaluations), `targets` (σ values whose first crossing is recorded),
-    `stop_at_targets` (stop once every target is reached), `seed` (the shuffling
+    `stop_at_targets` (stop once every target is reached), `max_seconds` (None, or stop
+    after the first epoch that ends with this many seconds of training, counted as
+    `seconds`, spent; that epoch is evaluated), `seed` (the shuffling
     order), `dtype` (None: as given; `jnp.float32` or `jnp.float64`: the network's
     parameters and the samples' real arrays are cast to it, their complex arrays to
     the matching complex type, so training and evaluation run in that precision;
@@ -164,6 +168,15 @@ def train_potential(
                 f"train_potential: dtype must be None, float32 or float64, got {dtype!r}."
             )
         potential, train, test = (_cast(x, precision) for x in (potential, train, test))
+    if max_seconds is not None and not (
+        isinstance(max_seconds, (int, float))
+        and not isinstance(max_seconds, bool)
+        and math.isfinite(max_seconds)
+        and max_seconds > 0
+    ):
+        raise ValueError(
+            f"train_potential: max_seconds must be None or a finite number > 0, got {max_seconds!r}."
+        )
     targets = tuple(float(t) for t in targets)
     if any(not (math.isfinite(t) and t > 0) for t in targets):
         raise ValueError(f"train_potential: targets must be finite numbers > 0, got {targets}.")
@@ -222,11 +235,15 @@ def train_potential(
         if not (np.all(np.isfinite(losses)) and bool(jnp.all(jnp.isfinite(theta)))):
             theta, stop_reason = previous, StopReason.NON_FINITE_LOSS  # keep the last good epoch
             break
-        if epoch % eval_every == 0 or epoch == epochs:
+        spent = max_seconds is not None and elapsed >= max_seconds
+        if epoch % eval_every == 0 or epoch == epochs or spent:
             log(epoch, float(np.mean(losses)))
             if stop_at_targets and targets and all(v is not None for v in reached.values()):
                 stop_reason = StopReason.TARGETS_REACHED
                 break
+        if spent:
+            stop_reason = StopReason.TIME_BUDGET
+            break
     return PotentialTraining(
         flow=flow,
         theta=theta,

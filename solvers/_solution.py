@@ -62,6 +62,7 @@ class StopReason(enum.StrEnum):
     EPOCHS = "epochs"
     TARGETS_REACHED = "targets reached"
     NON_FINITE_LOSS = "non-finite loss"
+    TIME_BUDGET = "time budget spent"
 
     # hashed as its message, as it compares: a member and its string are one dictionary key
     __hash__ = str.__hash__

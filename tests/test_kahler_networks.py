@@ -4,6 +4,8 @@ Float64; the pull-back of a potential is compared with the independent
 Fubini–Study pull-back of `point_sample` (rounding, 1e-13).
 """
 
+import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -273,6 +275,23 @@ def test_repeated_training_gives_the_same_sigma_curve():
     for a, b in zip(first, again, strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(first[0][1:], other[0][1:])
+
+
+def test_training_stops_when_its_time_budget_is_spent():
+    """`max_seconds`: the first epoch that ends past the budget is evaluated and ends the run."""
+    surface = flows.Hypersurface.fermat_cubic()
+    sample = flows.point_sample(surface, flows.sample_points(surface, jax.random.key(6), 200))
+    train = flows.subsample(sample, np.arange(160))
+    test = flows.subsample(sample, np.arange(160, sample.count))
+    potential = flows.bihomogeneous_potential(3, jax.random.key(7), widths=(4,))
+    run = solvers.train_potential(
+        potential, train, test, epochs=50, batch_size=40, eval_every=10, max_seconds=1e-9
+    )
+    assert run.stop_reason == solvers.StopReason.TIME_BUDGET == "time budget spent"
+    assert list(run.epochs) == [0, 1] and run.seconds[-1] >= 1e-9
+    for bad in (0.0, -1.0, math.nan, math.inf, True, "10"):
+        with pytest.raises(ValueError, match="max_seconds must be None or a finite number > 0"):
+            solvers.train_potential(potential, train, test, batch_size=40, max_seconds=bad)
 
 
 def test_training_in_single_precision_follows_double():
