@@ -784,6 +784,7 @@ BAD_FLAGS = {
         },
         "--seeds": _ints(2),
         "--lr": POSITIVE,
+        "--bihomogeneous-noise": POSITIVE,
         "--lr-constant": _ints(0),
         "--seed": SEED,
     },
