@@ -21,6 +21,7 @@ standard error) is reported every `eval_every` epochs.
 
 import dataclasses
 import math
+import numbers
 import time
 from collections.abc import Callable
 
@@ -130,8 +131,8 @@ def train_potential(
     minibatch of an epoch is dropped), `eval_every` (epochs between
     evaluations), `targets` (σ values whose first crossing is recorded),
     `stop_at_targets` (stop once every target is reached), `max_seconds` (None, or stop
-    after the first epoch that ends with this many seconds of training, counted as
-    `seconds`, spent; that epoch is evaluated), `seed` (the shuffling
+    after the first epoch before the last that ends with this many seconds of training,
+    counted as `seconds`, spent; that epoch is evaluated), `seed` (the shuffling
     order), `dtype` (None: as given; `jnp.float32` or `jnp.float64`: the network's
     parameters and the samples' real arrays are cast to it, their complex arrays to
     the matching complex type, so training and evaluation run in that precision;
@@ -168,15 +169,17 @@ def train_potential(
                 f"train_potential: dtype must be None, float32 or float64, got {dtype!r}."
             )
         potential, train, test = (_cast(x, precision) for x in (potential, train, test))
-    if max_seconds is not None and not (
-        isinstance(max_seconds, (int, float))
-        and not isinstance(max_seconds, bool)
-        and math.isfinite(max_seconds)
-        and max_seconds > 0
-    ):
-        raise ValueError(
-            f"train_potential: max_seconds must be None or a finite number > 0, got {max_seconds!r}."
-        )
+    if max_seconds is not None:
+        try:  # any real number (NumPy's too), not a bool or a string
+            budget = float(max_seconds) if isinstance(max_seconds, numbers.Real) else math.nan
+        except OverflowError:
+            budget = math.inf
+        if isinstance(max_seconds, bool) or not (math.isfinite(budget) and budget > 0):
+            raise ValueError(
+                "train_potential: max_seconds must be None or a finite number > 0, got "
+                f"{max_seconds!r}."
+            )
+        max_seconds = budget
     targets = tuple(float(t) for t in targets)
     if any(not (math.isfinite(t) and t > 0) for t in targets):
         raise ValueError(f"train_potential: targets must be finite numbers > 0, got {targets}.")
@@ -235,7 +238,8 @@ def train_potential(
         if not (np.all(np.isfinite(losses)) and bool(jnp.all(jnp.isfinite(theta)))):
             theta, stop_reason = previous, StopReason.NON_FINITE_LOSS  # keep the last good epoch
             break
-        spent = max_seconds is not None and elapsed >= max_seconds
+        # the budget ends a run only before its last epoch, which ends it anyway (EPOCHS)
+        spent = max_seconds is not None and elapsed >= max_seconds and epoch < epochs
         if epoch % eval_every == 0 or epoch == epochs or spent:
             log(epoch, float(np.mean(losses)))
             if stop_at_targets and targets and all(v is not None for v in reached.values()):

@@ -193,14 +193,29 @@ def test_near_fubini_study_start(fl):
     sample = flows.point_sample(surface, flows.sample_points(surface, jax.random.key(5), 200))
     fs = flows.pulled_back_metric(sample)
     departures = []
-    for width in (4, 256):
-        phi = flows.bihomogeneous_potential(5, jax.random.key(width), widths=(width, width))
+    for width, layers in ((4, 2), (256, 2), (8, 1)):
+        phi = flows.bihomogeneous_potential(5, jax.random.key(width), widths=(width,) * layers)
         exact = fl.near_fubini_study(phi, jax.random.key(7), 0.0)
         assert max_abs(flows.pulled_back_metric(sample, exact) - fs) < 1e-12
         noisy = flows.pulled_back_metric(sample, fl.near_fubini_study(phi, jax.random.key(7), 1.0))
         assert float(jnp.min(jnp.linalg.eigvalsh(noisy))) > 0
         departures.append(float(jnp.sqrt(jnp.mean(jnp.abs(noisy - fs) ** 2))))
     assert departures[1] < 0.5 * departures[0]
+    # the study's one-layer start: near Fubini-Study's sigma, not at
+    # MLGeometry's 1 to 55
+    start = flows.sigma_measure(
+        sample,
+        flows.pulled_back_metric(
+            sample,
+            fl.near_fubini_study(
+                flows.bihomogeneous_potential(5, jax.random.key(8), widths=(8,)),
+                jax.random.key(9),
+                1.0,
+            ),
+        ),
+    )[0]
+    fs_sigma = flows.sigma_measure(sample, fs)[0]
+    assert abs(float(start) - float(fs_sigma)) < 0.1
 
 
 @pytest.mark.slow

@@ -289,7 +289,12 @@ def test_training_stops_when_its_time_budget_is_spent():
     )
     assert run.stop_reason == solvers.StopReason.TIME_BUDGET == "time budget spent"
     assert list(run.epochs) == [0, 1] and run.seconds[-1] >= 1e-9
-    for bad in (0.0, -1.0, math.nan, math.inf, True, "10"):
+    # a budget not spent: the run ends at its epochs (a NumPy number is a number)
+    run = solvers.train_potential(
+        potential, train, test, epochs=2, batch_size=40, max_seconds=np.float32(1e6)
+    )
+    assert run.stop_reason == solvers.StopReason.EPOCHS and list(run.epochs) == [0, 1, 2]
+    for bad in (0.0, -1.0, math.nan, math.inf, 10**400, True, "10"):
         with pytest.raises(ValueError, match="max_seconds must be None or a finite number > 0"):
             solvers.train_potential(potential, train, test, batch_size=40, max_seconds=bad)
 
