@@ -121,8 +121,8 @@ either. $\Theta_0$'s mean diagonal is 1.10 to 1.34 at every width; every frozen
 drift is exactly 0.
 
 The bihomogeneous network (`--architecture bihomogeneous`: one squaring layer,
-widths 4, 8, 16, 32, 64; the same 3 seeds, points, epochs and Adam; 4 min 25 s
-on the same machine at load average 3 to 5), started near Fubini–Study (test σ
+widths 4, 8, 16, 32, 64; the same 3 seeds, points, epochs and Adam; 2 min 11 s
+on the same machine with nothing else running, 4 min 25 s at load average 3 to 5), started near Fubini–Study (test σ
 0.36–0.43): test σ 0.171, 0.058, 0.058, 0.058, 0.058 (evolving; one squaring
 layer is a bidegree-(2, 2) algebraic metric, and from width 8 on it stops
 improving within this budget) against 0.328, 0.282, 0.268, 0.256, 0.244
