@@ -322,7 +322,7 @@ def train_peer(
                 break
             log(epoch, epoch_loss / batches)
             if seconds >= budget:
-                stop = "budget"
+                stop = "time budget spent"  # as train_potential says it
                 break
         final = agreement_on(model, params, test_cast, test_data)
     return {
