@@ -299,15 +299,3 @@ def test_feature_learning_small_run(fl, tmp_path, architecture):
         for key in ("sigma_evolving", "sigma_frozen", "gap", "kernel_drift", "metric_distance"):
             assert per[key]["seeds"] == len(seeds) and per[key]["stderr"] >= 0
     assert summary["diverged_runs"] == 0 and len(summary["verdict"]) == 6
-
-
-def test_more_points_than_memory_allows_are_refused_with_the_estimate(fl, tmp_path, capsys):
-    # 10^11 points a seed: the first seed's sampling refuses them, naming its estimate,
-    # before it allocates them and before any training
-    status = solvers.run_program(
-        lambda: fl.main(["--points", str(10**11), "--out", str(tmp_path / "out")]),
-        "feature_learning",
-    )
-    err = capsys.readouterr().err
-    assert status != 0 and "Traceback" not in err
-    assert "feature_learning: sample_points: " in err and "TiB of memory, more than the" in err

@@ -380,16 +380,3 @@ def test_small_run(tmp_path, capsys):
     assert rows == {(k, v) for k in saved["kernels"] for v in saved["variants"]}
     _check_defaults(saved, stdout)
     _check_points(saved)
-
-
-def test_more_points_than_memory_allows_are_refused_with_the_estimate(tmp_path, capsys):
-    # 10^11 points: the first draw's sampling refuses them, naming its estimate, before
-    # it allocates them and before any trial runs
-    program = _program("kernel_tuning")
-    status = solvers.run_program(
-        lambda: program.main(["--points", str(10**11), "--out", str(tmp_path / "out")]),
-        "kernel_tuning",
-    )
-    err = capsys.readouterr().err
-    assert status != 0 and "Traceback" not in err
-    assert "kernel_tuning: sample_points: " in err and "TiB of memory, more than the" in err

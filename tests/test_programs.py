@@ -87,6 +87,17 @@ def test_an_ill_posed_request_is_refused_with_a_message(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("name", ["feature_learning", "kernel_tuning"])
+def test_more_points_than_memory_allows_are_refused_with_the_estimate(name, tmp_path, capsys):
+    # 10^11 points: the first draw's sampling refuses them, naming its estimate, before
+    # it allocates them and before any training or trial (kernel_points refuses its
+    # ladder before sampling: tests/test_kernel_points.py)
+    argv = ["--points", str(10**11), "--out", str(tmp_path / "out")]
+    status, err = _run(name, argv, capsys)
+    assert status != 0 and "Traceback" not in err
+    assert f"{name}: sample_points: " in err and "TiB of memory, more than the" in err
+
+
 def _entry_call(tree: ast.Module):
     """The call under `if __name__ == "__main__":`, as source."""
     for node in tree.body:
