@@ -23,7 +23,7 @@ import flows
 from flows import NodalMetric
 
 from . import _controller
-from ._krylov import SpectralGMRES
+from ._krylov import NewtonKrylov, SpectralGMRES
 
 SOLVERS = ("tsit5", "dopri5", "dopri8", "kvaerno3", "kvaerno5")
 
@@ -53,7 +53,7 @@ def _make_solver(name: str, linear_solver: str, rtol: float, atol: float, manifo
             # inexact Newton-Krylov: GMRES on Jacobian-vector products (never forming the
             # Jacobian) to a forcing term, spectrally preconditioned (_krylov.py); Hairer and
             # Wanner's convergence-rate test ends the Newton iteration
-            root = optimistix.Newton(
+            root = NewtonKrylov(
                 rtol=rtol,
                 atol=atol,
                 linear_solver=SpectralGMRES(manifold),
