@@ -145,7 +145,9 @@ def test_ground_state_analytic_values():
     state = flows.ground_state(scaled)
     assert abs(float(state.value)) < 1e-12
     assert max_abs(state.w - state.w[0]) < 1e-12
-    for dim, degree in ((2, 8), (3, 6)):
+    # S^3 at a degree the separable-transform test builds (a new degree compiles S^3's
+    # tables again, about 3 s); the round metric is exact at any degree
+    for dim, degree in ((2, 8), (3, 4)):
         sphere = flows.Sphere(dim, degree)
         r2 = 1.7
         state = flows.ground_state(flows.NodalMetric(sphere, r2 * sphere.reference_at_nodes()))

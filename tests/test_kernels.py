@@ -2,6 +2,7 @@
 
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import pytest
@@ -11,6 +12,12 @@ import scipy.special
 import flows
 
 from .helpers import max_abs
+
+
+@eqx.filter_jit
+def _at(f, points):
+    """`f` at each point: one compiled program, where an eager vmap compiles each primitive."""
+    return jax.vmap(f)(points)
 
 
 @pytest.mark.parametrize("sigma", [0.1, 0.5])
@@ -30,7 +37,9 @@ def test_torus_gaussian_fourier_multiplier(sigma, k):
 
 @pytest.mark.parametrize("dim,degree,sigma", [(2, 64, 0.3), (2, 64, 0.6), (3, 40, 0.6)])
 def test_sphere_gaussian_is_normalised(dim, degree, sigma):
-    sphere = flows.Sphere(dim, degree)
+    # quadrature over the nodes (`apply`): fast=False leaves out the separable transform
+    # tables, which it does not use (S^3's take about 3 s to compile at each new degree)
+    sphere = flows.Sphere(dim, degree, fast=False)
     kernel = flows.GaussianKernel(sigma)
     ones = kernel.apply(
         sphere, jnp.ones(sphere.nodes.shape[0]), sphere.sample(jax.random.key(0), 5)
@@ -67,8 +76,8 @@ def test_sphere_gaussian_funk_hecke_eigenvalue(ell):
     lam = _funk_hecke(ell, 0.4, kernel.normaliser(sphere))
     harmonic = _ZONAL[ell]
     pts = sphere.sample(jax.random.key(1), 4)
-    smoothed = kernel.apply(sphere, jax.vmap(harmonic)(sphere.nodes), pts)
-    assert max_abs(smoothed - lam * jax.vmap(harmonic)(pts)) < 1e-10
+    smoothed = kernel.apply(sphere, _at(harmonic, sphere.nodes), pts)
+    assert max_abs(smoothed - lam * _at(harmonic, pts)) < 1e-10
 
 
 class _QuadratureOnly(flows.AbstractKernel):
@@ -98,7 +107,7 @@ def test_fast_kernel_paths_match_quadrature(manifold, getkey):
     # k +- 24, whose multiplier is exp(-0.4^2 20^2 / 2) = 1e-14 (on S^2 likewise, and the
     # antipodal kink of exp(-d^2 / 2 sigma^2) is exp(-pi^2 / 2 sigma^2) = 4e-14)
     field = m.random_field(getkey(), 4, (m.ambient_dim, m.ambient_dim))
-    values = jax.vmap(field)(m.nodes)
+    values = _at(field, m.nodes)
     values = values + jnp.swapaxes(values, -1, -2)
     fast, slow = gaussian.smooth(m, values), quadrature.smooth(m, values)
     assert max_abs(fast - slow) < 1e-10 * max_abs(slow)
@@ -183,8 +192,8 @@ def test_cosine_ntk_infinite_width_limits():
     ones = chordal.apply(fine, jnp.ones(fine.weights.shape), sphere.nodes)
     assert max_abs(ones - 1) < 1e-12
     field = sphere.random_field(jax.random.key(2), sphere.band_limit, (2,))
-    exact = chordal.apply(fine, jax.vmap(field)(fine.nodes), sphere.nodes)
-    assert max_abs(chordal.smooth(sphere, jax.vmap(field)(sphere.nodes)) - exact) < 1e-12
+    exact = chordal.apply(fine, _at(field, fine.nodes), sphere.nodes)
+    assert max_abs(chordal.smooth(sphere, _at(field, sphere.nodes)) - exact) < 1e-12
 
 
 @pytest.mark.slow  # the network's own NTK convergence runs by default (test_networks.py)

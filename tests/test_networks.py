@@ -272,12 +272,14 @@ def test_a_degenerate_network_solve_stops_at_the_event_with_positive_definite_sa
     assert abs(float(smallest[-1]) - 0.5 * float(smallest[0])) < 1e-8
     assert sol.t_final == float(sol.ts[-1])
     assert len(sol.ts) == len(sol.loss) == jax.tree.leaves(sol.parameters)[0].shape[0]
+    # three save times, all past the stop (t ~ 5e-9): the save times' shape of the solve
+    # above, so its compiled program is reused (a single time, [0.1], compiled it again)
     late = solvers.solve_network(
         scaled,
         flows.PerelmanLoss(),
         0.0,
         0.1,
-        saveat=jnp.array([0.1]),
+        saveat=jnp.array([0.05, 0.075, 0.1]),
         max_steps=500,
         degenerate_tol=0.5,
     )
