@@ -51,8 +51,9 @@ def _make_solver(name: str, linear_solver: str, rtol: float, atol: float, manifo
     if name in ("kvaerno3", "kvaerno5"):
         if linear_solver == "gmres":
             # inexact Newton-Krylov: GMRES on Jacobian-vector products (never forming the
-            # Jacobian) to a forcing term, spectrally preconditioned (_krylov.py); Hairer and
-            # Wanner's convergence-rate test ends the Newton iteration
+            # Jacobian) to a forcing term or a tenth of the Newton tolerance's scale,
+            # spectrally preconditioned (_krylov.py); Hairer and Wanner's convergence-rate
+            # test ends the Newton iteration
             root = NewtonKrylov(
                 rtol=rtol,
                 atol=atol,

@@ -28,9 +28,9 @@ and $P b$ alone usually meets it (one product). On Ricci–DeTurck flow on $T^2$
 $64^2$ from a rough metric to t = 1 (rtol 1e-6): 53 products per Kvaerno5 step
 with 12 Newton iterations and 22 steps. A relative forcing term alone needs about
 1e-5 to keep the Newton iteration at two steps a stage (84 products a step); at 1e-3
-the steps are rejected and the solve takes 68 steps, at 0.1 it takes 123.
-lineax's GMRES checks its tolerance only at restarts and runs at least two restart
-cycles (82 products a step, the version before this one); with its componentwise
+stages fail their Newton iteration, steps are rejected and the solve takes 68 steps,
+at 0.1 it takes 123. lineax's GMRES checks its tolerance only at restarts and runs at
+least two restart cycles: 82 products a step on the same solve; with its componentwise
 tolerance and restarts of 40, at least 80 products per linear solve.
 """
 
@@ -222,7 +222,8 @@ class NewtonKrylov(optimistix.Newton):
     Each step solves $J\,\delta = f(y)$ with the option `scale`
     $= \mathrm{atol} + \mathrm{rtol}\,|y|$ (`SpectralGMRES` stops at a tenth of it
     when that is tighter than its forcing term; other solvers ignore it), then updates
-    $y$ and the state as `optimistix.Newton` does; termination is optimistix's (with
+    $y$ and the state as `optimistix.Newton` does (without its `lower`/`upper` bounds,
+    which the implicit stages do not use); termination is optimistix's (with
     `cauchy_termination=False`, Hairer and Wanner's rate test).
     """
 
