@@ -8,9 +8,11 @@ tolerance 1e-12 relative), and implicit solves against tight explicit ones (to t
 implicit solve's tolerance).
 """
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import lineax
+import numpy as np
 import optimistix
 import pytest
 
@@ -157,3 +159,37 @@ def test_kvaerno5_network_solve_agrees_with_tsit5():
     assert implicit.stop_reason == "reached t1"
     assert float(implicit.loss[-1]) < float(implicit.loss[0])
     assert abs(float(implicit.loss[-1] - explicit.loss[-1])) < 1e-9
+
+
+class _Recording(lineax.AbstractLinearSolver):
+    """lineax's LU, recording the option `scale` each solve receives."""
+
+    seen: list = eqx.field(static=True)
+
+    def init(self, operator, options):
+        return lineax.LU().init(operator, options)
+
+    def compute(self, state, vector, options):
+        jax.debug.callback(lambda s: self.seen.append(np.asarray(s)), options["scale"])
+        return lineax.LU().compute(state, vector, options)
+
+    def transpose(self, state, options):
+        raise NotImplementedError
+
+    def conj(self, state, options):
+        raise NotImplementedError
+
+    def assume_full_rank(self):
+        return True
+
+
+def test_newton_krylov_passes_its_tolerance_scale():
+    # every linear solve gets atol + rtol |y| at the Newton iterate it linearises about
+    root = jnp.arange(1.0, 7.0) / 10
+    y0 = root + 1e-3 * jnp.cos(jnp.arange(6.0))
+    seen = []
+    finder = NewtonKrylov(rtol=1e-8, atol=1e-10, linear_solver=_Recording(seen))
+    solution = optimistix.root_find(_root_problem, finder, y0, has_aux=True, throw=False)
+    assert len(seen) == int(solution.stats["num_steps"]) >= 2
+    np.testing.assert_array_equal(seen[0], np.asarray(1e-10 + 1e-8 * jnp.abs(y0)))
+    assert max_abs(jnp.asarray(seen[-1]) - (1e-10 + 1e-8 * jnp.abs(root))) < 1e-15
