@@ -55,18 +55,18 @@ CYCLES = 4
 def _gmres(mv, precondition, b, tolerance, restart: int, cycles: int):
     r"""Right-preconditioned restarted GMRES from $x_0 = P b$ to $\|b - A x\|_2 \le$ `tolerance`.
 
-    Real states. Each cycle computes the true residual (one product with $A$), then
+    Real vectors (`b` and what `mv` and `precondition` take and return). Each cycle computes the true residual (one product with $A$), then
     Arnoldi on $AP$ (one product a step; classical Gram–Schmidt, done twice) with Givens
     rotations, whose running residual ends the cycle as soon as it meets `tolerance`:
     an initial guess that already meets it costs that one product. At most `cycles`
     cycles of `restart` steps. Returns (x, converged, Arnoldi steps taken).
     """
-    shape, dtype = b.shape, b.dtype
+    dtype = b.dtype
     rows = jnp.arange(restart + 1)
 
     def cycle(carry):
         x, _, count, index = carry
-        r = (b - mv(x)).reshape(-1)
+        r = b - mv(x)
         beta = jnp.sqrt(jnp.vdot(r, r))
         basis = jnp.zeros((restart + 1, r.size), dtype).at[0].set(r / jnp.where(beta > 0, beta, 1))
         g = jnp.zeros(restart + 1, dtype).at[0].set(beta)
@@ -75,7 +75,7 @@ def _gmres(mv, precondition, b, tolerance, restart: int, cycles: int):
 
         def arnoldi(state):
             j, basis, triangle, rotations, g = state
-            w = mv(precondition(basis[j].reshape(shape))).reshape(-1)
+            w = mv(precondition(basis[j]))
             h = jnp.zeros(restart + 1, dtype)
             for _ in range(2):  # classical Gram–Schmidt, twice
                 dh = jnp.where(rows <= j, basis @ w, 0.0)
@@ -110,7 +110,7 @@ def _gmres(mv, precondition, b, tolerance, restart: int, cycles: int):
         y = jax.scipy.linalg.solve_triangular(
             triangle, jnp.where(rows[:restart] < j, g[:restart], 0.0)
         )
-        x = x + precondition((y @ basis[:restart]).reshape(shape))
+        x = x + precondition(y @ basis[:restart])
         # a non-finite product leaves the rotations at the identity: never "converged"
         converged = (jnp.abs(g[j]) <= tolerance) & jnp.all(jnp.isfinite(x))
         return x, converged, count + j, index + 1
@@ -231,18 +231,19 @@ class NewtonKrylov(optimistix.Newton):
     `cauchy_termination=False`, Hairer and Wanner's rate test).
     """
 
+    def _scale(self, y):
+        return jax.tree.map(lambda leaf: self.atol + self.rtol * jnp.abs(leaf), y)
+
     def step(self, fn, y, args, options, state, tags):
         del options
         fx, linear, aux = jax.linearize(lambda z: fn(z, args), y, has_aux=True)
         operator = lineax.FunctionLinearOperator(linear, jax.eval_shape(lambda: y), tags=tags)
-        scale = jax.tree.map(lambda leaf: self.atol + self.rtol * jnp.abs(leaf), y)
         solution = lineax.linear_solve(
-            operator, fx, self.linear_solver, options={"scale": scale}, throw=False
+            operator, fx, self.linear_solver, options={"scale": self._scale(y)}, throw=False
         )
         diff = solution.value
         new_y = jax.tree.map(lambda a, b: a - b, y, diff)
-        scale = jax.tree.map(lambda leaf: self.atol + self.rtol * jnp.abs(leaf), new_y)
-        diffsize = self.norm(jax.tree.map(lambda a, b: a / b, diff, scale))
+        diffsize = self.norm(jax.tree.map(lambda a, b: a / b, diff, self._scale(new_y)))
         state = eqx.tree_at(
             lambda s: (s.diff, s.diffsize, s.diffsize_prev, s.result, s.step),
             state,
