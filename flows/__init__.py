@@ -57,6 +57,7 @@ from ._calabi_yau import SpectralGradientFlow as SpectralGradientFlow
 from ._calabi_yau import SpectralPotential as SpectralPotential
 from ._calabi_yau import SpectralRicciFlow as SpectralRicciFlow
 from ._calabi_yau import Spectrum as Spectrum
+from ._calabi_yau import SymmetryAugmentation as SymmetryAugmentation
 from ._calabi_yau import bihomogeneous_features as bihomogeneous_features
 from ._calabi_yau import bihomogeneous_potential as bihomogeneous_potential
 from ._calabi_yau import chart_sample as chart_sample

@@ -17,6 +17,7 @@ FLOWS = [
     "BalancedResult",
     "donaldson_balanced",
     "SpectralBasis",
+    "SymmetryAugmentation",
     "NewtonResult",
     "SpectralPotential",
     "SpectralRicciFlow",

@@ -26,7 +26,7 @@ The wing stands apart from the Riemannian rooms: it imports only `flows._misc`,
 `flows._types` and `flows._kernels` (for `ReLUNTK`). Rooms, from the ground up:
 `projective.py` (Kähler geometry of $\mathbb{CP}^n$, the FS distance),
 `hypersurface.py` (the polynomial, patches, $\Omega$, weights), `sampling.py`
-(points and samples), `kernel_apply.py` (matrix-free kernel sums on point
+(points and samples), `symmetry.py` (points moved by symmetries of $X$), `kernel_apply.py` (matrix-free kernel sums on point
 clouds), `clustering.py` (nearest points, clusters), `losses.py` (σ,
 Monge–Ampère), `potentials.py` (Kähler potential networks), `curvature.py`,
 `point_kernels.py`, `point_flows.py` (flows of metric values) and
@@ -99,3 +99,4 @@ from .spectral_functionals import SpectralGradientFlow as SpectralGradientFlow
 from .spectrum import Spectrum as Spectrum
 from .spectrum import laplacian_eigenvalues as laplacian_eigenvalues
 from .spectrum import laplacian_spectrum as laplacian_spectrum
+from .symmetry import SymmetryAugmentation as SymmetryAugmentation

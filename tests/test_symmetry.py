@@ -1,0 +1,129 @@
+"""Points of a hypersurface moved by its symmetries (`flows.SymmetryAugmentation`).
+
+Float64. A symmetry of the Fermat quintic is an isometry of Fubini–Study that
+keeps $|\\Omega|^2$, so a moved point keeps its weight, and the volume ratio
+$\\eta = \\det g/|\\Omega|^2$ of an invariant potential's metric is the same at a point and
+at its image, both to rounding (1e-12; measured 4e-15); a potential without the
+symmetry changes $\\eta$ by percents, so these checks can fail.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import flows
+
+
+@pytest.fixture(scope="module")
+def quintic():
+    surface = flows.Hypersurface.fermat_quintic()
+    return surface, flows.point_sample(
+        surface, flows.sample_points(surface, jax.random.key(0), 300)
+    )
+
+
+def _eta(sample, potential):
+    g = flows.pulled_back_metric(sample, potential)
+    return jnp.real(jnp.linalg.det(g)) / jnp.abs(sample.omega) ** 2
+
+
+def _invariant(z):
+    # symmetric in the |z_i|: invariant under phases, permutations and conjugation
+    r = jnp.abs(z) ** 2
+    return 0.02 * jnp.log(jnp.sum(r**5) / jnp.sum(r) ** 5)
+
+
+def _permutation_dependent(z):
+    # invariant under the phases and conjugation, not under permutations
+    r = jnp.abs(z) ** 2
+    return 0.05 * jnp.log(jnp.sum(jnp.arange(1.0, 6.0) * r) / jnp.sum(r))
+
+
+def _phase_dependent(z):
+    # invariant under permutations and conjugation, not under the phases
+    return 0.02 * jnp.abs(jnp.sum(z)) ** 4 / jnp.sum(jnp.abs(z) ** 2) ** 2
+
+
+@pytest.mark.parametrize("symmetry", ["phases", "fermat"])
+def test_moved_points_keep_weights_and_invariant_metrics(quintic, symmetry):
+    surface, sample = quintic
+    moved = flows.SymmetryAugmentation(surface, symmetry)(sample, jax.random.key(1))
+    assert moved.count == sample.count and moved.volume_ratio == sample.volume_ratio
+    # on X, and moved in CP^4 (the identity is one of 5^4 phase choices: rare)
+    assert float(jnp.max(jnp.abs(surface.polynomial(moved.points)))) < 1e-12
+    distance = flows.fs_distance(moved.points, sample.points)
+    assert float(jnp.mean(distance > 1e-3)) > 0.95
+    np.testing.assert_allclose(moved.weights, sample.weights, rtol=1e-12)
+    # every datum recomputed in the moved point's own chart: g_FS as a fresh point_sample has it
+    fresh = flows.point_sample(surface, moved.points)
+    for name in ("patch", "eliminated", "omega", "g_fs", "jacobian"):
+        np.testing.assert_allclose(getattr(moved, name), getattr(fresh, name), atol=1e-12)
+    eta = _eta(sample, _invariant)
+    np.testing.assert_allclose(_eta(moved, _invariant), eta, rtol=1e-12)
+    for potential in (_phase_dependent, _permutation_dependent)[: 1 + (symmetry == "fermat")]:
+        change = jnp.abs(_eta(moved, potential) / _eta(sample, potential) - 1)
+        assert float(jnp.max(change)) > 1e-2  # the check can fail
+    # the moduli: kept by the phases, permuted by the full group
+    modulus = jnp.abs(sample.points) / jnp.linalg.norm(sample.points, axis=1, keepdims=True)
+    moved_modulus = jnp.abs(moved.points) / jnp.linalg.norm(moved.points, axis=1, keepdims=True)
+    if symmetry == "phases":
+        np.testing.assert_allclose(moved_modulus, modulus, atol=1e-13)
+    else:
+        np.testing.assert_allclose(
+            jnp.sort(moved_modulus, axis=1), jnp.sort(modulus, axis=1), atol=1e-13
+        )
+        assert float(jnp.max(jnp.abs(moved_modulus - modulus))) > 0.1  # permuted
+
+
+def test_the_whole_group_is_drawn(quintic):
+    """Over many keys one point's images spread over its orbit: the largest coordinate
+    lands in every position, and conjugation is drawn as often as not."""
+    surface, sample = quintic
+    one = flows.subsample(sample, np.zeros(400, dtype=int))  # one point, 400 times
+    moved = np.asarray(flows.SymmetryAugmentation(surface)(one, jax.random.key(2)).points)
+    counts = np.bincount(np.argmax(np.abs(moved), axis=1), minlength=5)
+    assert np.all(counts > 40)  # 80 expected in each position
+
+    # (z_0 ... z_4)^5 / |z|^25 is kept by phases and permutations, conjugated by conjugation
+    def u(z):
+        return np.prod(z, axis=-1) ** 5 / np.linalg.norm(z, axis=-1) ** 25
+
+    start = u(np.asarray(sample.points[0]))
+    assert abs(start.imag) > 1e-3 * abs(start)  # not real, so conjugation shows
+    kept = np.isclose(u(moved), start, rtol=1e-9, atol=0)
+    conjugated = np.isclose(u(moved), np.conj(start), rtol=1e-9, atol=0)
+    assert np.all(kept | conjugated) and 150 < kept.sum() < 250
+    # distinct images: 5! 5^4 2 = 150,000 group elements, so 400 draws are almost all distinct
+    affine = moved / moved[:, :1]
+    assert len({tuple(np.round(row, 8)) for row in affine}) > 390
+
+
+def test_the_same_key_moves_the_same_way(quintic):
+    surface, sample = quintic
+    augment = flows.SymmetryAugmentation(surface)
+    a, b = augment(sample, jax.random.key(3)), augment(sample, jax.random.key(3))
+    np.testing.assert_array_equal(a.points, b.points)
+    c = augment(sample, jax.random.key(4))
+    assert not np.array_equal(a.points, c.points)
+
+
+def test_symmetries_a_polynomial_lacks_are_refused(quintic):
+    surface, sample = quintic
+    with pytest.raises(ValueError, match="symmetry must be one of"):
+        flows.SymmetryAugmentation(surface, None)
+    with pytest.raises(ValueError, match="symmetry must be one of"):
+        flows.SymmetryAugmentation(surface, "rotations")
+    with pytest.raises(ValueError, match="Dwork family"):
+        flows.SymmetryAugmentation(flows.Hypersurface.dwork_quintic(0.5), "phases")
+    with pytest.raises(ValueError, match="hypersurface must be a Hypersurface"):
+        flows.SymmetryAugmentation(sample, "fermat")
+    augment = flows.SymmetryAugmentation(surface)
+    with pytest.raises(ValueError, match="sample must be a PointSample"):
+        augment(sample.points, jax.random.key(0))
+    with pytest.raises(ValueError, match="key must be a single JAX PRNG key"):
+        augment(sample, 0)
+    cubic = flows.Hypersurface.fermat_cubic()
+    curve = flows.point_sample(cubic, flows.sample_points(cubic, jax.random.key(0), 10))
+    with pytest.raises(ValueError, match="the sample's points have 3 coordinates"):
+        augment(curve, jax.random.key(0))
