@@ -16,7 +16,9 @@ optimiser on minibatches:
 (`PotentialFlow.linearised`): the same optimiser, a fixed tangent kernel.
 The loss is a `flows.MongeAmpereLoss` on each minibatch ($\bar\eta$ the
 minibatch's weighted mean); held-out σ (`flows.sigma_measure`, with its
-standard error) is reported every `eval_every` epochs.
+standard error) is reported every `eval_every` epochs. `augment` (e.g.
+`flows.SymmetryAugmentation`) replaces the training points each epoch by their
+images under random symmetries of $X$: the same target from more points.
 """
 
 import dataclasses
@@ -118,6 +120,7 @@ def train_potential(
     targets=(),
     stop_at_targets: bool = False,
     max_seconds: float | None = None,
+    augment: Callable[[PointSample, jax.Array], PointSample] | None = None,
     seed: int = 0,
     dtype=None,
     progress: Callable[[str], None] | None = None,
@@ -132,8 +135,12 @@ def train_potential(
     evaluations), `targets` (σ values whose first crossing is recorded),
     `stop_at_targets` (stop once every target is reached), `max_seconds` (None, or stop
     after the first epoch before the last that ends with this many seconds of training,
-    counted as `seconds`, spent; that epoch is evaluated), `seed` (the shuffling
-    order), `dtype` (None: as given; `jnp.float32` or `jnp.float64`: the network's
+    counted as `seconds`, spent; that epoch is evaluated), `augment` (None, or a
+    callable `augment(train, key)` returning a `PointSample` of as many points, e.g.
+    `flows.SymmetryAugmentation(hypersurface)`: each epoch trains on
+    `augment(train, fold_in(key(seed), epoch))`, `train` in its own precision, the
+    call's cost counted in `seconds`), `seed` (the shuffling order and the
+    augmentation's keys), `dtype` (None: as given; `jnp.float32` or `jnp.float64`: the network's
     parameters and the samples' real arrays are cast to it, their complex arrays to
     the matching complex type, so training and evaluation run in that precision;
     single precision is what MLGeometry-JAX and cymetric train in, and about 1.4 times faster on a
@@ -159,6 +166,7 @@ def train_potential(
         raise ValueError(
             f"train_potential: batch_size {batch_size} exceeds the {train.count} training points."
         )
+    source = train  # what `augment` moves, in its own precision (then cast as `train` is)
     if dtype is not None:
         try:
             precision = jnp.dtype(dtype)
@@ -180,6 +188,11 @@ def train_potential(
                 f"{max_seconds!r}."
             )
         max_seconds = budget
+    if augment is not None and not callable(augment):
+        raise ValueError(
+            "train_potential: augment must be None or a callable augment(train, key) -> "
+            f"PointSample, got {augment!r}."
+        )
     targets = tuple(float(t) for t in targets)
     if any(not (math.isfinite(t) and t > 0) for t in targets):
         raise ValueError(f"train_potential: targets must be finite numbers > 0, got {targets}.")
@@ -206,6 +219,20 @@ def train_potential(
         state = optimizer.init(flow.theta0)
     theta = flow.theta0
     rng = np.random.default_rng(seed)
+    augment_key = jax.random.key(seed)
+
+    def epoch_data(epoch):
+        if augment is None:
+            return train
+        moved = augment(source, jax.random.fold_in(augment_key, epoch))
+        if not isinstance(moved, PointSample) or moved.count != train.count:
+            got = moved.count if isinstance(moved, PointSample) else type(moved).__name__
+            raise ValueError(
+                f"train_potential: augment must return a PointSample of {train.count} points, "
+                f"got {got}."
+            )
+        return moved if dtype is None else _cast(moved, precision)
+
     batches = train.count // batch_size
     record = {k: [] for k in ("epochs", "seconds", "train_loss", "sigma", "error")}
     reached = dict.fromkeys(targets)
@@ -229,9 +256,10 @@ def train_potential(
     for epoch in range(1, epochs + 1):
         order = rng.permutation(train.count)
         start, losses, previous = time.perf_counter(), [], theta
+        data = epoch_data(epoch)
         for b in range(batches):
             index = order[b * batch_size : (b + 1) * batch_size]
-            theta, state, value = step(theta, state, _minibatch(train, index))
+            theta, state, value = step(theta, state, _minibatch(data, index))
             losses.append(value)
         losses = np.asarray(jax.device_get(losses))
         elapsed += time.perf_counter() - start

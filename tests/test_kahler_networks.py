@@ -283,6 +283,45 @@ def test_repeated_training_gives_the_same_sigma_curve():
     assert not np.array_equal(first[0][1:], other[0][1:])
 
 
+def test_training_on_points_moved_each_epoch():
+    """`augment`: each epoch trains on `augment(train, fold_in(key(seed), epoch))`, given the
+    training sample in its own precision; moved points give another, reproducible curve."""
+    surface = flows.Hypersurface.fermat_cubic()
+    sample = flows.point_sample(surface, flows.sample_points(surface, jax.random.key(8), 240))
+    train = flows.subsample(sample, np.arange(200))
+    test = flows.subsample(sample, np.arange(200, sample.count))
+    potential = flows.bihomogeneous_potential(3, jax.random.key(9), widths=(4,))
+    seen = []
+
+    def identity(points, key):
+        seen.append((points.weights.dtype, jax.random.key_data(key)))
+        return points
+
+    def run(augment, dtype=jnp.float32):
+        kwargs = dict(epochs=3, batch_size=40, seed=5, dtype=dtype)
+        return solvers.train_potential(potential, train, test, augment=augment, **kwargs)
+
+    plain, same = run(None), run(identity)
+    np.testing.assert_array_equal(plain.sigma_test, same.sigma_test)
+    base = jax.random.key(5)
+    assert [dtype for dtype, _ in seen] == [jnp.float64] * 3
+    for epoch, (_, key) in enumerate(seen, start=1):
+        np.testing.assert_array_equal(key, jax.random.key_data(jax.random.fold_in(base, epoch)))
+    moved = flows.SymmetryAugmentation(surface, "fermat")
+    first, again = run(moved), run(moved)
+    np.testing.assert_array_equal(first.sigma_test, again.sigma_test)
+    assert not np.array_equal(first.sigma_test[1:], plain.sigma_test[1:])
+    assert first.sigma_test[-1] < 0.7 * first.sigma_test[0]  # it trains
+    with pytest.raises(ValueError, match="augment must be None or a callable"):
+        run("fermat")
+    with pytest.raises(
+        ValueError, match="augment must return a PointSample of 200 points, got 100"
+    ):
+        run(lambda points, key: flows.subsample(points, np.arange(100)))
+    with pytest.raises(ValueError, match="augment must return a PointSample of 200 points, got"):
+        run(lambda points, key: points.points)
+
+
 def test_training_stops_when_its_time_budget_is_spent():
     """`max_seconds`: the first epoch that ends past the budget is evaluated and ends the run."""
     surface = flows.Hypersurface.fermat_cubic()
