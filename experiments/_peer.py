@@ -79,12 +79,17 @@ def peer_installed() -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """Adam at `lr` on minibatches of `batch`; `halving`: (constant epochs, halving period) or None."""
+    """Adam at `lr` on minibatches of `batch`; `halving`: (constant epochs, halving period) or None.
+
+    `symmetry`: None, or the group (`flows.SymmetryAugmentation`) that moves the
+    training points afresh each epoch.
+    """
 
     name: str
     lr: float
     batch: int
     halving: tuple[int, int] | None = None
+    symmetry: str | None = None
 
     def optimizer(self, steps_per_epoch: int) -> optax.GradientTransformation:
         if self.halving is None:
@@ -100,16 +105,24 @@ class Recipe:
         )
 
     def describe(self) -> dict:
-        return {"lr": self.lr, "batch": self.batch, "halving": self.halving}
+        return {
+            "lr": self.lr,
+            "batch": self.batch,
+            "halving": self.halving,
+            "symmetry": self.symmetry,
+        }
 
 
 # MLGeometry's Guide notebook: optax.adam(learning_rate=0.01), BATCH_SIZE = 1000, weighted_MAPE.
 PEER_RECIPE = Recipe("peer", 0.01, 1000)
 
 
-def our_recipe(lr: float, batch: int, halving: int = 10) -> Recipe:
-    """The bench's recipe: Adam at `lr` on minibatches of `batch`, halved every `halving` epochs after 15."""
-    return Recipe("ours", lr, batch, (15, halving))
+def our_recipe(lr: float, batch: int, halving: int = 10, symmetry: str | None = None) -> Recipe:
+    """The bench's recipe: Adam at `lr` on minibatches of `batch`, halved every `halving` epochs after 15.
+
+    `symmetry`: the training points moved by that group each epoch (`Recipe`), or None.
+    """
+    return Recipe("ours", lr, batch, (15, halving), symmetry)
 
 
 # The peer's data and network.
@@ -300,6 +313,11 @@ def train_peer(
             f"+- {error:.4f} ({seconds:.0f} s of training)"
         )
 
+    augment = None
+    if recipe.symmetry is not None:  # as train_potential moves ours: fresh points each epoch
+        augment = flows.SymmetryAugmentation(flows.Hypersurface.fermat_quintic(), recipe.symmetry)
+    augment_key = jax.random.key(seed)
+
     with jax.numpy_dtype_promotion("standard"):  # the peer is not written for strict promotion
         opt_state = optimizer.init(params)
         rng = jax.random.PRNGKey(seed)
@@ -308,6 +326,9 @@ def train_peer(
             begin, previous = time.perf_counter(), params
             rng, perm_rng = jax.random.split(rng)
             perm = jax.random.permutation(perm_rng, n)
+            if augment is not None:
+                moved = augment(train, jax.random.fold_in(augment_key, epoch))
+                data = peer_dataset(moved, dtype)
             shuffled = jax.tree_util.tree_map(lambda x, perm=perm: x[perm], data)
             epoch_loss = 0.0
             for i in range(batches):

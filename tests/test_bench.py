@@ -175,6 +175,7 @@ def test_bench_kahler_with_the_peer(tmp_path):
     pytest.importorskip("MLGeometry")
     bench = experiment_program("bench")
     argv = ["--quick", "--figures", "kahler", "--kahler-points", "300", "--kahler-widths", "4"]
+    argv += ["--kahler-symmetry", "fermat"]  # our recipe's points moved each epoch, the peer's too
     bench.main([*argv, "--kahler-batch", "50", "--out", str(tmp_path)])
     figures = json.loads((tmp_path / "bench.json").read_text())["figures"]
     assert list(figures) == ["kahler_training", *bench.PEER_FIGURES]
@@ -187,6 +188,8 @@ def test_bench_kahler_with_the_peer(tmp_path):
     runs = figures["kahler_time_to_sigma_vs_peer"]["runs"]
     assert runs["peer_own_recipe"]["lr"] == 0.01 and runs["peer_own_recipe"]["batch"] == 1000
     assert runs["peer_our_recipe"]["batch"] == runs["ours"]["batch"] == 50
+    assert runs["peer_our_recipe"]["symmetry"] == runs["ours"]["symmetry"] == "fermat"
+    assert runs["peer_own_recipe"]["symmetry"] is None
     assert "PEER_RECORDED_SECONDS" not in vars(bench)  # no peer time from elsewhere
 
 
@@ -204,7 +207,7 @@ def test_bench_flags_are_checked(tmp_path):
             bench.main([*argv, "--out", str(tmp_path)] if argv else argv)
 
 
-def test_our_recipe_halves_its_rate_slower_over_a_long_budget(tmp_path):
+def test_our_recipe_halves_slower_and_moves_its_points_over_a_long_budget(tmp_path):
     bench = experiment_program("bench")
     out = ["--out", str(tmp_path)]
     for argv, halving in (
@@ -214,6 +217,13 @@ def test_our_recipe_halves_its_rate_slower_over_a_long_budget(tmp_path):
     ):
         assert bench.kahler_halving(bench.parse_args([*argv, *out])) == halving
     assert experiment_program("_peer").our_recipe(5e-3, 500, 100).halving == (15, 100)
+    for argv, symmetry in (
+        ([], None),  # the default 110 s budget: the points as sampled
+        (["--kahler-budget", "600"], "fermat"),
+        (["--kahler-budget", "600", "--kahler-symmetry", "none"], None),
+        (["--kahler-symmetry", "phases"], "phases"),
+    ):
+        assert bench.kahler_symmetry(bench.parse_args([*argv, *out])) == symmetry
 
 
 @pytest.mark.slow
@@ -264,10 +274,12 @@ def test_bench_kahler_without_the_peer(tmp_path, monkeypatch):
     bench = experiment_program("bench")
     monkeypatch.setattr(bench, "peer_installed", lambda: False)
     argv = ["--quick", "--figures", "kahler", "--kahler-points", "300", "--kahler-widths", "4"]
+    argv += ["--kahler-symmetry", "phases"]
     bench.main([*argv, "--kahler-batch", "50", "--out", str(tmp_path)])
     figures = json.loads((tmp_path / "bench.json").read_text())["figures"]
     assert list(figures) == ["kahler_training", *bench.PEER_FIGURES]
     check_entry("kahler_training", figures["kahler_training"], bench)
+    assert figures["kahler_training"]["symmetry"] == "phases"
     for name in bench.PEER_FIGURES:
         entry = figures[name]
         assert entry["skipped"] == "MLGeometry-JAX not installed: pip install -e '.[peer]'"
