@@ -15,7 +15,9 @@ Four flows of $\theta$ (`flows.PotentialFlow`):
 `--trainer flow` (default) integrates all four by diffrax (Tsit5, adaptive; the
 loss $L_2$) on all training points; `--trainer adam` trains the evolving and
 frozen regimes by Adam on minibatches of the σ loss (`solvers.train_potential`;
-`--epochs`, `--batch`, `--lr`, `--lr-constant`, `--lr-halving`, `--target`).
+`--epochs`, `--batch`, `--lr`, `--lr-constant`, `--lr-halving`, `--target`;
+`--symmetry phases|fermat` moves the training points each epoch by random
+symmetries of the surface, `flows.SymmetryAugmentation`).
 
 Reported: σ on training and held-out test points against flow time (or
 epochs), the evolving flow's kernel drift
@@ -109,6 +111,13 @@ def parse_args(argv):
         help="adam: precision of training and evaluation (float32: as MLGeometry-JAX and cymetric train, ~1.4x faster)",
     )
     add(
+        "--symmetry",
+        choices=("none", "phases", "fermat"),
+        default="none",
+        help="adam: move the training points each epoch by random symmetries of the surface "
+        "(flows.SymmetryAugmentation)",
+    )
+    add(
         "--target",
         type=positive,
         default=None,
@@ -133,6 +142,8 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.trainer == "adam" and args.batch > args.points:
         parser.error(f"--batch {args.batch} exceeds --points {args.points}")
+    if args.symmetry != "none" and args.trainer != "adam":
+        parser.error("--symmetry moves the points between epochs: it needs --trainer adam")
     return args
 
 
@@ -148,7 +159,7 @@ def _tangent_kernel(flow, theta, points):
     return jac @ jac.T
 
 
-def _adam(regime, phi, train, test, args):
+def _adam(regime, phi, surface, train, test, args):
     """The evolving or frozen regime by Adam on minibatches (solvers.train_potential)."""
     steps = train.count // args.batch
     targets = (0.02, 0.01)
@@ -172,6 +183,9 @@ def _adam(regime, phi, train, test, args):
         eval_every=max(1, args.epochs // 20),
         targets=targets,
         stop_at_targets=args.target is not None,
+        augment=None
+        if args.symmetry == "none"
+        else flows.SymmetryAugmentation(surface, args.symmetry),
         seed=args.seed,
         dtype=jnp.dtype(args.dtype),
         progress=progress,
@@ -198,6 +212,7 @@ def _adam(regime, phi, train, test, args):
         "training_seconds": [float(x) for x in result.seconds],
         "reached": {str(k): v for k, v in result.reached.items()},
         "result": result.stop_reason,
+        "symmetry": None if args.symmetry == "none" else args.symmetry,
     }
     return flow, [flow.theta0, theta], record
 
@@ -253,7 +268,7 @@ def _ricci_measure(surface, probe, potential):
 def run(regime, phi, surface, train, test, probe, args):
     start = time.perf_counter()
     if args.trainer == "adam" and regime in ("evolving", "frozen"):
-        flow, thetas, record = _adam(regime, phi, train, test, args)
+        flow, thetas, record = _adam(regime, phi, surface, train, test, args)
     else:
         flow, thetas, record = _diffrax(regime, phi, train, args)
         record["sigma_test_curve"] = [

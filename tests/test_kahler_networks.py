@@ -191,6 +191,25 @@ def test_quintic_networks_program(tmp_path):
     assert set(flows.POTENTIAL_REGIMES) <= set(saved)
 
 
+def test_quintic_networks_moves_its_points_by_request(tmp_path):
+    """`--symmetry`: Adam's training points moved each epoch (recorded); refused by the flows."""
+    from .helpers import experiment_program
+
+    program = experiment_program("quintic_networks")
+    argv = "--surface cubic --architecture bihomogeneous --widths 4 --trainer adam --points 80 "
+    argv += "--test-points 40 --epochs 2 --batch 40 --flows evolving --curvature-points 0 "
+    argv += f"--probe 10 --out {tmp_path}"
+    runs = {
+        symmetry: program.main([*argv.split(), "--symmetry", symmetry])["flows"]["evolving"]
+        for symmetry in ("none", "fermat")
+    }
+    assert runs["none"]["symmetry"] is None and runs["fermat"]["symmetry"] == "fermat"
+    assert runs["none"]["sigma_test_curve"][0] == runs["fermat"]["sigma_test_curve"][0]
+    assert runs["none"]["sigma_test_curve"][-1] != runs["fermat"]["sigma_test_curve"][-1]
+    with pytest.raises(SystemExit):
+        program.main(["--symmetry", "phases", "--out", str(tmp_path)])  # --trainer flow
+
+
 def test_bihomogeneous_network_is_the_log_of_an_algebraic_metric(quintic):
     # one squaring layer whose single row is a > 0 on the diagonal features: P(u) =
     # (sum_i a_i |z_i|^2 / |z|^2)^2, so log|z|^2 + phi = log sum_i a_i |z_i|^2 exactly
