@@ -170,10 +170,28 @@ def test_peer_definitions_are_ours():
         assert result[key] <= 1e-12, result
 
 
-def test_bench_kahler_with_the_peer(tmp_path):
+def spy_on_augmentation(monkeypatch) -> list:
+    """`flows.SymmetryAugmentation` wrapped to record each call's group; returns the record."""
+    calls, real = [], flows.SymmetryAugmentation
+
+    def spy(hypersurface, symmetry):
+        augment = real(hypersurface, symmetry)
+
+        def call(sample, key):
+            calls.append(symmetry)
+            return augment(sample, key)
+
+        return call
+
+    monkeypatch.setattr(flows, "SymmetryAugmentation", spy)
+    return calls
+
+
+def test_bench_kahler_with_the_peer(tmp_path, monkeypatch):
     """The Kähler group with MLGeometry-JAX at a tiny size: same-run figures and σ agreement."""
     pytest.importorskip("MLGeometry")
     bench = experiment_program("bench")
+    calls = spy_on_augmentation(monkeypatch)
     argv = ["--quick", "--figures", "kahler", "--kahler-points", "300", "--kahler-widths", "4"]
     argv += ["--kahler-symmetry", "fermat"]  # our recipe's points moved each epoch, the peer's too
     bench.main([*argv, "--kahler-batch", "50", "--out", str(tmp_path)])
@@ -190,6 +208,10 @@ def test_bench_kahler_with_the_peer(tmp_path):
     assert runs["peer_our_recipe"]["batch"] == runs["ours"]["batch"] == 50
     assert runs["peer_our_recipe"]["symmetry"] == runs["ours"]["symmetry"] == "fermat"
     assert runs["peer_own_recipe"]["symmetry"] is None
+    # moved once an epoch, in our run and the peer's under our recipe, not under its own
+    assert calls == ["fermat"] * (
+        runs["ours"]["epochs_run"] + runs["peer_our_recipe"]["epochs_run"]
+    )
     assert "PEER_RECORDED_SECONDS" not in vars(bench)  # no peer time from elsewhere
 
 
@@ -273,6 +295,7 @@ def test_bench_kahler_without_the_peer(tmp_path, monkeypatch):
     """Without MLGeometry-JAX the peer's figures are skipped with the reason, never a number."""
     bench = experiment_program("bench")
     monkeypatch.setattr(bench, "peer_installed", lambda: False)
+    calls = spy_on_augmentation(monkeypatch)
     argv = ["--quick", "--figures", "kahler", "--kahler-points", "300", "--kahler-widths", "4"]
     argv += ["--kahler-symmetry", "phases"]
     bench.main([*argv, "--kahler-batch", "50", "--out", str(tmp_path)])
@@ -280,6 +303,7 @@ def test_bench_kahler_without_the_peer(tmp_path, monkeypatch):
     assert list(figures) == ["kahler_training", *bench.PEER_FIGURES]
     check_entry("kahler_training", figures["kahler_training"], bench)
     assert figures["kahler_training"]["symmetry"] == "phases"
+    assert calls == ["phases"] * figures["kahler_training"]["epochs_run"]  # once an epoch
     for name in bench.PEER_FIGURES:
         entry = figures[name]
         assert entry["skipped"] == "MLGeometry-JAX not installed: pip install -e '.[peer]'"

@@ -7,6 +7,7 @@ at its image, both to rounding (1e-12; measured 4e-15); a potential without the
 symmetry changes $\\eta$ by percents, so these checks can fail.
 """
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -99,6 +100,59 @@ def test_the_whole_group_is_drawn(quintic):
     assert len({tuple(np.round(row, 8)) for row in affine}) > 390
 
 
+def test_phases_are_drawn_uniformly(quintic):
+    """`"phases"` moves z_i by omega^{a_i}, a_i uniform in Z_5: the ratios
+    (z'_i / z'_0) / (z_i / z_0) = omega^{a_i - a_0} take each fifth root a fifth of the time
+    (4000 ratios: 800 +- 25 each; a draw from 0..3 only gives 1000 at the root 1)."""
+    surface, sample = quintic
+    one = flows.subsample(sample, np.zeros(1000, dtype=int))
+    moved = np.asarray(flows.SymmetryAugmentation(surface, "phases")(one, jax.random.key(5)).points)
+    z = np.asarray(sample.points[0])
+    ratio = (moved[:, 1:] / moved[:, :1]) / (z[1:] / z[0])
+    np.testing.assert_allclose(np.abs(ratio), 1.0, atol=1e-12)
+    residue = np.round(np.angle(ratio) * 5 / (2 * np.pi)).astype(int) % 5
+    counts = np.bincount(residue.ravel(), minlength=5)
+    assert np.all((counts > 700) & (counts < 900)), counts
+
+
+def test_single_precision_samples_stay_single(quintic):
+    """A float32 sample (complex64 points) is moved in its own precision (X computes in complex128)."""
+    surface, sample = quintic
+    single = jax.tree.map(
+        lambda x: (
+            x.astype(jnp.complex64)
+            if eqx.is_array(x) and jnp.iscomplexobj(x)
+            else x.astype(jnp.float32)
+            if eqx.is_array(x) and jnp.issubdtype(x.dtype, jnp.floating)
+            else x
+        ),
+        sample,
+    )
+    moved = flows.SymmetryAugmentation(surface)(single, jax.random.key(6))
+    for name in ("points", "omega", "weights", "g_fs", "jacobian"):
+        assert getattr(moved, name).dtype == getattr(single, name).dtype, name
+    np.testing.assert_allclose(moved.weights, sample.weights, rtol=1e-5)
+
+
+def test_a_point_whose_moved_chart_fails_keeps_its_data(quintic, monkeypatch):
+    """Where `patch_geometry` rejects a moved point, the point keeps its old data (never a
+    placeholder); the others move."""
+    surface, sample = quintic
+    real = flows._calabi_yau.symmetry.patch_geometry
+
+    def failing_odd_points(hypersurface, points):
+        *outputs, ok = real(hypersurface, points)
+        return (*outputs, ok & (jnp.arange(ok.shape[0]) % 2 == 0))
+
+    monkeypatch.setattr(flows._calabi_yau.symmetry, "patch_geometry", failing_odd_points)
+    small = flows.subsample(sample, np.arange(20))
+    with jax.disable_jit():  # the patched function, not a compiled trace of the real one
+        moved = flows.SymmetryAugmentation(surface)(small, jax.random.key(7))
+    for name in ("points", "patch", "eliminated", "omega", "weights", "g_fs", "jacobian"):
+        np.testing.assert_array_equal(getattr(moved, name)[1::2], getattr(small, name)[1::2])
+    assert float(jnp.min(flows.fs_distance(moved.points[::2], small.points[::2]))) > 1e-3
+
+
 def test_the_same_key_moves_the_same_way(quintic):
     surface, sample = quintic
     augment = flows.SymmetryAugmentation(surface)
@@ -114,7 +168,7 @@ def test_symmetries_a_polynomial_lacks_are_refused(quintic):
         flows.SymmetryAugmentation(surface, None)
     with pytest.raises(ValueError, match="symmetry must be one of"):
         flows.SymmetryAugmentation(surface, "rotations")
-    with pytest.raises(ValueError, match="Dwork family"):
+    with pytest.raises(ValueError, match=r"Dwork family\); use no augmentation \(augment=None\)"):
         flows.SymmetryAugmentation(flows.Hypersurface.dwork_quintic(0.5), "phases")
     with pytest.raises(ValueError, match="hypersurface must be a Hypersurface"):
         flows.SymmetryAugmentation(sample, "fermat")

@@ -99,7 +99,10 @@ def _proportional(a: dict, b: dict) -> bool:
     return all(abs(b[e] - ratio * a[e]) <= 1e-12 * (abs(b[e]) + abs(a[e])) for e in a)
 
 
-def _check_symmetry(hypersurface: Hypersurface, symmetry, caller: str) -> None:
+def _check_symmetry(
+    hypersurface: Hypersurface, symmetry, caller: str, otherwise: str = "symmetry=None"
+) -> None:
+    """`ValueError` naming `caller` unless X has `symmetry`; `otherwise` is the remedy offered."""
     if symmetry not in SYMMETRIES:
         raise ValueError(f"{caller}: symmetry must be one of {SYMMETRIES}, got {symmetry!r}.")
     if symmetry is None:
@@ -110,7 +113,7 @@ def _check_symmetry(hypersurface: Hypersurface, symmetry, caller: str) -> None:
         raise ValueError(
             f"{caller}: symmetry={symmetry!r} needs X invariant under each phase z_i -> "
             f"exp(2 pi i / {d}) z_i, but the polynomial's monomials differ in their exponents "
-            "mod the degree (e.g. the Dwork family); use symmetry=None."
+            f"mod the degree (e.g. the Dwork family); use {otherwise}."
         )
     if symmetry == "fermat":
         terms = _polynomial_terms(hypersurface)
@@ -121,13 +124,13 @@ def _check_symmetry(hypersurface: Hypersurface, symmetry, caller: str) -> None:
             if not _proportional(terms, permuted):
                 raise ValueError(
                     f"{caller}: symmetry='fermat' needs X invariant under permutations of the "
-                    "coordinates, and this polynomial is not; use symmetry='phases' or None."
+                    f"coordinates, and this polynomial is not; use symmetry='phases' or {otherwise}."
                 )
         if not _proportional(terms, {e: c.conjugate() for e, c in terms.items()}):
             raise ValueError(
                 f"{caller}: symmetry='fermat' needs X invariant under complex conjugation "
-                "(coefficients real up to a common factor), and it is not; use "
-                "symmetry='phases' or None."
+                f"(coefficients real up to a common factor), and it is not; use "
+                f"symmetry='phases' or {otherwise}."
             )
 
 

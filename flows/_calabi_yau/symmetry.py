@@ -1,21 +1,22 @@
 r"""Points of a hypersurface moved by its symmetries: more training data at no cost.
 
-When every monomial of $p$ has the same exponents modulo the degree $d$ (the
-Fermat hypersurface $\sum_i z_i^d$; not the Dwork family), $X = \{p = 0\}$ is
-invariant under the **phases** $z_i \to \omega^{a_i} z_i$, $\omega = e^{2\pi i/d}$,
-$a \in \mathbb{Z}_d^{n+1}$ ($p \to \omega^{r\sum_i a_i}\, p$, $r$ the common
-residue). The Fermat hypersurface is also invariant under **permutations** of
-the coordinates and under **complex conjugation** (real coefficients): the
-group `"fermat"`, of order $(n+1)!\, d^{n+1}\cdot 2$ acting on $\mathbb{C}^{n+1}$
-($d^{n}$ phases up to the overall one).
+When every monomial of $p$ has the same exponents modulo the degree $d$, say
+$e \equiv r$ (the Fermat hypersurface $\sum_i z_i^d$, with $r = 0$; not the Dwork
+family), $X = \{p = 0\}$ is invariant under the **phases**
+$z_i \to \omega^{a_i} z_i$, $\omega = e^{2\pi i/d}$, $a \in \mathbb{Z}_d^{n+1}$
+($p \to \omega^{a\cdot r}\, p$). The Fermat hypersurface is also invariant under
+**permutations** of the coordinates and under **complex conjugation** (real
+coefficients): the group `"fermat"`, of order $(n+1)!\, d^{n+1}\cdot 2$ acting on
+$\mathbb{C}^{n+1}$ ($d^{n}$ phases up to the overall one).
 
 Each element is an isometry of Fubini–Study and changes $p$ by a constant of
 modulus one (conjugation conjugates it), so the weight $|\Omega|^2/\det
 g_\mathrm{FS}$ of a moved point is its old weight, and a sample of the Fubini–Study
-volume form moved by any elements is again such a sample. The Ricci-flat metric in
-the class of $g_\mathrm{FS}$ is unique, hence invariant: a potential network
-trained on moved points learns the same target from more points
-(`solvers.train_potential`'s `augment`).
+volume form moved by elements drawn independently of the points is again such a
+sample. The Ricci-flat metric in the class of $g_\mathrm{FS}$ is unique, hence
+invariant (under conjugation too: its pull-back is again Kähler, Ricci-flat and in
+the class): a potential network trained on moved points learns the same target from
+more points (`solvers.train_potential`'s `augment`).
 """
 
 import equinox as eqx
@@ -64,7 +65,9 @@ class SymmetryAugmentation(eqx.Module):
                 f"SymmetryAugmentation: symmetry must be one of {AUGMENTATION_SYMMETRIES}, got "
                 f"{symmetry!r}."
             )
-        _check_symmetry(hypersurface, symmetry, "SymmetryAugmentation")
+        _check_symmetry(
+            hypersurface, symmetry, "SymmetryAugmentation", "no augmentation (augment=None)"
+        )
         self.hypersurface = hypersurface
         self.symmetry = symmetry
 
@@ -98,17 +101,18 @@ def _moved(hypersurface: Hypersurface, sample: PointSample, key, fermat: bool) -
         moved = jnp.where(flip, jnp.conj(moved), moved)
     points, patch, eliminated, omega, g_fs, jacobian, raw, ok = patch_geometry(hypersurface, moved)
 
-    def keep(new, old):
-        return jnp.where(ok.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
+    def keep(new, old):  # in the sample's own dtypes (patch_geometry computes in X's)
+        accepted = ok.reshape((-1,) + (1,) * (new.ndim - 1))
+        return jnp.where(accepted, new.astype(old.dtype), old)
 
     return PointSample(
         points=keep(points, z),
-        patch=keep(patch, sample.patch).astype(sample.patch.dtype),
-        eliminated=keep(eliminated, sample.eliminated).astype(sample.eliminated.dtype),
-        omega=keep(omega, sample.omega).astype(sample.omega.dtype),
-        weights=keep((raw / sample.volume_ratio).astype(sample.weights.dtype), sample.weights),
-        g_fs=keep(g_fs, sample.g_fs).astype(sample.g_fs.dtype),
-        jacobian=keep(jacobian, sample.jacobian).astype(sample.jacobian.dtype),
+        patch=keep(patch, sample.patch),
+        eliminated=keep(eliminated, sample.eliminated),
+        omega=keep(omega, sample.omega),
+        weights=keep(raw / sample.volume_ratio.astype(raw.dtype), sample.weights),
+        g_fs=keep(g_fs, sample.g_fs),
+        jacobian=keep(jacobian, sample.jacobian),
         volume_ratio=sample.volume_ratio,
         rejected=sample.rejected,
     )
