@@ -26,8 +26,9 @@ The wing stands apart from the Riemannian rooms: it imports only `flows._misc`,
 `flows._types` and `flows._kernels` (for `ReLUNTK`). Rooms, from the ground up:
 `projective.py` (Kähler geometry of $\mathbb{CP}^n$, the FS distance),
 `hypersurface.py` (the polynomial, patches, $\Omega$, weights), `sampling.py`
-(points and samples), `symmetry.py` (points moved by symmetries of $X$), `kernel_apply.py` (matrix-free kernel sums on point
-clouds), `clustering.py` (nearest points, clusters), `losses.py` (σ,
+(points and samples), `symmetry.py` (points moved by symmetries of $X$),
+`kernel_apply.py` (matrix-free kernel sums on point clouds), `clustering.py`
+(nearest points, clusters), `losses.py` (σ,
 Monge–Ampère), `potentials.py` (Kähler potential networks), `curvature.py`,
 `point_kernels.py`, `point_flows.py` (flows of metric values) and
 `potential_flows.py` (flows of a potential's parameters).

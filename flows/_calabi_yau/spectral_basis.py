@@ -129,7 +129,7 @@ def _check_symmetry(
         if not _proportional(terms, {e: c.conjugate() for e, c in terms.items()}):
             raise ValueError(
                 f"{caller}: symmetry='fermat' needs X invariant under complex conjugation "
-                f"(coefficients real up to a common factor), and it is not; use "
+                "(coefficients real up to a common factor), and it is not; use "
                 f"symmetry='phases' or {otherwise}."
             )
 
