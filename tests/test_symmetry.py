@@ -1,10 +1,10 @@
-"""Points of a hypersurface moved by its symmetries (`flows.SymmetryAugmentation`).
+r"""Points of a hypersurface moved by its symmetries (`flows.SymmetryAugmentation`).
 
 Float64. A symmetry of the Fermat quintic is an isometry of Fubini–Study that
-keeps $|\\Omega|^2$, so a moved point keeps its weight, and the volume ratio
-$\\eta = \\det g/|\\Omega|^2$ of an invariant potential's metric is the same at a point and
+keeps $|\Omega|^2$, so a moved point keeps its weight, and the volume ratio
+$\eta = \det g/|\Omega|^2$ of an invariant potential's metric is the same at a point and
 at its image, both to rounding (1e-12; measured 4e-15); a potential without the
-symmetry changes $\\eta$ by percents, so these checks can fail.
+symmetry changes $\eta$ by percents, so these checks can fail.
 """
 
 import equinox as eqx
