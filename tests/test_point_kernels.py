@@ -143,6 +143,23 @@ def test_matches_dense_reference(quintic_points, getkey, shape, dtype):
     assert relative_error(out, dense) < 1e-12
 
 
+def test_fs_gaussian_prepares_each_point_once(quintic_points, getkey):
+    """`point_kernel_apply` runs FSGaussian on points scaled to unit norm once
+    (`prepare`, `on_prepared`): the same sums as its pairwise `__call__`, to rounding, at
+    any scaling of the points (a kernel on CP^4)."""
+    z = quintic_points.points
+    scale = jax.lax.complex(*jax.random.uniform(getkey(), (2, z.shape[0]), minval=0.2, maxval=3.0))
+    values = jax.random.normal(getkey(), (z.shape[0], 2))
+    kernel = flows.FSGaussian(0.3)
+    unit = kernel.prepare(z * scale[:, None])
+    np.testing.assert_allclose(jnp.linalg.norm(unit, axis=1), 1.0, atol=1e-15)
+    pairwise = jax.vmap(kernel.on_prepared)(unit[:-1], unit[1:])
+    np.testing.assert_allclose(pairwise, jax.vmap(kernel)(z[:-1], z[1:]), rtol=1e-13)
+    generic = flows.point_kernel_apply(lambda x, y: kernel(x, y), z, z, values)  # no prepare
+    prepared = flows.point_kernel_apply(kernel, z * scale[:, None], z, values)
+    assert relative_error(prepared, generic) < 1e-13
+
+
 def test_distinct_targets_and_sources(quintic_points, getkey):
     """P != B, a chunk larger than one side, and the default chunks."""
     z = quintic_points.points

@@ -145,7 +145,12 @@ def _squared_norms(z):
 
 def _distance_squared(numerator, norms):
     r"""$(1 - c)\,Q(c)$ from $|\langle z, w\rangle|^2$ and $|z|^2|w|^2$."""
-    c = jnp.clip(jnp.sqrt(numerator / norms), 0.0, 1.0)
+    return _distance_squared_of_cosine(jnp.sqrt(numerator / norms))
+
+
+def _distance_squared_of_cosine(c):
+    r"""$(1 - c)\,Q(c)$, $c$ clipped into $[0, 1]$."""
+    c = jnp.clip(c, 0.0, 1.0)
     t = 2 * c - 1
     q = jnp.full_like(t, _Q_COEFFICIENTS[-1])
     for a in _Q_COEFFICIENTS[-2::-1]:
