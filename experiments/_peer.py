@@ -104,6 +104,12 @@ class Recipe:
             )
         )
 
+    def augmentation(self) -> flows.SymmetryAugmentation | None:
+        """What moves the quintic's training points each epoch under this recipe, or None."""
+        if self.symmetry is None:
+            return None
+        return flows.SymmetryAugmentation(flows.Hypersurface.fermat_quintic(), self.symmetry)
+
     def describe(self) -> dict:
         return {
             "lr": self.lr,
@@ -313,9 +319,7 @@ def train_peer(
             f"+- {error:.4f} ({seconds:.0f} s of training)"
         )
 
-    augment = None
-    if recipe.symmetry is not None:  # as train_potential moves ours: fresh points each epoch
-        augment = flows.SymmetryAugmentation(flows.Hypersurface.fermat_quintic(), recipe.symmetry)
+    augment = recipe.augmentation()  # as train_potential moves ours: fresh points each epoch
     augment_key = jax.random.key(seed)
 
     with jax.numpy_dtype_promotion("standard"):  # the peer is not written for strict promotion

@@ -801,9 +801,6 @@ def run_ours(train, test, args, recipe, epochs, key) -> dict:
         progress(f"ours: {line}")
 
     potential = flows.bihomogeneous_potential(5, key, widths=args.kahler_widths)
-    augment = None
-    if recipe.symmetry is not None:
-        augment = flows.SymmetryAugmentation(flows.Hypersurface.fermat_quintic(), recipe.symmetry)
     result = solvers.train_potential(
         potential,
         train,
@@ -813,7 +810,7 @@ def run_ours(train, test, args, recipe, epochs, key) -> dict:
         batch_size=recipe.batch,
         targets=KAHLER_TARGETS,
         max_seconds=args.kahler_budget,
-        augment=augment,
+        augment=recipe.augmentation(),
         seed=args.seed,
         dtype=jnp.dtype(args.kahler_dtype),
         progress=log,
