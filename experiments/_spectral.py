@@ -20,9 +20,11 @@ def newton_route(surface, train, test, ks, budget: float, target: float = 1e-3) 
     before, would take the total over the budget; one that ends over it is not counted.
     Returns the rows (k, σ, standard error, seconds, cumulative seconds), the cumulative
     seconds at which test σ first reached `target` (None if never), and the smallest σ
-    reached within the budget.
+    reached within the budget. Each row's `wall_seconds` runs from the call's start,
+    the test σ included.
     """
     rows, spent, reached, stop = [], 0.0, None, "all degrees run"
+    begin = time.perf_counter()
     for k in ks:
         if len(rows) >= 2:
             growth = max(rows[-1]["seconds"] / rows[-2]["seconds"], 1.0)
@@ -49,6 +51,7 @@ def newton_route(surface, train, test, ks, budget: float, target: float = 1e-3) 
                 "converged": bool(result.converged),
                 "seconds": seconds,
                 "cumulative_seconds": spent,
+                "wall_seconds": time.perf_counter() - begin,
             }
         )
         progress(

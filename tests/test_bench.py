@@ -88,6 +88,30 @@ def check_entry(name: str, entry: dict, bench) -> None:
             return
     if name == "kahler_epoch_cost_vs_peer" and value is None:  # under two epochs
         return
+    if name.startswith("kahler_spectral_"):  # the spectral route on the networks' points
+        rows = entry["rows"]
+        assert rows and [r["k"] for r in rows] == list(range(2, 2 * len(rows) + 1, 2))
+        assert all(r["wall_seconds"] >= r["cumulative_seconds"] for r in rows)
+        assert all(r["cumulative_seconds"] <= entry["budget_seconds"] for r in rows)
+    if name == "kahler_spectral_time_to_sigma_vs_peer":  # None where 0.01 was not reached
+        reached = entry["by_target"]["0.01"]
+        route = next((r for r in entry["rows"] if r["sigma_test"] <= 0.01), None)
+        assert reached["ours"] == (
+            None
+            if route is None
+            else {
+                "k": route["k"],
+                "seconds": route["cumulative_seconds"],
+                "wall_seconds": route["wall_seconds"],
+            }
+        )
+        peers = any(reached[run] is not None for run in ("peer_own_recipe", "peer_our_recipe"))
+        assert (value is None) == (route is None or not peers), entry
+        if value is None:
+            return
+    if name == "kahler_spectral_sigma_in_budget_vs_peer":
+        assert entry["ours_sigma"] == min(r["sigma_test"] for r in entry["rows"])
+        assert value == entry["ours_sigma"] / entry["peer_sigma"]
     if name.startswith("spectral_"):
         check_networks(entry["networks"], bench)
     if name == "spectral_time_to_sigma_1e-3":  # None where 1e-3 was not reached (--quick)
@@ -213,6 +237,73 @@ def test_bench_kahler_with_the_peer(tmp_path, monkeypatch):
         runs["ours"]["epochs_run"] + runs["peer_our_recipe"]["epochs_run"]
     )
     assert "PEER_RECORDED_SECONDS" not in vars(bench)  # no peer time from elsewhere
+
+
+def test_spectral_route_against_the_peer_by_hand():
+    """The route's figures from hand-made rows and peer runs: the peers' faster and better run."""
+    bench = experiment_program("bench")
+
+    def run(seconds, sigma, reached):
+        n = len(sigma)
+        return {"epochs": list(range(n)), "seconds": seconds, "sigma_test": sigma,
+                "sigma_test_error": [0.0] * n, "reached": reached}  # fmt: skip
+
+    def at(seconds, wall):
+        return {"seconds": seconds, "wall_seconds": wall}
+
+    peers = {  # 0.01 first by the second run; the best sigma within 600 s is also its
+        "peer_own_recipe": run(
+            [0, 50, 100, 700], [1, 0.015, 0.008, 1e-4], {"0.02": at(50, 60), "0.01": at(100, 110)}
+        ),
+        "peer_our_recipe": run(
+            [0, 40, 80, 500], [1, 0.02, 0.009, 0.004], {"0.02": at(40, 45), "0.01": at(80, 90)}
+        ),
+    }
+    rows = [
+        {"k": k, "sigma_test": s, "cumulative_seconds": c, "wall_seconds": w}
+        for k, s, c, w in (
+            (2, 0.08, 4, 5),
+            (4, 0.018, 8, 10),
+            (6, 0.005, 12, 16),
+            (8, 0.0017, 18, 25),
+        )
+    ]
+    route = {"rows": rows, "best_sigma": 0.0017, "stop": "all degrees run"}
+    out = bench.spectral_route_figures(route, peers, 600.0, {}, full=True)
+    time, sigma = (
+        out["kahler_spectral_time_to_sigma_vs_peer"],
+        out["kahler_spectral_sigma_in_budget_vs_peer"],
+    )
+    assert time["by_target"]["0.01"]["ours"] == {"k": 6, "seconds": 12, "wall_seconds": 16}
+    assert time["value"] == pytest.approx(12 / 80) and time["met"] is True
+    assert time["by_target"]["0.01"]["ratio_wall"] == pytest.approx(16 / 90)
+    assert time["by_target"]["0.02"]["ratio_training"] == pytest.approx(8 / 40)
+    assert sigma["value"] == pytest.approx(0.0017 / 0.004) and sigma["met"] is True
+    assert sigma["peer_sigma"] == 0.004  # 1e-4 came after the budget
+    # met is decided only at the full sizes, and the sigma only at a budget of 600 s or more
+    out = bench.spectral_route_figures(route, peers, 600.0, {}, full=False)
+    assert out["kahler_spectral_time_to_sigma_vs_peer"]["met"] is None
+    assert out["kahler_spectral_sigma_in_budget_vs_peer"]["met"] is None
+    out = bench.spectral_route_figures(route, peers, 110.0, {}, full=True)
+    assert out["kahler_spectral_sigma_in_budget_vs_peer"]["met"] is None
+    # a slow route misses; peers that never reach 0.01 bound the ratio by the budget
+    slow = {**route, "rows": [{**r, "wall_seconds": 10 * r["wall_seconds"]} for r in rows]}
+    assert (
+        bench.spectral_route_figures(slow, peers, 600.0, {}, True)[
+            "kahler_spectral_time_to_sigma_vs_peer"
+        ]["met"]
+        is False
+    )  # wall 160 s against 90 s
+    never = {name: {**p, "reached": {"0.02": None, "0.01": None}} for name, p in peers.items()}
+    time = bench.spectral_route_figures(route, never, 600.0, {}, True)[
+        "kahler_spectral_time_to_sigma_vs_peer"
+    ]
+    assert time["value"] is None and time["met"] is True
+    assert time["by_target"]["0.01"]["ratio_training_below"] == pytest.approx(12 / 600)
+    # a route that finished no degree has no figures to give
+    empty = {"rows": [], "best_sigma": None, "stop": "k = 2 ended over the budget (700 s)"}
+    out = bench.spectral_route_figures(empty, peers, 600.0, {}, True)
+    assert all(entry["value"] is None and entry["met"] is None for entry in out.values())
 
 
 def test_bench_flags_are_checked(tmp_path):
