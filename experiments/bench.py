@@ -73,10 +73,16 @@ figures compare paths on one machine rather than machines. The figures:
   `kahler_time_to_sigma_vs_peer`: ours/peer seconds to test σ 0.01 (and 0.02), the
   peer's faster recipe, training and wall (target <= 0.5);
   `kahler_sigma_in_budget_vs_peer`: ours/peer best test σ within `--kahler-budget`
-  seconds of training (target <= 0.6 and ours <= 0.003, in a 600 s budget). `met`
-  is decided at these sizes only (the σ in budget at a budget >= 600 s). Without
-  MLGeometry-JAX (`pip install -e ".[peer]"`) the three ratios are skipped, saying
-  so; no peer time from elsewhere is ever used.
+  seconds of training (target <= 0.6 and ours <= 0.003, in a 600 s budget).
+  `kahler_spectral_time_to_sigma_vs_peer`, `kahler_spectral_sigma_in_budget_vs_peer`:
+  the same two ratios for the project's spectral route (below: Galerkin fixed points
+  at k = 2, 4, … up to `--spectral-k-max`, float64) on the networks' own 9000
+  training and 1000 test points within the same budget, its seconds (basis,
+  geometry and Newton) against the peer's training seconds: the same data and
+  budget, another method. `met` is decided at these sizes only (the σ in budget at
+  a budget >= 600 s). Without MLGeometry-JAX (`pip install -e ".[peer]"`) the five
+  ratios are skipped, saying so, and the route on these points is not run; no peer
+  time from elsewhere is ever used.
 - `spectral_time_to_sigma_1e-3`, `spectral_sigma_in_budget`: the spectral route
   beside the networks, on Fermat-quintic points (50,000 training, 20,000 fresh test
   points): the Galerkin fixed point of Kähler–Ricci flow in the invariant basis
