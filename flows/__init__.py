@@ -34,6 +34,7 @@ integrates flows (flows never imports it).
 """
 
 from ._calabi_yau import POTENTIAL_REGIMES as POTENTIAL_REGIMES
+from ._calabi_yau import SMOOTHINGS as SMOOTHINGS
 from ._calabi_yau import AbstractPointKernel as AbstractPointKernel
 from ._calabi_yau import AlgebraicPotential as AlgebraicPotential
 from ._calabi_yau import BalancedResult as BalancedResult

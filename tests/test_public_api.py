@@ -59,6 +59,7 @@ FLOWS = [
     "NetworkMetric",
     "NodalMetric",
     "POTENTIAL_REGIMES",
+    "SMOOTHINGS",
     "PairPointKernel",
     "ParameterFlow",
     "PerelmanLambdaLoss",

@@ -73,6 +73,24 @@ def test_quintic_spectral_small_run(tmp_path):
     assert "skipped" in saved["chern"] and "skipped" in saved["ricci_measure"]
 
 
+def test_smoothed_stage_with_the_galerkin_matrix(tmp_path):
+    # the program's smoothed flows at k = 2 on 300 points, sigma = 0.3, with --smoothing galerkin:
+    # the local fixed point, to Newton's tolerance (pointwise smoothing, the default, moves it
+    # by 3.6e-2 relative at these sizes: measured)
+    program = experiment_program("quintic_spectral")
+    surface = flows.Hypersurface.fermat_quintic()
+    argv = ["--k-max", "2", "--points", "600", "--test-points", "400", "--saves", "9"]
+    argv += ["--kernel-sigmas", "0.3", "--kernel-points", "300", "--smoothing", "galerkin"]
+    args = program.parse_args([*argv, "--out", str(tmp_path)])
+    out = program.smoothed(surface, *program.samples(surface, args), args)
+    assert out["smoothing"] == "galerkin"
+    run, local = out["flows"]["0.3"], out["flows"]["0.0"]
+    assert run["fixed_point_distance_to_local"] <= 1e-10
+    assert run["distance_to_newton_relative"] <= 1e-6  # and the flow from Fubini-Study ends there
+    assert abs(run["relative_to_galerkin"]) <= 1e-3  # at its linearised rate (measured 6e-5)
+    assert run["galerkin_rates"][0] < local["galerkin_rates"][0]  # slower
+
+
 def test_test_points_are_fresh():
     program = experiment_program("quintic_spectral")
     args = program.parse_args(["--points", "200", "--test-points", "100", "--out", "unused"])

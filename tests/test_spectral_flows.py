@@ -200,6 +200,63 @@ def test_smoothed_rates_against_the_linearised_operator(
     assert gaps[0] < gaps[1] < gaps[2] and gaps[0] <= 1e-3
 
 
+def test_galerkin_smoothing_keeps_the_local_fixed_point_and_slows_the_flow(
+    quintic, quintic_fixed_point
+):
+    # smoothing="galerkin": b = S M^-1 b_local, S = <e, S_sigma e>. Its fixed points are the
+    # local flow's wherever S is nonsingular, at every k (the pointwise smoothing's are not:
+    # test_smoothed_fixed_points_meet_the_local_one_as_k_grows)
+    hs, train = quintic
+    basis, local, c_star = quintic_fixed_point
+    mass = np.asarray(local.gram())
+
+    def slowest(jacobian):
+        return np.sort(np.real(-np.linalg.eigvals(np.linalg.solve(mass, jacobian))))
+
+    local_rates = slowest(np.asarray(local.jacobian(c_star)))
+    w = train.weights / jnp.sum(train.weights)
+    gaps = []
+    for width in (0.05, 0.1, 0.3):
+        flow = flows.SpectralRicciFlow(basis, train, width=width, smoothing="galerkin")
+        # S independently: the dense normalised Gaussian (arccos distances) on the basis (1e-10)
+        dense = _dense_smoothing(train.points, train.weights, width) @ flow.values
+        independent = np.asarray(flow.values.T @ (w[:, None] * dense))
+        s = np.asarray(flow.smoothing_matrix())
+        assert np.max(np.abs(s - independent)) <= 1e-10 * np.max(np.abs(independent))
+        # measured, not assumed: S M^-1 has eigenvalues of positive real part, at most 1 (an average)
+        spectrum = np.linalg.eigvals(np.linalg.solve(mass.T, s.T))
+        assert np.all(np.real(spectrum) > 0) and np.all(np.abs(spectrum) <= 1 + 1e-12)
+        # Newton from Fubini-Study finds the local fixed point (to Newton's tolerance, 1e-10)
+        result = flows.newton_fixed_point(flow)
+        assert result.converged
+        assert jnp.linalg.norm(result.coefficients - c_star) <= 1e-10 * jnp.linalg.norm(c_star)
+        # the linearised flow M^-1 S M^-1 J_local, against the closed-form Jacobian (1e-8)
+        rates = slowest(np.asarray(flow.jacobian(c_star)))
+        expected = slowest(independent @ np.linalg.solve(mass, np.asarray(local.jacobian(c_star))))
+        assert np.allclose(rates, expected, rtol=1e-8) and np.all(rates > 0)
+        assert rates[0] < local_rates[0]  # slower
+        gaps.append(1 - rates[0] / local_rates[0])
+    assert gaps[0] < gaps[1] < gaps[2] and gaps[0] <= 1e-3  # tending to the local rate
+
+
+def test_galerkin_smoothed_flow_late_rate(quintic, quintic_fixed_point):
+    # S is computed once, so a step costs what a local step does: the late-time rate of the
+    # flow from Fubini-Study, by diffrax, against the linearised operator's slowest rate (2%)
+    hs, train = quintic
+    basis, local, c_star = quintic_fixed_point
+    flow = flows.SpectralRicciFlow(basis, train, width=0.3, smoothing="galerkin")
+    linear = np.linalg.solve(flow.gram(), np.asarray(flow.jacobian(c_star)))
+    rates = np.sort(np.real(-np.linalg.eigvals(linear)))
+    times = jnp.asarray([0.0, 12.0, 13.0, 14.0]) / rates[0]
+    ys = flow_from_fubini_study(flow, basis.size, times, rtol=1e-11, max_steps=10_000)
+    errors = np.linalg.norm(ys - np.asarray(c_star), axis=1)
+    late = np.log(errors[1:-1] / errors[2:]) / float(times[2] - times[1])
+    assert np.all(np.abs(late / rates[0] - 1) <= 0.02), (late, rates[:2])
+    assert errors[-1] <= 1e-4 * np.linalg.norm(c_star)  # to the local fixed point
+    with pytest.raises(ValueError, match="smoothing must be one of"):
+        flows.SpectralRicciFlow(basis, train, width=0.3, smoothing="dense")
+
+
 @pytest.mark.slow
 def test_smoothed_flow_late_rate(quintic, quintic_fixed_point, smoothed_fixed_points):
     hs, train = quintic

@@ -92,6 +92,7 @@ from .sampling import sample_near as sample_near
 from .sampling import sample_points as sample_points
 from .sampling import subsample as subsample
 from .spectral_basis import SpectralBasis as SpectralBasis
+from .spectral_flows import SMOOTHINGS as SMOOTHINGS
 from .spectral_flows import NewtonResult as NewtonResult
 from .spectral_flows import SpectralPotential as SpectralPotential
 from .spectral_flows import SpectralRicciFlow as SpectralRicciFlow

@@ -25,6 +25,10 @@ from .losses import sigma_measure
 from .sampling import PointSample
 from .spectral_basis import SpectralBasis, _batch, _check_sample
 
+# How the non-local flow smooths: at the points before the projection, or by S_sigma's
+# Galerkin matrix after it (SpectralRicciFlow).
+SMOOTHINGS = ("pointwise", "galerkin")
+
 if TYPE_CHECKING:
     from .spectral_functionals import SpectralGradientFlow
 
@@ -167,7 +171,17 @@ class SpectralRicciFlow(eqx.Module):
     (`FSGaussian`; the normalisation of the point kernels), applied matrix-free
     (`point_kernel_apply`: memory O(chunk²), so it runs on $10^5$ points). $S_\sigma$
     keeps constants, so the linearisation is $\partial_t\delta\phi = S_\sigma\square\delta\phi$
-    projected; as $\sigma \to 0$ it tends to the local flow.
+    projected; as $\sigma \to 0$ it tends to the local flow. At finite $k$ its fixed
+    point solves $\langle S_\sigma e_\alpha, \log(\eta/\bar\eta)\rangle = 0$, another
+    Galerkin fixed point than the local flow's, the two meeting as $k \to \infty$.
+
+    `smoothing="galerkin"` discretises $S_\sigma$ by its Galerkin matrix instead, acting on
+    the projected residual: $b = S M^{-1} b^\mathrm{local}$ with
+    $S_{\alpha\beta} = \langle e_\alpha, S_\sigma e_\beta\rangle$ (computed once). Its fixed
+    points are the local flow's wherever $S$ is nonsingular, and its linearisation is
+    $\dot{\delta c} = M^{-1} S M^{-1} J^\mathrm{local}\,\delta c$. $S$ is not symmetric
+    (the normalisation divides by each row's mass), so its spectrum is measured, not assumed
+    (`smoothing_matrix`).
 
     A diffrax vector field: `diffrax.ODETerm(flow)`, state $c$ (P,). Everything that
     does not depend on $c$ is computed once, here: the basis's values and Hessians at
@@ -178,6 +192,8 @@ class SpectralRicciFlow(eqx.Module):
 
     **Arguments:** `basis`; `sample` (a `PointSample` of the basis's hypersurface);
     `width`: None (the local flow) or $\sigma > 0$, radians of $d_\mathrm{FS}$;
+    `smoothing`: `"pointwise"` ($S_\sigma$ on $\log(\eta/\bar\eta)$ at the sample's
+    points, then the projection) or `"galerkin"` ($S$ on the projected residual);
     `max_bytes`: as in `SpectralBasis.evaluate`.
     """
 
@@ -189,12 +205,25 @@ class SpectralRicciFlow(eqx.Module):
     mass: Float[Array, "P P"]
     points: Float[Array, "2 N n1"] | None
     kernel: FSGaussian | None
+    compressed: Float[Array, "P P"] | None
     dim: int = eqx.field(static=True)
 
-    def __init__(self, basis: SpectralBasis, sample: PointSample, *, width=None, max_bytes=None):
+    def __init__(
+        self,
+        basis: SpectralBasis,
+        sample: PointSample,
+        *,
+        width=None,
+        smoothing: str = "pointwise",
+        max_bytes=None,
+    ):
         if not isinstance(basis, SpectralBasis):
             raise ValueError(
                 f"SpectralRicciFlow: expected a SpectralBasis, got {type(basis).__name__}."
+            )
+        if smoothing not in SMOOTHINGS:
+            raise ValueError(
+                f"SpectralRicciFlow: smoothing must be one of {SMOOTHINGS}, got {smoothing!r}."
             )
         if width is None:
             self.kernel, self.points = None, None
@@ -214,6 +243,23 @@ class SpectralRicciFlow(eqx.Module):
         self.log_omega = jnp.log(jnp.abs(sample.omega) ** 2)
         self.weights = sample.weights
         self.mass = _gram(sample.weights, values)
+        self.compressed = None
+        if self.kernel is not None and smoothing == "galerkin":
+            self.compressed = _gram_pair(sample.weights, values, self.smooth(values))
+
+    def _pointwise(self, f: Float[Array, "N *shape"]) -> Float[Array, "N *shape"]:
+        """`smooth` where the smoothing acts at the points (`"pointwise"`), else `f`."""
+        return f if self.compressed is not None else self.smooth(f)
+
+    def _compress(self, x: Float[Array, "P *shape"]) -> Float[Array, "P *shape"]:
+        """$S M^{-1} x$ where the smoothing is the Galerkin matrix (`"galerkin"`), else `x`."""
+        if self.compressed is None:
+            return x
+        return self.compressed @ jnp.linalg.solve(self.mass, x)
+
+    def smoothing_matrix(self) -> Float[Array, "P P"] | None:
+        r"""$S_{\alpha\beta} = \langle e_\alpha, S_\sigma e_\beta\rangle$ (`smoothing="galerkin"`), else None."""
+        return self.compressed
 
     def _packed_metric(self, c: Float[Array, " P"]) -> Float[Array, "N q"]:
         return self.g_fs + self.hessians @ c
@@ -243,11 +289,11 @@ class SpectralRicciFlow(eqx.Module):
         return self.mass
 
     def residual(self, c: Float[Array, " P"]) -> Float[Array, " P"]:
-        r"""$b_\alpha(c) = \langle e_\alpha, \log(\eta/\bar\eta)\rangle$ ($S_\sigma$ applied first, with `width`)."""
+        r"""$b_\alpha(c) = \langle e_\alpha, \log(\eta/\bar\eta)\rangle$ (with `width`: $S_\sigma$ first, or $S M^{-1}$ after)."""
         log_eta = self.log_eta(c)
         eta_bar = _weighted_mean(self.weights, jnp.exp(log_eta))
-        u = self.smooth(log_eta - jnp.log(eta_bar))
-        return _weighted_mean(self.weights, self.values * u[:, None])
+        u = self._pointwise(log_eta - jnp.log(eta_bar))
+        return self._compress(_weighted_mean(self.weights, self.values * u[:, None]))
 
     def laplacians(self, c: Float[Array, " P"]) -> Float[Array, "N P"]:
         r"""$\square_c e_\beta = \mathrm{tr}(g_c^{-1} H_\beta)$ at the sample, $H_\beta = J^\top\partial\bar\partial e_\beta\bar J$.
@@ -270,7 +316,8 @@ class SpectralRicciFlow(eqx.Module):
         $$\frac{\partial b_\alpha}{\partial c_\beta} = \langle e_\alpha, L_\beta\rangle
         - \langle e_\alpha, 1\rangle\,\frac{\langle \eta, L_\beta\rangle}{\langle\eta\rangle}$$
 
-        ($L_\beta \to S_\sigma L_\beta$ with `width`: $S_\sigma$ is linear and keeps constants).
+        ($L_\beta \to S_\sigma L_\beta$ with `width`: $S_\sigma$ is linear and keeps constants;
+        with `smoothing="galerkin"`, $S M^{-1}$ times the local Jacobian).
 
         One pass over the sample (O(N P m²) + O(N P²)), against $P$ forward passes
         for `jax.jacfwd(residual)`.
@@ -285,13 +332,13 @@ class SpectralRicciFlow(eqx.Module):
         mass = w * shifted / jnp.sum(w * shifted)
         log_eta_bar = jnp.log(jnp.sum(w * shifted)) + jnp.max(log_eta)
         laplacians = self.laplacians(c)
-        smoothed = self.smooth(jnp.concatenate([log_eta[:, None], laplacians], axis=1))
+        smoothed = self._pointwise(jnp.concatenate([log_eta[:, None], laplacians], axis=1))
         b = (w * (smoothed[:, 0] - log_eta_bar)) @ self.values
         laplacians = smoothed[:, 1:]
         jacobian = self.values.T @ (w[:, None] * laplacians) - jnp.outer(
             w @ self.values, mass @ laplacians
         )
-        return b, jacobian
+        return self._compress(b), self._compress(jacobian)
 
     def __call__(self, t, c: Float[Array, " P"], args=None) -> Float[Array, " P"]:
         r"""$\dot c = M^{-1} b(c)$; an error (`eqx.error_if`) where $g_c$ is not positive definite."""
@@ -318,8 +365,12 @@ def _packed_hessians(hessians):
 
 @jax.jit
 def _gram(weights, values):
-    wv = weights[:, None] * values
-    return wv.T @ values / jnp.sum(weights)
+    return _gram_pair(weights, values, values)
+
+
+def _gram_pair(weights, left, right):
+    r"""$\langle l_\alpha, r_\beta\rangle$ over the sample's normalised weights."""
+    return (weights[:, None] * left).T @ right / jnp.sum(weights)
 
 
 class NewtonResult(eqx.Module):
