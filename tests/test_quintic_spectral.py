@@ -85,8 +85,8 @@ def test_smoothed_stage_with_the_galerkin_matrix(tmp_path):
     out = program.smoothed(surface, *program.samples(surface, args), args)
     assert out["smoothing"] == "galerkin"
     run, local = out["flows"]["0.3"], out["flows"]["0.0"]
-    assert run["fixed_point_distance_to_local"] <= 1e-10
-    assert run["distance_to_newton_relative"] <= 1e-6  # and the flow from Fubini-Study ends there
+    assert run["fixed_point_distance_to_local"] <= 1e-10  # Newton, started there, stays
+    assert run["distance_to_newton_relative"] <= 1e-6  # the flow from Fubini-Study ends there
     assert abs(run["relative_to_galerkin"]) <= 1e-3  # at its linearised rate (measured 6e-5)
     assert run["galerkin_rates"][0] < local["galerkin_rates"][0]  # slower
 

@@ -172,7 +172,7 @@ class SpectralRicciFlow(eqx.Module):
     (`point_kernel_apply`: memory O(chunk²), so it runs on $10^5$ points). $S_\sigma$
     keeps constants, so the linearisation is $\partial_t\delta\phi = S_\sigma\square\delta\phi$
     projected; as $\sigma \to 0$ it tends to the local flow. At finite $k$ its fixed
-    point solves $\langle S_\sigma e_\alpha, \log(\eta/\bar\eta)\rangle = 0$, another
+    point solves $\langle e_\alpha, S_\sigma\log(\eta/\bar\eta)\rangle = 0$, another
     Galerkin fixed point than the local flow's, the two meeting as $k \to \infty$.
 
     `smoothing="galerkin"` discretises $S_\sigma$ by its Galerkin matrix instead, acting on
@@ -181,7 +181,9 @@ class SpectralRicciFlow(eqx.Module):
     points are the local flow's wherever $S$ is nonsingular, and its linearisation is
     $\dot{\delta c} = M^{-1} S M^{-1} J^\mathrm{local}\,\delta c$. $S$ is not symmetric
     (the normalisation divides by each row's mass), so its spectrum is measured, not assumed
-    (`smoothing_matrix`).
+    (`smoothing_matrix`). `newton_fixed_point` stops on the norm of $b = S M^{-1}b^\mathrm{local}$,
+    which is smaller than $b^\mathrm{local}$'s by up to the smallest eigenvalue of $M^{-1}S$
+    (about 0.02 at σ = 0.3 on the quintic at $k = 4$).
 
     A diffrax vector field: `diffrax.ODETerm(flow)`, state $c$ (P,). Everything that
     does not depend on $c$ is computed once, here: the basis's values and Hessians at
@@ -193,7 +195,8 @@ class SpectralRicciFlow(eqx.Module):
     **Arguments:** `basis`; `sample` (a `PointSample` of the basis's hypersurface);
     `width`: None (the local flow) or $\sigma > 0$, radians of $d_\mathrm{FS}$;
     `smoothing`: `"pointwise"` ($S_\sigma$ on $\log(\eta/\bar\eta)$ at the sample's
-    points, then the projection) or `"galerkin"` ($S$ on the projected residual);
+    points, then the projection) or `"galerkin"` ($S$ on the projected residual; needs
+    `width`);
     `max_bytes`: as in `SpectralBasis.evaluate`.
     """
 
@@ -205,6 +208,7 @@ class SpectralRicciFlow(eqx.Module):
     mass: Float[Array, "P P"]
     points: Float[Array, "2 N n1"] | None
     kernel: FSGaussian | None
+    galerkin: Float[Array, "P P"] | None
     compressed: Float[Array, "P P"] | None
     dim: int = eqx.field(static=True)
 
@@ -225,6 +229,11 @@ class SpectralRicciFlow(eqx.Module):
             raise ValueError(
                 f"SpectralRicciFlow: smoothing must be one of {SMOOTHINGS}, got {smoothing!r}."
             )
+        if smoothing == "galerkin" and width is None:
+            raise ValueError(
+                "SpectralRicciFlow: smoothing='galerkin' smooths by S_sigma's Galerkin matrix "
+                "and needs a width sigma > 0; without one the flow is local (leave smoothing out)."
+            )
         if width is None:
             self.kernel, self.points = None, None
         else:
@@ -243,9 +252,10 @@ class SpectralRicciFlow(eqx.Module):
         self.log_omega = jnp.log(jnp.abs(sample.omega) ** 2)
         self.weights = sample.weights
         self.mass = _gram(sample.weights, values)
-        self.compressed = None
-        if self.kernel is not None and smoothing == "galerkin":
-            self.compressed = _gram_pair(sample.weights, values, self.smooth(values))
+        self.galerkin, self.compressed = None, None
+        if smoothing == "galerkin":  # S, and S M^-1 once for every step
+            self.galerkin = _gram_pair(sample.weights, values, self.smooth(values))
+            self.compressed = jnp.linalg.solve(self.mass.T, self.galerkin.T).T
 
     def _pointwise(self, f: Float[Array, "N *shape"]) -> Float[Array, "N *shape"]:
         """`smooth` where the smoothing acts at the points (`"pointwise"`), else `f`."""
@@ -255,11 +265,11 @@ class SpectralRicciFlow(eqx.Module):
         """$S M^{-1} x$ where the smoothing is the Galerkin matrix (`"galerkin"`), else `x`."""
         if self.compressed is None:
             return x
-        return self.compressed @ jnp.linalg.solve(self.mass, x)
+        return self.compressed @ x
 
     def smoothing_matrix(self) -> Float[Array, "P P"] | None:
         r"""$S_{\alpha\beta} = \langle e_\alpha, S_\sigma e_\beta\rangle$ (`smoothing="galerkin"`), else None."""
-        return self.compressed
+        return self.galerkin
 
     def _packed_metric(self, c: Float[Array, " P"]) -> Float[Array, "N q"]:
         return self.g_fs + self.hessians @ c
