@@ -102,14 +102,14 @@ points by the quintic's symmetries each epoch then takes it to 0.0022 (and the p
 under our recipe from 0.0027 to 0.0021).
 
 Budgets: the default run is held to 15 minutes on two cores. Measured on two idle
-cores: the groups before the Kähler one took 4.5 minutes (3.3 before; the hosts
-differ); each network run (three: ours, the peer under its recipe and under ours) has
-`--kahler-budget` 110 s of training, about 2 minutes with setup, compilation and
-evaluation; the spectral route has `--spectral-budget` 110 s: 12m04s in all. The figures at 600 s budgets
-(`--figures kahler spectral --kahler-budget 600 --spectral-budget 600`) took 46
-minutes while our run still went past its budget (to 1261 s of training); it now
-stops at the budget, which saves that run's last 660 s. Every network run stops at the end of the first epoch past the budget
-(ours by `train_potential`'s `max_seconds`); `--kahler-epochs` caps every run.
+cores (2026-12-07): the groups before the Kähler one took 4.2 minutes; each network
+run (three: ours, the peer under its recipe and under ours) has `--kahler-budget` 110 s
+of training, about 2 minutes with setup, compilation and evaluation; the spectral
+route on the networks' points took 1.7 minutes (k = 2 … 16 within the same budget), and
+on its own points it has `--spectral-budget` 110 s: 13m53s in all. `--figures kahler
+--kahler-budget 600` took 32 minutes (the route on the networks' points 77 s of it).
+Every network run stops at the end of the first epoch past the budget (ours by
+`train_potential`'s `max_seconds`); `--kahler-epochs` caps every run.
 
 Output in --out: bench.json (`figures`: one record per figure with `value` or
 `skipped`, `target`, `met`; `machine`, with the load average at start and end:
