@@ -222,6 +222,7 @@ def test_bench_kahler_with_the_peer(tmp_path, monkeypatch):
     calls = spy_on_augmentation(monkeypatch)
     argv = ["--quick", "--figures", "kahler", "--kahler-points", "300", "--kahler-widths", "4"]
     argv += ["--kahler-symmetry", "fermat"]  # our recipe's points moved each epoch, the peer's too
+    argv += ["--spectral-k-max", "2"]  # the spectral route on the same points: one degree
     bench.main([*argv, "--kahler-batch", "50", "--out", str(tmp_path)])
     figures = json.loads((tmp_path / "bench.json").read_text())["figures"]
     assert list(figures) == ["kahler_training", *bench.PEER_FIGURES]

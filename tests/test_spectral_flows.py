@@ -285,8 +285,10 @@ def test_galerkin_smoothed_flow_late_rate(quintic, quintic_fixed_point):
     ys = flow_from_fubini_study(flow, basis.size, times, rtol=1e-11, max_steps=10_000)
     errors = np.linalg.norm(ys - np.asarray(c_star), axis=1)
     late = np.log(errors[1:-1] / errors[2:]) / float(times[2] - times[1])
-    assert np.all(np.abs(late / rates[0] - 1) <= 0.02), (late, rates[:2])
-    assert errors[-1] <= 1e-4 * np.linalg.norm(c_star)  # to the local fixed point
+    # the next mode (rate 1.33 against 0.709) is e^-10 down after 12 / rate: measured 3e-5
+    # and 1e-4 from the slowest rate (2% asked), and the end 3e-7 from the local fixed point
+    assert np.all(np.abs(late / rates[0] - 1) <= 1e-3), (late, rates[:2])
+    assert errors[-1] <= 1e-5 * np.linalg.norm(c_star)
     with pytest.raises(ValueError, match="smoothing must be one of"):
         flows.SpectralRicciFlow(basis, train, width=0.3, smoothing="dense")
 
