@@ -1087,7 +1087,7 @@ def spectral_route_figures(route: dict, peers: dict, budget: float, common: dict
         )
     by_target = time_to_sigma(reached, peers, budget)
     value, met = time_ratio(by_target["0.01"], full)
-    route_common = {key: value for key, value in common.items() if key != "widths"}
+    route_common = {name: entry for name, entry in common.items() if name != "widths"}
     route_common.update(dtype="float64", rows=route["rows"], stop=route["stop"])
     out = {}
     out["kahler_spectral_time_to_sigma_vs_peer"] = figure(

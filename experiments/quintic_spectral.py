@@ -39,10 +39,11 @@ as skipped, with the reason): the smoothed Kähler–Ricci flows
 (`SpectralRicciFlow(..., width=σ)`, `--kernel-sigmas`, at `--kernel-k` on
 `--kernel-points` training points: each right-hand side applies a point kernel,
 O(N²); `--smoothing galerkin` applies its Galerkin matrix to the projected residual
-instead, computed once, whose fixed point is the local flow's); Donaldson's balanced metrics (`flows.donaldson_balanced`, same symmetry,
-$k \le$ `--donaldson-k-max`) beside the σ(k) table; $\chi = \int c_3$ and $c_2\cdot J$
-(`flows.chern_integrals`, in units of $H$: exactly −200 and 50) of Fubini–Study and of the
-Newton metric at `--curvature-k`, on `--chern-points` test points; the Ricci measure
+instead, computed once, whose fixed point is the local flow's); Donaldson's balanced
+metrics (`flows.donaldson_balanced`, same symmetry, $k \le$ `--donaldson-k-max`)
+beside the σ(k) table; $\chi = \int c_3$ and $c_2\cdot J$ (`flows.chern_integrals`, in
+units of $H$: exactly −200 and 50) of Fubini–Study and of the Newton metric at
+`--curvature-k`, on `--chern-points` test points; the Ricci measure
 (`flows.ricci_measure`) of the same two metrics on `--ricci-points` test points
 (default min(1000, test-points); both curvature stages differentiate the basis's
 closed-form Hessians twice: about 20 s for 1000 points at k = 4 on two cores,
