@@ -943,8 +943,7 @@ def kahler(args, record) -> dict:
     record.update(peer_figures(ours, peers, budget, common, full))
     # the project's spectral route on the same points, within the same budget
     progress(f"spectral route on the same {train.count} points, budget {budget:g} s")
-    ks = list(range(2, args.spectral_k_max + 1, 2))
-    route = newton_route(quintic, train, test, ks, budget, KAHLER_TARGETS[-1])
+    route = newton_route(quintic, train, test, route_degrees(args), budget, KAHLER_TARGETS[-1])
     record.update(spectral_route_figures(route, peers, budget, common, full))
     return runs
 
@@ -1128,6 +1127,11 @@ def spectral_route_figures(route: dict, peers: dict, budget: float, common: dict
 SPECTRAL_TARGET = 1e-3
 
 
+def route_degrees(args) -> list[int]:
+    """The spectral route's degrees, on its own points and on the Kähler group's: 2, 4, … `--spectral-k-max`."""
+    return list(range(2, args.spectral_k_max + 1, 2))
+
+
 def networks_in_budget(runs: dict | None, budget: float) -> dict:
     """The networks' smallest test σ within `budget` seconds of training, beside the spectral route's."""
     if runs is None:
@@ -1150,8 +1154,9 @@ def spectral(args, record, kahler_runs=None):
         quintic,
         flows.sample_points(quintic, jax.random.fold_in(key, 1), args.spectral_test_points),
     )
-    ks = list(range(2, args.spectral_k_max + 1, 2))
-    route = newton_route(quintic, train, test, ks, args.spectral_budget, SPECTRAL_TARGET)
+    route = newton_route(
+        quintic, train, test, route_degrees(args), args.spectral_budget, SPECTRAL_TARGET
+    )
     networks = networks_in_budget(kahler_runs, args.spectral_budget)
     common = {
         "points": {"train": train.count, "test": test.count},
