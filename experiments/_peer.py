@@ -259,10 +259,14 @@ def train_peer(
     epochs: int,
     seed: int = 0,
     targets=(0.02, 0.01),
+    stop_at_targets: bool = False,
     dtype=jnp.float32,
     progress=print_progress,
 ) -> dict:
     """Train the peer on `train` by `recipe` until `budget` seconds of training or `epochs` epochs.
+
+    With `stop_at_targets`, it stops after the epoch that reaches the last of `targets`
+    (as `solvers.train_potential` does).
 
     After every epoch (and at epoch 0) its metric on `test` is scored by
     `flows.sigma_measure` (in `dtype`, as `train_potential` scores ours). Returns the
@@ -346,6 +350,9 @@ def train_peer(
                 params, stop = previous, "non-finite loss"
                 break
             log(epoch, epoch_loss / batches)
+            if stop_at_targets and all(v is not None for v in reached.values()):
+                stop = "targets reached"  # as train_potential says it
+                break
             if seconds >= budget:
                 stop = "time budget spent"  # as train_potential says it
                 break

@@ -80,9 +80,9 @@ def check_entry(name: str, entry: dict, bench) -> None:
             agreement = entry["runs"][run]["sigma_agreement"]
             assert agreement["relative"] <= 1e-5, agreement  # float32 rounding (eps 1.2e-7)
         reached = entry["by_target"]["0.01"]
-        both = reached["ours"] is not None and any(
-            reached[run] is not None for run in ("peer_own_recipe", "peer_our_recipe")
-        )
+        peer_runs = [run for run in entry["runs"] if run.startswith("peer")]
+        assert {"peer_own_recipe", "peer_our_recipe"} <= set(peer_runs) <= set(reached)
+        both = reached["ours"] is not None and any(reached[run] is not None for run in peer_runs)
         assert (value is None) == (not both), entry
         if value is None:
             return
@@ -223,6 +223,7 @@ def test_bench_kahler_with_the_peer(tmp_path, monkeypatch):
     argv = ["--quick", "--figures", "kahler", "--kahler-points", "300", "--kahler-widths", "4"]
     argv += ["--kahler-symmetry", "fermat"]  # our recipe's points moved each epoch, the peer's too
     argv += ["--spectral-k-max", "2"]  # the spectral route on the same points: one degree
+    argv += ["--kahler-halving", "100"]  # the long schedule: sprints on both sides
     bench.main([*argv, "--kahler-batch", "50", "--out", str(tmp_path)])
     figures = json.loads((tmp_path / "bench.json").read_text())["figures"]
     assert list(figures) == ["kahler_training", *bench.PEER_FIGURES]
@@ -237,10 +238,18 @@ def test_bench_kahler_with_the_peer(tmp_path, monkeypatch):
     assert runs["peer_our_recipe"]["batch"] == runs["ours"]["batch"] == 50
     assert runs["peer_our_recipe"]["symmetry"] == runs["ours"]["symmetry"] == "fermat"
     assert runs["peer_own_recipe"]["symmetry"] is None
-    # moved once an epoch, in our run and the peer's under our recipe, not under its own
-    assert calls == ["fermat"] * (
-        runs["ours"]["epochs_run"] + runs["peer_our_recipe"]["epochs_run"]
-    )
+    # the sprints: our recipe with the short schedule, on both sides, the points moved as
+    # --kahler-symmetry asks; the runs themselves keep the long schedule
+    assert runs["ours"]["halving"] == runs["peer_our_recipe"]["halving"] == [15, 100]
+    for name in ("ours_sprint", "peer_sprint"):
+        assert runs[name]["halving"] == [15, 10] and runs[name]["symmetry"] == "fermat"
+        assert runs[name]["batch"] == 50 and runs[name]["stop"] in ("epochs", "targets reached")
+    reached = figures["kahler_time_to_sigma_vs_peer"]["by_target"]["0.01"]
+    assert "peer_sprint" in reached
+    assert reached["ours"] is None or reached["ours"]["run"] in ("ours", "ours_sprint")
+    # moved once an epoch, in our runs and the peer's under our recipe, not under its own
+    moved = ("ours", "peer_our_recipe", "ours_sprint", "peer_sprint")
+    assert calls == ["fermat"] * sum(runs[name]["epochs_run"] for name in moved)
     assert "PEER_RECORDED_SECONDS" not in vars(bench)  # no peer time from elsewhere
 
 
@@ -321,6 +330,74 @@ def test_spectral_route_against_the_peer_by_hand():
     empty = {"rows": [], "best_sigma": None, "stop": "k = 2 ended over the budget (700 s)"}
     out = bench.spectral_route_figures(empty, peers, 600.0, {}, True)
     assert all(entry["value"] is None and entry["met"] is None for entry in out.values())
+
+
+def test_time_to_sigma_takes_each_side_fastest_run_with_sprints():
+    """The network time figure by hand: with sprints, each side's fastest run; σ from the main runs."""
+    bench = experiment_program("bench")
+
+    def run(recipe, halving, seconds, wall, sigma, stop="time budget spent"):
+        n = len(sigma)
+        reached = {}
+        for t in ("0.02", "0.01"):
+            i = next((i for i, s in enumerate(sigma) if s <= float(t)), None)
+            reached[t] = (
+                None if i is None else {"epoch": i, "seconds": seconds[i], "wall_seconds": wall[i]}
+            )
+        return {"recipe": recipe, "lr": 5e-3, "batch": 500, "halving": halving,
+                "symmetry": None, "epochs": list(range(n)), "seconds": seconds,
+                "wall_seconds": wall, "train_loss": [None] + [0.1] * (n - 1),
+                "sigma_test": sigma, "sigma_test_error": [0.0] * n, "reached": reached,
+                "stop": stop}  # fmt: skip
+
+    ours = run("ours", (15, 100), [0, 20, 45, 600], [0, 24, 51, 700], [1, 0.02, 0.009, 0.002])
+    peers = {
+        "peer_own_recipe": run(
+            "peer", None, [0, 50, 86, 600], [0, 55, 93, 690], [1, 0.03, 0.01, 0.005]
+        ),  # fmt: skip
+        "peer_our_recipe": run(
+            "ours", (15, 100), [0, 40, 81, 600], [0, 44, 92, 680], [1, 0.02, 0.0099, 0.0021]
+        ),  # fmt: skip
+    }
+    # without sprints: ours' long schedule against the peer's faster run, 45 / 81
+    out = bench.peer_figures(ours, peers, 600.0, {}, True)
+    time = out["kahler_time_to_sigma_vs_peer"]
+    assert time["value"] == pytest.approx(45 / 81) and time["met"] is False
+    assert time["by_target"]["0.01"]["ours"]["run"] == "ours"
+    sprints = {  # ours reaches 0.01 at 27 s under the short schedule; the peer's stalls
+        "ours_sprint": run(
+            "ours", (15, 10), [0, 15, 27], [0, 18, 31], [1, 0.019, 0.0094], stop="targets reached"
+        ),  # fmt: skip
+        "peer_sprint": run("ours", (15, 10), [0, 40, 110], [0, 44, 120], [1, 0.03, 0.0154]),
+    }
+    out = bench.peer_figures(ours, peers, 600.0, {}, True, sprints)
+    time = out["kahler_time_to_sigma_vs_peer"]
+    row = time["by_target"]["0.01"]
+    assert row["ours"] == {"epoch": 2, "seconds": 27, "wall_seconds": 31, "run": "ours_sprint"}
+    assert row["peer_sprint"] is None and row["peer_our_recipe"]["seconds"] == 81
+    assert time["value"] == pytest.approx(27 / 81) and time["met"] is True
+    assert row["ratio_wall"] == pytest.approx(31 / 92)  # the peers' least wall seconds
+    assert time["by_target"]["0.02"]["ours"]["seconds"] == 15  # the sprint again
+    assert set(time["runs"]) == {"ours", *peers, *sprints} and set(time["curves"]) == {
+        *peers,
+        *sprints,
+    }
+    # a peer sprint faster than its main runs is the peer's time
+    quick = {**sprints, "peer_sprint": run("ours", (15, 10), [0, 20, 30], [0, 22, 33],
+                                           [1, 0.02, 0.008], stop="targets reached")}  # fmt: skip
+    time = bench.peer_figures(ours, peers, 600.0, {}, True, quick)["kahler_time_to_sigma_vs_peer"]
+    assert time["value"] == pytest.approx(27 / 30) and time["met"] is False
+    # the sigma in the budget comes from the main runs alone: a sprint's is not the peer's
+    low = {**sprints, "peer_sprint": {**sprints["peer_sprint"], "sigma_test": [1, 0.03, 1e-5]}}
+    sigma = bench.peer_figures(ours, peers, 600.0, {}, True, low)["kahler_sigma_in_budget_vs_peer"]
+    assert sigma["peer_sigma"] == 0.0021 and sigma["value"] == pytest.approx(0.002 / 0.0021)
+    # the spectral route's time figure counts the peer's sprint among its runs
+    rows = [{"k": 6, "sigma_test": 0.005, "cumulative_seconds": 12, "wall_seconds": 16}]
+    route = {"rows": rows, "best_sigma": 0.005, "stop": "all degrees run"}
+    figure = bench.spectral_route_figures(
+        route, peers, 600.0, {}, True, {"peer_sprint": quick["peer_sprint"]}
+    )["kahler_spectral_time_to_sigma_vs_peer"]
+    assert figure["value"] == pytest.approx(12 / 30)
 
 
 def test_bench_flags_are_checked(tmp_path):
