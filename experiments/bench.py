@@ -112,8 +112,8 @@ run (three: ours, the peer under its recipe and under ours) has `--kahler-budget
 of training, about 2 minutes with setup, compilation and evaluation; the spectral
 route on the networks' points took 1.7 minutes (k = 2 … 16 within the same budget), and
 on its own points it has `--spectral-budget` 110 s: 13m53s in all. `--figures kahler
---kahler-budget 600` took 32 minutes (the route on the networks' points 77 s of it)
-before the sprints, which add about 3.
+--kahler-budget 600` took 34 minutes (the route on the networks' points 78 s of it, the
+sprints 2.4 minutes).
 Every network run stops at the end of the first epoch past the budget (ours by
 `train_potential`'s `max_seconds`); `--kahler-epochs` caps every run.
 
