@@ -354,10 +354,10 @@ def test_time_to_sigma_takes_each_side_fastest_run_with_sprints():
     peers = {
         "peer_own_recipe": run(
             "peer", None, [0, 50, 86, 600], [0, 55, 93, 690], [1, 0.03, 0.01, 0.005]
-        ),  # fmt: skip
+        ),
         "peer_our_recipe": run(
             "ours", (15, 100), [0, 40, 81, 600], [0, 44, 92, 680], [1, 0.02, 0.0099, 0.0021]
-        ),  # fmt: skip
+        ),
     }
     # without sprints: ours' long schedule against the peer's faster run, 45 / 81
     out = bench.peer_figures(ours, peers, 600.0, {}, True)
@@ -367,7 +367,7 @@ def test_time_to_sigma_takes_each_side_fastest_run_with_sprints():
     sprints = {  # ours reaches 0.01 at 27 s under the short schedule; the peer's stalls
         "ours_sprint": run(
             "ours", (15, 10), [0, 15, 27], [0, 18, 31], [1, 0.019, 0.0094], stop="targets reached"
-        ),  # fmt: skip
+        ),
         "peer_sprint": run("ours", (15, 10), [0, 40, 110], [0, 44, 120], [1, 0.03, 0.0154]),
     }
     out = bench.peer_figures(ours, peers, 600.0, {}, True, sprints)
