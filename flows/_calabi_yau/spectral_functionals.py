@@ -166,9 +166,11 @@ class SpectralGradientFlow(eqx.Module):
 
     def residual_and_jacobian(self, c: Float[Array, " P"]):
         r"""($b$, $\partial b/\partial c = -\nabla_c^2E$), the Hessian by forward-over-reverse
-        autodiff ($P$ Jacobian-vector products of one linearisation of the gradient)."""
+        autodiff ($P$ Jacobian-vector products of one linearisation of the gradient, taken
+        one after another: the memory of one product, not of $P$; batched, the Dirichlet
+        Hessian at $k = 10$, $P = 37$, on 2000 quintic points asked for 26 GB)."""
         gradient, tangent = jax.linearize(self.gradient, c)
-        hessian = jax.vmap(tangent)(jnp.eye(c.shape[0], dtype=c.dtype))
+        hessian = jax.lax.map(tangent, jnp.eye(c.shape[0], dtype=c.dtype))
         return -gradient, -hessian.T
 
     def __call__(self, t, c: Float[Array, " P"], args=None) -> Float[Array, " P"]:
