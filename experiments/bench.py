@@ -923,13 +923,13 @@ def kahler(args, record) -> dict:
     epochs, epochs_from = MAX_EPOCHS, "none: the budget stops the run"
     if args.kahler_epochs is not None:
         epochs, epochs_from = args.kahler_epochs, "--kahler-epochs"
-    runs["ours"] = run_ours(train, test, args, recipe, epochs, jax.random.fold_in(key, 1))
+    key_ours = jax.random.fold_in(key, 1)
+    runs["ours"] = run_ours(train, test, args, recipe, epochs, key_ours)
     if installed:
         peer("peer_own_recipe", PEER_RECIPE)
     sprint = sprint_recipe(args, recipe) if installed else None
     if sprint is not None:  # our recipe with the short schedule, on both sides
-        key_ours = jax.random.fold_in(key, 1)  # the same network at the start as "ours"
-        runs["ours_sprint"] = run_ours(
+        runs["ours_sprint"] = run_ours(  # the same network at the start as "ours"
             train, test, args, sprint, epochs, key_ours, label="ours (sprint)", sprint=True
         )
         peer("peer_sprint", sprint, sprint=True)

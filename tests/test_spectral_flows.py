@@ -381,7 +381,6 @@ def _energy_identity(flow, size, t1, times):
     return out, solution
 
 
-# p = 1 (the smoothed |x|) checks the same identity as p = 2 and compiles for minutes: slow
 def test_gradient_flow_hessian_takes_the_memory_of_one_product(quintic):
     # The Hessian of E is P Jacobian-vector products of the gradient's linearisation, taken
     # one after another: XLA's temporaries stay within a small multiple of the gradient's
@@ -413,6 +412,7 @@ def test_gradient_flow_hessian_takes_the_memory_of_one_product(quintic):
     assert jnp.max(jnp.abs(h - h.T)) <= 1e-10 * jnp.max(jnp.abs(h))  # a Hessian: symmetric
 
 
+# p = 1 (the smoothed |x|) checks the same identity as p = 2 and compiles for minutes: slow
 @pytest.mark.parametrize("p", [2, pytest.param(1, marks=pytest.mark.slow)])
 def test_monge_ampere_gradient_flow(quintic, quintic_fixed_point, p):
     hs, train = quintic
