@@ -158,7 +158,7 @@ class SpectralGradientFlow(eqx.Module):
         return (grad_a - (a / b) * grad_b) / b
 
     def _sums(self, c, chunk, shift) -> Float[Array, "2"]:
-        """$(A, B)$ over one chunk of points, $\eta$ scaled by $e^{-\text{shift}}$ (it cancels in $E$)."""
+        r"""$(A, B)$ over one chunk of points, $\eta$ scaled by $e^{-\text{shift}}$ (it cancels in $E$)."""
         basis, _ = self.parts.value()
         points, patch, eliminated, omega, w = chunk
         arguments = (
@@ -182,13 +182,13 @@ class SpectralGradientFlow(eqx.Module):
         return jnp.stack([jnp.sum(measure * density), jnp.sum(measure)])
 
     def _sums_and_gradients(self, c, chunk, shift):
-        """$((A, B), (\nabla A, \nabla B))$ over one chunk: one linearisation, two pull-backs."""
+        r"""$((A, B), (\nabla A, \nabla B))$ over one chunk: one linearisation, two pull-backs."""
         sums, pullback = jax.vjp(lambda c: self._sums(c, chunk, shift), c)
         (gradients,) = jax.vmap(pullback)(jnp.eye(2, dtype=sums.dtype))
         return sums, gradients
 
     def _sums_gradients_and_hessians(self, c, chunk, shift):
-        """As `_sums_and_gradients`, with $(\nabla^2A, \nabla^2B)$: $P$ Jacobian-vector
+        r"""As `_sums_and_gradients`, with $(\nabla^2A, \nabla^2B)$: $P$ Jacobian-vector
         products of its linearisation, one after another (the memory of one)."""
         (sums, gradients), tangent = jax.linearize(
             lambda c: self._sums_and_gradients(c, chunk, shift), c
