@@ -419,9 +419,9 @@ def test_curvature_functionals_take_their_points_a_chunk_at_a_time(functional):
     # padded with weight-0 copies): E, its gradient and its Hessian equal the whole
     # sample's, computed here by autodiff of the energy in one piece, to rounding (measured
     # 4e-15 relative at most, k = 3, 150 points in chunks of 64); and XLA's temporaries for
-    # the gradient do not grow with the sample (measured on the cubic curve: +6% and +2%
-    # from 32 to 128 points in chunks of 16, against 4.0x in one chunk; the Calabi gradient
-    # of 2000 quintic points at k = 10 in one piece asked for 27 GB)
+    # the gradient do not grow with the sample (measured on the cubic curve, P = 35: +0.4%
+    # and +0.2% from 32 to 128 points in chunks of 16, against 4.0x in one chunk; the
+    # Calabi gradient of 2000 quintic points at k = 10 in one piece asked for 27 GB)
     # white-box: the energy in one piece needs the functional's private densities
     from flows._calabi_yau.curvature import _curvature, _det, _log_eta_gradient, _solve
 
