@@ -498,6 +498,9 @@ def test_monge_ampere_gradient_flow(quintic, quintic_fixed_point, p):
         flows.SpectralGradientFlow(basis, train, "ricci")
     with pytest.raises(ValueError, match="p must be 1 or 2"):
         flows.SpectralGradientFlow(basis, train, "monge_ampere", p=3)
+    for chunk in (0, 2.5, True):
+        with pytest.raises(ValueError, match="chunk must be an integer >= 1"):
+            flows.SpectralGradientFlow(basis, train, "calabi", chunk=chunk)
 
 
 @pytest.mark.slow
