@@ -415,10 +415,11 @@ def test_gradient_flow_hessian_takes_the_memory_of_one_product(quintic):
 @pytest.mark.slow
 @pytest.mark.parametrize("functional", ["dirichlet", "calabi"])
 def test_curvature_functionals_take_their_points_a_chunk_at_a_time(functional):
-    # E = A / B, two sums over the points, taken `chunk` points at a time (the last chunk
-    # padded with weight-0 copies): E, its gradient and its Hessian equal the whole
+    # E = A / B, two sums over the points, taken at most `chunk` points at a time (the last
+    # chunk padded with weight-0 copies): E, its gradient and its Hessian equal the whole
     # sample's, computed here by autodiff of the energy in one piece, to rounding (measured
-    # 4e-15 relative at most, k = 3, 150 points in chunks of 64); and XLA's temporaries for
+    # 4e-15 relative at most, k = 3, 151 points in three chunks of 51, the last with two
+    # copies); and XLA's temporaries for
     # the gradient do not grow with the sample (measured on the cubic curve, P = 35: +0.4%
     # and +0.2% from 32 to 128 points in chunks of 16, against 4.0x in one chunk; the
     # Calabi gradient of 2000 quintic points at k = 10 in one piece asked for 27 GB)
@@ -441,11 +442,11 @@ def test_curvature_functionals_take_their_points_a_chunk_at_a_time(functional):
         return jnp.sum(w * eta * density) / jnp.sum(w * eta)
 
     hs = flows.Hypersurface.fermat_quintic()
-    sample = _sample(hs, 3, 150)
+    sample = _sample(hs, 3, 151)
     basis = flows.SpectralBasis(hs, sample, 3, symmetry="fermat")
     c = 3e-3 * jax.random.normal(jax.random.key(2), (basis.size,))
     flow = flows.SpectralGradientFlow(basis, sample, functional, chunk=64)
-    assert -(-sample.count // flow.chunk) * flow.chunk > sample.count  # a padded chunk
+    assert sample.count == 151  # three chunks of 51, the last padded with two copies
 
     def jitted(fn):
         return eqx.filter_jit(fn)(flow, c)

@@ -33,8 +33,11 @@ over the points, $E = A/B$ with $A = \sum_a w_a\eta_a\rho_a$, $B = \sum_a w_a\et
 $$\nabla E = \frac{\nabla A - E\,\nabla B}{B}, \qquad
 \nabla^2E = \frac{\nabla^2A - E\,\nabla^2B - \nabla B\,\nabla E^\top - \nabla E\,\nabla B^\top}{B},$$
 
-so that their memory is that of one chunk whatever the sample's size (on 2000 quintic
-points at $k = 10$, the Calabi gradient of the whole sample at once asked for 27 GB).
+so that the memory of their derivatives is that of one chunk whatever the sample's size
+(only arrays of one value per point grow with it; on 2000 quintic points at $k = 10$,
+the Calabi gradient of the whole sample at once asked for 27 GB). A metric that is not
+positive definite at some sample point makes $E$ and its derivatives NaN
+(`newton_fixed_point` refuses such a start and shortens a step into one).
 """
 
 import equinox as eqx
@@ -84,9 +87,11 @@ class SpectralGradientFlow(eqx.Module):
 
     **Arguments:** `basis`; `sample` (a `PointSample` of the basis's hypersurface);
     `functional` (one of `FUNCTIONALS`); `p` (1 or 2, for `"monge_ampere"`);
-    `epsilon` (> 0, the smoothing of $|x|$ at $p = 1$); `chunk` (points per chunk of the
-    `"dirichlet"` and `"calabi"` sums, module docstring: their memory grows with it, not
-    with the sample; the result does not depend on it beyond rounding).
+    `epsilon` (> 0, the smoothing of $|x|$ at $p = 1$); `chunk` (the most points per chunk
+    of the `"dirichlet"` and `"calabi"` sums, module docstring: their memory grows with it,
+    not with the sample; the sample is cut into as few chunks as that allows, of equal
+    size, so that padding adds fewer points than there are chunks; the result does not
+    depend on it beyond rounding).
     """
 
     local: SpectralRicciFlow
@@ -197,11 +202,12 @@ class SpectralGradientFlow(eqx.Module):
         return sums, gradients, jnp.moveaxis(hessians, 0, -1)
 
     def _accumulate(self, per_chunk, c):
-        """`per_chunk(c, chunk, shift)` summed over the sample's chunks of `self.chunk` points
-        (the last padded with copies of the first point, weight 0), one chunk at a time."""
+        """`per_chunk(c, chunk, shift)` summed over the sample's chunks, one at a time: as
+        few chunks as `self.chunk` points each allow, of equal size (the last padded with
+        copies of the first point, weight 0)."""
         _, sample = self.parts.value()
-        size = min(self.chunk, sample.count)
-        count = -(-sample.count // size)
+        count = -(-sample.count // self.chunk)
+        size = -(-sample.count // count)  # <= self.chunk, and pad < count
         pad = count * size - sample.count
 
         def split(x, fill):
