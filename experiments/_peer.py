@@ -399,12 +399,22 @@ def epoch_seconds(seconds) -> float | None:
     return float(np.median(steps[1:])) if steps.size >= 2 else None
 
 
+def _finite_or_inf(x) -> float:
+    """`x` where it is a finite number, else +inf (NaN would compare false with everything)."""
+    return float(x) if x is not None and math.isfinite(x) else math.inf
+
+
 def best_within(run: dict, budget: float) -> dict:
-    """The smallest test σ of the epochs ended within `budget` seconds of training, with its epoch."""
+    """The smallest test σ of the epochs ended within `budget` seconds of training, with its epoch.
+
+    Non-finite σ (a diverged epoch) is passed over; `sigma` is None where no epoch within
+    the budget has a finite one.
+    """
     inside = [i for i, s in enumerate(run["seconds"]) if s <= budget]
-    i = min(inside, key=lambda i: run["sigma_test"][i])
+    i = min(inside, key=lambda i: _finite_or_inf(run["sigma_test"][i]))
+    sigma = _finite_or_inf(run["sigma_test"][i])
     return {
-        "sigma": run["sigma_test"][i],
+        "sigma": sigma if math.isfinite(sigma) else None,
         "sigma_error": run["sigma_test_error"][i],
         "epoch": run["epochs"][i],
         "seconds": run["seconds"][i],

@@ -76,7 +76,9 @@ figures compare paths on one machine rather than machines. The figures:
   recipe halving every 10 epochs until test σ 0.01 or 110 s of training (`ours_sprint`,
   `peer_sprint`), and this figure takes each side's fastest run: a schedule for the
   smallest σ in a long budget is not the fastest to 0.01, and both sides are given
-  both;
+  both; where one side misses 0.01 within the budget, the length of its shortest run
+  bounds the ratio (`ratio_training_below` and `ratio_wall_below`, or `_above`), and
+  the bound decides `met` where it can;
   `kahler_sigma_in_budget_vs_peer`: ours/peer best test σ within `--kahler-budget`
   seconds of training (target <= 0.6 and ours <= 0.003, in a 600 s budget).
   `kahler_spectral_time_to_sigma_vs_peer`, `kahler_spectral_sigma_in_budget_vs_peer`:
@@ -1004,35 +1006,65 @@ PEER_TARGETS = (
 )
 
 
-def time_to_sigma(mine: dict, peers: dict, budget: float) -> dict:
+def time_to_sigma(mine: dict, peers: dict, budget: float, mine_ran: dict) -> dict:
     """Per target of KAHLER_TARGETS: our time (`mine`, a `reached` map), the peers', and ours over theirs.
 
-    `ratio_training` and `ratio_wall`: ours over the peers' faster run (training and
-    wall seconds); where only the peers failed within `budget`, ours over the budget,
-    which bounds the ratio from above (`ratio_training_below`, `ratio_wall_below`).
+    A crossing counts where it came within `budget` seconds of training.
+    `ratio_training` and `ratio_wall`: ours over the peers' faster run (training and wall
+    seconds). Where one side did not reach a target, how long its runs ran bounds its time
+    from below (its shortest run, at most the budget: `mine_ran` for ours, the curves'
+    last entries for the peers'): `ratio_training_below`, `ratio_wall_below` where only the
+    peers missed (the ratio is below them), `ratio_training_above`, `ratio_wall_above`
+    where only ours missed (the ratio is above them).
     """
+    peers_ran = ran(peers.values(), budget)
     by_target = {}
     for t in (str(t) for t in KAHLER_TARGETS):
-        ours = mine[t]
-        row = {"ours": ours}
-        for name, run in peers.items():
-            row[name] = run["reached"][t]
-        reached_peers = [run["reached"][t] for run in peers.values() if run["reached"][t]]
-        if ours is not None and reached_peers:
-            row["ratio_training"] = ours["seconds"] / min(r["seconds"] for r in reached_peers)
-            row["ratio_wall"] = ours["wall_seconds"] / min(r["wall_seconds"] for r in reached_peers)
-        elif ours is not None:  # the peer did not reach t within its budget: bounds
-            row["ratio_training_below"] = ours["seconds"] / budget
-            row["ratio_wall_below"] = ours["wall_seconds"] / budget
+        ours = within(mine[t], budget)
+        row = {
+            "ours": ours,
+            **{name: within(run["reached"][t], budget) for name, run in peers.items()},
+        }
+        hits = [row[name] for name in peers if row[name] is not None]
+        theirs = {unit: min(hit[unit] for hit in hits) for unit in UNITS} if hits else None
+        if ours is not None and theirs is not None:
+            row["ratio_training"] = quotient(ours["seconds"], theirs["seconds"])
+            row["ratio_wall"] = quotient(ours["wall_seconds"], theirs["wall_seconds"])
+        elif ours is not None:  # the peers did not reach t: their time exceeds their runs'
+            row["ratio_training_below"] = quotient(ours["seconds"], peers_ran["seconds"])
+            row["ratio_wall_below"] = quotient(ours["wall_seconds"], peers_ran["wall_seconds"])
+        elif theirs is not None and mine_ran["seconds"] > 0:  # ours did not: likewise
+            row["ratio_training_above"] = quotient(mine_ran["seconds"], theirs["seconds"])
+            row["ratio_wall_above"] = quotient(mine_ran["wall_seconds"], theirs["wall_seconds"])
         by_target[t] = row
     return by_target
+
+
+UNITS = ("seconds", "wall_seconds")
+
+
+def within(hit: dict | None, budget: float) -> dict | None:
+    """A `reached` entry if it came within `budget` seconds of training, else None."""
+    return hit if hit is not None and hit["seconds"] <= budget else None
+
+
+def ran(runs, budget: float) -> dict:
+    """The shortest of `runs` in training and wall seconds, each at most `budget`: a lower
+    bound on the time to a target none of them reached."""
+    return {unit: min(min(run[unit][-1], budget) for run in runs) for unit in UNITS}
+
+
+def quotient(a: float, b: float) -> float | None:
+    """a / b, or None where b is not positive (a crossing at 0 s has no ratio)."""
+    return a / b if b > 0 else None
 
 
 def fastest(runs: dict) -> dict:
     """Per target of KAHLER_TARGETS, the first crossing of the fastest of `runs` (name: run), or None.
 
     `seconds` and `run`: the least training seconds and the run that took them;
-    `wall_seconds`: the least over the runs, as `time_to_sigma` takes the peers'.
+    `wall_seconds` and `wall_run`: the least over the runs, as `time_to_sigma` takes
+    the peers', and the run that took them.
     """
     out = {}
     for t in (str(t) for t in KAHLER_TARGETS):
@@ -1041,19 +1073,32 @@ def fastest(runs: dict) -> dict:
             out[t] = None
             continue
         name = min(hits, key=lambda name: hits[name]["seconds"])
-        wall = min(hit["wall_seconds"] for hit in hits.values())
-        out[t] = {**hits[name], "wall_seconds": wall, "run": name}
+        wall_run = min(hits, key=lambda name: hits[name]["wall_seconds"])
+        out[t] = {
+            **hits[name],
+            "wall_seconds": hits[wall_run]["wall_seconds"],
+            "run": name,
+            "wall_run": wall_run,
+        }
     return out
 
 
 def time_ratio(row: dict, full: bool) -> tuple[float | None, bool | None]:
-    """The time figure's value (ours/peer in training seconds) and `met` (<= 0.5 in both, if `full`)."""
+    """The time figure's value (ours/peer in training seconds) and `met` (<= 0.5 in both, if `full`).
+
+    Where one side missed 0.01, its bounds decide `met` when they can: below 0.5 in
+    both (only the peers missed) meets it, above 0.5 in either (only ours missed)
+    misses it.
+    """
     value = row.get("ratio_training")
     met = None
-    if value is not None:
+    if value is not None and row.get("ratio_wall") is not None:
         met = bool(value <= 0.5 and row["ratio_wall"] <= 0.5)
-    elif "ratio_training_below" in row:
+    elif row.get("ratio_training_below") is not None and row.get("ratio_wall_below") is not None:
         met = True if max(row["ratio_training_below"], row["ratio_wall_below"]) <= 0.5 else None
+    elif "ratio_training_above" in row:
+        above = [row[key] for key in ("ratio_training_above", "ratio_wall_above")]
+        met = False if any(a is not None and a > 0.5 for a in above) else None
     return value, met if full else None
 
 
@@ -1104,7 +1149,7 @@ def peer_figures(
 
     mine = {name: run for name, run in runs.items() if name.startswith("ours")}
     theirs = {name: run for name, run in runs.items() if name.startswith("peer")}
-    by_target = time_to_sigma(fastest(mine), theirs, budget)
+    by_target = time_to_sigma(fastest(mine), theirs, budget, ran(mine.values(), budget))
     value, met = time_ratio(by_target["0.01"], full)
     out["kahler_time_to_sigma_vs_peer"] = figure(
         value,
@@ -1116,28 +1161,36 @@ def peer_figures(
         **common,
         note="value: ours' training seconds to test sigma 0.01 over the faster of "
         "MLGeometry-JAX's recipes (its own and ours; with sprints, ours under the short "
-        "schedule too, on both sides: each side's fastest run, `run` in by_target naming "
-        "ours); ratio_wall: the same in seconds from each run's start (setup, compilation, "
-        "training, evaluation); None where a side did not reach 0.01 within the budget "
-        "(ratio_training_below, ratio_wall_below: ours over the budget, where only the "
-        "peer failed: the ratio is below them)",
+        "schedule too, on both sides: each side's fastest run, `run` and `wall_run` in "
+        "by_target naming ours); ratio_wall: the same in seconds from each run's start "
+        "(setup, compilation, training, evaluation); None where a side did not reach 0.01 "
+        "within the budget, its time then bounded below by its shortest run (at most the "
+        "budget): ratio_training_below, ratio_wall_below where only the peer missed (the "
+        "ratio is below them), ratio_training_above, ratio_wall_above where only ours did",
     )
 
     mine = summary["ours"]["best_in_budget"]["sigma"]
-    theirs = min(summary[name]["best_in_budget"]["sigma"] for name in peers)
-    ratio = mine / theirs
+    theirs = least(summary[name]["best_in_budget"]["sigma"] for name in peers)
+    ratio = None if mine is None or theirs is None else mine / theirs
     out["kahler_sigma_in_budget_vs_peer"] = figure(
         ratio,
         PEER_TARGETS[2],
-        bool(ratio <= 0.6 and mine <= 0.003) if full and budget >= 600 else None,
+        bool(ratio <= 0.6 and mine <= 0.003)
+        if full and budget >= 600 and ratio is not None
+        else None,
         ours_sigma=mine,
         peer_sigma=theirs,
         **common,
         note="the smallest test sigma of the epochs ended within budget_seconds of training, "
         "ours over the better of MLGeometry-JAX's two recipes; both scored by "
-        "flows.sigma_measure on the same test points",
+        "flows.sigma_measure on the same test points; None where a side has no finite sigma",
     )
     return out
+
+
+def least(sigmas) -> float | None:
+    """The smallest of `sigmas` that are not None, or None."""
+    return min((s for s in sigmas if s is not None), default=None)
 
 
 def spectral_route_figures(
@@ -1168,7 +1221,12 @@ def spectral_route_figures(
                 "wall_seconds": row["wall_seconds"],
             }
         )
-    by_target = time_to_sigma(reached, {**peers, **(peer_sprints or {})}, budget)
+    rows = route["rows"]
+    route_ran = {
+        unit: min(rows[-1][key], budget) if rows else 0.0
+        for unit, key in zip(UNITS, ("cumulative_seconds", "wall_seconds"), strict=True)
+    }
+    by_target = time_to_sigma(reached, {**peers, **(peer_sprints or {})}, budget, route_ran)
     value, met = time_ratio(by_target["0.01"], full)
     route_common = {name: entry for name, entry in common.items() if name != "widths"}
     route_common.update(dtype="float64", rows=route["rows"], stop=route["stop"])
@@ -1185,11 +1243,12 @@ def spectral_route_figures(
         "<= 0.01 on its test points, over the training seconds of MLGeometry-JAX's fastest "
         "run (its own recipe and ours, and with a sprint ours under the short schedule); "
         "ratio_wall: the same from each one's start; None where a side did not reach 0.01 "
-        "within the budget",
+        "within the budget (then bounds, as in kahler_time_to_sigma_vs_peer, the route's "
+        "time bounded below by its seconds to its last degree)",
     )
-    peer_best = min(best_within(run, budget)["sigma"] for run in peers.values())
+    peer_best = least(best_within(run, budget)["sigma"] for run in peers.values())
     mine = route["best_sigma"]
-    ratio = None if mine is None else mine / peer_best
+    ratio = None if mine is None or peer_best is None else mine / peer_best
     out["kahler_spectral_sigma_in_budget_vs_peer"] = figure(
         ratio,
         PEER_TARGETS[4],
@@ -1227,7 +1286,8 @@ def networks_in_budget(runs: dict | None, budget: float) -> dict:
             out[name] = {"skipped": NOT_INSTALLED}
             continue
         best = best_within(runs[name], budget)
-        out[name] = {**best, f"reaches_{SPECTRAL_TARGET:g}": bool(best["sigma"] <= SPECTRAL_TARGET)}
+        reaches = best["sigma"] is not None and best["sigma"] <= SPECTRAL_TARGET
+        out[name] = {**best, f"reaches_{SPECTRAL_TARGET:g}": reaches}
     return out
 
 

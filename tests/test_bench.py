@@ -260,7 +260,8 @@ def test_spectral_route_against_the_peer_by_hand():
     def run(seconds, sigma, reached):
         n = len(sigma)
         return {"epochs": list(range(n)), "seconds": seconds, "sigma_test": sigma,
-                "sigma_test_error": [0.0] * n, "reached": reached}  # fmt: skip
+                "wall_seconds": [s + 10 for s in seconds], "sigma_test_error": [0.0] * n,
+                "reached": reached}  # fmt: skip
 
     def at(seconds, wall):
         return {"seconds": seconds, "wall_seconds": wall}
@@ -300,7 +301,8 @@ def test_spectral_route_against_the_peer_by_hand():
     assert out["kahler_spectral_sigma_in_budget_vs_peer"]["met"] is None
     out = bench.spectral_route_figures(route, peers, 110.0, {}, full=True)
     assert out["kahler_spectral_sigma_in_budget_vs_peer"]["met"] is None
-    # a slow route misses; peers that never reach 0.01 bound the ratio by the budget
+    # a slow route misses; peers that never reach 0.01 bound the ratio by their shortest
+    # run (at most the budget): 500 s, the peer under our recipe
     slow = {**route, "rows": [{**r, "wall_seconds": 10 * r["wall_seconds"]} for r in rows]}
     assert (
         bench.spectral_route_figures(slow, peers, 600.0, {}, True)[
@@ -313,7 +315,20 @@ def test_spectral_route_against_the_peer_by_hand():
         "kahler_spectral_time_to_sigma_vs_peer"
     ]
     assert time["value"] is None and time["met"] is True
-    assert time["by_target"]["0.01"]["ratio_training_below"] == pytest.approx(12 / 600)
+    assert time["by_target"]["0.01"]["ratio_training_below"] == pytest.approx(12 / 500)
+    assert time["by_target"]["0.01"]["ratio_wall_below"] == pytest.approx(16 / 510)
+    # a route that misses 0.01 where the peers reach it: above its seconds to its last
+    # degree over theirs, a miss where that is above 0.5, undecided where not
+    short = {**route, "rows": rows[:2], "best_sigma": 0.018}
+    time = bench.spectral_route_figures(short, peers, 600.0, {}, True)
+    time = time["kahler_spectral_time_to_sigma_vs_peer"]
+    assert time["value"] is None and time["met"] is None
+    assert time["by_target"]["0.01"]["ratio_training_above"] == pytest.approx(8 / 80)
+    assert time["by_target"]["0.01"]["ratio_wall_above"] == pytest.approx(10 / 90)
+    longer = {**short, "rows": [rows[0], {**rows[1], "cumulative_seconds": 50}]}
+    time = bench.spectral_route_figures(longer, peers, 600.0, {}, True)
+    time = time["kahler_spectral_time_to_sigma_vs_peer"]
+    assert time["value"] is None and time["met"] is False  # above 50 / 80
     # a route at exactly 0.01 has reached it; a ratio below 0.6 alone does not meet the target
     edge = {**route, "rows": [{**rows[0], "sigma_test": 0.01}]}
     time = bench.spectral_route_figures(edge, peers, 600.0, {}, True)
@@ -332,24 +347,25 @@ def test_spectral_route_against_the_peer_by_hand():
     assert all(entry["value"] is None and entry["met"] is None for entry in out.values())
 
 
+def run(recipe, halving, seconds, wall, sigma, stop="time budget spent"):
+    """A hand-made network run: its curves and its first crossings of test σ 0.02 and 0.01."""
+    n = len(sigma)
+    reached = {}
+    for t in ("0.02", "0.01"):
+        i = next((i for i, s in enumerate(sigma) if s <= float(t)), None)
+        reached[t] = (
+            None if i is None else {"epoch": i, "seconds": seconds[i], "wall_seconds": wall[i]}
+        )
+    return {"recipe": recipe, "lr": 5e-3, "batch": 500, "halving": halving,
+            "symmetry": None, "epochs": list(range(n)), "seconds": seconds,
+            "wall_seconds": wall, "train_loss": [None] + [0.1] * (n - 1),
+            "sigma_test": sigma, "sigma_test_error": [0.0] * n, "reached": reached,
+            "stop": stop}  # fmt: skip
+
+
 def test_time_to_sigma_takes_each_side_fastest_run_with_sprints():
     """The network time figure by hand: with sprints, each side's fastest run; σ from the main runs."""
     bench = experiment_program("bench")
-
-    def run(recipe, halving, seconds, wall, sigma, stop="time budget spent"):
-        n = len(sigma)
-        reached = {}
-        for t in ("0.02", "0.01"):
-            i = next((i for i, s in enumerate(sigma) if s <= float(t)), None)
-            reached[t] = (
-                None if i is None else {"epoch": i, "seconds": seconds[i], "wall_seconds": wall[i]}
-            )
-        return {"recipe": recipe, "lr": 5e-3, "batch": 500, "halving": halving,
-                "symmetry": None, "epochs": list(range(n)), "seconds": seconds,
-                "wall_seconds": wall, "train_loss": [None] + [0.1] * (n - 1),
-                "sigma_test": sigma, "sigma_test_error": [0.0] * n, "reached": reached,
-                "stop": stop}  # fmt: skip
-
     ours = run("ours", (15, 100), [0, 20, 45, 600], [0, 24, 51, 700], [1, 0.02, 0.009, 0.002])
     peers = {
         "peer_own_recipe": run(
@@ -373,7 +389,13 @@ def test_time_to_sigma_takes_each_side_fastest_run_with_sprints():
     out = bench.peer_figures(ours, peers, 600.0, {}, True, sprints)
     time = out["kahler_time_to_sigma_vs_peer"]
     row = time["by_target"]["0.01"]
-    assert row["ours"] == {"epoch": 2, "seconds": 27, "wall_seconds": 31, "run": "ours_sprint"}
+    assert row["ours"] == {
+        "epoch": 2,
+        "seconds": 27,
+        "wall_seconds": 31,
+        "run": "ours_sprint",
+        "wall_run": "ours_sprint",
+    }
     assert row["peer_sprint"] is None and row["peer_our_recipe"]["seconds"] == 81
     assert time["value"] == pytest.approx(27 / 81) and time["met"] is True
     assert row["ratio_wall"] == pytest.approx(31 / 92)  # the peers' least wall seconds
@@ -398,6 +420,73 @@ def test_time_to_sigma_takes_each_side_fastest_run_with_sprints():
         route, peers, 600.0, {}, True, {"peer_sprint": quick["peer_sprint"]}
     )["kahler_spectral_time_to_sigma_vs_peer"]
     assert figure["value"] == pytest.approx(12 / 30)
+
+
+def test_network_figures_at_their_edges():
+    """Hand-made runs: a slower sprint, a side that misses 0.01, an epoch cap, a NaN σ."""
+    bench = experiment_program("bench")
+    ours = run("ours", (15, 100), [0, 20, 45, 600], [0, 24, 51, 700], [1, 0.02, 0.009, 0.002])
+    peers = {
+        "peer_own_recipe": run("peer", None, [0, 50, 86, 600], [0, 55, 93, 690], [1, 0.03, 0.01, 0.005]),
+        "peer_our_recipe": run("ours", (15, 100), [0, 40, 81, 600], [0, 44, 92, 680], [1, 0.02, 0.0099, 0.0021]),
+    }  # fmt: skip
+
+    def time(ours, peers, sprints=None, budget=600.0):
+        return bench.peer_figures(ours, peers, budget, {}, True, sprints)[
+            "kahler_time_to_sigma_vs_peer"
+        ]
+
+    # a sprint slower than the main run is not ours' time; the least wall seconds name
+    # their own run
+    slow = {"ours_sprint": run("ours", (15, 10), [0, 30, 60], [0, 33, 65], [1, 0.02, 0.009])}
+    assert time(ours, peers, slow)["by_target"]["0.01"]["ours"]["run"] == "ours"
+    late = {"ours_sprint": run("ours", (15, 10), [0, 15, 27], [0, 40, 60], [1, 0.019, 0.0094])}
+    row = time(ours, peers, late)["by_target"]["0.01"]
+    assert (row["ours"]["run"], row["ours"]["seconds"]) == ("ours_sprint", 27)
+    assert (row["ours"]["wall_run"], row["ours"]["wall_seconds"]) == ("ours", 51)
+    # ours misses 0.01 where the peer reaches it at 81 s: above 600 / 81, a miss
+    missing = run("ours", (15, 100), [0, 20, 45, 610], [0, 24, 51, 700], [1, 0.02, 0.015, 0.012])
+    figure = time(missing, peers)
+    assert figure["value"] is None and figure["met"] is False
+    assert figure["by_target"]["0.01"]["ratio_training_above"] == pytest.approx(600 / 81)
+    # a crossing after the budget is not within it
+    after = run("ours", (15, 100), [0, 20, 45, 610], [0, 24, 51, 700], [1, 0.02, 0.015, 0.009])
+    assert time(after, peers)["by_target"]["0.01"]["ours"] is None
+    # peers stopped early (an epoch cap at 50 s) bound the ratio by 50 s, not the budget
+    capped = {
+        name: run(p["recipe"], p["halving"], [0, 25, 50], [0, 30, 58], [1, 0.03, 0.015])
+        for name, p in peers.items()
+    }
+    figure = time(ours, capped)
+    row = figure["by_target"]["0.01"]
+    assert row["ratio_training_below"] == pytest.approx(45 / 50)
+    assert row["ratio_wall_below"] == pytest.approx(51 / 58)
+    assert figure["value"] is None and figure["met"] is None  # 0.9: undecided
+    # a NaN σ is passed over in the best σ within the budget
+    nan = {
+        **peers,
+        "peer_own_recipe": {
+            **peers["peer_own_recipe"],
+            "sigma_test": [math.nan, 0.03, 0.01, 0.001],
+        },
+    }
+    sigma = bench.peer_figures(ours, nan, 600.0, {}, True)["kahler_sigma_in_budget_vs_peer"]
+    assert sigma["peer_sigma"] == 0.001 and sigma["value"] == pytest.approx(2.0)
+    assert sigma["met"] is False
+    none = {name: {**p, "sigma_test": [math.nan] * 4} for name, p in peers.items()}
+    sigma = bench.peer_figures(ours, none, 600.0, {}, True)["kahler_sigma_in_budget_vs_peer"]
+    assert sigma["peer_sigma"] is None and sigma["value"] is None and sigma["met"] is None
+    # the σ figure is decided at a budget of 600 s and at the full sizes only
+    out = bench.peer_figures(ours, peers, 600.0, {}, True)
+    assert out["kahler_sigma_in_budget_vs_peer"]["value"] == pytest.approx(0.002 / 0.0021)
+    assert out["kahler_sigma_in_budget_vs_peer"]["met"] is False  # 0.95 > 0.6
+    for budget, full in ((110.0, True), (600.0, False)):
+        out = bench.peer_figures(ours, peers, budget, {}, full)
+        assert out["kahler_sigma_in_budget_vs_peer"]["met"] is None
+    # the epoch cost: medians after the first epoch, ours over the peer under our recipe
+    fast = run("ours", (15, 100), [0, 20, 30, 40], [0, 24, 35, 46], [1, 0.02, 0.009, 0.002])
+    cost = bench.peer_figures(fast, peers, 600.0, {}, True)["kahler_epoch_cost_vs_peer"]
+    assert cost["value"] == pytest.approx(10 / 280) and cost["met"] is True  # 41, 519: 280
 
 
 def test_bench_flags_are_checked(tmp_path):
