@@ -55,11 +55,13 @@ def test_moved_points_keep_weights_and_invariant_metrics(quintic, symmetry):
     assert float(jnp.max(jnp.abs(surface.polynomial(moved.points)))) < 1e-12
     distance = flows.fs_distance(moved.points, sample.points)
     assert float(jnp.mean(distance > 1e-3)) > 0.95
-    np.testing.assert_allclose(moved.weights, sample.weights, rtol=1e-12)
-    # every datum recomputed in the moved point's own chart: g_FS as a fresh point_sample has it
+    # every datum recomputed in the moved point's own chart: g_FS as a fresh point_sample
+    # has it; the weights recomputed there are the kept ones (invariant)
     fresh = flows.point_sample(surface, moved.points)
     for name in ("patch", "eliminated", "omega", "g_fs", "jacobian"):
         np.testing.assert_allclose(getattr(moved, name), getattr(fresh, name), atol=1e-12)
+    np.testing.assert_allclose(fresh.weights, sample.weights, rtol=1e-12)
+    np.testing.assert_allclose(moved.weights, sample.weights, rtol=1e-12)
     eta = _eta(sample, _invariant)
     np.testing.assert_allclose(_eta(moved, _invariant), eta, rtol=1e-12)
     for potential in (_phase_dependent, _permutation_dependent)[: 1 + (symmetry == "fermat")]:
@@ -113,6 +115,63 @@ def test_phases_are_drawn_uniformly(quintic):
     residue = np.round(np.angle(ratio) * 5 / (2 * np.pi)).astype(int) % 5
     counts = np.bincount(residue.ravel(), minlength=5)
     assert np.all((counts > 700) & (counts < 900)), counts
+
+
+def _group_element(z, moved):
+    """(permutation, conjugated, phase class) with `moved` = conj^c(P (omega^a * z)) in CP^4.
+
+    z has distinct moduli, so the permutation is read from them; the phases are known
+    up to the overall one, as a_{P(j)} - a_{P(0)} mod 5 for j = 1..4 (625 classes).
+    """
+    unit = moved / np.linalg.norm(moved, axis=1, keepdims=True)
+    z = z / np.linalg.norm(z)
+    permutation = np.argmin(np.abs(np.abs(unit)[:, :, None] - np.abs(z)[None, None, :]), axis=2)
+    source = z[permutation]
+
+    def residues(ratio):  # omega^k of ratio_j / ratio_0, and how far from a fifth root
+        relative = ratio[:, 1:] / ratio[:, :1]
+        k = np.angle(relative) * 5 / (2 * np.pi)
+        return np.round(k).astype(int) % 5, np.max(np.abs(k - np.round(k)), axis=1)
+
+    plain, plain_error = residues(unit / source)
+    flipped, flipped_error = residues(unit / np.conj(source))
+    conjugated = flipped_error < plain_error
+    assert np.all(np.minimum(plain_error, flipped_error) < 1e-8)  # one of the two holds
+    assert np.all(np.maximum(plain_error, flipped_error) > 1e-3)  # and only one
+    phases = np.where(conjugated[:, None], -flipped, plain) % 5
+    return permutation, conjugated, phases @ 5 ** np.arange(4)
+
+
+def test_fermat_moves_are_uniform_over_the_group(quintic):
+    """One point moved 24,000 times: its group elements (permutation, conjugation and
+    phases, read back from the images) are uniform over the 120 x 2 permutations with or
+    without conjugation, and over the 625 phase classes. Chi-squared against uniform,
+    rejected above dof + 5 sqrt(2 dof) (a chance below 1e-5 for a uniform draw); drawing
+    only even, cyclic or dihedral permutations, conjugating with the odd ones alone, or
+    phases from 0..3 alone gives many times that."""
+    surface, sample = quintic
+    count = 24_000
+    z = np.asarray(sample.points[0])
+    assert np.min(np.diff(np.sort(np.abs(z)))) > 1e-3 * np.max(np.abs(z))  # distinct moduli
+    one = flows.subsample(sample, np.zeros(count, dtype=int))
+    moved = np.asarray(flows.SymmetryAugmentation(surface)(one, jax.random.key(7)).points)
+    permutation, conjugated, phases = _group_element(z, moved)
+    assert np.all(np.sort(permutation, axis=1) == np.arange(5))  # each a permutation
+    code = np.zeros(count, dtype=int)
+    for column in range(5):  # the permutation as a number in 0..5^5, then its rank
+        code = 5 * code + permutation[:, column]
+    _, ranks = np.unique(code, return_inverse=True)
+    assert ranks.max() == 119  # all 120 permutations drawn
+
+    def chi2(cells, size):
+        observed = np.bincount(cells, minlength=size)
+        expected = len(cells) / size
+        statistic = float(np.sum((observed - expected) ** 2 / expected))
+        dof = size - 1
+        assert statistic < dof + 5 * np.sqrt(2 * dof), (statistic, dof)
+
+    chi2(2 * ranks + conjugated, 240)
+    chi2(phases, 625)
 
 
 def test_single_precision_samples_stay_single(quintic):

@@ -40,10 +40,13 @@ class SymmetryAugmentation(eqx.Module):
     `augmentation(sample, key)` returns the `PointSample` of the moved points
     $z_a \to \gamma_a z_a$ (module docstring): each point's patch, eliminated
     coordinate, $\Omega$, $g_\mathrm{FS}$ and Jacobian recomputed
-    (`patch_geometry`), its weight the raw weight over `sample.volume_ratio`
-    (equal to the old weight up to rounding), so the moved sample has the same
-    count and normalisation as `sample`. A moved point whose patch choice fails
-    numerically keeps its old data. Jitted; deterministic in `key`.
+    (`patch_geometry`, in its default chart: the largest coordinate, whatever chart
+    `sample` fixed), its weight kept (the weight is invariant), so the moved sample
+    has the same count and normalisation as `sample`. A moved point whose patch
+    choice fails numerically keeps its old data (on the Fermat quintic none does:
+    in its patch, the largest $|\partial_i p|$ off the patch coordinate is at least
+    $5\cdot 4^{-4/5}$, far above `patch_geometry`'s threshold). Jitted; deterministic
+    in `key`.
 
     **Arguments:** `hypersurface` (the $X$ of the samples), `symmetry`
     (`"phases"`: $\gamma$ uniform in the phase group; `"fermat"`: phases,
@@ -99,7 +102,7 @@ def _moved(hypersurface: Hypersurface, sample: PointSample, key, fermat: bool) -
         moved = jnp.take_along_axis(moved, order, axis=1)
         flip = jax.random.bernoulli(k_conj, 0.5, (count, 1))
         moved = jnp.where(flip, jnp.conj(moved), moved)
-    points, patch, eliminated, omega, g_fs, jacobian, raw, ok = patch_geometry(hypersurface, moved)
+    points, patch, eliminated, omega, g_fs, jacobian, _, ok = patch_geometry(hypersurface, moved)
 
     def keep(new, old):  # in the sample's own dtypes (patch_geometry computes in X's)
         accepted = ok.reshape((-1,) + (1,) * (new.ndim - 1))
@@ -110,7 +113,7 @@ def _moved(hypersurface: Hypersurface, sample: PointSample, key, fermat: bool) -
         patch=keep(patch, sample.patch),
         eliminated=keep(eliminated, sample.eliminated),
         omega=keep(omega, sample.omega),
-        weights=keep(raw / sample.volume_ratio.astype(raw.dtype), sample.weights),
+        weights=sample.weights,  # invariant (module docstring); a test recomputes them
         g_fs=keep(g_fs, sample.g_fs),
         jacobian=keep(jacobian, sample.jacobian),
         volume_ratio=sample.volume_ratio,
