@@ -174,6 +174,14 @@ def test_bad_input(cubic):
         flows.SpectralPotential(basis, jnp.zeros(3))
     with pytest.raises(ValueError, match="form must be"):
         flows.laplacian_spectrum(flows.SpectralPotential(basis), train, form="mixed")
+    # a spectrum the sample cannot resolve, or of a metric outside the Kahler cone
+    few = flows.subsample(train, np.arange(basis.size))
+    with pytest.raises(ValueError, match="35 points for a basis of 35 functions"):
+        flows.laplacian_spectrum(flows.SpectralPotential(basis), few)
+    assert not np.all(np.isfinite(flows.laplacian_eigenvalues(flows.SpectralPotential(basis), few)))
+    outside = flows.SpectralPotential(basis, 1e3 * jnp.ones(basis.size))
+    with pytest.raises(ValueError, match="not finite: the metric is not positive definite"):
+        flows.laplacian_spectrum(outside, train)
     # a metric outside the Kahler cone: the vector field says so
     flow = flows.SpectralRicciFlow(basis, train)
     with pytest.raises(Exception, match="not positive definite"):

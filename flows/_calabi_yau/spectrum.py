@@ -16,8 +16,8 @@ class Spectrum(eqx.Module):
     """Eigenvalues of $-\\square_g$ on a basis (`laplacian_spectrum`).
 
     **Fields:** `eigenvalues` (P,) ascending; `values`, `multiplicities`: the
-    eigenvalues grouped (consecutive ones within `rtol` relative of the group's
-    first), each group's mean and size.
+    eigenvalues grouped (consecutive ones within `rtol` relative, plus 1e-12, of the
+    group's first), each group's mean and size.
     """
 
     eigenvalues: Float[Array, " P"]
@@ -82,13 +82,31 @@ def laplacian_spectrum(
       eigenvalues within Monte Carlo error of the continuum ones);
     - `form="strong"`: $A_{\alpha\beta} = -\sum_a \mu_a \tilde e_\alpha\, \square_g e_\beta$. Where the
       span is invariant under $\square_g$ (Fubini–Study on $\mathbb{CP}^n$) this is
-      exact for any quadrature; $A$ is not symmetric, eigenvalues are the real parts.
+      exact for any quadrature; $A$ is not symmetric, eigenvalues are the real parts
+      (at a nearly degenerate level, quadrature error can make a pair complex: its two
+      real parts are equal, and it counts as a multiplicity of 2).
 
     On $\mathbb{CP}^n$ with $g_\mathrm{FS} = \partial\bar\partial\log|z|^2$ the eigenvalues are
-    $l(l + n)$, $l = 1..k$. Eigenvalues are grouped within `rtol` (relative).
-    Not jittable (grouping); `laplacian_eigenvalues` is the jittable part.
+    $l(l + n)$, $l = 1..k$. Eigenvalues are grouped within `rtol` (relative; the weak
+    form's Monte Carlo spread needs a wider one than the default). A sample of no more
+    points than the basis has functions is refused before any work (its $M$ is
+    singular), and so are eigenvalues that are not finite (an $M$ singular to rounding,
+    or a metric not positive definite at some point). Not jittable (grouping and
+    checks); `laplacian_eigenvalues` is the jittable part (NaN in those cases).
     """
+    size = potential.basis.size
+    if isinstance(sample, PointSample) and sample.count <= size:
+        raise ValueError(
+            f"laplacian_spectrum: {sample.count} points for a basis of {size} functions: the "
+            "mass matrix is singular; use many more points than functions."
+        )
     eigenvalues = laplacian_eigenvalues(potential, sample, form=form)
+    if not bool(jnp.all(jnp.isfinite(eigenvalues))):
+        raise ValueError(
+            "laplacian_spectrum: the eigenvalues are not finite: the metric is not positive "
+            f"definite at some sample point, or the mass matrix of {size} functions on "
+            f"{sample.count} points is singular to rounding (use more points)."
+        )
     values, counts = _group(np.sort(np.asarray(eigenvalues)), rtol, 1e-12)
     return Spectrum(eigenvalues, jnp.asarray(values), jnp.asarray(counts))
 
@@ -96,7 +114,8 @@ def laplacian_spectrum(
 def laplacian_eigenvalues(
     potential: SpectralPotential, sample: PointSample, *, form: str = "weak"
 ) -> Float[Array, " P"]:
-    """The eigenvalues of `laplacian_spectrum`, ascending, ungrouped. Jittable."""
+    """The eigenvalues of `laplacian_spectrum`, ascending, ungrouped. Jittable; NaN where
+    `laplacian_spectrum` refuses (a singular mass matrix, a metric not positive definite)."""
     if form not in ("weak", "strong"):
         raise ValueError(f"laplacian_spectrum: form must be 'weak' or 'strong', got {form!r}.")
     if not isinstance(potential, SpectralPotential):
