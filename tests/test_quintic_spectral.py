@@ -110,6 +110,23 @@ def test_fit_of_sigma_against_k():
     low, high = fit["interval"]
     assert low < fit["rate"] < high and fit["stderr"] > 0
     assert "skipped" in program.fit_record(table[:5], 4)  # only k = 4: no fit
+    # a degree whose basis interpolates its training points is left out
+    marked = [dict(r, interpolates=r["k"] == 10) for r in table]
+    assert program.fit_record(marked, 4)["ks"] == [4, 6, 8]
+
+
+def test_a_flow_diffrax_stops_is_reported_as_stopped():
+    # a stiff decay to t1 = 1e3 needs ~1e8 Tsit5 steps: diffrax stops at its 200,000
+    program = experiment_program("quintic_spectral")
+    ts, ys, steps, result = program.integrate(lambda t, c, args: -1e6 * c, jnp.ones(2), 1e3, 5)
+    assert steps == 200_000 and result.startswith("The maximum number of solver steps")
+    assert list(ts) == [0.0] and ys.shape == (1, 2)  # the saves after the stop are dropped
+    line = program.stopped(
+        "k = 2", {"ts": ts.tolist(), "t1": 1e3, "steps": steps, "result": result}
+    )
+    assert line.startswith("k = 2: the flow stopped at t = 0 of 1e+03 after 200000 steps")
+    ts, _, _, result = program.integrate(lambda t, c, args: -c, jnp.ones(2), 1.0, 5)
+    assert result == "successful" and len(ts) == 5
 
 
 @pytest.mark.parametrize(
@@ -117,6 +134,11 @@ def test_fit_of_sigma_against_k():
     [
         (["--k-max", "0"], "--k-max"),
         (["--k-max", "1"], "--k-max 1"),
+        (
+            "--k-max 1 --kernel-k 2 --curvature-k 2 --kernel-sigmas --chern-points 0".split(),
+            "--k-max 1",
+        ),
+        (["--k-max", "2", "--curvature-k", "4", "--ricci-points", "0"], "--curvature-k 4"),
         (["--points", "10"], "--points"),
         (["--k-max", "3", "--rate-ks", "5"], "--rate-ks"),
         (["--chern-points", "500", "--test-points", "100"], "--chern-points"),
