@@ -174,11 +174,12 @@ def test_balanced_metric_is_a_fixed_point(quintic):
 
 def test_cubic_sigma_falls_with_k(cubic):
     # Fermat cubic, symmetrised quadrature (20000 points), sigma on 20000 held-out points:
-    # FS (k = 1) 0.097, k = 2 8.5e-4, k = 3 below 3e-4. On a flat torus every term of
-    # the Bergman-kernel expansion vanishes, so the balanced metrics converge faster than
-    # any power of 1/k; from k = 3 on, sigma sits on the Monte Carlo floor of the
-    # quadrature (1e-4 to 3e-4 at 2e4 - 1e5 points, varying with the seed), which
-    # is why only k <= 3 is asserted here.
+    # FS (k = 1) 0.097, k = 2 8.5e-4, k = 3 below 3e-4 with these seeds. On a flat torus
+    # every term of the Bergman-kernel expansion vanishes, so the balanced metrics
+    # converge faster than any power of 1/k; from k = 3 on, sigma sits on the Monte Carlo
+    # floor of the quadrature (3e-5 to 1.2e-3 at 2e4 points over training seeds; with
+    # seed 7, k = 3 measured above k = 2), which is why k = 3 is asserted only against
+    # Fubini-Study here.
     hs, train, test = cubic
     sigmas = []
     for k in (1, 2, 3):
@@ -187,7 +188,7 @@ def test_cubic_sigma_falls_with_k(cubic):
         sigma, error = result.potential.sigma(test)
         sigmas.append((float(sigma), float(error)))
     (s1, e1), (s2, e2), (s3, e3) = sigmas
-    assert s1 > 0.09 and s2 < s1 / 20 and s3 < s2 - 3 * (e2 + e3)
+    assert s1 > 0.09 and s2 < s1 / 20 and s3 < s1 / 20
 
 
 def test_symmetry_changes_only_the_quadrature(quintic):
@@ -251,6 +252,18 @@ def test_bad_input_is_refused(quintic, cubic):
         ValueError, match=r"the 210 degree-k monomials at 3000 points need about .* GiB"
     ):
         flows.donaldson_balanced(hs, train, 6, max_bytes=2**20)
+    # the symmetric quadrature's estimate counts T's images under the 120 permutations:
+    # 100 points at k = 4 need about 1 MB plain and 10 MB with them
+    few = flows.subsample(train, np.arange(100))
+    assert flows.donaldson_balanced(hs, few, 4, iterations=1, max_bytes=2 * 10**6).G.shape == (
+        70,
+        70,
+    )
+    with pytest.raises(ValueError, match="max_bytes"):
+        flows.donaldson_balanced(hs, few, 4, symmetry="fermat", max_bytes=2 * 10**6)
+    # a sample whose points span fewer sections than O(k) has: far too few for T
+    with pytest.raises(ValueError, match="the sample's 50 points span 50 of the 70 sections"):
+        flows.donaldson_balanced(hs, flows.subsample(train, np.arange(50)), 4)
     with pytest.raises(ValueError, match="T\\(G\\) is singular"):
         flows.donaldson_balanced(hs, train, 5, independent=False)
     with pytest.raises(ValueError, match="symmetry='fermat' needs X invariant"):

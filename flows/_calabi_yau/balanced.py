@@ -41,8 +41,11 @@ $G \to T(G)^{-1}$ is the *balanced* metric: the sections $A s$ with
 $A^\dagger A = G$ are orthonormal in the $L^2$ product of the Hermitian metric
 $1/\rho_G$ on $\mathcal O(k)$, up to the factor $N_k$. $\mathrm{tr}(G\,T(G)) = N_k$
 for every $G$ (a check). The balanced metrics tend to the Calabi–Yau metric as
-$k \to \infty$, slowly (σ falling roughly as $1/k^2$): the classical discrete
-flow to compare the spectral Kähler–Ricci flow with.
+$k \to \infty$, slowly (σ falling roughly as $1/k^2$ on the quintic; on the cubic
+curve, flat, faster than any power): the classical discrete flow to compare the
+spectral Kähler–Ricci flow with. $T$ has $N_k^2$ entries, each a Monte Carlo
+integral: the sample needs many more points than $N_k^2$, or the iteration converges
+to the balanced metric of the sample rather than of $X$ (σ far above the true one).
 """
 
 import itertools
@@ -80,15 +83,20 @@ def section_count(hypersurface: Hypersurface, k: int) -> int:
     return math.comb(n + k, n) - (math.comb(n + k - d, n) if k >= d else 0)
 
 
-def _memory_needed(points: int, sections: int, m: int) -> int:
+def _memory_needed(points: int, sections: int, m: int, group: int = 0) -> int:
     """Bytes that `donaldson_balanced` holds at once: the section values s (N, N_k), G s and
     the weighted product (two more copies), the sample Gram of the monomials, and the chunk
-    of section derivatives (N, N_k, m) a metric evaluation would hold at most."""
-    return _COMPLEX_BYTES * (points * sections * (3 + m) + 4 * sections * sections)
+    of section derivatives (N, N_k, m) a metric evaluation would hold at most; with a
+    symmetry (`group` > 0), the monomial values beside s and T's images under the `group`
+    permutations of the coordinates (`group` N_k x N_k)."""
+    extra = points * sections + group * sections * sections if group else 0
+    return _COMPLEX_BYTES * (points * sections * (3 + m) + 4 * sections * sections + extra)
 
 
-def _check_memory(points: int, sections: int, m: int, max_bytes: int, caller: str) -> None:
-    need = _memory_needed(points, sections, m)
+def _check_memory(
+    points: int, sections: int, m: int, max_bytes: int, caller: str, group: int = 0
+) -> None:
+    need = _memory_needed(points, sections, m, group)
     if need > max_bytes:
         raise ValueError(
             f"{caller}: the {sections} degree-k monomials at {points} points need about "
@@ -347,9 +355,15 @@ def _symmetrize(t, mask, perms, conjugate: bool):
 
 
 @jax.jit
+def _rho(s, g):
+    r"""$\rho_a = s_a^\dagger G s_a$; `s` (N, N_k)."""
+    return jnp.real(jnp.sum(jnp.conj(s) * (s @ g.T), axis=1))
+
+
+@jax.jit
 def _t_operator(s, weights, g):
     r"""$T(G) = N_k\sum_a\hat w_a s_a s_a^\dagger/\rho_a$ and $\rho_a$; `s` (N, N_k), weights sum 1."""
-    rho = jnp.real(jnp.sum(jnp.conj(s) * (s @ g.T), axis=1))
+    rho = _rho(s, g)
     c = (weights / rho).astype(s.dtype)
     t = (s * c[:, None]).T @ jnp.conj(s) * s.shape[1]
     return (t + jnp.conj(t).T) / 2, rho
@@ -398,7 +412,7 @@ def donaldson_balanced(
     With a `symmetry` the quadrature is averaged over a symmetry group of $X$ (the
     exact $T$ commutes with it, and the balanced $G$ is invariant): in the monomial
     basis, $T_m = \sum_a\hat w_a m_a m_a^\dagger/\rho_G(z_a)$ is replaced by its group
-    average and $T = N_k B\,\overline{T_m}B^\dagger$ ($s = Bm$). `"phases"`
+    average and $T = N_k B\,T_m B^\dagger$ ($s = Bm$). `"phases"`
     ($z_i \to \zeta^{a_i}z_i$, $\zeta^d = 1$) keeps the entries with $I \equiv J \pmod d$
     componentwise; `"fermat"` moreover averages over permutations of the coordinates
     and takes the real part (complex conjugation). This removes the Monte Carlo error
@@ -418,6 +432,9 @@ def donaldson_balanced(
     - `max_bytes`: refuse (naming the estimate) when the section values and their
       products would need more (default the memory available, `flows.available_memory`).
 
+    A sample whose points span fewer than $h^0(\mathcal O(k))$ sections (`section_count`)
+    is refused by name: it is far too small for $T$.
+
     **Returns:** a `BalancedResult`. Not jittable (a Python loop of jitted steps).
     """
     caller = "donaldson_balanced"
@@ -431,7 +448,10 @@ def donaldson_balanced(
     _check_sample(hypersurface, sample, caller)
     max_bytes = _default_max_bytes() if max_bytes is None else max_bytes
     n_monomials = math.comb(hypersurface.ambient_dim - 1 + k, k)
-    _check_memory(sample.count, n_monomials, hypersurface.dim, max_bytes, caller)
+    group = (
+        math.factorial(hypersurface.ambient_dim) if symmetry == "fermat" else 1 if symmetry else 0
+    )
+    _check_memory(sample.count, n_monomials, hypersurface.dim, max_bytes, caller, group)
     if not independent and k >= hypersurface.degree:
         raise ValueError(
             f"{caller}: with independent=False the {n_monomials} monomials of degree k = {k} "
@@ -443,6 +463,13 @@ def donaldson_balanced(
         potential = AlgebraicPotential.independent(
             hypersurface, sample, k, rtol=rtol, max_bytes=max_bytes
         )
+        expected = section_count(hypersurface, k)
+        if potential.size < expected:
+            raise ValueError(
+                f"{caller}: the sample's {sample.count} points span {potential.size} of the "
+                f"{expected} sections of O({k}): far too few for T ({expected}^2 entries); use "
+                "many more points."
+            )
     else:
         potential = AlgebraicPotential(hypersurface, k)
     b = potential.sections
@@ -463,8 +490,7 @@ def donaldson_balanced(
         s = m @ b.T
 
         def t_operator(g):
-            _, rho = _t_operator(s, w, g)
-            c = (w / rho).astype(m.dtype)
+            c = (w / _rho(s, g)).astype(m.dtype)
             t_m = _symmetrize((m * c[:, None]).T @ jnp.conj(m), mask, perms, conjugate)
             t = n_sections * (b @ t_m @ jnp.conj(b).T)
             return (t + jnp.conj(t).T) / 2
