@@ -194,3 +194,16 @@ def test_quintic_spectral_to_degree_sixteen(tmp_path):
     for degree in saved["degrees"][1:]:
         assert degree["newton"]["converged"] and degree["flow"]["converged"], degree["k"]
     print("seconds per degree:", [(row["k"], round(row["seconds"])) for row in saved["table"]])
+
+
+def test_donaldson_degrees_the_sample_cannot_hold_are_skipped():
+    # 60 points span 60 of the 70 sections of O(4): k = 4 is skipped with the reason,
+    # k = 1..3 are run
+    program = experiment_program("quintic_spectral")
+    args = program.parse_args(
+        ["--k-max", "4", "--points", "60", "--test-points", "60", "--donaldson-k-max", "4"]
+        + ["--out", "unused"]
+    )
+    surface = flows.Hypersurface.fermat_quintic()
+    out = program.donaldson(surface, *program.samples(surface, args), args)
+    assert [row["k"] for row in out["rows"]] == [1, 2, 3] and out["skipped_ks"] == [4]
