@@ -48,6 +48,9 @@ from flows import AbstractManifold
 
 FORCING = 0.1
 ACCURACY = 0.1
+# a Krylov triangle whose diagonal falls below this, relative to its largest entry, is
+# singular to rounding: its least-squares step is not trusted (`_gmres`)
+SINGULAR = 1e-10
 RESTART = 10
 CYCLES = 4
 
@@ -60,6 +63,12 @@ def _gmres(mv, precondition, b, tolerance, restart: int, cycles: int):
     rotations, whose running residual ends the cycle as soon as it meets `tolerance`:
     an initial guess that already meets it costs that one product. At most `cycles`
     cycles of `restart` steps. Returns (x, converged, Arnoldi steps taken).
+
+    The running residual equals the true one only while the rotated Hessenberg triangle
+    is regular: at a breakdown on a singular (or, to rounding, nearly singular) system
+    it falls to zero while the least-squares step blows up. A cycle whose triangle has
+    a diagonal entry below `SINGULAR` times its largest, or whose step is not finite,
+    is not converged and leaves `x` as it was (the last finite iterate).
     """
     dtype = b.dtype
     rows = jnp.arange(restart + 1)
@@ -107,12 +116,16 @@ def _gmres(mv, precondition, b, tolerance, restart: int, cycles: int):
             going, arnoldi, (0, basis, triangle, rotations, g)
         )
         # the least-squares solution in the Krylov space (zero beyond its j steps)
-        y = jax.scipy.linalg.solve_triangular(
-            triangle, jnp.where(rows[:restart] < j, g[:restart], 0.0)
-        )
-        x = x + precondition(y @ basis[:restart])
+        used = rows[:restart] < j
+        y = jax.scipy.linalg.solve_triangular(triangle, jnp.where(used, g[:restart], 0.0))
+        step = x + precondition(y @ basis[:restart])
+        diagonal = jnp.abs(jnp.diagonal(triangle))
+        largest = jnp.max(jnp.where(used, diagonal, 0.0))
+        regular = jnp.all(jnp.where(used, diagonal > SINGULAR * largest, True))
         # a non-finite product leaves the rotations at the identity: never "converged"
-        converged = (jnp.abs(g[j]) <= tolerance) & jnp.all(jnp.isfinite(x))
+        trusted = regular & jnp.all(jnp.isfinite(step))
+        x = jnp.where(trusted, step, x)
+        converged = (jnp.abs(g[j]) <= tolerance) & trusted
         return x, converged, count + j, index + 1
 
     def more(carry):

@@ -94,6 +94,26 @@ def test_gmres_against_a_dense_solve():
     assert bool(converged) and int(steps) == 0 and max_abs(x - exact) < 1e-12
 
 
+def test_gmres_on_singular_systems():
+    # b outside the range of a singular A: the Krylov triangle becomes singular and the
+    # running residual falls to zero while the step blows up (the true residual is 10,
+    # above |b| = 2): not converged, x left finite. Nearly singular (1e-13): likewise.
+    # b inside the range: solved, the breakdown a happy one.
+    def solve(diagonal, b):
+        a = jnp.diag(jnp.asarray(diagonal))
+        return a, *_gmres(lambda v: a @ v, lambda v: v, jnp.asarray(b), 1e-6, 10, 4)
+
+    for smallest in (0.0, 1e-13):
+        a, x, converged, _ = solve([smallest, 1.0, 2.0, 3.0], [1.0, 1.0, 1.0, 1.0])
+        assert not bool(converged) and bool(jnp.all(jnp.isfinite(x)))
+        assert max_abs(x) < 10  # the last finite iterate, not a step of 1e13 or more
+    a, x, converged, _ = solve([0.0, 1.0, 2.0, 3.0], [0.0, 1.0, 1.0, 1.0])
+    assert bool(converged) and float(jnp.linalg.norm(a @ x - jnp.asarray([0.0, 1, 1, 1]))) < 1e-6
+    # the zero operator: no finite step at all
+    _, x, converged, _ = solve([0.0] * 4, [1.0, 1.0, 1.0, 1.0])
+    assert not bool(converged) and bool(jnp.all(jnp.isfinite(x)))
+
+
 def test_the_newton_scale_tightens_the_linear_solve():
     m = flows.Torus(2, 16)
     b = flows.random_metric(m, jax.random.key(2), band_limit=6).values
