@@ -156,16 +156,24 @@ def plot_curvature_loss(torus: dict | None, network: dict | None, path: Path) ->
             )
         dx.set_yscale("log")
         dx.set_xlabel("flow time t")
-        dx.set_ylabel("distance between the regimes' metrics, L²(μ)")
         note = _overlaps(
             {name.replace("_", "–"): np.asarray(d)[1:] for name, d in network["distances"].items()},
             relative=0.05,
         )
-        dx.set_title(
-            "Evolving vs frozen vs infinite-width NTK"
-            + (f"\n{note} (evolving ≈ frozen)" if note else ""),
-            fontsize=9,
-        )
+        if network["distances"]:
+            dx.set_ylabel("distance between the regimes' metrics, L²(μ)")
+            dx.set_title(
+                "Evolving vs frozen vs infinite-width NTK"
+                + (f"\n{note} (evolving ≈ frozen)" if note else ""),
+                fontsize=9,
+            )
+        else:  # one regime: nothing to compare it with
+            dx.tick_params(axis="y", which="both", left=False, labelleft=False)
+            dx.set_title(
+                "Evolving NTK's drift (the regimes' distances need two of\n"
+                "--flows evolving,frozen,infinite)",
+                fontsize=9,
+            )
         handles, labels = dx.get_legend_handles_labels()
         if "kernel_drift" in network["runs"].get("evolving", {}):
             # the drift is a relative change of the kernel, not a distance: its own axis
@@ -251,7 +259,7 @@ def plot_quintic(quintic: dict, path: Path) -> None:
         ax = fig.subplots()
     for (name, r), colour in zip(quintic["runs"].items(), ("C0", "C1"), strict=False):
         steps = np.asarray(r["times"]) / quintic["learning_rate"]
-        label = "local" if name == "local" else f"Gaussian, σ_FS = {quintic['gaussian_sigma']}"
+        label = "local" if name == "local" else f"Gaussian, width {quintic['gaussian_sigma']} (FS)"
         ax.semilogy(
             steps, r["sigma_train"], "o-", ms=3, color=colour, label=f"{label}: training points"
         )
@@ -274,7 +282,7 @@ def plot_quintic(quintic: dict, path: Path) -> None:
 def _plot_spectral_quintic(ax, quintic: dict) -> None:
     spectral = quintic["spectral"]
     for r, colour in zip(spectral["runs"].values(), ("C0", "C1"), strict=False):
-        label = "local" if r["width"] == 0 else f"smoothed, σ_FS = {r['width']}"
+        label = "local" if r["width"] == 0 else f"smoothed, width {r['width']} (FS)"
         ax.semilogy(r["times"], r["sigma_test"], "o-", ms=3, color=colour, label=label)
     ax.axhline(quintic["sigma_fs_reference"], color="0.5", ls=":", label="σ(g_FS)")
     ax.set_xlabel("flow time t")
