@@ -192,7 +192,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--dtype",
         choices=("float32", "float64"),
         default="float64",
-        help="floating-point precision (default float64)",
+        help="floating-point precision (default float64); float32 draws the network's random "
+        "metric in single precision, so the same --seed sets another problem",
     )
     add(
         "--quick",
