@@ -137,9 +137,11 @@ def parse_args(argv):
     add(
         "--flows", nargs="+", choices=flows.POTENTIAL_REGIMES, default=list(flows.POTENTIAL_REGIMES)
     )
-    add("--seed", type=seed, default=0)
-    add("--out", type=Path, required=True)
+    add("--seed", type=seed, default=0, help="seed of the points and the network (>= 0)")
+    add("--out", type=Path, required=True, help="output directory (required)")
     args = parser.parse_args(argv)
+    if args.trainer == "adam" and args.batch < 2:
+        parser.error("--batch 1: the sigma loss of one point is 0 (eta over its own mean)")
     if args.trainer == "adam" and args.batch > args.points:
         parser.error(f"--batch {args.batch} exceeds --points {args.points}")
     if args.symmetry != "none" and args.trainer != "adam":
@@ -201,6 +203,7 @@ def _adam(regime, phi, surface, train, test, args):
     ]
     record = {
         "t1": float(max(result.epochs[-1], 1)),  # epochs run (at least 1: it scales the x axis)
+        "t_requested": float(args.epochs),
         "ts": [float(e) for e in result.epochs],
         "time_unit": "epochs",
         "sigma_train": sigma_train,
@@ -246,10 +249,13 @@ def _diffrax(regime, phi, train, args):
     thetas = [th for th in sol.ys if bool(jnp.all(jnp.isfinite(th)))]
     record = {
         "t1": t1,
+        "t_requested": t1,
         "ts": [float(t) for t in ts[: len(thetas)]],
         "time_unit": "flow time",
         "steps": int(sol.stats["num_steps"]),
-        "result": str(sol.result),
+        "result": "successful"
+        if bool(sol.result == diffrax.RESULTS.successful)
+        else diffrax.RESULTS[sol.result],
     }
     record["sigma_train_ts"] = record["ts"]
     record["sigma_train"] = [float(flows.sigma_measure(train, flow.metric(th))[0]) for th in thetas]
@@ -287,6 +293,10 @@ def run(regime, phi, surface, train, test, probe, args):
             _ricci_measure(surface, probe, flow.potential(thetas[0])),
             _ricci_measure(surface, probe, final),
         ]
+    final_metric = flow.metric(thetas[-1], test)
+    record["not_positive_definite_test_points"] = int(
+        jnp.sum(jnp.linalg.eigvalsh(final_metric)[:, 0] <= 0)
+    )
     record["seconds"] = time.perf_counter() - start
     curvature = (
         ", Ricci measure "
@@ -297,8 +307,19 @@ def run(regime, phi, surface, train, test, probe, args):
     progress(
         f"{regime}: train sigma {sigma_train[0]:.4f} -> {sigma_train[-1]:.4f}, test "
         f"{sigma_test[0]:.4f} -> {sigma_test[-1]:.4f} by {record['time_unit']} "
-        f"{record['t1']:g}{curvature} ({record['seconds']:.0f} s)"
+        f"{record['ts'][-1]:g}{curvature} ({record['seconds']:.0f} s)"
     )
+    if record["result"] not in ("successful", "epochs", "targets reached", "time budget spent"):
+        progress(
+            f"{regime}: stopped at {record['time_unit']} {record['ts'][-1]:g} of "
+            f"{record['t_requested']:g}: {record['result']}"
+        )
+    if record["not_positive_definite_test_points"]:
+        progress(
+            f"{regime}: the final metric is not positive definite at "
+            f"{record['not_positive_definite_test_points']} of {test.count} test points: its "
+            "sigma does not measure a metric (a smaller step or rate)"
+        )
     return record
 
 
@@ -342,7 +363,7 @@ def figure(record, args):
         ax.bar(x + 0.2, end, 0.4, label="end", color="C0")
         ax.set_xticks(x, names, rotation=15, fontsize=8)
         ax.set_ylabel(r"Ricci measure $\mathrm{Vol}^{1/m}\langle|R|\rangle_g$")
-        ax.set_title(f"on {args.curvature_points} test points (0 for Ricci-flat)")
+        ax.set_title(f"on {record['curvature_points']} test points (0 for Ricci-flat)")
         ax.legend(fontsize=8)
     save_figure(fig, args.out / "quintic_networks.png")
 
@@ -387,6 +408,7 @@ def main(argv=None) -> dict:
         "depth": args.depth,
         "widths": args.widths,
         "seed": args.seed,
+        "curvature_points": 0 if probe is None else probe.count,
         "device": str(jax.devices()[0]),
     }
     for name, rec in runs.items():

@@ -57,7 +57,8 @@ class PotentialTraining:
       test σ at or below it, or None;
     - `stop_reason`: `StopReason.EPOCHS` (`"epochs"`), `StopReason.TARGETS_REACHED`
       (`"targets reached"`), `StopReason.TIME_BUDGET` (`"time budget spent"`) or
-      `StopReason.NON_FINITE_LOSS` (`"non-finite loss"`).
+      `StopReason.NON_FINITE_LOSS` (`"non-finite loss"`: `theta` is the last epoch
+      whose loss and parameters were finite, and the curves end on it).
     """
 
     flow: PotentialFlow
@@ -252,7 +253,8 @@ def train_potential(
             )
 
     first = np.arange(batch_size)
-    log(0, float(batch_loss(theta, _minibatch(train, first))))
+    previous_loss = float(batch_loss(theta, _minibatch(train, first)))
+    log(0, previous_loss)
     for epoch in range(1, epochs + 1):
         order = rng.permutation(train.count)
         start, losses, previous = time.perf_counter(), [], theta
@@ -262,14 +264,21 @@ def train_potential(
             theta, state, value = step(theta, state, _minibatch(data, index))
             losses.append(value)
         losses = np.asarray(jax.device_get(losses))
-        elapsed += time.perf_counter() - start
         if not (np.all(np.isfinite(losses)) and bool(jnp.all(jnp.isfinite(theta)))):
-            theta, stop_reason = previous, StopReason.NON_FINITE_LOSS  # keep the last good epoch
+            # keep the last good epoch, and end the curve on it: the curve's last entry is
+            # always the returned parameters' (training seconds up to that epoch)
+            theta, stop_reason = previous, StopReason.NON_FINITE_LOSS
+            if progress is not None:
+                progress(f"{regime} epoch {epoch}: non-finite loss; kept epoch {epoch - 1}")
+            if record["epochs"][-1] != epoch - 1:
+                log(epoch - 1, previous_loss)
             break
+        elapsed += time.perf_counter() - start
+        previous_loss = float(np.mean(losses))
         # the budget ends a run only before its last epoch, which ends it anyway (EPOCHS)
         spent = max_seconds is not None and elapsed >= max_seconds and epoch < epochs
         if epoch % eval_every == 0 or epoch == epochs or spent:
-            log(epoch, float(np.mean(losses)))
+            log(epoch, previous_loss)
             if stop_at_targets and targets and all(v is not None for v in reached.values()):
                 stop_reason = StopReason.TARGETS_REACHED
                 break

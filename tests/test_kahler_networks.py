@@ -10,6 +10,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import flows
@@ -210,6 +211,22 @@ def test_quintic_networks_moves_its_points_by_request(tmp_path):
         program.main(["--symmetry", "phases", "--out", str(tmp_path)])  # --trainer flow
 
 
+def test_quintic_networks_says_when_training_diverges(tmp_path, capsys):
+    """A rate that makes the first epoch non-finite: the run says where it stopped and why,
+    and its curve ends on the kept parameters (epoch 0); --batch 1 (a loss of 0) is refused."""
+    from .helpers import experiment_program
+
+    program = experiment_program("quintic_networks")
+    argv = "--trainer adam --points 40 --test-points 40 --width 4 --batch 10 --epochs 3 "
+    argv += f"--lr 1e30 --flows evolving --curvature-points 0 --probe 10 --out {tmp_path}"
+    run = program.main(argv.split())["flows"]["evolving"]
+    assert run["result"] == "non-finite loss" and run["ts"] == [0.0]
+    assert "evolving: stopped at epochs 0 of 3: non-finite loss" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        program.main(["--trainer", "adam", "--batch", "1", "--out", str(tmp_path)])
+    assert "--batch 1" in capsys.readouterr().err
+
+
 def test_bihomogeneous_network_is_the_log_of_an_algebraic_metric(quintic):
     # one squaring layer whose single row is a > 0 on the diagonal features: P(u) =
     # (sum_i a_i |z_i|^2 / |z|^2)^2, so log|z|^2 + phi = log sum_i a_i |z_i|^2 exactly
@@ -300,6 +317,35 @@ def test_repeated_training_gives_the_same_sigma_curve():
     for a, b in zip(first, again, strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(first[0][1:], other[0][1:])
+
+
+def test_a_training_run_that_goes_non_finite_ends_on_its_last_good_epoch():
+    """An update that turns NaN in epoch 2 of an evaluation every 3 epochs: the run stops
+    with "non-finite loss", keeps epoch 1's parameters and ends its curve on them (epoch
+    1 evaluated then, its σ the returned parameters' to rounding)."""
+    surface = flows.Hypersurface.fermat_cubic()
+    sample = flows.point_sample(surface, flows.sample_points(surface, jax.random.key(4), 300))
+    train = flows.subsample(sample, np.arange(240))
+    test = flows.subsample(sample, np.arange(240, sample.count))
+    potential = flows.bihomogeneous_potential(3, jax.random.key(5), widths=(6,))
+
+    def nan_after(steps):  # an optax transformation whose updates turn NaN after `steps`
+        def update(updates, count, params=None):
+            bad = count >= steps
+            return jax.tree.map(lambda u: jnp.where(bad, jnp.nan, u), updates), count + 1
+
+        return optax.GradientTransformation(lambda params: jnp.zeros((), int), update)
+
+    lines = []
+    run = solvers.train_potential(
+        potential, train, test, epochs=6, batch_size=40, eval_every=3, progress=lines.append,
+        optimizer=optax.chain(optax.sgd(1e-3), nan_after(6 + 2)),  # 6 steps an epoch
+    )  # fmt: skip
+    assert run.stop_reason == "non-finite loss"
+    assert run.epochs.tolist() == [0, 1]
+    sigma, _ = flows.sigma_measure(test, run.flow.metric(run.theta, test))
+    assert abs(float(sigma) - run.sigma_test[-1]) <= 1e-12
+    assert any("non-finite loss; kept epoch 1" in line for line in lines)
 
 
 def test_training_on_points_moved_each_epoch():
