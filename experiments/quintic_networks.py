@@ -146,6 +146,12 @@ def parse_args(argv):
         parser.error(f"--batch {args.batch} exceeds --points {args.points}")
     if args.symmetry != "none" and args.trainer != "adam":
         parser.error("--symmetry moves the points between epochs: it needs --trainer adam")
+    adam = [f for f in args.flows if f in ("evolving", "frozen")]
+    if args.trainer == "adam" and not adam:
+        parser.error(
+            "--trainer adam trains the evolving and frozen regimes only; --flows "
+            f"{' '.join(args.flows)} run by diffrax (drop --trainer, or add one of them)"
+        )
     return args
 
 
@@ -275,8 +281,10 @@ def run(regime, phi, surface, train, test, probe, args):
     start = time.perf_counter()
     if args.trainer == "adam" and regime in ("evolving", "frozen"):
         flow, thetas, record = _adam(regime, phi, surface, train, test, args)
+        record["trainer"] = "adam"
     else:
         flow, thetas, record = _diffrax(regime, phi, train, args)
+        record["trainer"] = "diffrax"
         record["sigma_test_curve"] = [
             float(flows.sigma_measure(test, flow.metric(th, test))[0]) for th in thetas
         ]

@@ -225,6 +225,21 @@ def test_quintic_networks_says_when_training_diverges(tmp_path, capsys):
     with pytest.raises(SystemExit):
         program.main(["--trainer", "adam", "--batch", "1", "--out", str(tmp_path)])
     assert "--batch 1" in capsys.readouterr().err
+    # Adam with only diffrax flows would be ignored: refused
+    with pytest.raises(SystemExit):
+        program.main(
+            [
+                "--trainer",
+                "adam",
+                "--batch",
+                "100",
+                "--flows",
+                "kahler_ricci",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+    assert "--trainer adam trains the evolving and frozen regimes only" in capsys.readouterr().err
 
 
 def test_bihomogeneous_network_is_the_log_of_an_algebraic_metric(quintic):
