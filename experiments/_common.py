@@ -79,6 +79,13 @@ non_negative = number(at_least=0)
 seed = integer(0, SEED_MAX)  # jax.random.key(seed) and NumPy's generators take any of these
 
 
+def directory(text: str) -> Path:
+    """The argparse type of `--out`: a path, never empty (Path("") is the current directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a directory, got an empty path")
+    return Path(text)
+
+
 def elapsed() -> float:
     """Seconds since the program started."""
     return time.perf_counter() - _START

@@ -134,13 +134,12 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import elapsed, integer, positive, positive_int, progress, seed, write_json
+from _common import directory, elapsed, integer, positive, positive_int, progress, seed, write_json
 from _peer import (
     NOT_INSTALLED,
     PEER,
@@ -1362,7 +1361,7 @@ def table(figures: dict) -> str:
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, help="output directory (required)")
+    parser.add_argument("--out", type=directory, help="output directory (required)")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument(
         "--figures", nargs="+", choices=GROUPS, default=list(GROUPS), help="groups to run"

@@ -85,7 +85,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import integer, number, progress, save_figure, seed, write_json
+from _common import directory, integer, number, progress, save_figure, seed, write_json
 from _fits import fit_order, local_orders, power_series
 from matplotlib.figure import Figure
 
@@ -704,7 +704,7 @@ def parse_args(argv):
     parser.add_argument(
         "--study", default="all", choices=(*STUDIES, "all"), help="which study (default: all)"
     )
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--out", type=directory, required=True, help="output directory")
     parser.add_argument("--small", action="store_true", help="a fast smoke run (coarse sizes)")
     parser.add_argument(
         "--seed", type=seed, default=0, help="seed of metrics, networks and points (>= 0)"

@@ -30,7 +30,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import atomic_write, elapsed, integer, number, progress, seed
+from _common import atomic_write, directory, elapsed, integer, number, progress, seed
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure  # the object API: saves through Agg, no pyplot state
 
@@ -212,7 +212,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "gauss_bonnet.png and curvature_maps.png."
     )
     parser.add_argument(
-        "--out", type=Path, required=True, metavar="DIR", help="output folder (created)"
+        "--out", type=directory, required=True, metavar="DIR", help="output folder (created)"
     )
     parser.add_argument(
         "--seed", type=seed, default=0, metavar="S", help="PRNG seed of the random metric (>= 0)"

@@ -143,7 +143,6 @@ import argparse
 import math
 import sys
 import time
-from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -152,7 +151,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import scipy.stats
-from _common import integer, positive, positive_int, progress, save_figure, seed, write_json
+from _common import (
+    directory,
+    integer,
+    positive,
+    positive_int,
+    progress,
+    save_figure,
+    seed,
+    write_json,
+)
 from _fits import CONFIDENCE, line_fit, local_orders, mean_and_stderr
 from _timing import machine
 from jaxtyping import Array, Complex, Float
@@ -250,7 +258,7 @@ def parse_args(argv):
     add("--lr-halving", type=positive_int, default=10, help="epochs per halving of the rate")
     add("--small", action="store_true", help="a run of a few minutes (the sizes of SIZES['small'])")
     add("--seed", type=seed, default=0, help="the first seed (seeds seed, seed + 1, ...)")
-    add("--out", type=Path, required=True)
+    add("--out", type=directory, required=True)
     args = parser.parse_args(argv)
     for name, value in SIZES["small" if args.small else "default"].items():
         if getattr(args, name) is None:

@@ -133,6 +133,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from _common import (
+    directory,
     elapsed,
     integer,
     non_negative,
@@ -234,7 +235,7 @@ def parse_args(argv):
     add("--memory-target", type=positive_int, default=100_000, help="size of the 2 GB question")
     add("--small", action="store_true", help="N = 300, 1000, 3000: a few minutes")
     add("--seed", type=seed, default=0, help="seed of the points and the clustering (>= 0)")
-    add("--out", type=Path, required=True)
+    add("--out", type=directory, required=True)
     args = parser.parse_args(argv)
     chosen = SMALL if args.small else DEFAULTS
     for name, value in chosen.items():

@@ -116,12 +116,11 @@ import hashlib
 import math
 import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import finite, integer, progress, save_figure, seed, write_json
+from _common import directory, finite, integer, progress, save_figure, seed, write_json
 from _fits import mean_and_stderr
 from _quintic import chart_points
 from _timing import machine
@@ -233,7 +232,7 @@ def parse_args(argv):
         )
     add("--small", action="store_true", help="a setting that runs in a few minutes")
     add("--seed", type=seed, default=0, help="seed of every draw and of the sampler (>= 0)")
-    add("--out", type=Path, required=True)
+    add("--out", type=directory, required=True)
     args = parser.parse_args(argv)
     for name, value in (SMALL if args.small else DEFAULTS).items():
         if getattr(args, name) is None:

@@ -31,6 +31,7 @@ from pathlib import Path
 import jax
 import numpy as np
 from _common import (
+    directory,
     initial_u,
     integer,
     positive,
@@ -102,7 +103,7 @@ def parse_args(argv):
     parser.add_argument(
         "--saves", type=integer(2), default=13, help="save times, t = 0 included (>= 2)"
     )
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=directory, required=True)
     args = parser.parse_args(argv)
     return args
 

@@ -41,7 +41,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import integer, positive, progress, save_figure, seed, write_json
+from _common import directory, integer, positive, progress, save_figure, seed, write_json
 from _fits import log_fit
 from matplotlib.figure import Figure
 
@@ -180,7 +180,7 @@ def parse_args(argv):
     parser.add_argument(
         "--seed", type=seed, default=0, help="seed of the random metric and the networks (>= 0)"
     )
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=directory, required=True)
     args = parser.parse_args(argv)
     try:
         args.widths = sorted({int(w) for w in args.widths.split(",")})

@@ -38,12 +38,12 @@ import argparse
 import math
 import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from _common import (
+    directory,
     integer,
     non_negative,
     positive,
@@ -96,7 +96,7 @@ def parse_args(argv):
         help="sample sizes of the nearest-neighbour distance fit (>= 2 each, at least 3)",
     )
     add("--seed", type=seed, default=0, help="seed of the points and the clustering (>= 0)")
-    add("--out", type=Path, required=True)
+    add("--out", type=directory, required=True)
     args = parser.parse_args(argv)
     if len(args.scaling_points) < 3:
         parser.error("--scaling-points needs at least 3 sizes, each >= 2")

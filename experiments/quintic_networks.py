@@ -51,7 +51,6 @@ import argparse
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import diffrax
 import equinox as eqx
@@ -59,7 +58,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from _common import integer, positive, positive_int, progress, save_figure, seed, write_json
+from _common import (
+    directory,
+    integer,
+    positive,
+    positive_int,
+    progress,
+    save_figure,
+    seed,
+    write_json,
+)
 from matplotlib.figure import Figure
 
 import flows
@@ -138,7 +146,7 @@ def parse_args(argv):
         "--flows", nargs="+", choices=flows.POTENTIAL_REGIMES, default=list(flows.POTENTIAL_REGIMES)
     )
     add("--seed", type=seed, default=0, help="seed of the points and the network (>= 0)")
-    add("--out", type=Path, required=True, help="output directory (required)")
+    add("--out", type=directory, required=True, help="output directory (required)")
     args = parser.parse_args(argv)
     if args.trainer == "adam" and args.batch < 2:
         parser.error("--batch 1: the sigma loss of one point is 0 (eta over its own mean)")

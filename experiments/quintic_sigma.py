@@ -20,10 +20,9 @@ Usage: python experiments/quintic_sigma.py --points N --psi PSI --seed S --out D
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import jax
-from _common import finite, positive_int, progress, seed, write_json
+from _common import directory, finite, positive_int, progress, seed, write_json
 
 import solvers
 from flows import Hypersurface, point_sample, sample_points, sigma_measure
@@ -40,7 +39,7 @@ def parse_args(argv):
         "--psi", type=finite, default=0.0, help="Dwork parameter (real; 0: Fermat quintic)"
     )
     parser.add_argument("--seed", type=seed, default=0, help="seed of the points (>= 0)")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=directory, required=True)
     args = parser.parse_args(argv)
     if abs(args.psi**5 - 1) <= 1e-12:
         parser.error(f"--psi {args.psi} has psi^5 = 1: that member of the family is singular")

@@ -72,7 +72,6 @@ import argparse
 import math
 import sys
 import time
-from pathlib import Path
 
 import diffrax
 import equinox as eqx
@@ -81,6 +80,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 from _common import (
+    directory,
     elapsed,
     integer,
     positive,
@@ -182,7 +182,7 @@ def parse_args(argv):
         help="test points of the Ricci measure (default min(1000, test-points); 0: skip)",
     )
     add("--seed", type=seed, default=0, help="seed of the training and test points (>= 0)")
-    add("--out", type=Path, required=True, help="output directory (required)")
+    add("--out", type=directory, required=True, help="output directory (required)")
     args = parser.parse_args(argv)
     if args.rate_ks is None:
         args.rate_ks = [k for k in (4, 6, 8) if k <= args.k_max]

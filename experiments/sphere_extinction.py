@@ -25,12 +25,11 @@ Usage: python experiments/sphere_extinction.py --dim D --sigma S [--degree L] --
 
 import argparse
 import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import integer, non_negative, progress, save_figure, write_json
+from _common import directory, integer, non_negative, progress, save_figure, write_json
 from matplotlib.figure import Figure
 
 import flows
@@ -81,7 +80,7 @@ def parse_args(argv):
     )
     parser.add_argument("--flow", default="perelman_lambda", choices=FLOWS)
     parser.add_argument("--force", action="store_true", help="run past the amplification check")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=directory, required=True)
     args = parser.parse_args(argv)
     if args.degree is None:
         args.degree = 2 if args.flow == "perelman" else 6

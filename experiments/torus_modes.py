@@ -33,7 +33,16 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import integer, non_negative, number, positive, progress, save_figure, write_json
+from _common import (
+    directory,
+    integer,
+    non_negative,
+    number,
+    positive,
+    progress,
+    save_figure,
+    write_json,
+)
 from _fits import log_fit
 from matplotlib.figure import Figure
 
@@ -125,7 +134,7 @@ def parse_args(argv):
         default=1e-4,
         help="perturbation amplitude in (0, 1e-4]",
     )
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--out", type=directory, required=True, help="output directory")
     args = parser.parse_args(argv)
     band_limit = (args.n - 1) // 2  # flows.Torus(2, n).band_limit
     if any(k > band_limit for k in args.k):

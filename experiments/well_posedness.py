@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from _common import (
+    directory,
     initial_u,
     integer,
     positive,
@@ -177,7 +178,7 @@ def parse_args(argv):
     parser.add_argument("--n", type=integer(8), default=16, help="grid points per axis (>= 8)")
     parser.add_argument("--t1", type=positive, default=0.3, help="final time (> 0)")
     parser.add_argument("--skip-nonlinear", action="store_true", help="only the linear rates")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=directory, required=True)
     args = parser.parse_args(argv)
     return args
 

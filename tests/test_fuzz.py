@@ -699,6 +699,15 @@ def test_programs_refuse_unknown_flags(flag, capsys, tmp_path):
         assert f"unrecognized arguments: {flag}" in capsys.readouterr().err
 
 
+def test_programs_refuse_an_empty_out(capsys):
+    # Path("") is the current directory: an empty --out would write there
+    for name in ALL_PROGRAMS:
+        with pytest.raises(SystemExit) as exit:
+            experiment_program(name).parse_args(["--out", ""])
+        assert exit.value.code == 2
+        assert "--out: must name a directory, got an empty path" in capsys.readouterr().err
+
+
 def _ints(minimum):
     """Bad values of an integer flag that must be >= minimum."""
     return [str(minimum - 1), str(minimum - 10**6), "1.5", "x", ""]

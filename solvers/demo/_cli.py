@@ -115,6 +115,13 @@ def _selected_sections(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def _directory(text: str) -> Path:
+    """The type of `--out`: a path, never empty (Path("") is the current directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a directory, got an empty path")
+    return Path(text)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="metric-flows",
@@ -204,7 +211,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         + " and --flows "
         + ",".join(_QUICK_FLOWS),
     )
-    add("--out", type=Path, default=DEFAULT_OUT, help=f"report folder (default {DEFAULT_OUT})")
+    add(
+        "--out", type=_directory, default=DEFAULT_OUT, help=f"report folder (default {DEFAULT_OUT})"
+    )
     args = parser.parse_args(argv)
     column = 1 if args.quick else 0
     for name, sizes in _SIZES.items():
