@@ -14,7 +14,10 @@ import numpy as np
 from matplotlib.figure import Figure  # the object API: saves through Agg, no pyplot state
 
 import flows
-from solvers import atomic_write  # the one atomic writer (also the demo's)
+from solvers import (
+    atomic_write,  # the one atomic writer (also the demo's)
+    output_path,
+)
 
 _START = time.perf_counter()
 
@@ -77,13 +80,7 @@ finite = number()
 positive = number(above=0)
 non_negative = number(at_least=0)
 seed = integer(0, SEED_MAX)  # jax.random.key(seed) and NumPy's generators take any of these
-
-
-def directory(text: str) -> Path:
-    """The argparse type of `--out`: a path, never empty (Path("") is the current directory)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("must name a directory, got an empty path")
-    return Path(text)
+directory = output_path  # the type of every program's --out: an empty path refused
 
 
 def elapsed() -> float:

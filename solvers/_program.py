@@ -1,6 +1,7 @@
 r"""What a command-line program on the library needs: a usable output folder, and failures as messages.
 
-`output_directory(path)` creates the folder a program writes to and proves it
+`output_path` is the argparse type of `--out` (an empty path is refused: it would
+mean the current directory); `output_directory(path)` creates the folder a program writes to and proves it
 writable before any work is done (a path naming a file, a parent that cannot be
 created, a folder without write permission: `OutputError`, naming the path and
 the reason), so that no result is lost at the first write.
@@ -22,6 +23,7 @@ the reason), so that no result is lost at the first write.
 An unexpected exception — a bug — keeps its traceback.
 """
 
+import argparse
 import os
 import signal
 import socket
@@ -43,6 +45,14 @@ INTERRUPTED = 130
 
 class OutputError(ValueError):
     """An output folder that cannot be created or written, found before any work."""
+
+
+def output_path(text: str) -> Path:
+    """The argparse type of a program's `--out`: the path, never empty (`Path("")` is the
+    current directory, where an empty `--out` would write); then `output_directory`."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a directory, got an empty path")
+    return Path(text)
 
 
 def output_directory(path: str | os.PathLike) -> Path:

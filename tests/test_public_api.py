@@ -186,6 +186,7 @@ SOLVERS = [
     "checkpoint_info",
     "OutputError",
     "output_directory",
+    "output_path",
     "run_program",
     "conjugate_heat",
     "observables",

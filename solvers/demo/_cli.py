@@ -14,7 +14,7 @@ from pathlib import Path
 
 import jax
 
-from .. import atomic_write, output_directory, run_program
+from .. import atomic_write, output_directory, output_path, run_program
 from . import _report
 from ._figures import plot_curvature_loss, plot_extinction, plot_modes, plot_quintic
 from ._report import _plain, _progress, _write_text, summary_markdown
@@ -115,13 +115,6 @@ def _selected_sections(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def _directory(text: str) -> Path:
-    """The type of `--out`: a path, never empty (Path("") is the current directory)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("must name a directory, got an empty path")
-    return Path(text)
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="metric-flows",
@@ -212,7 +205,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         + ",".join(_QUICK_FLOWS),
     )
     add(
-        "--out", type=_directory, default=DEFAULT_OUT, help=f"report folder (default {DEFAULT_OUT})"
+        "--out",
+        type=output_path,
+        default=DEFAULT_OUT,
+        help=f"report folder (default {DEFAULT_OUT})",
     )
     args = parser.parse_args(argv)
     column = 1 if args.quick else 0
