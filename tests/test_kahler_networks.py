@@ -149,6 +149,16 @@ def test_smoothed_kahler_ricci_velocity_tends_to_the_local_one(cubic):
     assert float(jnp.linalg.norm(v_wide - v_local)) > float(jnp.linalg.norm(v_smooth - v_local))
 
 
+def test_potential_flow_bad_input(cubic):
+    phi = flows.kahler_potential(3, jax.random.key(3), width=4, depth=1)
+    with pytest.raises(ValueError, match="the 'kahler_ricci' regime has none"):
+        flows.PotentialFlow(phi, cubic, "kahler_ricci", sigma=0.1)  # ignored before
+    with pytest.raises(ValueError, match="ridge must be a finite number > 0"):
+        flows.PotentialFlow(phi, cubic, "kahler_ricci", ridge=True)
+    with pytest.raises(ValueError, match="loss must be a MongeAmpereLoss"):
+        flows.PotentialFlow(phi, cubic, "evolving", 2.0)
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Complex dtype support in Diffrax")
 def test_kahler_ricci_flow_from_fubini_study_reaches_the_flat_cubic(cubic):

@@ -156,6 +156,53 @@ def test_pair_kernel_paths_agree(quintic):
     assert float(jnp.linalg.norm(got - ref) / jnp.linalg.norm(ref)) > 0.05
 
 
+def test_a_narrow_normalised_gaussian_tends_to_the_nearest_point_kernel(cubic):
+    """Width 1e-5, far below the test points' distance to the sample (up to 0.1): every term of
+    a test row underflows unless the row is shifted by its nearest distance. Shifted, the flat
+    metric stays a fixed point and the row equals the nearest training point's value (rounding);
+    on every path (prepared matrices, matrix-free, prepared or not, clustered)."""
+    _, train, test = cubic
+    loss = flows.MongeAmpereLoss(2.0)
+    distance = flows.nearest_points(train.points, test.points)[1]
+    assert float(jnp.max(distance) ** 2 / (2 * 1e-5**2)) > 1e6  # exp(-that) is 0 in float64
+    near = flows.PointKernelFlow(flows.NearestPointKernel(), loss, train, test)
+    h, h_test = flows.curve_metric(train), flows.curve_metric(test)
+    ref = near.velocity(train.g_fs)
+    pair = flows.FSGaussian(1e-5)
+    kernels = {
+        "matrices": flows.PairPointKernel(pair, normalise=True),
+        "matrix-free": flows.PairPointKernel(pair, normalise=True, chunk=64, max_entries=0),
+        "clustered": flows.ClusteredPointKernel(flows.PairPointKernel(pair, normalise=True), 4),
+    }
+    for name, kernel in kernels.items():
+        flow = flows.PointKernelFlow(kernel, loss, train, test)
+        v_train, v_test = flow.velocity(h, h_test)
+        assert float(jnp.max(jnp.abs(v_train))) < 1e-8, name
+        assert float(jnp.max(jnp.abs(v_test))) < 1e-8, name  # was NaN at half the test points
+        for a, b in zip(flow.velocity(train.g_fs), ref, strict=True):
+            assert float(jnp.max(jnp.abs(a - b))) < 1e-12, name
+    # not prepared: the shift is computed in the call
+    kernel = flows.PairPointKernel(pair, normalise=True, max_entries=0)
+    weighted = loss.gradient(train.omega, train.weights, train.g_fs)
+    _, v_test = kernel.velocity(train.points, test.points, train.weights, weighted)
+    assert float(jnp.max(jnp.abs(-v_test - ref[1]))) < 1e-12
+
+
+def test_kernels_refuse_the_wrong_points(cubic):
+    _, train, test = cubic
+    loss = flows.MongeAmpereLoss(2.0)
+    flow = flows.PointKernelFlow(flows.LocalPointKernel(), loss, train, test)
+    with pytest.raises(ValueError, match=r"h_train must have shape \(217, 1, 1\)"):
+        flow.velocity(train.g_fs[:1])  # broadcast to every point before
+    weighted = loss.gradient(train.omega, train.weights, train.g_fs)
+    for max_entries in (0, 10**9):
+        kernel = flows.gaussian_point_kernel(0.1, normalise=True)
+        kernel = flows.PairPointKernel(kernel.pair, True, max_entries=max_entries)
+        prepared = kernel.prepare(train, test)
+        with pytest.raises(ValueError, match="prepared for 217 test points, called with 5"):
+            prepared.velocity(train.points, test.points[:5], train.weights, weighted)
+
+
 def test_cluster_points_recovers_separated_groups_across_batches():
     """Three tight groups around distant points of CP^2: every batch finds them and the merge matches them."""
     rng = np.random.default_rng(0)

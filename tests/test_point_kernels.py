@@ -276,6 +276,16 @@ def test_errors(quintic_points):
         apply(kernel, z, z.at[2, 1].set(jnp.inf), v)
     with pytest.raises(ValueError, match="values must be a real or complex floating array"):
         apply(kernel, z, z, jnp.ones(10, dtype=int))
+    # 2 sigma^2 underflowing to 0 would make k(z, z) = exp(-0/0)
+    with pytest.raises(ValueError, match="too small: 2 sigma"):
+        flows.FSGaussian(1e-160)
+    assert float(flows.FSGaussian(1.1e-154)(z[0], z[0])) == 1.0
+    # a point with every coordinate zero has no unit representative
+    with pytest.raises(ValueError, match="targets row 3 is a point the kernel cannot take"):
+        apply(kernel, z.at[3].set(0), z, v)
+    # no value per point: an empty sum, not an error inside the chunking
+    empty = apply(kernel, z[:4], z, jnp.ones((10, 0)))
+    assert empty.shape == (4, 0) and empty.dtype == jnp.float64
     with pytest.raises(ValueError, match="row_chunk must be an integer >= 1"):
         apply(kernel, z, z, v, row_chunk=0)
     with pytest.raises(ValueError, match="col_chunk must be an integer >= 1"):

@@ -28,6 +28,7 @@ equals the single-device one.
 
 import math
 import numbers
+import sys
 from collections.abc import Callable, Sequence
 
 import equinox as eqx
@@ -48,6 +49,8 @@ PointKernel = Callable[[Array, Array], Array]
 _ROW_CHUNK = 256
 _COL_CHUNK = 1024
 _AXIS = "rows"
+# the least width whose 2 sigma^2 is a normal float64
+_SIGMA_MIN = math.sqrt(sys.float_info.min / 2) * (1 + 1e-15)
 
 
 class FSGaussian(eqx.Module):
@@ -73,7 +76,7 @@ class FSGaussian(eqx.Module):
     faster on 20,000 quintic points).
 
     **Arguments:** `sigma`, the width, a finite number > 0 (radians of $d_\mathrm{FS}$,
-    which lies in $[0, \pi/2]$).
+    which lies in $[0, \pi/2]$), at least 1.1e-154 so that $2\sigma^2$ is a normal float.
     """
 
     sigma: float = eqx.field(static=True)
@@ -86,6 +89,11 @@ class FSGaussian(eqx.Module):
             or not sigma > 0
         ):
             raise ValueError(f"FSGaussian: sigma must be a finite number > 0, got {sigma!r}.")
+        if 2 * float(sigma) ** 2 < sys.float_info.min:  # 1/(2 sigma^2) would be inf: 0/0 at d = 0
+            raise ValueError(
+                f"FSGaussian: sigma = {sigma!r} is too small: 2 sigma^2 underflows (sigma must be "
+                f">= {_SIGMA_MIN:.1e})."
+            )
         self.sigma = float(sigma)
 
     def __call__(self, z: Complex[Array, " n1"], w: Complex[Array, " n1"]) -> Float[Array, ""]:
@@ -155,6 +163,20 @@ def _check_inputs(caller: str, kernel, targets, sources, values):
         if not finite.all():
             bad = int(np.argmin(finite))
             raise ValueError(f"{caller}: {name} has a non-finite entry (first in row {bad}).")
+    if hasattr(kernel, "prepare") and hasattr(kernel, "on_prepared"):
+        for name in ("targets", "sources"):
+            x = arrays[name]
+            if _checked_at_run_time(x):
+                continue
+            with jax.ensure_compile_time_eval():  # concrete points inside a jit: still concrete
+                prepared = np.asarray(kernel.prepare(x))
+            ok = np.isfinite(prepared).reshape(x.shape[0], -1).all(axis=1)
+            if not ok.all():
+                raise ValueError(
+                    f"{caller}: {name} row {int(np.argmin(ok))} is a point the kernel cannot take "
+                    f"({type(kernel).__name__}.prepare gives non-finite values: every coordinate "
+                    "zero?)."
+                )
     try:
         k = jax.eval_shape(kernel, targets[0], sources[0])
     except Exception as error:  # report what the kernel could not do, with its own message
@@ -235,6 +257,9 @@ def _chunked_apply(kernel, targets, sources, values, kernel_dtype, row_chunk, co
 @eqx.filter_jit
 def _apply(kernel, targets, sources, values, kernel_dtype, row_chunk, col_chunk):
     flat = values.reshape(values.shape[0], -1)
+    if flat.shape[1] == 0:  # no value per point: nothing to sum
+        dtype = np.promote_types(kernel_dtype, values.dtype)
+        return jnp.zeros((targets.shape[0],) + values.shape[1:], dtype)
     out = _chunked_apply(kernel, targets, sources, flat, kernel_dtype, row_chunk, col_chunk)
     return out.reshape((targets.shape[0],) + values.shape[1:])
 
@@ -299,6 +324,9 @@ def _sharded_apply(kernel, targets, sources, values, kernel_dtype, row_chunk, co
     per_device = -(-p // count)
     padded = _pad_rows(targets, per_device * count) if per_device * count != p else targets
     flat = values.reshape(values.shape[0], -1)
+    if flat.shape[1] == 0:  # no value per point: nothing to sum
+        dtype = np.promote_types(kernel_dtype, values.dtype)
+        return jnp.zeros((p,) + values.shape[1:], dtype)
     rows = PartitionSpec(_AXIS)
     replicated = PartitionSpec()
 

@@ -109,6 +109,12 @@ class PointKernelFlow(eqx.Module):
     ) -> tuple[Complex[Array, "N m m"], Complex[Array, "P m m"]]:
         r"""$(\partial_t h_\mathrm{train}, \partial_t h_\mathrm{test})$."""
         del h_test  # the kernel's prediction depends on the training state only
+        m = self.train.points.shape[1] - 2
+        if h_train.shape != (self.train.count, m, m):
+            raise ValueError(
+                f"PointKernelFlow: h_train must have shape ({self.train.count}, {m}, {m}), one "
+                f"metric value per training point, got {h_train.shape}."
+            )
         weighted = self.loss.gradient(self.train.omega, self.train.weights, h_train)
         v_train, v_test = self.kernel.velocity(
             self.train.points, self.test_points, self.train.weights, weighted

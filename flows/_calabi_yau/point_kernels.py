@@ -26,8 +26,9 @@ import jax.numpy as jnp
 from jaxtyping import Array, Complex, Float, Int
 
 from .._kernels import ReLUNTK
-from .clustering import cluster_blocks, cluster_points, nearest_points
+from .clustering import _nearest, cluster_blocks, cluster_points, nearest_points
 from .kernel_apply import FSGaussian, point_kernel_apply
+from .projective import _distance_squared_of_cosine, fs_distance_squared
 from .sampling import PointSample
 
 
@@ -104,18 +105,66 @@ class ReLUPointNTK(eqx.Module):
         return self.ntk.gram(x[None], y[None])[0, 0]
 
 
+class _ShiftedGaussian(eqx.Module):
+    r"""$e^{s(x)}\,k_\sigma(x, y)$, the target carrying $s(x)$ as an extra last coordinate (sources 0).
+
+    A per-row factor cancels in a normalised kernel. With
+    $s(x) = \min_b d_\mathrm{FS}(x, z_b)^2/2\sigma^2$ the nearest training point
+    contributes $e^0 = 1$, so a width far below the distance from $x$ to the
+    sample cannot underflow every term of its row to 0 (a 0/0): the row tends
+    to the nearest point's value, the narrow-width limit.
+    """
+
+    gaussian: FSGaussian
+
+    def __call__(self, x, y):
+        d2 = fs_distance_squared(x[:-1], y[:-1])
+        return jnp.exp(jnp.real(x[-1]) - d2 / (2 * self.gaussian.sigma**2))
+
+    def prepare(self, points):
+        return jnp.concatenate([self.gaussian.prepare(points[:, :-1]), points[:, -1:]], axis=1)
+
+    def on_prepared(self, x, y):
+        inner = jnp.sum(jnp.conj(x[:-1]) * y[:-1])
+        c = jnp.sqrt(jnp.real(inner) ** 2 + jnp.imag(inner) ** 2)
+        d2 = _distance_squared_of_cosine(c)
+        return jnp.exp(jnp.real(x[-1]) - d2 / (2 * self.gaussian.sigma**2))
+
+
+def _nearest_shift(gaussian: FSGaussian, sources, targets) -> Float[Array, " P"]:
+    r"""$s(x) = \min_b d_\mathrm{FS}(x, z_b)^2/2\sigma^2$ for each target (jittable)."""
+    _, distance = _nearest(sources, targets, min(256, targets.shape[0]))
+    return distance**2 / (2 * gaussian.sigma**2)
+
+
+def _shifted_points(gaussian: FSGaussian, targets, sources, shift):
+    """`_ShiftedGaussian` with its points: targets carry $s$, sources 0."""
+    zero = jnp.zeros(sources.shape[0], jnp.real(sources).dtype)
+
+    def column(points, values):
+        return jnp.concatenate([points, values.astype(points.dtype)[:, None]], axis=1)
+
+    return _ShiftedGaussian(gaussian), column(targets, shift), column(sources, zero)
+
+
 class PairPointKernel(AbstractPointKernel):
     r"""A pairwise kernel $k(z, w)$: $V(x) = \sum_b k(x, z_b)\,\frac{w_b}{N}G_b$.
 
     With `normalise`, divided by $\sum_b k(x, z_b)\, w_b/N$ (the estimate of
     $\int k(x, \cdot)\, d\mu$), so that $V$ is a kernel-weighted mean of $G$ and
-    a narrow kernel tends to the local one at training points (the paper's
-    optional normalisation of eq. 3.5).
+    a narrow kernel tends to the local one at training points and to the
+    nearest-point kernel at test points (the paper's optional normalisation of
+    eq. 3.5). For the Gaussian (`FSGaussian`) each test row is computed as
+    $e^{s(x)}k$, $s(x) = \min_b d_\mathrm{FS}(x, z_b)^2/2\sigma^2$, a factor that
+    cancels: however narrow the width, the nearest training point's term is 1 and
+    the row cannot underflow to 0/0. (A training row holds its own point, term 1.)
 
     The points are fixed during a flow, so when the kernel matrices have at
     most `max_entries` entries ($N(N + P)$) `prepare` builds them once and each
     step is a matrix product. Otherwise every step applies the kernel
     matrix-free (`point_kernel_apply`: memory O(`chunk`²), never an N x N array).
+    A prepared kernel is for the points it was prepared on: `velocity` refuses
+    point counts that differ from them.
 
     **Arguments:** `pair`: $k$, a function of two points (e.g. `FSGaussian(sigma)`,
     `ReLUPointNTK(ReLUNTK(...))`); `normalise`; `chunk`; `max_entries`.
@@ -126,16 +175,28 @@ class PairPointKernel(AbstractPointKernel):
     chunk: int = eqx.field(static=True, default=512)
     max_entries: int = eqx.field(static=True, default=20_000_000)
     matrices: tuple | None = None
+    test_shift: Float[Array, " P"] | None = None
+
+    @property
+    def _shifted(self) -> bool:
+        return self.normalise and isinstance(self.pair, FSGaussian)
 
     def prepare(self, train, test):
         points = train.points
         test_points = points[:0] if test is None else test.points
+        shift = None
+        if self._shifted and test_points.shape[0] > 0:
+            shift = _nearest_shift(self.pair, points, test_points)
+        fields = (self.pair, self.normalise, self.chunk, self.max_entries)
         if points.shape[0] * (points.shape[0] + test_points.shape[0]) > self.max_entries:
-            return self
-        matrices = (_gram(self.pair, points, points), _gram(self.pair, test_points, points))
-        return PairPointKernel(self.pair, self.normalise, self.chunk, self.max_entries, matrices)
+            return PairPointKernel(*fields, None, shift)
+        pair, targets, sources = self.pair, test_points, points
+        if shift is not None:
+            pair, targets, sources = _shifted_points(self.pair, test_points, points, shift)
+        matrices = (_gram(self.pair, points, points), _gram(pair, targets, sources))
+        return PairPointKernel(*fields, matrices, shift)
 
-    def _apply(self, targets, sources, weights, weighted, matrix):
+    def _apply(self, pair, targets, sources, weights, weighted, matrix):
         n, m = weighted.shape[0], weighted.shape[1]
         columns = [weighted.reshape(n, m * m)]
         if self.normalise:
@@ -145,19 +206,42 @@ class PairPointKernel(AbstractPointKernel):
             out = matrix.astype(values.dtype) @ values
         else:
             out = point_kernel_apply(
-                self.pair, targets, sources, values, row_chunk=self.chunk, col_chunk=self.chunk
+                pair, targets, sources, values, row_chunk=self.chunk, col_chunk=self.chunk
             )
         v = out[:, : m * m].reshape(-1, m, m)
         if self.normalise:
             v = v / jnp.real(out[:, m * m]).astype(v.dtype)[:, None, None]
         return v
 
+    def _check_prepared(self, n: int, p: int):
+        counts = []
+        if self.matrices is not None:
+            counts = [
+                ("training", self.matrices[0].shape[0], n),
+                ("test", self.matrices[1].shape[0], p),
+            ]
+        elif self.test_shift is not None:
+            counts = [("test", self.test_shift.shape[0], p)]
+        for name, prepared, got in counts:
+            if prepared != got:
+                raise ValueError(
+                    f"PairPointKernel: prepared for {prepared} {name} points, called with {got}; "
+                    "prepare(train, test) for these points."
+                )
+
     def velocity(self, train, test, weights, weighted):
+        self._check_prepared(train.shape[0], test.shape[0])
         k_train, k_test = (None, None) if self.matrices is None else self.matrices
-        v_train = self._apply(train, train, weights, weighted, k_train)
+        v_train = self._apply(self.pair, train, train, weights, weighted, k_train)
         if test.shape[0] == 0:
             return v_train, jnp.zeros((0,) + weighted.shape[1:], weighted.dtype)
-        return v_train, self._apply(test, train, weights, weighted, k_test)
+        pair, targets, sources = self.pair, test, train
+        if self._shifted and k_test is None:  # a prepared matrix holds the shift already
+            shift = self.test_shift
+            if shift is None:  # not prepared: one more pass over the pairs
+                shift = _nearest_shift(self.pair, train, test)
+            pair, targets, sources = _shifted_points(self.pair, test, train, shift)
+        return v_train, self._apply(pair, targets, sources, weights, weighted, k_test)
 
 
 @eqx.filter_jit
@@ -183,19 +267,30 @@ class ClusteredPointKernel(AbstractPointKernel):
     seed: int = eqx.field(static=True, default=0)
     train_blocks: tuple | None = None
     test_blocks: tuple | None = None
+    test_shift: Float[Array, " P"] | None = None
 
     def prepare(self, train, test):
         labels = cluster_points(
             train.points, self.n_clusters, batch_size=self.batch_size, seed=self.seed
         )
         train_blocks = tuple(jnp.asarray(a) for a in cluster_blocks(labels, self.n_clusters))
+        shift = None
         if test is None:
             test_labels = jnp.zeros((0,), dtype=int)
         else:
-            test_labels = labels[nearest_points(train.points, test.points)[0]]
+            nearest, distance = nearest_points(train.points, test.points)
+            test_labels = labels[nearest]
+            if self.kernel._shifted:  # the nearest point shares the cluster: the same shift
+                shift = distance**2 / (2 * self.kernel.pair.sigma**2)
         test_blocks = tuple(jnp.asarray(a) for a in cluster_blocks(test_labels, self.n_clusters))
         return ClusteredPointKernel(
-            self.kernel, self.n_clusters, self.batch_size, self.seed, train_blocks, test_blocks
+            self.kernel,
+            self.n_clusters,
+            self.batch_size,
+            self.seed,
+            train_blocks,
+            test_blocks,
+            shift,
         )
 
     def velocity(self, train, test, weights, weighted):
@@ -206,9 +301,9 @@ class ClusteredPointKernel(AbstractPointKernel):
         values = weighted.reshape(n, m * m)
         norm = (weights / n).astype(weighted.dtype)
 
-        def apply(targets, index, mask):
+        def apply(pair, targets, sources, index, mask):
             def block(t_idx, t_mask, s_idx, s_mask):
-                k = jax.vmap(lambda x: jax.vmap(lambda y: self.kernel.pair(x, y))(train[s_idx]))(
+                k = jax.vmap(lambda x: jax.vmap(lambda y: pair(x, y))(sources[s_idx]))(
                     targets[t_idx]
                 )
                 k = jnp.where(s_mask[None, :], k, jnp.zeros_like(k)).astype(weighted.dtype)
@@ -222,10 +317,18 @@ class ClusteredPointKernel(AbstractPointKernel):
             flat = flat.at[index.reshape(-1)].add(out.reshape(-1, m * m))
             return flat.reshape(-1, m, m)
 
-        v_train = apply(train, src_index, src_mask)
+        v_train = apply(self.kernel.pair, train, train, src_index, src_mask)
         if test.shape[0] == 0:
             return v_train, jnp.zeros((0, m, m), weighted.dtype)
-        return v_train, apply(test, *self.test_blocks)
+        if self.test_shift is not None and self.test_shift.shape[0] != test.shape[0]:
+            raise ValueError(
+                f"ClusteredPointKernel: prepared for {self.test_shift.shape[0]} test points, "
+                f"called with {test.shape[0]}; prepare(train, test) for these points."
+            )
+        pair, targets, sources = self.kernel.pair, test, train
+        if self.test_shift is not None:
+            pair, targets, sources = _shifted_points(pair, test, train, self.test_shift)
+        return v_train, apply(pair, targets, sources, *self.test_blocks)
 
 
 def gaussian_point_kernel(sigma: float, *, normalise: bool = False) -> PairPointKernel:

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float
 
+from .._misc import check_memory
 from .kernel_apply import FSGaussian
 from .losses import MongeAmpereLoss
 from .potentials import KahlerPotential, _pulled_back
@@ -47,8 +48,10 @@ class PotentialFlow(eqx.Module):
 
     **Arguments:** `potential` (its parameters at $\theta_0$ are the initial
     state, `theta0`), `sample`, `regime` (one of `POTENTIAL_REGIMES`), `loss`
-    (a `MongeAmpereLoss`, for the gradient regimes), `sigma` (the smoothed
-    regime's width), `ridge`.
+    (a `MongeAmpereLoss`, for the gradient regimes; the Kähler–Ricci regimes do not
+    use it), `sigma` (the smoothed regime's width; refused in the other regimes),
+    `ridge`. The smoothed regime builds the dense $N \times N$ averaging matrix
+    once, refused by name when it would not fit in memory.
     """
 
     static: KahlerPotential
@@ -82,8 +85,22 @@ class PotentialFlow(eqx.Module):
             raise ValueError(
                 f"PotentialFlow: regime must be one of {POTENTIAL_REGIMES}, got {regime!r}."
             )
-        if not (isinstance(ridge, (int, float)) and math.isfinite(ridge) and ridge > 0):
+        if not (
+            isinstance(ridge, (int, float))
+            and not isinstance(ridge, bool)
+            and math.isfinite(ridge)
+            and ridge > 0
+        ):
             raise ValueError(f"PotentialFlow: ridge must be a finite number > 0, got {ridge!r}.")
+        if sigma is not None and regime != "kahler_ricci_smoothed":
+            raise ValueError(
+                f"PotentialFlow: sigma is the width of the smoothed regime; the {regime!r} regime "
+                f"has none (got sigma={sigma!r})."
+            )
+        if loss is not None and not isinstance(loss, MongeAmpereLoss):
+            raise ValueError(
+                f"PotentialFlow: loss must be a MongeAmpereLoss, got {type(loss).__name__}."
+            )
         spec = jax.tree.map(lambda _: False, potential)
         spec = eqx.tree_at(
             lambda p: p.network, spec, jax.tree.map(eqx.is_inexact_array, potential.network)
@@ -97,6 +114,13 @@ class PotentialFlow(eqx.Module):
             if sigma is None:
                 raise ValueError("PotentialFlow: the smoothed regime needs sigma.")
             k = FSGaussian(sigma)
+            n = sample.count
+            itemsize = jnp.dtype(sample.weights.dtype).itemsize
+            check_memory(
+                3 * n * n * itemsize,
+                f"PotentialFlow: the smoothed regime's {n} x {n} averaging matrix",
+                "Use fewer training points.",
+            )
             kmat = jax.vmap(lambda x: jax.vmap(lambda y: k(x, y))(sample.points))(sample.points)
             kmat = kmat * sample.weights[None, :]
             self.smoothing = kmat / jnp.sum(kmat, axis=1, keepdims=True)
