@@ -102,6 +102,8 @@ def fit_order(
     t, y = np.asarray(t, float), np.asarray(y, float)
     if len(t) < 3:
         raise ValueError("a fit of 2 parameters needs more than 2 points")
+    if not (np.all(np.isfinite(t)) and np.all(np.isfinite(y))):
+        raise ValueError(f"a fit of non-finite values: t = {t.tolist()}, y = {y.tolist()}")
     line = line_fit(t, y)
     order, stderr, dof = sign * line.slope, line.stderr, line.dof
     quantile = float(scipy.stats.t.ppf(0.5 + CONFIDENCE / 2, dof))
@@ -129,6 +131,8 @@ def fit_order(
             }
         )
     record["ansatz_variations"] = ansatz
+    # with corrections but too few points for any variation, the interval is lack of fit only
+    record["systematic_available"] = bool(ansatz) or not corrections
     record["systematic"] = max((abs(a["order"] - order) for a in ansatz), default=0.0)
     half = quantile * stderr + record["systematic"]
     record["half_width"] = half
@@ -139,10 +143,50 @@ def fit_order(
     return record
 
 
+def no_systematic(fit: dict) -> str:
+    """The progress line's note when the corrections could not widen the interval."""
+    if fit["systematic_available"]:
+        return ""
+    return f" (no ansatz variation: {fit['dof'] + 2} points; the interval is lack of fit only)"
+
+
 def local_orders(t: np.ndarray, y: np.ndarray, sign: float) -> list[float]:
-    r"""`sign` times the slope between consecutive points, $(y_{i+1} - y_i)/(t_{i+1} - t_i)$."""
+    r"""`sign` times the slope between consecutive points, $(y_{i+1} - y_i)/(t_{i+1} - t_i)$.
+
+    A slope next to an infinite $y$ (the logarithm of an error that is exactly 0) is NaN
+    (null in the JSON), without a warning.
+    """
     t, y = np.asarray(t, float), np.asarray(y, float)
-    return (sign * np.diff(y) / np.diff(t)).tolist()
+    with np.errstate(invalid="ignore"):
+        slopes = sign * np.diff(y) / np.diff(t)
+    return np.where(np.isfinite(slopes), slopes, np.nan).tolist()
+
+
+def check_series(label: str, x, errors, keep, *, floor: str, hint: str) -> None:
+    r"""Refuse a series that cannot be fitted, naming it: a non-finite error anywhere, or
+    fewer than 3 kept points (`keep`: those above the rounding floor, described by `floor`;
+    `hint`: what to change).
+
+    A non-finite error is a failure (a solver that blew up), never a rounding floor.
+    """
+    x, errors, keep = np.asarray(x, float), np.asarray(errors, float), np.asarray(keep, bool)
+    bad = ~np.isfinite(errors)
+    if bad.any():
+        raise ValueError(
+            f"{label}: the error at x = {x[bad][0]:g} is {errors[bad][0]} (a computation "
+            f"failed); nothing is fitted"
+        )
+    if keep.sum() < 3:
+        raise ValueError(
+            f"{label}: only {int(keep.sum())} of {keep.size} points lie above {floor}; a fitted "
+            f"order needs 3 ({hint})"
+        )
+
+
+def log_safe(values) -> np.ndarray:
+    r"""$\log$ of non-negative values; 0 gives $-\infty$ without a warning."""
+    with np.errstate(divide="ignore"):
+        return np.log(np.asarray(values, float))
 
 
 def power_series(
@@ -154,11 +198,23 @@ def power_series(
     expected: float,
     corrections: tuple[tuple[str, np.ndarray], ...] = (),
     keep: np.ndarray | None = None,
+    hint: str = "refine further",
     **extra,
 ) -> dict:
-    r"""One power-law series: error $\propto x^{\pm p}$, fitted in log-log over the kept points."""
+    r"""One power-law series: error $\propto x^{\pm p}$, fitted in log-log over the kept points.
+
+    `keep` (default all) marks the points above the rounding floor; errors exactly 0 are
+    left out too. A non-finite error, or fewer than 3 kept points, is refused by name
+    (`check_series`; `hint` says what to change).
+    """
     x, errors = np.asarray(x, float), np.asarray(errors, float)
-    keep = np.ones(x.shape, bool) if keep is None else np.asarray(keep, bool)
+    if keep is None:
+        keep = errors > 0
+        floor = "0 (an error exactly 0 has no logarithm)"
+    else:
+        keep = np.asarray(keep, bool) & (errors > 0)
+        floor = "the rounding floor"
+    check_series(label, x, errors, keep, floor=floor, hint=hint)
     t, y = np.log(x[keep]), np.log(errors[keep])
     fit = fit_order(
         t,
@@ -171,7 +227,7 @@ def power_series(
     progress(
         f"  {label}: order {fit['order']:.4f}, 95% interval "
         f"[{fit['interval'][0]:.4f}, {fit['interval'][1]:.4f}], expected {expected:g}: "
-        f"{'inside' if fit['expected_in_interval'] else 'OUTSIDE'}"
+        f"{'inside' if fit['expected_in_interval'] else 'OUTSIDE'}{no_systematic(fit)}"
     )
     return {
         "label": label,
@@ -180,7 +236,7 @@ def power_series(
         "error": errors.tolist(),
         "used_in_fit": keep.tolist(),
         "sign": sign,
-        "local_orders": local_orders(np.log(x), np.log(errors), sign),
+        "local_orders": local_orders(np.log(x), log_safe(errors), sign),
         **fit,
         **extra,
     }

@@ -86,7 +86,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from _common import directory, integer, number, progress, save_figure, seed, write_json
-from _fits import fit_order, local_orders, power_series
+from _fits import check_series, fit_order, local_orders, log_safe, no_systematic, power_series
 from matplotlib.figure import Figure
 
 import flows
@@ -95,6 +95,8 @@ import solvers
 jax.config.update("jax_enable_x64", True)
 
 STUDIES = ("resolution", "tolerance", "sigma", "width", "points")
+DEFAULT_SOLVERS = ("heun", "bosh3", "rk4")
+DEFAULT_A = 0.8
 EPS = float(np.finfo(np.float64).eps)
 DETERMINISTIC = (
     "Student-t 95% of the {what}, widened by its largest shift when the next one or two terms "
@@ -144,6 +146,15 @@ def _spectral_series(
     label, x, natural, prefactor, errors, scales, rate, resolution_name, **extra
 ) -> dict:
     keep = errors > 1e5 * scales
+    check_series(
+        label,
+        x,
+        errors,
+        keep,
+        floor="10^5 rounding units of the exact value",
+        hint="a larger --amplitude-a brings the singularity nearer and slows the convergence; "
+        "without --small the rules go further",
+    )
     t, y = x[keep], np.log(errors[keep]) - np.log(prefactor[keep])
     fit = fit_order(
         t,
@@ -153,12 +164,12 @@ def _spectral_series(
         model=f"log e - log(prefactor) = c - rate {resolution_name}",
         corrections=(("1/m", 1 / natural[keep]), ("1/m²", 1 / natural[keep] ** 2)),
     )
-    loglog = local_orders(np.log(x), np.log(errors), -1.0)
+    loglog = local_orders(np.log(x), log_safe(errors), -1.0)
     predicted = local_orders(np.log(x), np.log(prefactor) - rate * x, -1.0)
     progress(
         f"  {label}: rate {fit['order']:.4f} per unit {resolution_name}, 95% interval "
         f"[{fit['interval'][0]:.4f}, {fit['interval'][1]:.4f}], expected {rate:.4f}: "
-        f"{'inside' if fit['expected_in_interval'] else 'OUTSIDE'}"
+        f"{'inside' if fit['expected_in_interval'] else 'OUTSIDE'}{no_systematic(fit)}"
     )
     return {
         "label": label,
@@ -169,7 +180,7 @@ def _spectral_series(
         "rounding_scale": scales.tolist(),
         "used_in_fit": keep.tolist(),
         "prefactor": prefactor.tolist(),
-        "local_rates": local_orders(x, np.log(errors), -1.0),
+        "local_rates": local_orders(x, log_safe(errors), -1.0),
         "local_loglog_orders": loglog,
         "predicted_local_loglog_orders": predicted,
         **fit,
@@ -334,6 +345,7 @@ def study_tolerance(args) -> dict:
                 expected=float(order),
                 corrections=(("Δt", dt), ("Δt²", dt**2)),
                 keep=keep,
+                hint="without --small the steps go finer",
                 steps=steps.tolist(),
                 steps_taken=taken,
             )
@@ -455,6 +467,7 @@ def _width_series(label, m, widths, sigma, seeds, seed) -> dict:
         squares = np.concatenate(squares)
         errors.append(math.sqrt(squares.mean()))
         spreads.append(float(np.std(np.sqrt(squares), ddof=1)))
+        progress(f"width: {label}, width {int(w)}: relative error {errors[-1]:.3e}")
     return power_series(
         label,
         np.asarray(widths),
@@ -586,7 +599,7 @@ AXES = {
 ERRORS = {
     "resolution": "|∫R dV_g − 4πχ|",
     "tolerance": "‖g_Δt(t₁) − g_ref(t₁)‖ (L²(μ))",
-    "sigma": "‖V_σ − V‖ (L²(μ))",
+    "sigma": "‖V_σ − V₀‖ (L²(μ)), V₀ the σ → 0 limit",
     "width": "‖Θ_width − Θ_∞‖_F / ‖Θ_∞‖_F (RMS)",
     "points": "std of σ estimates",
 }
@@ -713,24 +726,45 @@ def parse_args(argv):
         "--seeds",
         type=integer(2),
         default=None,
-        help="repetitions per size for width and points (>= 2)",
+        help="repetitions per size for width and points (>= 2; default 8 and 96, 2 and 8 with "
+        "--small)",
     )
     parser.add_argument(
         "--solvers",
-        default="heun,bosh3,rk4",
-        help=f"comma-separated fixed-step solvers for tolerance, from {','.join(FIXED_STEP_SOLVERS)}",
+        default=None,
+        help="comma-separated fixed-step solvers for tolerance, from "
+        f"{','.join(FIXED_STEP_SOLVERS)} (default {','.join(DEFAULT_SOLVERS)})",
     )
     parser.add_argument(
         "--amplitude-a",
         type=number(above=0, below=1),
-        default=0.8,
-        help="a in the resolution study's metrics, 0 < a < 1",
+        default=None,
+        help=f"a in the resolution study's metrics, 0 < a < 1 (default {DEFAULT_A}; the rate "
+        "is arccosh(1/a), and a below about 0.3 reaches rounding in too few points to fit)",
     )
     args = parser.parse_args(argv)
-    args.solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
+    if args.study != "all":  # a flag the chosen study does not read is a mistake, not a no-op
+        for flag, value, studies in (
+            ("--seeds", args.seeds, ("width", "points")),
+            ("--solvers", args.solvers, ("tolerance",)),
+            ("--amplitude-a", args.amplitude_a, ("resolution",)),
+        ):
+            if value is not None and args.study not in studies:
+                parser.error(
+                    f"{flag} is read by the {' and '.join(studies)} "
+                    f"{'study' if len(studies) == 1 else 'studies'}, not by {args.study}"
+                )
+    args.amplitude_a = DEFAULT_A if args.amplitude_a is None else args.amplitude_a
+    names = DEFAULT_SOLVERS if args.solvers is None else args.solvers.split(",")
+    args.solvers = [s.strip() for s in names if s.strip()]
     unknown = [s for s in args.solvers if s not in FIXED_STEP_SOLVERS]
-    if unknown or not args.solvers:
+    if not args.solvers:
+        parser.error(f"--solvers: name at least one, from {','.join(FIXED_STEP_SOLVERS)}")
+    if unknown:
         parser.error(f"--solvers: unknown {unknown}; choose from {','.join(FIXED_STEP_SOLVERS)}")
+    twice = sorted({s for s in args.solvers if args.solvers.count(s) > 1})
+    if twice:
+        parser.error(f"--solvers: {', '.join(twice)} named twice")
     return args
 
 
