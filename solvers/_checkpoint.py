@@ -17,16 +17,20 @@ stray `.NAME.*.tmp` beside it, which is never read. A program run by
 `run_program` removes it on Ctrl-C: `atomic_write` keeps the temporary files of
 the writes in progress, and the files it completed, for that.
 
-Format 2: the step-size controller's state also holds the count of rejected
-non-finite steps (`_controller.py`); format-1 checkpoints are refused by name.
+Format 3: the step-size controller's state holds the episode of non-finite
+rejections, the latest proposal and whether the latest step was kept
+(`_controller.py`); checkpoints of other formats are refused by name.
 """
 
 import contextlib
+import dataclasses
+import functools
 import hashlib
 import json
 import os
 import secrets
 import threading
+import types
 import zipfile
 from pathlib import Path
 
@@ -114,11 +118,22 @@ def write(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
 
 
 def read(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a checkpoint archive; `ValueError` naming the file if it is not one."""
+    """Read a checkpoint archive; `ValueError` naming the file if it is absent or not one."""
+    if not os.path.isfile(path):
+        raise ValueError(f"solve: there is no checkpoint file at {os.fspath(path)!r}.")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+    # a damaged zip header can raise any of these (an "encrypted" flag, an unknown method)
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+        KeyError,
+        RuntimeError,
+        NotImplementedError,
+        zipfile.BadZipFile,
+    ) as error:
         raise ValueError(
             f"solve: cannot read checkpoint {os.fspath(path)!r} ({error}); it is not a "
             "checkpoint written by solve. Delete it or pass another path."
@@ -144,6 +159,75 @@ def digest(*arrays) -> str:
 def tree_digest(tree) -> str:
     """`digest` of a pytree's array leaves (e.g. a flow's nodes and weights)."""
     return digest(*jax.tree_util.tree_leaves(eqx.filter(tree, eqx.is_array)))
+
+
+def _functions(obj, seen: set[int]):
+    """The Python functions inside `obj` (module fields, containers, partials, closures)."""
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, types.MethodType):
+        yield from _functions(obj.__func__, seen)
+        yield from _functions(obj.__self__, seen)
+    elif isinstance(obj, types.FunctionType):
+        yield obj
+        for cell in obj.__closure__ or ():
+            with contextlib.suppress(ValueError):  # an empty cell
+                yield from _functions(cell.cell_contents, seen)
+        for value in (obj.__defaults__ or ()) + tuple((obj.__kwdefaults__ or {}).values()):
+            yield from _functions(value, seen)
+    elif isinstance(obj, functools.partial):
+        for value in (obj.func, *obj.args, *obj.keywords.values()):
+            yield from _functions(value, seen)
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):  # equinox modules
+        for field in dataclasses.fields(obj):
+            yield from _functions(getattr(obj, field.name, None), seen)
+    elif isinstance(obj, list | tuple):
+        for value in obj:
+            yield from _functions(value, seen)
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from _functions(value, seen)
+
+
+def _code(code: types.CodeType) -> str:
+    """A function body's bytecode, names and constants (nested bodies recursively)."""
+    constants = [_code(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts]
+    return f"{code.co_code.hex()}|{code.co_names}|{code.co_varnames}|{constants}"
+
+
+def _value(x) -> str:
+    """A closed-over or default value: arrays by `digest`, functions by name, the rest by repr."""
+    if isinstance(x, np.ndarray | jax.Array):
+        return digest(x)
+    if isinstance(x, types.FunctionType):
+        return f"{x.__module__}.{x.__qualname__}"  # its own body is digested separately
+    return repr(x)
+
+
+def function_digest(tree) -> str | None:
+    """A SHA-256 of the Python functions a pytree holds, or None if it holds none.
+
+    Each function counts by its module, qualified name, bytecode, constants, defaults and
+    the values it closes over, so two lambdas differing only in a closed-over number, or
+    a function whose body was edited, differ. Module-level names its code reads are not
+    followed.
+    """
+    h = hashlib.sha256()
+    found = False
+    for f in _functions(tree, set()):
+        found = True
+        cells = []
+        for cell in f.__closure__ or ():
+            try:
+                cells.append(_value(cell.cell_contents))
+            except ValueError:
+                cells.append("<empty>")
+        defaults = [_value(v) for v in f.__defaults__ or ()]
+        defaults += [f"{k}={_value(v)}" for k, v in sorted((f.__kwdefaults__ or {}).items())]
+        parts = (f.__module__, f.__qualname__, _code(f.__code__), cells, defaults)
+        h.update(repr(parts).encode())
+    return h.hexdigest() if found else None
 
 
 def encode(fingerprint: dict) -> np.ndarray:
@@ -174,16 +258,22 @@ def checkpoint_info(path: str | os.PathLike) -> dict:
     `stop_reason` (empty while unfinished). `ValueError` if `path` is not a checkpoint.
     """
     data = read(path)
-    problem = json.loads(str(data["fingerprint"]))
-    steps, accepted, rejected = (int(x) for x in data["steps"])
-    return {
-        "t": float(data["t"]),
-        "t0": problem["t0"],
-        "t1": problem["t1"],
-        "steps": steps,
-        "accepted_steps": accepted,
-        "rejected_steps": rejected,
-        "saved": int(np.isfinite(data["saved_ts"]).sum()),
-        "finished": bool(data["finished"]),
-        "stop_reason": str(data["reason"]),
-    }
+    try:
+        problem = json.loads(str(data["fingerprint"]))
+        steps, accepted, rejected = (int(x) for x in data["steps"])
+        return {
+            "t": float(data["t"]),
+            "t0": float(problem["t0"]),
+            "t1": float(problem["t1"]),
+            "steps": steps,
+            "accepted_steps": accepted,
+            "rejected_steps": rejected,
+            "saved": int(np.isfinite(data["saved_ts"]).sum()),
+            "finished": bool(data["finished"]),
+            "stop_reason": str(data["reason"]),
+        }
+    except (KeyError, TypeError, ValueError) as error:  # json's errors are ValueErrors
+        raise ValueError(
+            f"solve: checkpoint {os.fspath(path)!r} is inconsistent ({type(error).__name__}: "
+            f"{error}); it was not written by this version of solve, or was altered."
+        ) from None

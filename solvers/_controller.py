@@ -35,12 +35,16 @@ PID controller creep towards the singular time, alternating accepted and rejecte
 steps that shrink geometrically: it used to spin to `max_steps`. A rejected step
 shorter than `COLLAPSE` (1e-12) times the solve's interval $|t_1 - t_0|$ stops the
 solve, reported as `RESULTS.max_steps_rejected` (`StopReason.STEP_COLLAPSED`):
-finishing at that step would take $10^{12}$ steps, so no flow that a solve can
-finish within `max_steps` is stopped by it.
+finishing at that step would take $10^{12}$ steps. Early in a long solve the
+interval is capped by `ELAPSED` ($10^6$) times the time elapsed since $t_0$: a
+stiff start rejects diffrax's first step, 0.01, whatever the interval, and over
+$[0, 10^{11}]$ that is $10^{-13}$ of it, but nothing has elapsed yet, so the
+solve goes on (and at least 16 units in the last place of $t$ always stop it).
 
 Its state also keeps its latest proposal $t_\mathrm{next}$ (before diffrax clips it to
 $t_1$) and whether the latest step was kept: with them a checkpointed solve
-(`_resume.py`) goes on with exactly the step the uninterrupted loop would take next.
+(`_resume.py`) goes on with exactly the step the uninterrupted loop would take next,
+handed back through `resume_at` (`init` returns it as the first step's end).
 """
 
 import diffrax
@@ -51,8 +55,10 @@ import jax.numpy as jnp
 # the episode's first one stops the solve.
 RESOLUTION = 1e-5
 
-# A rejected step shorter than this times the solve's interval stops the solve.
+# A rejected step shorter than this times the solve's interval stops the solve ...
 COLLAPSE = 1e-12
+# ... the interval capped by this times the time elapsed since t0.
+ELAPSED = 1e6
 
 # diffrax's result that carries the stop (`solvers._solution.stop_reason` reads it back).
 NON_FINITE_RESULT = diffrax.RESULTS.dt_min_reached
@@ -71,12 +77,18 @@ class FiniteStepController(diffrax.AbstractAdaptiveStepSizeController):
 
     State: (pid's state, the end of the latest non-finite rejection, the length of the
     episode's first one (0: no episode), the latest proposal $t_\mathrm{next}$, whether
-    the latest step was kept). `min_step`: a rejected step shorter than it stops the solve.
+    the latest step was kept). `origin`, `span`: the solve's $t_0$ and $|t_1 - t_0|$; a
+    rejected step shorter than `COLLAPSE` times min(`span`, `ELAPSED` times the time
+    elapsed since `origin`) stops the solve. `resume_at`: when set, the
+    end of the first step (`init` returns it: diffrax takes it when given a controller
+    state and no `dt0`), the step an interrupted solve had proposed.
     """
 
     pid: diffrax.PIDController
-    min_step: float | jax.Array = 0.0
+    origin: float | jax.Array = 0.0
+    span: float | jax.Array = 0.0
     resolution: float = RESOLUTION
+    resume_at: jax.Array | None = None
 
     @property
     def rtol(self):
@@ -91,10 +103,18 @@ class FiniteStepController(diffrax.AbstractAdaptiveStepSizeController):
         return self.pid.norm
 
     def wrap(self, direction):
-        return FiniteStepController(self.pid.wrap(direction), self.min_step, self.resolution)
+        # diffrax runs time as direction * t: so do the origin (resume_at is already its time)
+        origin = jnp.asarray(self.origin) * direction
+        return FiniteStepController(
+            self.pid.wrap(direction), origin, self.span, self.resolution, self.resume_at
+        )
 
     def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
+        if self.resume_at is not None:  # no first-step estimate: the stored step is the next
+            dt0 = self.resume_at - t0
         tnext, state = self.pid.init(terms, t0, t1, y0, dt0, args, func, error_order)
+        if self.resume_at is not None:
+            tnext = jnp.asarray(self.resume_at, jnp.result_type(tnext))
         bad_end, first = jnp.asarray(t0), jnp.zeros_like(jnp.asarray(t0))
         return tnext, (state, bad_end, first, jnp.asarray(tnext), jnp.asarray(True))
 
@@ -116,13 +136,21 @@ class FiniteStepController(diffrax.AbstractAdaptiveStepSizeController):
         first = jnp.where(keep & (t1 > bad_end), jnp.zeros_like(first), first)
         bad_end = jnp.where(bad, jnp.asarray(t1, bad_end.dtype), bad_end)
         stop = bad & (length < self.resolution * first)
-        collapsed = ~keep & (length < jnp.asarray(self.min_step, length.dtype))
+        elapsed = jnp.abs(t0 - jnp.asarray(self.origin, jnp.result_type(t0)))
+        ulp = jnp.nextafter(jnp.abs(t0), jnp.inf) - jnp.abs(t0)
+        span = jnp.minimum(jnp.asarray(self.span, elapsed.dtype), ELAPSED * elapsed)
+        min_step = jnp.maximum(COLLAPSE * span, 16 * ulp).astype(length.dtype)
+        collapsed = ~keep & (length < min_step)
         result = diffrax.RESULTS.where(collapsed, COLLAPSED_RESULT, result)
         result = diffrax.RESULTS.where(stop, NON_FINITE_RESULT, result)
         return keep, tprev, tnext, jump, (pid_state, bad_end, first, tnext, keep), result
 
 
-def pid(rtol: float, atol: float, t0, t1) -> FiniteStepController:
-    """The controller of a solve over $[t_0, t_1]$: PID with tolerances `rtol`, `atol`, finite steps only."""
-    min_step = COLLAPSE * jnp.abs(jnp.asarray(t1) - jnp.asarray(t0))
-    return FiniteStepController(diffrax.PIDController(rtol=rtol, atol=atol), min_step)
+def pid(rtol: float, atol: float, t0, t1, resume_at=None) -> FiniteStepController:
+    """The controller of a solve over $[t_0, t_1]$: PID with tolerances `rtol`, `atol`, finite steps only.
+
+    `resume_at`: the end of the first step, for a solve that goes on from a checkpoint.
+    """
+    span = jnp.abs(jnp.asarray(t1) - jnp.asarray(t0))
+    pid_controller = diffrax.PIDController(rtol=rtol, atol=atol)
+    return FiniteStepController(pid_controller, jnp.asarray(t0), span, RESOLUTION, resume_at)

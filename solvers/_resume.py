@@ -9,7 +9,8 @@ problem is the same and resumes; a finished checkpoint returns its solution.
 Between segments it carries diffrax's whole loop state: $t$, $y$, the solver
 state (e.g. the first-same-as-last stage), the PID controller's error history,
 and the next step's end $t_\mathrm{next}$ (as proposed, kept in the controller's state,
-re-entered as a `dt0` with $t + dt_0 = t_\mathrm{next}$ exactly), so the
+handed back as the controller's `resume_at`, which `init` returns: not as a `dt0`,
+since $t + (t_\mathrm{next} - t)$ need not round to $t_\mathrm{next}$), so the
 segments take exactly the steps, saves and event root-finds of one
 uninterrupted `diffeqsolve` (`_integrate.py`, the same solver and events).
 `_start` computes the state `diffeqsolve` starts from, as diffrax does.
@@ -92,16 +93,17 @@ def _start(flow, y0, t0, t1, dt0, rtol, atol, config):
 
 
 @eqx.filter_jit
-def _segment(flow, state, dt0, ts, t0, t1, s0, tolerances, config):
+def _segment(flow, state, ts, t0, t1, s0, tolerances, config):
     """At most `config.max_steps` steps of the solve over $[t_0, t_1]$ from `state`; the saves and the new state.
 
     `ts` are the save times with those already saved replaced by the current
     time (diffrax wants them non-decreasing within the interval; the caller
-    discards their saves). Passing the solver and controller states, and `dt0`
-    with $t + dt_0 = t_\\mathrm{next}$ exactly, continues diffrax's loop as it was.
+    discards their saves). Passing the solver and controller states, and the
+    next step's end $t_\\mathrm{next}$ through the controller (`resume_at`, no
+    `dt0`), continues diffrax's loop as it was.
     """
     rtol, atol, degenerate_tol, fixed_point_tol, curvature_limit = tolerances
-    t, _, y, solver_state, controller_state = state
+    t, tnext, y, solver_state, controller_state = state
     solver = _make_solver(config.solver, config.linear_solver, rtol, atol, flow.manifold)
     event = _event(flow, s0, degenerate_tol, fixed_point_tol, curvature_limit, config)
     sol = diffrax.diffeqsolve(
@@ -109,14 +111,14 @@ def _segment(flow, state, dt0, ts, t0, t1, s0, tolerances, config):
         solver,
         t,
         t1,
-        dt0,
+        None,
         y,
         saveat=diffrax.SaveAt(
             subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True)],
             solver_state=True,
             controller_state=True,
         ),
-        stepsize_controller=_controller.pid(rtol, atol, t0, t1),
+        stepsize_controller=_controller.pid(rtol, atol, t0, t1, resume_at=tnext),
         event=event,
         max_steps=config.max_steps,
         throw=False,
@@ -138,18 +140,6 @@ def _segment(flow, state, dt0, ts, t0, t1, s0, tolerances, config):
     return ts_out, ys_out, new_state, sol.result, sol.event_mask, sol.stats
 
 
-def _exact_step(t, tnext):
-    """A `dt0` with `t + dt0 == tnext` exactly in the state's precision (diffrax adds them)."""
-    t, tnext = np.asarray(t), np.asarray(tnext)
-    d = tnext - t
-    for _ in range(64):
-        reached = t + d
-        if reached == tnext:
-            break
-        d = np.nextafter(d, np.inf if reached < tnext else -np.inf, dtype=d.dtype)
-    return jnp.asarray(d)
-
-
 def _fingerprint(flow, values, t0, t1, dt0, ts, tolerances, config) -> dict:
     """What must agree for a checkpoint to be resumed (JSON; floats compare exactly).
 
@@ -161,6 +151,8 @@ def _fingerprint(flow, values, t0, t1, dt0, ts, tolerances, config) -> dict:
     return {
         "flow": " ".join(repr(flow).split()),  # its fields, static ones (sigma, ...) with values
         "flow arrays": _checkpoint.tree_digest(flow),
+        # only where the flow holds Python functions (older checkpoints have no such entry)
+        **({"flow functions": code} if (code := _checkpoint.function_digest(flow)) else {}),
         "g0 shape": list(values.shape),
         "g0 dtype": str(values.dtype),
         "g0 values": _checkpoint.digest(values),
@@ -282,15 +274,15 @@ def _solve_in_segments(
     last_write = time.monotonic()
     while not finished:
         # the steps per segment are static: a shorter last segment (max_steps) compiles anew
+        # one meter for the whole solve (below), not diffrax's, which restarts each segment
         segment_config = dataclasses.replace(
-            config, max_steps=min(every, config.max_steps - int(steps[0]))
+            config, max_steps=min(every, config.max_steps - int(steps[0])), progress=False
         )
         saved = np.isfinite(saved_ts)
         segment_ts = jnp.where(jnp.asarray(saved), state[0], ts)
         ts_out, ys_out, state, result, mask, stats = _segment(
             flow,
             state,
-            _exact_step(state[0], state[1]),
             segment_ts,
             t0,
             t1,
@@ -315,6 +307,13 @@ def _solve_in_segments(
         if finished or seconds is None or time.monotonic() - last_write >= seconds:
             write()
             last_write = time.monotonic()
+        if config.progress:
+            done = float((state[0] - t0) / (t1 - t0))
+            print(
+                f"solve: t = {float(state[0]):.6g} of [{float(t0):g}, {float(t1):g}] "
+                f"({100 * done:.2f}%), {int(steps[0])} steps",
+                flush=True,
+            )
 
     t_end, y_end = np.asarray(state[0]), np.asarray(state[2])
     ts_all = np.concatenate([saved_ts, t_end[None]])

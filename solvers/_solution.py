@@ -15,6 +15,7 @@ that is not a member is a solver failure, whose message carries diffrax's own:
 
 import dataclasses
 import enum
+import numbers
 
 import diffrax
 import equinox as eqx
@@ -49,7 +50,7 @@ class StopReason(enum.StrEnum):
     )
     NON_FINITE = "non-finite value in the metric or its velocity (the last finite state is kept)"
     STEP_COLLAPSED = (
-        "step size collapsed below 1e-12 of the interval: the velocity grows without bound "
+        "step size collapsed below 1e-12 of the time elapsed: the velocity grows without bound "
         "near the final time (a finite-time singularity), or the flow is too stiff for the "
         "solver (the last accepted state is kept)"
     )
@@ -166,9 +167,22 @@ class Solution:
     interpolation: object = None
 
     def evaluate(self, t: float) -> Float[Array, "N D D"]:
-        """The nodal metric values at any time in [t0, t_final] (needs `solve(..., dense=True)`)."""
+        """The nodal metric values at any time in [t0, t_final] (needs `solve(..., dense=True)`).
+
+        A number outside that range is refused (the interpolation would give NaN); a traced
+        `t` is not checked.
+        """
         if self.interpolation is None:
             raise ValueError("Solution.evaluate: solve with dense=True to keep the interpolation.")
+        if isinstance(t, numbers.Real) or (
+            isinstance(t, np.ndarray | jax.Array) and not isinstance(t, jax.core.Tracer)
+        ):
+            t0, t_final = float(self.ts[0]), float(self.t_final)
+            if np.ndim(t) != 0 or not t0 <= float(t) <= t_final:
+                raise ValueError(
+                    f"Solution.evaluate: t must be one time in [{t0!r}, {t_final!r}] (the solve's "
+                    f"interval as far as it ran), got {t!r}."
+                )
         return self.interpolation.evaluate(t)
 
     def metric(self, i: int = -1) -> NodalMetric:

@@ -44,6 +44,9 @@ same directory, `fsync`, `os.replace`). A call whose PATH exists checks that the
 problem is the same (flow, manifold, initial metric, $t_0$, $t_1$, `dt0`,
 `saveat`, solver, tolerances, event settings, `max_steps`; a difference is a
 `ValueError` naming it) and resumes; a finished checkpoint returns its solution.
+A flow's functions (e.g. `RescaledKernel`'s `rescale`) are compared by their code,
+constants, defaults and the values they close over, not by the module-level
+names their code reads: a global changed between runs goes unnoticed.
 Measured on CPU in float64 (`tests/test_checkpoint.py`): a run killed with
 SIGKILL and resumed, an uninterrupted checkpointed run, and the same call
 without a checkpoint give bit-for-bit the same trajectory, whatever
@@ -196,7 +199,8 @@ def solve(
       times themselves (increasing, in [t0, t1], at most `MAX_SAVES`).
     - `degenerate_tol`, `fixed_point_tol`, `curvature_limit`: the events (module docstring).
     - `force`: integrate even when the predicted amplification exceeds `refuse_amplification`.
-    - `progress`: print a progress meter.
+    - `progress`: print a progress meter (with a `checkpoint`, a line per segment: the
+      time reached, its share of the interval, the steps).
     - `dense`: keep diffrax's dense interpolation (`Solution.evaluate(t)`), e.g. for
       Perelman's pair (`conjugate_heat`).
     - `checkpoint`: a file path. When given, the solve runs in segments of

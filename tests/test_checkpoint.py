@@ -351,6 +351,98 @@ def test_event_in_a_later_segment_and_a_checkpoint_for_another_problem(tmp_path,
     assert garbage.read_bytes() == b"not a checkpoint" and truncated.read_bytes() == half
 
 
+def scaled_decay(scale):
+    r"""$\partial_t g = -\mathrm{scale}\, g$, as a closure: two of them differ only in `scale`."""
+    return lambda values: -scale * values
+
+
+def test_a_flow_holding_another_function_is_another_problem(tmp_path):
+    # a flow's functions print alike (<function <lambda>>) and hold no arrays: a checkpoint
+    # made with scale 1 answered the call with scale 3 by its own solution
+    flow, _ = decay_problem()
+    path = tmp_path / "run.ckpt"
+
+    def run(scale):
+        return run_decay(path, flow=NodalField(flow.manifold, scaled_decay(scale)), t1=1.0)
+
+    first = run(1.0)
+    assert np.array_equal(run(1.0).values, first.values)  # the same function: resumed
+    with pytest.raises(ValueError, match="differs in flow functions"):
+        run(3.0)
+    digest = _checkpoint.function_digest
+    assert digest(NodalField(flow.manifold, decay)) == digest(NodalField(flow.manifold, decay))
+    assert digest(flow.manifold) is None  # no functions: no entry, older checkpoints still match
+
+
+def test_damaged_checkpoints_are_refused_by_name(tmp_path):
+    path = tmp_path / "run.ckpt"
+    run_decay(path, t1=1.0)
+    raw = path.read_bytes()
+    entry = raw.find(b"PK\x01\x02")  # the first central-directory entry of the zip archive
+    damaged = {
+        "encrypted": (entry + 8, raw[entry + 8] | 1),  # its "encrypted" flag set
+        "compression": (entry + 10, 99),  # an unknown compression method
+    }
+    for name, (offset, byte) in damaged.items():
+        bad = tmp_path / f"{name}.ckpt"
+        bad.write_bytes(raw[:offset] + bytes([byte]) + raw[offset + 1 :])
+        for call in (lambda p: run_decay(p, t1=1.0), solvers.checkpoint_info):
+            with pytest.raises(ValueError, match="cannot read checkpoint"):  # not a raw error
+                call(bad)
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    arrays["stepz"] = arrays.pop("steps")
+    np.savez(tmp_path / "renamed.npz", **arrays)
+    with pytest.raises(ValueError, match="is inconsistent \\(KeyError"):
+        solvers.checkpoint_info(tmp_path / "renamed.npz")
+    with pytest.raises(ValueError, match="there is no checkpoint file at"):
+        solvers.checkpoint_info(tmp_path / "absent.ckpt")
+
+
+def test_a_checkpointed_solve_has_one_progress_meter(tmp_path, capsys):
+    # diffrax's meter restarted at 0% in every segment; one line per segment now, rising
+    run_decay(tmp_path / "run.ckpt", t1=1.0, progress=True)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("solve:")]
+    shares = [float(line.split("(")[1].split("%")[0]) for line in lines]
+    assert len(shares) >= 3 and shares == sorted(shares) and shares[-1] == 100.0
+
+
+def test_evaluate_refuses_times_outside_the_solve(tmp_path):
+    flow, g0 = decay_problem()
+    run = solvers.solve(flow, g0, 0.0, 1.0, dense=True)
+    assert max_abs(run.evaluate(0.5) - math.exp(-0.5) * g0.values) < 1e-6
+    assert max_abs(run.evaluate(1.0) - run.values[-1]) < 1e-12
+    for t in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"t must be one time in \[0.0, 1.0\]"):
+            run.evaluate(t)  # the interpolation gave NaN
+
+
+# One step per segment from the default first step: the early steps are longer than t itself,
+# and re-entering the next step's end as t + dt0 was off by an ulp (1.6e-15 at the end).
+EVERY_STEP_CHILD = PREAMBLE + textwrap.dedent(
+    """
+    import solvers
+    from tests.test_checkpoint import problem
+
+    flow, g0, t0, t1 = problem()
+    stepped = solvers.solve(
+        flow, g0, t0, t1, saveat=5, checkpoint=sys.argv[1], checkpoint_every=1
+    )
+    plain = solvers.solve(flow, g0, t0, t1, saveat=5)
+    np.savez(sys.argv[2], values=stepped.values, ts=stepped.ts, plain_values=plain.values,
+             plain_ts=plain.ts, steps=stepped.stats["num_steps"],
+             plain_steps=plain.stats["num_steps"])
+    """
+)
+
+
+def test_one_step_per_segment_from_the_default_first_step_is_bit_for_bit(tmp_path):
+    out = _in_default_codegen(EVERY_STEP_CHILD, tmp_path / "run.ckpt", tmp_path / "every.npz")
+    assert int(out["steps"]) == int(out["plain_steps"]) >= 20
+    assert np.array_equal(out["ts"], out["plain_ts"])
+    assert np.array_equal(out["values"], out["plain_values"])
+
+
 def test_every_entry_of_a_checkpoint_is_validated_before_it_is_used(tmp_path):
     # A checkpoint with the right keys but wrong entries resumed into silently wrong results
     # (saved_ys as int64) or raw KeyError/TypeError; now each is refused by name, untouched.
