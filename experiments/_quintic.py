@@ -11,16 +11,54 @@ import flows
 
 OVERSAMPLING = 24  # sampled points per point kept in one chart (the quintic has 20 charts)
 SAMPLE_BATCH = 4000  # chart points per sampling batch: memory O(24 x 4000 points)
+# points sampled at least, whatever the count wanted: 24 points give one of a chart on
+# average, and a test set of a few points failed on some seeds
+MIN_SAMPLED = 4800
 
 
 def chart_points(surface, key, count: int, chart=None) -> flows.PointSample:
-    """`count` points of `surface` in one chart (the most common, or `chart`), by oversampling."""
-    total = 24 * count
+    """`count` points of `surface` in one chart (the most common, or `chart`), by oversampling
+    (`OVERSAMPLING` sampled points per point, at least `MIN_SAMPLED`)."""
+    total = max(OVERSAMPLING * count, MIN_SAMPLED)
     sample = flows.point_sample(surface, flows.sample_points(surface, key, total))
-    sample = flows.chart_sample(sample, *(chart or (None, None)))
-    if sample.count < count:
-        raise RuntimeError(f"only {sample.count} of {total} sampled points fell in the chart")
+    sample = _in_chart(sample, chart)
+    if sample is None or sample.count < count:
+        got = 0 if sample is None else sample.count
+        raise ValueError(
+            f"only {got} of {total} sampled points fell in the chart, {count} wanted; choose "
+            "another --seed"
+        )
     return flows.subsample(sample, np.arange(count))
+
+
+def _in_chart(sample: flows.PointSample, chart) -> flows.PointSample | None:
+    """`flows.chart_sample` of `sample` (the most common chart, or `chart`); None if it holds none."""
+    if chart is not None and not np.any(
+        (np.asarray(sample.patch) == chart[0]) & (np.asarray(sample.eliminated) == chart[1])
+    ):
+        return None
+    return flows.chart_sample(sample, *(chart or (None, None)))
+
+
+def in_own_chart(surface, near: flows.PointSample, chart, scale: float) -> flows.PointSample:
+    """The points of `near` whose own chart (`flows.patch_geometry`'s default choice) is `chart`.
+
+    `flows.sample_near` puts every noised point in the training chart; a large kick
+    carries a point out of that chart's region, where its coordinates are not those
+    a fresh point there would have, so it is dropped, as fresh test points are.
+    """
+    _, patch, eliminated, *_, accepted = flows.patch_geometry(surface, near.points)
+    keep = np.flatnonzero(
+        (np.asarray(patch) == chart[0])
+        & (np.asarray(eliminated) == chart[1])
+        & np.asarray(accepted)
+    )
+    if keep.size < 2:
+        raise ValueError(
+            f"noise scale {scale:g}: {keep.size} of {near.count} noised training points stay "
+            "in the training chart; drop that scale from --noise"
+        )
+    return flows.subsample(near, keep)
 
 
 def chart_points_batched(surface, key, count: int, chart=None) -> flows.PointSample:
@@ -35,16 +73,17 @@ def chart_points_batched(surface, key, count: int, chart=None) -> flows.PointSam
     kept, i = [], 0
     while sum(len(k) for k in kept) < count:
         want = min(SAMPLE_BATCH, count)
-        total = OVERSAMPLING * want
+        total = max(OVERSAMPLING * want, MIN_SAMPLED)
         batch = flows.point_sample(
             surface, flows.sample_points(surface, jax.random.fold_in(key, i), total)
         )
-        batch = flows.chart_sample(batch, *(chart or (None, None)))
-        chart = chart or (int(batch.patch[0]), int(batch.eliminated[0]))
-        kept.append(np.asarray(batch.points))
+        batch = _in_chart(batch, chart)
+        if batch is not None:
+            chart = chart or (int(batch.patch[0]), int(batch.eliminated[0]))
+            kept.append(np.asarray(batch.points))
         i += 1
         if i > 10 * (count // want + 1):
-            raise RuntimeError(
+            raise ValueError(
                 f"sampling {count} points in chart {chart}: too few points fell in it after "
                 f"{i} batches of {total}"
             )

@@ -110,9 +110,9 @@ had said 1.55 GB (XLA's compiled kernel application at $10^5$: 96 MB).
 With `--small` (N = 300, 1000, 3000; 300 test points; 20 steps; 3 draws;
 2 min 38 s at load average 2 on the two cores, 11 min at load 8–9): test
 gains Gaussian 0.94, 1.04, 1.29 (± 0.02–0.06), Delta 0.91, 0.98, 1.19, ReLU
-NTK 1.54, 1.57, 1.63, unnormalised 1.000–1.004; memory 0.62 GB (6000) and
-0.69 GB (12000), extrapolated to 1.75 GB at $10^5$ (two close sizes: the slope
-is mostly noise, 0.96 GB in another run).
+NTK 1.54, 1.57, 1.63, unnormalised 1.000–1.004; memory 0.62–0.75 GB (6000) and
+0.69–0.81 GB (12000) across runs, extrapolated to 1.75 GB at $10^5$ (two close
+sizes: the slope is mostly noise, 0.96 GB in another run).
 
 A ladder whose largest N would need more memory than is available (about
 10 kB a point, from the measured peaks) is refused before any work, with the
@@ -146,7 +146,7 @@ from _common import (
 )
 from _fits import log_fit, mean_and_stderr
 from _quintic import chart_points_batched as chart_points
-from _quintic import concatenate, mean_nearest_distances
+from _quintic import concatenate, in_own_chart, mean_nearest_distances
 from _timing import machine, median_time, peak_rss, xla_bytes
 from jaxtyping import Array, Float
 from matplotlib.figure import Figure
@@ -242,20 +242,24 @@ def parse_args(argv):
         if getattr(args, name) is None:
             setattr(args, name, value)
     args.points = sorted(set(args.points))
-    if len(args.scaling_points) < 3:
-        parser.error("--scaling-points needs at least 3 sizes, each >= 2")
+    if len(set(args.scaling_points)) < 3:
+        parser.error("--scaling-points needs at least 3 distinct sizes, each >= 2")
+    if len(set(args.noise)) < 2:  # the gain-distance curve needs two distances
+        parser.error("--noise needs at least 2 distinct scales (the gain-distance curve)")
+    if args.noise != sorted(set(args.noise)):
+        args.noise = sorted(set(args.noise))
     if args.clusters and args.batch_size < args.clusters:
         parser.error("--batch-size must be >= --clusters")
     return args
 
 
 def check_memory(args) -> None:
-    """Refuse, before any work, a ladder whose largest N needs more memory than is available."""
-    n = max(args.points + [args.test_points])
+    """Refuse, before any work, a ladder (or a memory step) whose largest N needs more memory than is available."""
+    n = max(args.points + [args.test_points] + list(args.memory_points or []))
     flows.check_memory(
         BYTES_FIXED + BYTES_PER_POINT * n,
         f"a flow on {n} points (about {BYTES_PER_POINT / 1e3:g} kB a point, measured)",
-        "Choose fewer --points.",
+        "Choose fewer --points (or --memory-points).",
     )
 
 
@@ -337,16 +341,32 @@ def step_seconds(flow: flows.PointKernelFlow, h: Array) -> float:
     return median_time(lambda: velocity(flow, h), 1)
 
 
-def run_flow(flow: flows.PointKernelFlow, lr: float, steps: int, groups: dict) -> dict:
+def run_flow(
+    flow: flows.PointKernelFlow, lr: float, steps: int, groups: dict, label: str = "flow"
+) -> dict:
     r"""`steps` Euler steps of `lr`; σ at start and end of the training set and of each test group.
 
     `groups` maps a name to the indices of its points in the flow's test sample.
-    The gain of a set is $\sigma(\text{start})/\sigma(\text{end})$.
+    The gain of a set is $\sigma(\text{start})/\sigma(\text{end})$. A flow that stops
+    before its last step (a metric value that left positive definiteness, ...) is
+    refused, naming `label`: its end is not the flow's.
     """
     start = time.perf_counter()
     sol = solvers.solve_points(
-        flow, flow.train.g_fs, flow.test.g_fs, 0.0, steps * lr, dt0=lr, saveat=2
+        flow,
+        flow.train.g_fs,
+        flow.test.g_fs,
+        0.0,
+        steps * lr,
+        dt0=lr,
+        saveat=2,
+        max_steps=steps + 1,
     )
+    if sol.stop_reason != solvers.StopReason.REACHED_T1:  # a stopped flow has no gain to report
+        raise ValueError(
+            f"{label}: the flow stopped after {sol.steps} of {steps} steps ({sol.stop_reason}); "
+            "lower the learning rate"
+        )
     sigma = {"train": [float(sol.sigma_train[0]), float(sol.sigma_train[-1])]}
     for name, index in groups.items():
         sub = flows.subsample(flow.test, index)
@@ -355,9 +375,8 @@ def run_flow(flow: flows.PointKernelFlow, lr: float, steps: int, groups: dict) -
         ]
     gains = {name: s[0] / s[1] for name, s in sigma.items()}
     if not all(math.isfinite(g) and g > 0 for g in gains.values()):
-        raise RuntimeError(
-            f"a kernel flow gave a non-finite or non-positive gain ({gains}); stop reason "
-            f"{sol.stop_reason}. Lower the learning rate."
+        raise ValueError(
+            f"{label}: a non-finite or non-positive gain ({gains}); lower the learning rate"
         )
     return {
         "learning_rate": lr,
@@ -392,27 +411,6 @@ def draw_samples(args, surface, n: int, draw: int, noised: bool):
         for name, s in parts.items()
     }
     return train, concatenate(list(parts.values())), groups, distance, chart, kept
-
-
-def in_own_chart(surface, near: flows.PointSample, chart, scale: float) -> flows.PointSample:
-    """The points of `near` whose own chart (`flows.patch_geometry`'s default choice) is `chart`.
-
-    `flows.sample_near` puts every noised point in the training chart; a large kick
-    carries a point out of that chart's region, where its coordinates are not those
-    a fresh point there would have, so it is dropped, as fresh test points are.
-    """
-    _, patch, eliminated, *_, accepted = flows.patch_geometry(surface, near.points)
-    keep = np.flatnonzero(
-        (np.asarray(patch) == chart[0])
-        & (np.asarray(eliminated) == chart[1])
-        & np.asarray(accepted)
-    )
-    if keep.size < 2:
-        raise RuntimeError(
-            f"noise scale {scale:g}: {keep.size} of {near.count} noised training points stay "
-            "in the training chart; drop that scale from --noise"
-        )
-    return flows.subsample(near, keep)
 
 
 def run_draw(args, surface, n: int, draw: int, noised: bool, timed: bool) -> dict:
@@ -455,7 +453,7 @@ def run_draw(args, surface, n: int, draw: int, noised: bool, timed: bool) -> dic
             record["matrix_free"] = flow.kernel.matrices is None
         if timed:
             record["seconds_per_step"][name] = step_seconds(flow, train.g_fs)
-        rec = run_flow(flow, lr, args.steps, groups)
+        rec = run_flow(flow, lr, args.steps, groups, f"N = {n}, draw {draw}, {name}")
         record["kernels"][name] = rec
         progress(
             f"N = {n}, draw {draw}, {name}: train gain {rec['train_gain']:.2f}, "
@@ -590,7 +588,7 @@ def memory_step(count: int, args) -> tuple[dict, int]:
     output, peak = peak_rss(command)
     child = json.loads(output.strip().splitlines()[-1])
     if not child["finite"]:
-        raise RuntimeError(f"the memory step on {count} points gave non-finite metric values")
+        raise ValueError(f"the memory step on {count} points gave non-finite metric values")
     return child, peak
 
 
@@ -600,6 +598,7 @@ def memory(args) -> dict | None:
         return None
     counts, peaks, seconds, setup, paths = [], [], [], [], []
     for count in sorted(set(args.memory_points)):
+        progress(f"memory: sampling {count} points and one step in a fresh process")
         child, peak = memory_step(count, args)
         counts.append(child["count"])
         peaks.append(peak)
@@ -672,6 +671,15 @@ def figures(record: dict, out: Path) -> None:
             label=f"{name}: measured test gain (mean ± s.e.)",
         )
         ax.plot(pred[name]["points"], pred[name]["gain"], "k--", label="predicted from d(N) law")
+        held = np.asarray(pred[name]["extrapolated"], bool)
+        if held.any():  # beyond the gain-distance curve: its end value, not a prediction
+            ax.plot(
+                np.asarray(pred[name]["points"])[held],
+                np.asarray(pred[name]["gain"])[held],
+                "ko",
+                mfc="none",
+                label="  (open: beyond the curve, its end value held)",
+            )
         ax.plot(
             pred[name]["points"],
             pred[name]["gain_at_measured_distance"],
@@ -722,7 +730,7 @@ def figures(record: dict, out: Path) -> None:
     ax.set_xlabel("mean FS distance to the training set (radians)")
     ax.set_ylabel(r"gain $\sigma(0)/\sigma(t_1)$")
     ax.set_title("Gain against distance")
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=6, loc="lower left")  # the gains fall with distance: that corner is free
     law = ext["distance_law"]
     n = np.geomspace(min(law["sizes"]), max(max(law["sizes"]), max(pred["delta"]["points"])), 50)
     bx.loglog(law["sizes"], law["mean_distance"], "o", label="mean nearest-neighbour distance")
@@ -811,13 +819,12 @@ def main(argv=None) -> dict:
     progress(f"distance law d = {law['prefactor']:.3f} N^{law['exponent']:.3f}")
     ext = extrapolation(runs, law, list(KERNELS), args.noise)
     for name in KERNELS:
+        p = ext["predicted"][name]
         progress(
             f"{name}: predicted test gain "
             + ", ".join(
-                f"{n}: {g:.3f}"
-                for n, g in zip(
-                    ext["predicted"][name]["points"], ext["predicted"][name]["gain"], strict=True
-                )
+                f"{n}: {g:.3f}" + (" (held: beyond the curve)" if held else "")
+                for n, g, held in zip(p["points"], p["gain"], p["extrapolated"], strict=True)
             )
         )
     timing = {

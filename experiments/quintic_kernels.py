@@ -17,15 +17,25 @@ the learning rate) through four kernels:
 
 Test points: for each `--noise` scale, the training points kicked by complex
 Gaussian noise and projected back onto $X$ (`flows.perturb_points`; the paper
-leaves them off $X$), plus an independent fresh sample in the same chart
-(`test`). The gain factor of a set is σ(start)/σ(end); `train_gain` and
+leaves them off $X$), kept where their own chart (`flows.patch_geometry`) is the
+training chart, as for fresh points (a larger kick carries a point out of the
+chart's region, where its coordinates are not those a fresh point there would
+have; the JSON's `noised_kept_fraction`), plus an independent fresh sample in
+the same chart (`test`). The gain factor of a set is σ(start)/σ(end); `train_gain` and
 `test_gain` (the fresh sample) are reported per kernel, and the gain on every
 noised set against its mean FS distance to the training set is the left panel
 of the paper's Figure 3. The right panel: the mean nearest-neighbour FS
 distance of $N$ sampled points against $N$, with a log-log fit
 (`distance_exponent`; a real 6-manifold suggests $-1/6$). Beside the full
 Gaussian kernel, the paper's clustered version (`--clusters` clusters per
-mini-batch of `--batch-size` points) is run and compared.
+mini-batch of `--batch-size` points) is run and compared: the JSON's
+`clustered_comparison` gives $\|h_\mathrm{clustered}(t_1) - h(t_1)\| / \|h(t_1) - h(0)\|$
+(Frobenius norms over all points) on the training points and on the test points,
+the difference the clustering makes relative to the update.
+
+A flow that stops before its last step (a metric value that left positive
+definiteness: too large a learning rate) is refused, naming the kernel: its
+end is not the flow's, and σ there means nothing.
 
 Output in --out: quintic_kernels.json (`train_gain`, `test_gain`,
 `distance_exponent` and everything else), quintic_kernels.png (Figure 3),
@@ -54,7 +64,7 @@ from _common import (
     write_json,
 )
 from _fits import log_fit
-from _quintic import chart_points, concatenate, mean_nearest_distances
+from _quintic import chart_points, concatenate, in_own_chart, mean_nearest_distances
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
@@ -70,8 +80,8 @@ _STYLE = {"local": "o-", "gaussian": "D-", "delta": "^--", "relu_ntk": "v-"}
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
-    add("--points", type=positive_int, default=1000, help="training points (in one chart)")
-    add("--test-points", type=positive_int, default=1000, help="fresh test points (same chart)")
+    add("--points", type=integer(2), default=1000, help="training points (in one chart, >= 2)")
+    add("--test-points", type=integer(2), default=1000, help="fresh test points (same chart, >= 2)")
     add("--noise", type=positive, nargs="*", default=[0.003, 0.01, 0.03, 0.1, 0.3])
     add("--steps", type=positive_int, default=500, help="gradient-descent steps")
     add(
@@ -87,7 +97,12 @@ def parse_args(argv):
     add("--relu-weight-std", type=positive, default=80.52)
     add("--relu-bias-std", type=non_negative, default=5.716)
     add("--clusters", type=integer(0), default=10, help="clusters per mini-batch (0: skip)")
-    add("--batch-size", type=positive_int, default=500, help="mini-batch size of the clustering")
+    add(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="mini-batch size of the clustering (default 500)",
+    )
     add(
         "--scaling-points",
         type=integer(2),
@@ -98,8 +113,11 @@ def parse_args(argv):
     add("--seed", type=seed, default=0, help="seed of the points and the clustering (>= 0)")
     add("--out", type=directory, required=True)
     args = parser.parse_args(argv)
-    if len(args.scaling_points) < 3:
-        parser.error("--scaling-points needs at least 3 sizes, each >= 2")
+    if len(set(args.scaling_points)) < 3:
+        parser.error("--scaling-points needs at least 3 distinct sizes, each >= 2")
+    if not args.clusters and args.batch_size is not None:
+        parser.error("--batch-size is the clustering's: it has no effect with --clusters 0")
+    args.batch_size = 500 if args.batch_size is None else args.batch_size
     if args.clusters and args.batch_size < args.clusters:
         parser.error("--batch-size must be >= --clusters")
     return args
@@ -121,12 +139,30 @@ def run_kernel(label, kernel, lr, args, train, test, groups):
     """One flow; σ of the training set and of every test group at each save."""
     start = time.perf_counter()
     flow = flows.PointKernelFlow(kernel, flows.MongeAmpereLoss(1.0), train, test)
-    sol = solvers.solve_points(flow, train.g_fs, test.g_fs, 0.0, args.steps * lr, dt0=lr, saveat=11)
+    sol = solvers.solve_points(
+        flow,
+        train.g_fs,
+        test.g_fs,
+        0.0,
+        args.steps * lr,
+        dt0=lr,
+        saveat=11,
+        max_steps=args.steps + 1,
+    )
+    if sol.stop_reason != solvers.StopReason.REACHED_T1:  # a stopped flow has no gain to report
+        name = "--relu-lr" if label == "relu_ntk" else "--lr"
+        raise ValueError(
+            f"{label}: the flow stopped after {sol.steps} of {args.steps} steps "
+            f"({sol.stop_reason}); lower {name}"
+        )
     sigma_groups = {
         g: [float(flows.sigma_measure(sample, h[idx])[0]) for h in sol.test]
         for g, (sample, idx) in groups.items()
     }
     sigma_train = [float(s) for s in sol.sigma_train]
+    ends = [sigma_train[-1]] + [s[-1] for s in sigma_groups.values()]
+    if not all(math.isfinite(s) and s > 0 for s in ends):
+        raise ValueError(f"{label}: σ at the end is {ends} (no gain to report)")
     record = {
         "learning_rate": lr,
         "t1": args.steps * lr,
@@ -171,13 +207,15 @@ def figures(record, args):
     dist = record["test_distance"]
     noise_groups = [f"noise {s:g}" for s in args.noise]
     train_x = 0.3 * min(dist.values())
-    for name in KERNELS:
+    for i, name in enumerate(KERNELS):
         gains = record["kernels"][name]["gains"]
         x = [dist[g] for g in noise_groups]
         y = [gains[g] for g in noise_groups]
         (line,) = ax.plot(x, y, _STYLE[name], mfc="none", label=name)
         ax.plot([dist["test"]], [gains["test"]], "*", ms=12, color=line.get_color())
-        ax.plot([train_x], [record["kernels"][name]["train_gain"]], "s", color=line.get_color())
+        # side by side: local and delta (and a narrow gaussian) move the training points alike
+        train_gain = record["kernels"][name]["train_gain"]
+        ax.plot([train_x * 1.15**i], [train_gain], "s", color=line.get_color())
     ax.axhline(1.0, color="0.7", lw=0.8)
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -209,13 +247,21 @@ def figures(record, args):
 
     fig = Figure(figsize=(7, 4.2), layout="constrained")
     ax = fig.subplots()
+    markers = {"local": "o", "gaussian": "D", "delta": "^", "relu_ntk": "v"}
     for name, rec in record["kernels"].items():
         steps = np.asarray(rec["ts"]) / rec["learning_rate"]
-        (line,) = ax.semilogy(steps, rec["sigma_train"], "-", label=f"{name}: train")
+        # markers: local and delta (and a narrow gaussian) coincide on the training points
+        (line,) = ax.semilogy(
+            steps, rec["sigma_train"], "-", marker=markers[name], mfc="none", label=f"{name}: train"
+        )
         ax.semilogy(steps, rec["sigma_test"]["test"], "--", color=line.get_color(), label="test")
     ax.set_xlabel("gradient-descent step")
     ax.set_ylabel(r"$\sigma$")
-    ax.set_title(r"$\sigma$ loss on training (solid) and fresh test points (dashed)")
+    ax.set_title(
+        r"$\sigma$ loss on training (solid) and fresh test points (dashed)"
+        "\nlocal and delta move the training points alike (a narrow gaussian nearly so)",
+        fontsize=9,
+    )
     ax.legend(fontsize=7, ncol=2)
     save_figure(fig, args.out / "quintic_kernels_sigma.png")
 
@@ -230,8 +276,11 @@ def main(argv=None) -> dict:
     chart = (int(train.patch[0]), int(train.eliminated[0]))
     fresh = chart_points(surface, jax.random.fold_in(key, 1), args.test_points, chart)
     parts, groups, offset = [], {}, 0
+    kept = {}
     for i, scale in enumerate(args.noise):
         near = flows.sample_near(surface, train, jax.random.fold_in(key, 10 + i), scale)
+        near = in_own_chart(surface, near, chart, scale)
+        kept[f"noise {scale:g}"] = near.count / train.count
         parts.append(near)
         groups[f"noise {scale:g}"] = near
     parts.append(fresh)
@@ -246,8 +295,11 @@ def main(argv=None) -> dict:
         for g, s in groups.items()
     }
     progress(
-        "test sets (mean FS distance to the training set): "
-        + ", ".join(f"{g}: {d:.4f}" for g, d in distance.items())
+        "test sets (mean FS distance to the training set; kept fraction): "
+        + ", ".join(
+            f"{g}: {d:.4f}" + (f" ({kept[g]:.2f})" if g in kept else "")
+            for g, d in distance.items()
+        )
     )
 
     kernels, sols = {}, {}
@@ -325,6 +377,7 @@ def main(argv=None) -> dict:
         "chart": list(chart),
         "noise": args.noise,
         "test_distance": distance,
+        "noised_kept_fraction": kept,
         "kernels": kernels,
         "clustered_comparison": comparison,
         "scaling": scaling,

@@ -760,8 +760,8 @@ BAD_FLAGS = {
         "--seed": SEED,
     },
     "quintic_kernels": {
-        "--points": _ints(1),
-        "--test-points": _ints(1),
+        "--points": _ints(2),
+        "--test-points": _ints(2),
         "--noise": POSITIVE,
         "--steps": _ints(1),
         "--lr": POSITIVE,

@@ -134,3 +134,35 @@ def test_more_points_than_memory_allows_are_refused_before_any_work(tmp_path, ca
     assert status != 0 and "Traceback" not in err and err.count("\n") == 1
     assert err.startswith("kernel_points: a flow on 1000000000 points") and "TiB of memory" in err
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_flags_that_cannot_make_a_curve_or_a_law_are_refused(tmp_path, capsys):
+    """One noise scale gave no gain-distance curve, and repeated --scaling-points no distance
+    law (an exponent ± 1e7), both found only after every flow had run."""
+    program = _program("kernel_points")
+    cases = [
+        (["--noise", "0.01"], "--noise needs at least 2 distinct scales"),
+        (["--noise", "0.01", "0.01"], "--noise needs at least 2 distinct scales"),
+        (["--scaling-points", "2", "2", "2"], "--scaling-points needs at least 3 distinct"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit:
+            program.parse_args([*argv, "--out", str(tmp_path)])
+        assert exit.value.code == 2
+        assert message in capsys.readouterr().err
+    # a memory step larger than memory allows is refused before any work, as a ladder is
+    args = program.parse_args(["--small", "--memory-points", "1000000000", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="a flow on 1000000000 points"):
+        program.check_memory(args)
+
+
+def test_a_flow_that_stops_is_refused_not_averaged(tmp_path):
+    """At a learning rate of 1e3 a metric value leaves positive definiteness in the first step:
+    the draw's gains were averaged with the others and extrapolated, exit status 0."""
+    program = _program("kernel_points")
+    argv = ["--points", "50", "100", "--test-points", "30", "--draws", "2", "--steps", "3"]
+    argv += ["--clusters", "0", "--memory-points", "--scaling-points", "20", "40", "80"]
+    argv += ["--noise", "0.01", "0.03", "--lr", "1e3", "--out", str(tmp_path)]
+    with pytest.raises(ValueError, match=r"N = 50, draw 0, gaussian: the flow stopped after"):
+        program.main(argv)
+    assert not (tmp_path / "kernel_points.json").exists()
