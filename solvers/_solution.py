@@ -50,7 +50,8 @@ class StopReason(enum.StrEnum):
     )
     NON_FINITE = "non-finite value in the metric or its velocity (the last finite state is kept)"
     STEP_COLLAPSED = (
-        "step size collapsed below 1e-12 of the time elapsed: the velocity grows without bound "
+        "step size collapsed below 1e-12 of the interval (of 1e6 times the time elapsed, if "
+        "shorter): the velocity grows without bound "
         "near the final time (a finite-time singularity), or the flow is too stiff for the "
         "solver (the last accepted state is kept)"
     )

@@ -257,7 +257,7 @@ def blows_up(values):
 def test_a_velocity_that_grows_without_bound_stops_as_a_collapse_of_the_step():
     # The velocity stays finite all the way to the singular time t = 1: the PID controller
     # crept towards it, alternating accepted and rejected steps, to max_steps. A rejected
-    # step below 1e-12 of the time elapsed now stops it, the last accepted state kept, at the
+    # step below 1e-12 of the interval now stops it, the last accepted state kept, at the
     # numerical solution's own singular time: 1 + O(rtol) (measured 1 + 1.5e-8).
     torus = flows.Torus(2, 4)
     g0 = flows.NodalMetric(torus, torus.reference_at_nodes())
@@ -281,8 +281,9 @@ def relaxes(values):
 
 def test_a_stiff_start_over_a_long_interval_is_not_a_collapse():
     # diffrax's first step, 0.01, is rejected: 1e-13 of the interval [0, 1e11], which stopped
-    # the solve at t = 0 as a collapse when the threshold was 1e-12 of the interval. Against
-    # the time elapsed (none yet) it is not one; Kvaerno5 relaxes the metric and steps on.
+    # the solve at t = 0 as a collapse when the threshold was 1e-12 of the interval. With the
+    # interval capped by 1e6 times the time elapsed (none yet) it is not one; Kvaerno5 relaxes
+    # the metric and steps on.
     torus = flows.Torus(2, 4)
     g0 = flows.random_metric(torus, jax.random.key(0), 1)
     with pytest.warns(UserWarning, match="no amplification prediction"):
