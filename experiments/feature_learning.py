@@ -43,11 +43,19 @@ Reported per (architecture, width, regime, seed):
 - the relative parameter change $\|\theta_T - \theta_0\|/\|\theta_0\|$,
   $\Theta_0$'s mean diagonal on the probe set (`kernel_scale`), and `diverged`
   (test σ ending above twice its start: a rate too large; flagged and counted);
+  a loss, parameter or measure that is not finite ends the program with a message.
 
 and per (architecture, width, seed) the distance between the evolving and
 frozen final metrics on the test points,
 $D = \big(\sum_a w_a\|g^\mathrm{ev}_a - g^\mathrm{fr}_a\|_F^2/\|g^\mathrm{FS}_a\|_F^2 \big/ \sum_a w_a\big)^{1/2}$
 (the weighted RMS, in each point's local coordinates, $w_a$ the sample weights).
+
+Diverged runs stay in the statistics and fits, counted (`diverged_runs`, in all,
+per architecture and per width; `diverged`: which runs), marked in the figures
+(red crosses at their own values) and announced by a warning before the verdict.
+Where too many diverged for a fit, fewer than 3 widths keeping 2 seeds whose
+evolving and frozen runs both stayed below twice their start (every run diverged,
+say), the program fits nothing and ends with a message counting them.
 
 Over widths: power-law exponents $b$ of drift $\propto n^b$ and $D \propto n^b$,
 fitted by least squares in log-log for each seed separately; the reported
@@ -82,7 +90,14 @@ consecutive widths) and `verdict`, the lines printed at the end; the settings,
 `seconds` and `machine`) and feature_learning.png (test σ against width for
 both regimes, and the drift against width with its fit), and
 feature_learning_distance.png (the evolving–frozen metric distance against
-width with its fit).
+width with its fit); each fit's legend gives both 95% intervals of its exponent
+(over seeds and pooled) and the trend the verdict reads from them.
+
+Flags that would change nothing are refused: `--widths` and `--depth` where no
+MLP is trained (`--architecture bihomogeneous`), the `--bihomogeneous-*` flags
+where no bihomogeneous network is (`--architecture mlp`, the default),
+`--bihomogeneous-noise` with `--bihomogeneous-init mlgeometry`, and
+`--lr-halving` where the rate never decays (`--lr-constant` ≥ `--epochs`).
 
 Float64 throughout, the small run too (it fits its budget).
 
@@ -178,6 +193,27 @@ DIVERGED = 2.0  # a run whose test sigma ends above this times its start is flag
 FROZEN_DRIFT_TOLERANCE = 1e-10  # the frozen kernel is Theta_0 up to rounding (~1e-15)
 
 DEFAULT_LR = {"adam": 1e-2, "sgd": 3.0}  # SGD at 10 diverged at width 32
+MIN_WIDTHS = 3  # a fit against width: at least this many widths, each with 2 sound seeds
+
+# The flags that shape each architecture's network (refused where it is not trained),
+# the attribute of its width ladder, and the defaults of the flags given no value.
+NETWORK_FLAGS = {
+    "mlp": ("widths", "depth"),
+    "bihomogeneous": (
+        "bihomogeneous_widths",
+        "bihomogeneous_layers",
+        "bihomogeneous_init",
+        "bihomogeneous_noise",
+    ),
+}
+LADDERS = {"mlp": "widths", "bihomogeneous": "bihomogeneous_widths"}
+DEFAULTS = {
+    "depth": 2,
+    "bihomogeneous_layers": 1,
+    "bihomogeneous_init": "near-fs",
+    "bihomogeneous_noise": 1.0,
+    "lr_halving": 10,
+}
 
 # The sizes: `--small` and the full run; a flag given explicitly overrides either.
 SIZES = {
@@ -214,7 +250,7 @@ def parse_args(argv):
         help="mlp: centred MLP (starts at Fubini-Study); bihomogeneous: MLGeometry's network; both",
     )
     add("--widths", type=positive_int, nargs="+", default=None, help="MLP widths")
-    add("--depth", type=positive_int, default=2, help="MLP hidden layers")
+    add("--depth", type=positive_int, default=None, help="MLP hidden layers (default 2)")
     add(
         "--bihomogeneous-widths",
         type=positive_int,
@@ -222,19 +258,25 @@ def parse_args(argv):
         default=None,
         help="widths of the bihomogeneous network's squaring layers (each layer this wide)",
     )
-    add("--bihomogeneous-layers", type=positive_int, default=1, help="squaring layers (k = 2^L)")
+    add(
+        "--bihomogeneous-layers",
+        type=positive_int,
+        default=None,
+        help="squaring layers (k = 2^L; default 1)",
+    )
     add(
         "--bihomogeneous-init",
         choices=("near-fs", "mlgeometry"),
-        default="near-fs",
-        help="near-fs: Fubini-Study plus --bihomogeneous-noise (test sigma 0.36-0.45 at the "
-        "start); mlgeometry: weights |N(0, 1)| x 0.05, as MLGeometry (test sigma 1 to 55)",
+        default=None,
+        help="near-fs (the default): Fubini-Study plus --bihomogeneous-noise (test sigma "
+        "0.36-0.45 at the start); mlgeometry: weights |N(0, 1)| x 0.05, as MLGeometry (test "
+        "sigma 1 to 55)",
     )
     add(
         "--bihomogeneous-noise",
         type=positive,
-        default=1.0,
-        help="the near-fs start's weight noise, times N(0, 1)/sqrt(fan-in)",
+        default=None,
+        help="the near-fs start's weight noise, times N(0, 1)/sqrt(fan-in) (default 1)",
     )
     add("--seeds", type=integer(2), default=None, help="seeds per (width, regime)")
     add("--points", type=positive_int, default=None, help="training points per seed")
@@ -255,12 +297,39 @@ def parse_args(argv):
         help="initial learning rate (default 0.01 for adam, 3 for sgd)",
     )
     add("--lr-constant", type=integer(0), default=10, help="epochs before the rate decays")
-    add("--lr-halving", type=positive_int, default=10, help="epochs per halving of the rate")
+    add(
+        "--lr-halving",
+        type=positive_int,
+        default=None,
+        help="epochs per halving of the rate (default 10)",
+    )
     add("--small", action="store_true", help="a run of a few minutes (the sizes of SIZES['small'])")
     add("--seed", type=seed, default=0, help="the first seed (seeds seed, seed + 1, ...)")
     add("--out", type=directory, required=True)
     args = parser.parse_args(argv)
+    # a flag that would change nothing is refused when given, before the defaults fill in
+    used = ARCHITECTURES if args.architecture == "both" else (args.architecture,)
+    for architecture in ARCHITECTURES:
+        given = [_flag(n) for n in NETWORK_FLAGS[architecture] if getattr(args, n) is not None]
+        if architecture not in used and given:
+            parser.error(
+                f"{' and '.join(given)} set the {architecture} network, which "
+                f"--architecture {args.architecture} does not train"
+            )
+    if args.bihomogeneous_noise is not None and args.bihomogeneous_init == "mlgeometry":
+        parser.error(
+            "--bihomogeneous-noise is the near-fs start's noise; --bihomogeneous-init "
+            "mlgeometry does not use it"
+        )
     for name, value in SIZES["small" if args.small else "default"].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.lr_halving is not None and args.lr_constant >= args.epochs:
+        parser.error(
+            f"--lr-halving has no effect: the rate stays at --lr for all {args.epochs} epochs "
+            f"(--lr-constant {args.lr_constant})"
+        )
+    for name, value in DEFAULTS.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
     if args.lr is None:
@@ -271,14 +340,18 @@ def parse_args(argv):
         parser.error(f"--probe {args.probe} exceeds --test-points {args.test_points}")
     if args.seed + args.seeds - 1 > 2**32 - 1:
         parser.error(f"--seed {args.seed} + --seeds {args.seeds} runs past 2^32 - 1")
-    for flag in ("widths", "bihomogeneous_widths"):
+    for architecture in ARCHITECTURES:
+        flag = LADDERS[architecture]
         widths = getattr(args, flag)
-        if len(set(widths)) != len(widths) or len(widths) < 3:
-            parser.error(
-                f"--{flag.replace('_', '-')} needs at least 3 distinct widths, got {widths}"
-            )
+        if architecture in used and (len(set(widths)) != len(widths) or len(widths) < MIN_WIDTHS):
+            parser.error(f"{_flag(flag)} needs at least {MIN_WIDTHS} distinct widths, got {widths}")
         setattr(args, flag, sorted(widths))
     return args
+
+
+def _flag(name: str) -> str:
+    """The command-line flag of an `args` attribute: `lr_halving` -> `--lr-halving`."""
+    return "--" + name.replace("_", "-")
 
 
 # Pure helpers: the measures and the statistics.
@@ -405,13 +478,23 @@ def _closing_and_drift(gap_sign: int, drift_sign: int) -> str:
 
 
 def verdict(summary: dict) -> list[str]:
-    """Sentences stating what one architecture's numbers say about the paper's claim."""
+    """Sentences stating what one architecture's numbers say about the paper's claim.
+
+    Where runs diverged, a warning comes first, counting them and naming their widths.
+    """
     widths = summary["widths"]
     gaps = [summary["per_width"][str(w)]["gap"] for w in widths]
     signs = [_sign(g["interval"]) for g in gaps]
     worse = [w for w, s in zip(widths, signs, strict=True) if s > 0]
     better = [w for w, s in zip(widths, signs, strict=True) if s < 0]
     lines = []
+    if summary.get("diverged_runs"):
+        where = [w for w in widths if summary["per_width"][str(w)].get("diverged_runs")]
+        lines.append(
+            f"WARNING: {summary['diverged_runs']} of {summary['runs']} runs diverged (test sigma "
+            f"ending above {DIVERGED:g} times its start) at widths {where}; every number below "
+            "includes them: lower --lr or raise --batch."
+        )
     mean_gaps = ", ".join(f"{g['mean']:+.4f}" for g in gaps)
     if len(worse) == len(widths):
         claim = "the frozen network generalises worse at every width"
@@ -476,11 +559,6 @@ def verdict(summary: dict) -> list[str]:
         )
     else:
         lines.append(f"{split}; the frozen network is significantly worse at no width.")
-    if summary.get("diverged_runs"):
-        lines.append(
-            f"{summary['diverged_runs']} run(s) diverged (test sigma above {DIVERGED:g} times "
-            "its start): the fits include them; lower --lr."
-        )
     return lines
 
 
@@ -600,7 +678,7 @@ def make_optimizer(args, steps_per_epoch: int) -> optax.GradientTransformation:
 def train(potential, regime, sample, *, optimizer, epochs: int, batch_size: int, seed: int):
     """`potential` trained in `regime` on `sample` (`solvers.train_potential`'s loop): parameters, epoch losses.
 
-    Raises RuntimeError on a non-finite loss or parameters.
+    Raises ValueError on a non-finite loss or parameters (a rate too large for the loss).
     """
     params = initial_parameters(potential)
     with jax.numpy_dtype_promotion("standard"):
@@ -620,9 +698,9 @@ def train(potential, regime, sample, *, optimizer, epochs: int, batch_size: int,
         values = np.asarray(jax.device_get(values))
         finite = bool(jax.tree.all(jax.tree.map(lambda x: jnp.all(jnp.isfinite(x)), params)))
         if not (np.all(np.isfinite(values)) and finite):
-            raise RuntimeError(
-                f"feature_learning: the {regime} run's loss or parameters became non-finite in "
-                f"epoch {epoch}; lower --lr or raise --batch."
+            raise ValueError(
+                f"the {regime} run's loss or parameters became non-finite in epoch {epoch}; "
+                "lower --lr or raise --batch."
             )
         losses.append(float(np.mean(values)))
     return params, losses
@@ -673,12 +751,21 @@ def run_regime(potential, regime, data, optimizer, args, run_seed):
     }
     bad = [
         k
-        for k in ("sigma_test", "sigma_test_error", "kernel_drift")
+        for k in (
+            "sigma_test",
+            "sigma_test_error",
+            "sigma_test_start",
+            "sigma_train",
+            "kernel_drift",
+            "kernel_scale",
+            "parameter_change",
+        )
         if not math.isfinite(record[k])
     ]
     if bad:
-        raise RuntimeError(
-            f"feature_learning: the {regime} run gave non-finite {bad}; lower --lr (now {args.lr:g})."
+        raise ValueError(
+            f"the {regime} run gave non-finite {bad}; lower --lr (now {args.lr:g}) or raise "
+            "--batch."
         )
     return record, g
 
@@ -764,12 +851,48 @@ def run_width(architecture, width, data, optimizer, run_seed, args):
         "metric_distance": metric_distance(
             metrics["evolving"], metrics["frozen"], test_set.g_fs, test_set.weights
         ),
+        "diverged": any(r["diverged"] for r in runs),  # either regime's run
     }
+    if not math.isfinite(pair["metric_distance"]):
+        raise ValueError(
+            f"{architecture} width {width} seed {run_seed}: the evolving-frozen metric "
+            f"distance is {pair['metric_distance']}; lower --lr (now {args.lr:g}) or raise "
+            "--batch."
+        )
     return runs, pair
 
 
+def refuse_divergence(architecture: str, widths, runs, seeds) -> None:
+    """Refuse to fit an architecture whose diverged runs leave the fits without ground.
+
+    A (width, seed) is sound where neither its evolving nor its frozen run diverged
+    (test σ ending above `DIVERGED` times its start). The fits need `MIN_WIDTHS` widths
+    with at least 2 sound seeds; with fewer (every run diverged, say) a fitted exponent
+    or verdict would describe the divergence, not the networks: ValueError, naming how
+    many runs diverged and where.
+    """
+    diverged = [r for r in runs if r["diverged"]]
+    if not diverged:
+        return
+    lost = {(r["width"], r["seed"]) for r in diverged}
+    sound = [w for w in widths if sum((w, s) not in lost for s in seeds) >= 2]
+    if len(sound) < MIN_WIDTHS:
+        count = "all" if len(diverged) == len(runs) else f"{len(diverged)} of"
+        raise ValueError(
+            f"{architecture}: {count} {len(runs)} runs diverged (test sigma ending above "
+            f"{DIVERGED:g} times its start), at widths {sorted({w for w, _ in lost})}; the fits "
+            f"need 2 seeds without a diverged run at each of {MIN_WIDTHS} widths or more, "
+            f"{len(sound)} of {len(widths)} widths have them, so nothing is fitted: lower --lr "
+            "or raise --batch."
+        )
+
+
 def summarise(architecture, widths, runs, pairs, seeds) -> dict:
-    """Per-width statistics over seeds, the fits against width and the verdict of one architecture."""
+    """Per-width statistics over seeds, the fits against width and the verdict of one architecture.
+
+    Raises ValueError where too many runs diverged to fit (`refuse_divergence`).
+    """
+    refuse_divergence(architecture, widths, runs, seeds)
 
     def table(regime, key):
         index = {(r["width"], r["seed"]): r[key] for r in runs if r["regime"] == regime}
@@ -792,6 +915,7 @@ def summarise(architecture, widths, runs, pairs, seeds) -> dict:
             "frozen_kernel_drift_max": float(np.max(table("frozen", "kernel_drift")[:, i])),
             "metric_distance": seed_statistics(distance[:, i]),
             "parameters": next(p["parameters"] for p in pairs if p["width"] == w),
+            "diverged_runs": sum(r["diverged"] for r in runs if r["width"] == w),
         }
         for i, w in enumerate(widths)
     }
@@ -812,7 +936,11 @@ def summarise(architecture, widths, runs, pairs, seeds) -> dict:
         for e in NTK_EXPONENTS
         if summary["fits"]["drift"]["interval"][0] <= e <= summary["fits"]["drift"]["interval"][1]
     ]
+    summary["runs"] = len(runs)
     summary["diverged_runs"] = sum(r["diverged"] for r in runs)
+    summary["diverged"] = [
+        {k: r[k] for k in ("width", "seed", "regime")} for r in runs if r["diverged"]
+    ]
     summary["verdict"] = verdict(summary)
     return summary
 
@@ -826,32 +954,76 @@ def _errorbars(ax, widths, stats, label, fmt):
     ax.errorbar(widths, means, yerr=errors, fmt=fmt, capsize=3, label=label)
 
 
+def _diverged_marks(ax, points, total: int, what: str = "diverged run") -> None:
+    """Mark the diverged runs' (width, value) in red, counted in the legend; nothing if none."""
+    if points:
+        w, v = zip(*points, strict=True)
+        ax.plot(
+            w,
+            v,
+            "x",
+            color="tab:red",
+            ms=8,
+            mew=1.5,
+            label=f"{what} ({len(points)} of {total}; test σ ends > {DIVERGED:g}× start)",
+        )
+
+
+def _legend_below(ax) -> None:
+    """The legend under the axes, where it covers no data or reference line at any width."""
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
+
+
 def figures(record, args):
-    """feature_learning.png (σ and drift against width) and feature_learning_distance.png."""
+    """feature_learning.png (σ and drift against width) and feature_learning_distance.png.
+
+    Diverged runs are marked (red crosses, each run's own value) and counted in the legends;
+    a fit's label gives both of its 95% intervals and the trend the verdict reads from them.
+    """
     summaries = record["summary"]
     rows = len(summaries)
-    fig = Figure(figsize=(10, 3.8 * rows), layout="constrained")
+    fig = Figure(figsize=(10, 5.2 * rows), layout="constrained")
     axes = fig.subplots(rows, 2, squeeze=False)
-    fig2 = Figure(figsize=(5.5, 3.8 * rows), layout="constrained")
+    fig2 = Figure(figsize=(5.5, 5.2 * rows), layout="constrained")
     axes2 = fig2.subplots(rows, 1, squeeze=False)
     for row, (name, summary) in enumerate(summaries.items()):
         widths = np.asarray(summary["widths"], float)
         per = [summary["per_width"][str(int(w))] for w in widths]
+        runs = [r for r in record["runs"] if r["architecture"] == name]
+        pairs = [p for p in record["pairs"] if p["architecture"] == name]
         ax = axes[row, 0]
         _errorbars(ax, widths, [p["sigma_evolving"] for p in per], "evolving", "o-")
         _errorbars(ax, widths, [p["sigma_frozen"] for p in per], "frozen (linearised)", "s--")
         ax.axhline(
             record["sigma_start"][name], color="0.6", lw=0.8, label="at θ₀ (mean over seeds)"
         )
+        _diverged_marks(
+            ax, [(r["width"], r["sigma_test"]) for r in runs if r["diverged"]], len(runs)
+        )
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("width n (hidden units per layer)")
         ax.set_ylabel("test σ (dimensionless)")
         ax.set_title(f"{name}: test σ after training (± s.e. over {len(record['seeds'])} seeds)")
-        ax.legend(fontsize=8)
-        for ax, key, fit_key, title in (
-            (axes[row, 1], "kernel_drift", "drift", "evolving kernel drift ‖Θ_T − Θ_0‖/‖Θ_0‖"),
-            (axes2[row, 0], "metric_distance", "distance", "evolving − frozen metric distance D"),
+        _legend_below(ax)
+        evolving = [r for r in runs if r["regime"] == "evolving"]
+        for ax, key, fit_key, title, marks, what in (
+            (
+                axes[row, 1],
+                "kernel_drift",
+                "drift",
+                "evolving kernel drift ‖Θ_T − Θ_0‖/‖Θ_0‖",
+                ([(r["width"], r["kernel_drift"]) for r in evolving if r["diverged"]], evolving),
+                "diverged run",
+            ),
+            (
+                axes2[row, 0],
+                "metric_distance",
+                "distance",
+                "evolving − frozen metric distance D",
+                ([(p["width"], p["metric_distance"]) for p in pairs if p["diverged"]], pairs),
+                "seed with a diverged run",
+            ),
         ):
             label = "measured (± s.e. over seeds)"
             if fit_key == "drift":
@@ -860,22 +1032,24 @@ def figures(record, args):
             _errorbars(ax, widths, [p[key] for p in per], label, "o")
             fit = summary["fits"][fit_key]
             pooled = fit["pooled"]
+            (a, b), (c, d) = fit["interval"], pooled["interval"]
             ax.plot(
                 widths,
                 np.exp(pooled["intercept"]) * widths ** pooled["slope"],
                 "-",
-                label=f"least-squares fit n^b: b = {fit['mean']:.2f} "
-                f"[{fit['interval'][0]:.2f}, {fit['interval'][1]:.2f}] (95%, seeds)",
+                label=f"least-squares fit n^b, b = {fit['mean']:.2f}; 95%: [{a:.2f}, {b:.2f}] "
+                f"over seeds,\n[{c:.2f}, {d:.2f}] pooled: {TREND_WORDS[_trend(fit)]}",
             )
             if fit_key == "drift":
                 anchor = per[0][key]["mean"] * (widths / widths[0]) ** -0.5
                 ax.plot(widths, anchor, ":", color="0.4", label="n^(-1/2) (NTK)")
+            _diverged_marks(ax, marks[0], len(marks[1]), what)
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_xlabel("width n (hidden units per layer)")
             ax.set_ylabel("relative Frobenius norm (dimensionless)")
             ax.set_title(f"{name}: {title}", fontsize=9)
-            ax.legend(fontsize=8)
+            _legend_below(ax)
     save_figure(fig, args.out / "feature_learning.png")
     save_figure(fig2, args.out / "feature_learning_distance.png")
 
@@ -947,6 +1121,7 @@ def main(argv=None) -> dict:
         "frozen_drift_tolerance": FROZEN_DRIFT_TOLERANCE,
         "frozen_drift_max": frozen,
         "sigma_start": {a: float(np.mean(v)) for a, v in sigma_start.items()},
+        "diverged_runs": sum(r["diverged"] for r in runs),
         "runs": runs,
         "pairs": pairs,
         "summary": summary,
@@ -957,6 +1132,10 @@ def main(argv=None) -> dict:
     write_json(args.out / "feature_learning.json", record)
     for a in architectures:
         fits = summary[a]["fits"]
+        lines = summary[a]["verdict"]
+        warned = 1 if summary[a]["diverged_runs"] else 0  # the warning, before any number
+        for line in lines[:warned]:
+            print(f"{a}: {line}", flush=True)
         progress(
             f"{a}: drift exponent {fits['drift']['mean']:.3f} "
             f"[{fits['drift']['interval'][0]:.3f}, {fits['drift']['interval'][1]:.3f}], "
@@ -964,7 +1143,7 @@ def main(argv=None) -> dict:
             f"[{fits['distance']['interval'][0]:.3f}, {fits['distance']['interval'][1]:.3f}] "
             f"(95%, Student-t over {len(seeds)} seeds); frozen drift at most {frozen:.1e}"
         )
-        for line in summary[a]["verdict"]:
+        for line in lines[warned:]:
             print(f"{a}: {line}", flush=True)
     return record
 

@@ -2,8 +2,9 @@
 
 The default suite checks the program's pure helpers against closed forms (the drift
 and distance measures, the Student-t statistics, the power-law fit on exact and noisy
-data, the verdict reading its numbers) and the linearised network against
-`flows.PotentialFlow.linearised`, each in a few seconds. The slow tests run
+data, the verdict reading its numbers), the refusals (too many diverged runs to fit,
+a diverging rate as one message line, flags that would change nothing) and the
+linearised network against `flows.PotentialFlow.linearised`, each in a few seconds. The slow tests run
 `--small` (50 s on two lightly loaded cores, 3 minutes at load 7) and check the JSON's
 structure, the frozen runs' zero drift and the fitted exponents' intervals, and check
 that the program's training loop gives `solvers.train_potential`'s parameters.
@@ -159,6 +160,138 @@ def test_verdict_reads_the_numbers(fl):
     # and the line shows both intervals, so that it does not read as a contradiction
     assert "[-0.250, -0.050] over seeds, [-0.350, 0.050] pooled" in fl.verdict(summary)[1]
     assert "the gap closes although the drift does not fall" in fl.verdict(summary)[4]
+
+
+def _runs(widths, seeds, diverged):
+    """Synthetic runs and pairs of one architecture: positive, width-dependent numbers, the
+    (width, seed, regime) in `diverged` flagged as diverged."""
+    runs, pairs = [], []
+    for s in seeds:
+        for w in widths:
+            for regime, sigma in (("evolving", 0.05 + 0.001 * s), ("frozen", 0.3 - 0.002 * s)):
+                runs.append(
+                    {
+                        "architecture": "mlp",
+                        "width": w,
+                        "seed": s,
+                        "regime": regime,
+                        "sigma_test": sigma * (1 + 0.01 * math.log2(w)),
+                        "sigma_train": sigma,
+                        "kernel_drift": (0.5 + 0.1 * s) * w**-0.5 if regime == "evolving" else 0.0,
+                        "diverged": (w, s, regime) in diverged,
+                    }
+                )
+            pairs.append(
+                {
+                    "architecture": "mlp",
+                    "width": w,
+                    "seed": s,
+                    "parameters": 10 * w,
+                    "metric_distance": (0.2 + 0.01 * s) * w**-0.1,
+                    "diverged": any((w, s, g) in diverged for g in ("evolving", "frozen")),
+                }
+            )
+    return runs, pairs
+
+
+def test_too_many_diverged_runs_are_refused_not_fitted(fl):
+    widths = [8, 16, 32]
+    # every run diverged: no exponent or verdict, a message counting them
+    seeds = [0, 1]
+    everything = {(w, s, g) for w in widths for s in seeds for g in ("evolving", "frozen")}
+    runs, pairs = _runs(widths, seeds, everything)
+    with pytest.raises(ValueError, match=r"mlp: all 12 runs diverged .* lower --lr"):
+        fl.summarise("mlp", widths, runs, pairs, seeds)
+    # one diverged run of two seeds leaves its width one sound seed: too few for the fits
+    runs, pairs = _runs(widths, seeds, {(16, 1, "frozen")})
+    with pytest.raises(ValueError, match=r"1 of 12 runs diverged .* at widths \[16\]"):
+        fl.summarise("mlp", widths, runs, pairs, seeds)
+
+
+def test_a_diverged_run_is_counted_before_the_verdict(fl):
+    # one of three seeds diverged at width 16: fitted, with the warning as the first line
+    widths, seeds = [8, 16, 32], [0, 1, 2]
+    runs, pairs = _runs(widths, seeds, {(16, 1, "evolving")})
+    summary = fl.summarise("mlp", widths, runs, pairs, seeds)
+    assert summary["diverged_runs"] == 1 and summary["runs"] == 18
+    assert summary["diverged"] == [{"width": 16, "seed": 1, "regime": "evolving"}]
+    assert [summary["per_width"][str(w)]["diverged_runs"] for w in widths] == [0, 1, 0]
+    lines = summary["verdict"]
+    assert lines[0].startswith("WARNING: 1 of 18 runs diverged") and "at widths [16]" in lines[0]
+    assert len(lines) == 7 and not any("diverged" in line for line in lines[1:])
+    # none diverged: no warning
+    runs, pairs = _runs(widths, seeds, set())
+    assert not fl.summarise("mlp", widths, runs, pairs, seeds)["verdict"][0].startswith("WARN")
+
+
+def test_a_diverging_rate_ends_in_one_line(fl, capsys):
+    """A rate at which the loss overflows: a one-line message from the program's runner,
+    no traceback (SGD at 1e300: parameters of order 1e299 after one step, whose products
+    overflow within the first epoch)."""
+    surface = flows.Hypersurface.fermat_quintic()
+    sample = flows.point_sample(surface, flows.sample_points(surface, jax.random.key(5), 40))
+    phi = flows.kahler_potential(5, jax.random.key(6), width=4, depth=1)
+
+    def run():
+        fl.train(
+            phi, "evolving", sample, optimizer=optax.sgd(1e300), epochs=2, batch_size=20, seed=0
+        )
+
+    assert solvers.run_program(run, "feature_learning") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("feature_learning: the evolving run's loss or parameters became")
+    assert "non-finite in epoch 1; lower --lr or raise --batch." in err
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (
+            ["--architecture", "bihomogeneous", "--widths", "8", "16"],
+            "--widths set the mlp network, which --architecture bihomogeneous does not train",
+        ),
+        (["--architecture", "bihomogeneous", "--depth", "3"], "--depth set the mlp network"),
+        (
+            ["--bihomogeneous-widths", "4", "8", "--bihomogeneous-layers", "2"],
+            "--bihomogeneous-widths and --bihomogeneous-layers set the bihomogeneous network, "
+            "which --architecture mlp does not train",
+        ),
+        (["--bihomogeneous-init", "near-fs"], "--bihomogeneous-init set the bihomogeneous"),
+        (
+            ["--architecture", "both", "--bihomogeneous-init", "mlgeometry"]
+            + ["--bihomogeneous-noise", "0.5"],
+            "--bihomogeneous-init mlgeometry does not use it",
+        ),
+        (["--epochs", "5", "--lr-halving", "2"], "--lr-halving has no effect"),
+        (["--widths", "8", "16"], "--widths needs at least 3 distinct widths, got [8, 16]"),
+    ],
+)
+def test_flags_without_effect_are_refused(fl, tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit:
+        fl.parse_args([*argv, "--out", str(tmp_path)])
+    assert exit.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_flags_with_effect_are_accepted_and_defaults_filled(fl, tmp_path):
+    out = ["--out", str(tmp_path)]
+    args = fl.parse_args(
+        ["--architecture", "bihomogeneous", "--bihomogeneous-widths", "8", "4", "16", *out]
+    )
+    assert args.bihomogeneous_widths == [4, 8, 16]
+    assert (args.bihomogeneous_init, args.bihomogeneous_noise, args.bihomogeneous_layers) == (
+        "near-fs",
+        1.0,
+        1,
+    )
+    assert args.depth == 2 and args.lr_halving == 10
+    args = fl.parse_args(
+        ["--architecture", "both", "--depth", "3", "--bihomogeneous-noise", "0.5", *out]
+    )
+    assert (args.depth, args.bihomogeneous_noise) == (3, 0.5)
+    args = fl.parse_args(["--small", "--lr-halving", "3", *out])  # 16 epochs: the rate decays
+    assert args.lr_halving == 3
 
 
 def test_linearised_network_matches_the_library(fl):
