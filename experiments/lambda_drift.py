@@ -13,8 +13,9 @@ and at every save time compares the diffeomorphism-invariant integrals
 scalar equation $\partial_t u = e^{-2u}\Delta u$ on the same grid. Odd grids
 are the default (on an even grid the checkerboard mode has no gradient energy,
 which can spoil the ground-state solve; docs/conventions.md, Well-posedness).
-Expected: with the DeTurck term the error falls fast with resolution at every
-time; without it, it is as small early on and grows late.
+Measured (17² and 25² to t = 0.3): both forms' errors fall with resolution, and
+on these invariants the form without the DeTurck term shows no late drift
+(∫R² dV within 9e-9 and 4e-12 at t = 0.3, against 3e-6 and 5e-10 with it).
 
 Outputs in --out: lambda_drift.json (per flow and resolution: `times`,
 `relative_error` per invariant and `max_relative_error` at each time,

@@ -198,7 +198,9 @@ def solve(
     - `saveat`: a number of equally spaced save times (2 to `MAX_SAVES` = 10^6), or the
       times themselves (increasing, in [t0, t1], at most `MAX_SAVES`).
     - `degenerate_tol`, `fixed_point_tol`, `curvature_limit`: the events (module docstring).
-    - `force`: integrate even when the predicted amplification exceeds `refuse_amplification`.
+    - `force`: integrate even when the predicted amplification exceeds `refuse_amplification`
+      (True or False).
+    - `warn_amplification`, `refuse_amplification`: the thresholds (finite, > 0, warn <= refuse).
     - `progress`: print a progress meter (with a `checkpoint`, a line per segment: the
       time reached, its share of the interval, the steps).
     - `dense`: keep diffrax's dense interpolation (`Solution.evaluate(t)`), e.g. for
@@ -246,7 +248,17 @@ def solve(
     # before the amplification solve
     ts = save_times("solve", saveat, t0, t1, values.dtype, state_bytes=values.nbytes)
 
-    amp = predicted_amplification(flow, g0, t0, t1)
+    if not isinstance(force, bool):
+        raise ValueError(f"solve: force must be True or False, got {force!r}.")
+    check_tolerances(
+        "solve", warn_amplification=warn_amplification, refuse_amplification=refuse_amplification
+    )
+    if not warn_amplification <= refuse_amplification:
+        raise ValueError(
+            f"solve: warn_amplification ({warn_amplification:g}) must not exceed "
+            f"refuse_amplification ({refuse_amplification:g})."
+        )
+    amp = predicted_amplification(flow, g0, t0, t1, degenerate_tol)
     _judge(flow, amp, t0, t1, force, warn_amplification, refuse_amplification)
 
     config = _Config(

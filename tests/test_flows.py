@@ -255,10 +255,14 @@ def test_sphere_smoothing_beta_and_extinction(n):
         assert extinction == pytest.approx(1 / (2 * (n - 1) * (1 - beta)), rel=1e-15)
     # small sigma: beta = sigma^2 (1 + O(sigma^2)), so beta -> 0; large sigma: the Gaussian tends
     # to 1 and Wallis' integrals give beta -> 1 / (n + 1)
-    for sigma in (1e-2, 1e-3):
+    for sigma in (1e-2, 1e-3, 1e-5, 1e-9):  # quadrature on [0, pi] missed the peak below 1e-4
         assert flows.sphere_smoothing_beta(sigma, n) / sigma**2 == pytest.approx(
             1.0, abs=10 * sigma**2
         )
+    # the two quadratures, in d on [0, pi] from 0.1 up and in d / sigma below, meet
+    below, above = (flows.sphere_smoothing_beta(s, n) for s in (0.1 * (1 - 1e-12), 0.1))
+    assert below == pytest.approx(above, rel=1e-10)
+    assert abs(above - _trapezoid_beta(0.1, n)) < 1e-10
     assert flows.sphere_smoothing_beta(1e3, n) == pytest.approx(1 / (n + 1), rel=1e-6)
 
 

@@ -49,9 +49,13 @@ class AbstractFlow(eqx.Module):
 
     @abc.abstractmethod
     def growth_rate(self) -> float | None:
-        r"""$\Lambda$: the largest linear growth rate this discretisation admits, at the reference scale.
+        r"""$\Lambda$: the largest linear growth rate of the discretisation's modes, at the reference scale.
 
-        None when no prediction is available (the solver then warns).
+        From the symbol (e.g. $\max_k |k|^2\hat k_\sigma(k)$ over the grid's modes): exact on
+        odd Fourier grids; on even ones it counts the Nyquist mode, which the discrete flow
+        does not grow, so it bounds the rate from above (on $8^2$, 32 against the
+        Jacobian's 18); on spheres it is within 2% (degree 6: 12 against 12.18). None when
+        no prediction is available (the solver then warns).
         """
 
     def __call__(self, t, values: NodalTensors, args=None) -> NodalTensors:
