@@ -3,8 +3,8 @@
 Default suite: the smoke run of the cheapest study (`resolution --small`, about 10 s) writes
 its JSON and PNG, every fitted order and interval is finite, and its rates are log 2 to 0.01
 (measured 0.6964 on T² and 0.6932 on S²: a factor or a sign in the rate, the prefactor or the
-fit would move them by far more); a solver that returns NaN is refused by name, not left out
-as a rounding floor; bad flags exit with status 2. The fits themselves: tests/test_fits.py.
+fit would move them by far more); bad flags exit with status 2. Slow: a solver that returns
+NaN is refused by name, not left out as a rounding floor. The fits themselves: tests/test_fits.py.
 
 Slow (one test per study, at the program's default sizes): the expected order lies inside
 the reported 95% interval. Measured (seed 0; CPU seconds of each study on two cores, shared
@@ -85,6 +85,7 @@ def test_convergence_smoke_run(tmp_path):
         assert series["systematic_available"] is True
 
 
+@pytest.mark.slow  # the refusal itself is power_series's, tested cheaply in test_fits.py
 def test_a_solver_that_fails_is_refused_not_taken_for_the_rounding_floor(tmp_path, monkeypatch):
     """The coarsest RK4 solve returns NaN: the tolerance study stops, naming the series and
     the step, instead of dropping the point as 'below the rounding floor' and fitting the rest."""

@@ -11,9 +11,11 @@ positive times and memory per step.
 import json
 import math
 
+import jax
 import numpy as np
 import pytest
 
+import flows
 import solvers
 
 from .helpers import experiment_program as _program
@@ -156,13 +158,16 @@ def test_flags_that_cannot_make_a_curve_or_a_law_are_refused(tmp_path, capsys):
         program.check_memory(args)
 
 
-def test_a_flow_that_stops_is_refused_not_averaged(tmp_path):
+def test_a_flow_that_stops_is_refused_not_averaged():
     """At a learning rate of 1e3 a metric value leaves positive definiteness in the first step:
-    the draw's gains were averaged with the others and extrapolated, exit status 0."""
+    such a draw's gains were averaged with the others and extrapolated, exit status 0."""
     program = _program("kernel_points")
-    argv = ["--points", "50", "100", "--test-points", "30", "--draws", "2", "--steps", "3"]
-    argv += ["--clusters", "0", "--memory-points", "--scaling-points", "20", "40", "80"]
-    argv += ["--noise", "0.01", "0.03", "--lr", "1e3", "--out", str(tmp_path)]
-    with pytest.raises(ValueError, match=r"N = 50, draw 0, gaussian: the flow stopped after"):
-        program.main(argv)
-    assert not (tmp_path / "kernel_points.json").exists()
+    quintic = flows.Hypersurface.fermat_quintic()
+    train = flows.chart_sample(
+        flows.point_sample(quintic, flows.sample_points(quintic, jax.random.key(0), 400))
+    )
+    flow = flows.PointKernelFlow(flows.LocalPointKernel(), flows.MongeAmpereLoss(1.0), train, train)
+    groups = {"test": np.arange(train.count)}
+    with pytest.raises(ValueError, match=r"N = 9, draw 0, local: the flow stopped after 1 of 3"):
+        program.run_flow(flow, 1e3, 3, groups, "N = 9, draw 0, local")
+    assert program.run_flow(flow, 1e-4, 3, groups)["stop_reason"] == "reached t1"

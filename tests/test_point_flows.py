@@ -29,6 +29,14 @@ def quintic():
 
 
 @pytest.fixture(scope="module")
+def quintic_small():
+    surface = flows.Hypersurface.fermat_quintic()
+    full = flows.point_sample(surface, flows.sample_points(surface, jax.random.key(3), 600))
+    train = flows.chart_sample(full)
+    return surface, train, flows.sample_near(surface, train, jax.random.key(4), 0.05)
+
+
+@pytest.fixture(scope="module")
 def cubic():
     surface = flows.Hypersurface.fermat_cubic()
     full = flows.point_sample(surface, flows.sample_points(surface, jax.random.key(5), 1200))
@@ -286,7 +294,7 @@ def test_point_flow_bad_input(quintic, cubic):
         solvers.solve_points(flow, train.g_fs, test.g_fs, 1, 0, dt0=0.1)
 
 
-def test_quintic_kernels_refuses_what_it_cannot_report(tmp_path, capsys):
+def test_quintic_kernels_refuses_what_it_cannot_report(quintic_small, tmp_path, capsys):
     """A flow that stopped (learning rate 1e3: a metric value leaves positive definiteness)
     was tabled with gains and exit status 0; one point gave a division by zero; repeated
     --scaling-points an exponent of ± 1e7; --batch-size did nothing without clusters."""
@@ -303,11 +311,13 @@ def test_quintic_kernels_refuses_what_it_cannot_report(tmp_path, capsys):
             program.parse_args([*argv, "--out", str(tmp_path)])
         assert exit.value.code == 2
         assert message in capsys.readouterr().err
-    argv = ["--points", "60", "--test-points", "40", "--steps", "5", "--clusters", "0"]
-    argv += ["--scaling-points", "20", "40", "80", "--noise", "0.01", "--lr", "1e3"]
+    _, train, test = quintic_small
+    args = program.parse_args(["--steps", "5", "--out", str(tmp_path)])
+    groups = {"test": (test, np.arange(test.count))}
     with pytest.raises(ValueError, match="local: the flow stopped after 1 of 5 steps"):
-        program.main([*argv, "--out", str(tmp_path)])
-    assert not (tmp_path / "quintic_kernels.json").exists()
+        program.run_kernel("local", flows.LocalPointKernel(), 1e3, args, train, test, groups)
+    with pytest.raises(ValueError, match="relu_ntk: .* lower --relu-lr"):
+        program.run_kernel("relu_ntk", flows.LocalPointKernel(), 1e3, args, train, test, groups)
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ CHECKS = {
     "functional_derivative": ("assert E.shape == (256, 2, 2)", []),
     "solvers.solve(flow": (
         "assert solution.stop_reason == 'reached t1'",
-        ["reached t1", "exp(128 x 0.9901) = 1.09e+55"],
+        ["reached t1", "exp(128 x 1.221) = 7.9e+67"],
     ),
     "solve_network": (
         "assert set(runs) == {'evolving', 'frozen', 'infinite'}\n"
