@@ -512,14 +512,17 @@ def _round_sphere_to_extinction(checkpoint=None):
     sphere = flows.Sphere(2, 2)
     times = np.linspace(0, 0.8, 5) * 0.5
     kwargs = {} if checkpoint is None else {"checkpoint": checkpoint, "checkpoint_every": 1}
-    solution = solvers.solve(
-        flows.make_flow("perelman", sphere, None),
-        flows.reference_metric(sphere),
-        0.0,
-        1.0,
-        saveat=times,
-        **kwargs,
-    )
+    # the ill-posed flow's l = 1 mode grows by (c0 / c)^1 = 1e4 down to the degenerate event:
+    # warned about, not refused
+    with pytest.warns(UserWarning, match=r"predicted amplification .* = 1e\+04"):
+        solution = solvers.solve(
+            flows.make_flow("perelman", sphere, None),
+            flows.reference_metric(sphere),
+            0.0,
+            1.0,
+            saveat=times,
+            **kwargs,
+        )
     assert solution.stop_reason == solvers.StopReason.DEGENERATE
     assert abs(solution.t_final - 0.5) < 1e-3
     assert len(solution.ts) == 6 and np.all(np.isfinite(solution.ts))
