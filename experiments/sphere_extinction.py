@@ -9,7 +9,10 @@ so $T(\sigma) = 1/(2(n-1)(1-\beta_\sigma))$. The componentwise flow of $L_P$
 gives $\partial_t c = -2(n-1)(1-\beta_\sigma)/c^2$: $c^3 = 1 - 6(n-1)(1-\beta_\sigma)t$
 ($\beta_0 = 0$). The solve stops at the `degenerate` event (the metric's
 smallest eigenvalue at $10^{-4}$ of its initial value), so the measured
-extinction time is within $10^{-4} T$ of the true one.
+extinction time is within $10^{-4} T$ of the true one; the componentwise flow,
+whose velocity grows like $1/c^2$, stops first by a collapse of the step (at
+$c \approx 0.035$), and its time is still within about $5\times10^{-5} T$ (the
+JSON's `stop_reason` says which).
 
 Flows: `perelman` (local fixed measure; ill-posed, so it runs only at a
 degree where its predicted amplification allows: the default degree is 2),
@@ -139,9 +142,7 @@ def main(argv=None) -> dict:
     fine = np.linspace(0, t_pred, 200)
     ax.plot(fine, predicted_scale(args.flow, args.dim, args.sigma, fine)[0], "-", label="predicted")
     ax.plot(ts, c, "o", ms=4, label="measured")
-    ax.axvline(
-        solution.t_final, color="gray", ls=":", label=f"event stop t = {solution.t_final:.5f}"
-    )
+    ax.axvline(solution.t_final, color="gray", ls=":", label=f"stop t = {solution.t_final:.5f}")
     ax.set_xlabel("t")
     ax.set_ylabel("scale factor c(t)")
     ax.set_title(f"{flow.name} on S^{args.dim} (σ = {args.sigma}, degree {args.degree})")
