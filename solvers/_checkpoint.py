@@ -28,6 +28,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import secrets
 import threading
 import types
@@ -197,12 +198,16 @@ def _code(code: types.CodeType) -> str:
 
 
 def _value(x) -> str:
-    """A closed-over or default value: arrays by `digest`, functions by name, the rest by repr."""
+    """A closed-over or default value: arrays by `digest`, functions by name, modules by their
+    repr and array leaves, the rest by repr without memory addresses (they differ per process)."""
     if isinstance(x, np.ndarray | jax.Array):
         return digest(x)
     if isinstance(x, types.FunctionType):
         return f"{x.__module__}.{x.__qualname__}"  # its own body is digested separately
-    return repr(x)
+    text = re.sub(r" at 0x[0-9a-fA-F]+", "", repr(x))
+    if isinstance(x, eqx.Module):  # its repr shows arrays' shapes, not their values
+        text += tree_digest(x)
+    return text
 
 
 def function_digest(tree) -> str | None:

@@ -356,6 +356,10 @@ def scaled_decay(scale):
     return lambda values: -scale * values
 
 
+def _closing_over(metric):
+    return lambda values: values * 0 + metric.values
+
+
 def test_a_flow_holding_another_function_is_another_problem(tmp_path):
     # a flow's functions print alike (<function <lambda>>) and hold no arrays: a checkpoint
     # made with scale 1 answered the call with scale 3 by its own solution
@@ -372,6 +376,11 @@ def test_a_flow_holding_another_function_is_another_problem(tmp_path):
     digest = _checkpoint.function_digest
     assert digest(NodalField(flow.manifold, decay)) == digest(NodalField(flow.manifold, decay))
     assert digest(flow.manifold) is None  # no functions: no entry, older checkpoints still match
+    # a closed-over module counts by its arrays' values (its repr shows only their shapes)
+    metrics = [flows.random_metric(flow.manifold, jax.random.key(k), 1) for k in (0, 1)]
+    assert repr(metrics[0]) == repr(metrics[1])
+    closures = [_closing_over(g) for g in metrics]
+    assert digest(closures[0]) != digest(closures[1])
 
 
 def test_damaged_checkpoints_are_refused_by_name(tmp_path):
