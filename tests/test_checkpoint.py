@@ -427,17 +427,19 @@ def test_evaluate_refuses_times_outside_the_solve(tmp_path):
 
 
 # One step per segment from the default first step: the early steps are longer than t itself,
-# and re-entering the next step's end as t + dt0 was off by an ulp (1.6e-15 at the end).
+# and re-entering the next step's end as t + dt0 was off by an ulp (9e-16 at t = 0.3).
 EVERY_STEP_CHILD = PREAMBLE + textwrap.dedent(
     """
     import solvers
     from tests.test_checkpoint import problem
 
-    flow, g0, t0, t1 = problem()
+    flow, g0, t0, _ = problem()
+    # to t = 0.3 (13 steps; the early ones carry the rounding), writing only at the end
     stepped = solvers.solve(
-        flow, g0, t0, t1, saveat=5, checkpoint=sys.argv[1], checkpoint_every=1
+        flow, g0, t0, 0.3, saveat=3, checkpoint=sys.argv[1], checkpoint_every=1,
+        checkpoint_seconds=1e9,
     )
-    plain = solvers.solve(flow, g0, t0, t1, saveat=5)
+    plain = solvers.solve(flow, g0, t0, 0.3, saveat=3)
     np.savez(sys.argv[2], values=stepped.values, ts=stepped.ts, plain_values=plain.values,
              plain_ts=plain.ts, steps=stepped.stats["num_steps"],
              plain_steps=plain.stats["num_steps"])
@@ -447,7 +449,7 @@ EVERY_STEP_CHILD = PREAMBLE + textwrap.dedent(
 
 def test_one_step_per_segment_from_the_default_first_step_is_bit_for_bit(tmp_path):
     out = _in_default_codegen(EVERY_STEP_CHILD, tmp_path / "run.ckpt", tmp_path / "every.npz")
-    assert int(out["steps"]) == int(out["plain_steps"]) >= 20
+    assert int(out["steps"]) == int(out["plain_steps"]) >= 10
     assert np.array_equal(out["ts"], out["plain_ts"])
     assert np.array_equal(out["values"], out["plain_values"])
 
