@@ -150,6 +150,7 @@ def plot_rates(record: dict, sigma: float, path: Path) -> None:
             entry = record[name]
             line = ax.plot(entry["k"], entry[key], "o", ms=4, label=name)[0]
             ax.plot(entry["k"], entry["predicted_" + key], "-", lw=0.8, color=line.get_color())
+        ax.plot([], [], "-", lw=0.8, color="0.4", label="lines: predicted (the symbol)")
         ax.set_xlabel("k")
         ax.set_ylabel("growth rate")
         ax.set_title(f"{title} (σ = {sigma} for smoothed)")
@@ -159,15 +160,26 @@ def plot_rates(record: dict, sigma: float, path: Path) -> None:
 
 
 def plot_max_r(record: dict, path: Path) -> None:
-    fig = Figure(figsize=(6, 4))
+    fig = Figure(figsize=(8.5, 4))
     ax = fig.add_subplot()
     for name in FLOWS:
         entry = record[name]
         if "times" in entry:
-            ax.semilogy(entry["times"], np.abs(entry["max_R"]) + 1e-16, "-o", ms=3, label=name)
+            line = ax.semilogy(
+                entry["times"], np.abs(entry["max_R"]) + 1e-16, "-o", ms=3, label=name
+            )[0]
+            if entry.get("stop_reason") != "reached t1":  # the last point is where it stopped
+                ax.plot(
+                    entry["times"][-1],
+                    abs(entry["max_R"][-1]) + 1e-16,
+                    "X",
+                    ms=9,
+                    color=line.get_color(),
+                )
+    ax.plot([], [], "kX", ms=7, label="stopped before t1 (stop state)")
     ax.set_xlabel("t")
     ax.set_ylabel("max R over nodes")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # off the data
     fig.tight_layout()
     save_figure(fig, path)
 
