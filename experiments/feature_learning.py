@@ -516,7 +516,10 @@ def verdict(summary: dict) -> list[str]:
         f"{_intervals(drift)} (local "
         f"exponents between consecutive widths {[round(x, 2) for x in drift['local_slopes']]}); "
         + (
-            f"consistent with NTK exponent(s) {inside}"
+            f"the interval over seeds holds both NTK exponents {list(NTK_EXPONENTS)} and 0 (no "
+            "dependence on width): too wide to tell them apart; more seeds or widths would"
+            if len(inside) == len(NTK_EXPONENTS) and _sign(drift["interval"]) == 0
+            else f"consistent with NTK exponent(s) {inside}"
             if inside
             else f"neither NTK exponent {list(NTK_EXPONENTS)} lies inside the interval over seeds"
         )

@@ -160,6 +160,12 @@ def test_verdict_reads_the_numbers(fl):
     # and the line shows both intervals, so that it does not read as a contradiction
     assert "[-0.250, -0.050] over seeds, [-0.350, 0.050] pooled" in fl.verdict(summary)[1]
     assert "the gap closes although the drift does not fall" in fl.verdict(summary)[4]
+    # an interval holding both NTK exponents and 0 says nothing: it is called too wide, not
+    # "consistent with NTK" (two seeds once gave [-6.96, 8.36])
+    summary = _summary(fl, [0.2, 0.1, 0.06], 0.01, 0.7, -0.05)
+    summary["fits"]["drift"]["interval"] = [-6.96, 8.36]
+    line = fl.verdict(summary)[1]
+    assert "too wide to tell them apart" in line and "consistent with" not in line
 
 
 def _runs(widths, seeds, diverged):
