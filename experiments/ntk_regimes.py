@@ -88,7 +88,7 @@ def run_width(
         }
         for k, sol in sols.items():
             if sol.stop_reason != "reached t1":
-                raise RuntimeError(
+                raise ValueError(
                     f"width {width}, network {i}, {k} flow stopped at t = {sol.t_final:.4g}: "
                     f"{sol.stop_reason}. Perelman's fixed-measure loss is unstable "
                     "(docs/conventions.md, Well-posedness) "
@@ -157,7 +157,11 @@ def plot(widths, record, slopes, path: Path, title: str) -> None:
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--manifold", choices=("torus", "sphere"), default="torus")
-    parser.add_argument("--widths", default="16,64,256,1024", help="comma-separated, each >= 1")
+    parser.add_argument(
+        "--widths",
+        default="16,64,256,1024",
+        help="comma-separated, at least two distinct, each >= 1",
+    )
     parser.add_argument(
         "--sigma",
         type=positive,
@@ -187,7 +191,9 @@ def parse_args(argv):
     except ValueError:
         parser.error(f"--widths must be comma-separated integers, got {args.widths!r}")
     if len(args.widths) < 2 or args.widths[0] < 1:
-        parser.error("--widths needs at least two widths, each >= 1")
+        parser.error("--widths needs at least two distinct widths, each >= 1")
+    if args.sigma is not None and args.sigma > 1e150:  # sigma^2 overflows in the features
+        parser.error(f"--sigma {args.sigma:g} is too large: sigma^2 overflows a float")
     if args.manifold == "torus" and args.resolution is not None and args.resolution < 3:
         parser.error(f"--resolution: a torus needs n >= 3, got {args.resolution}")
     if args.sigma is None:

@@ -22,7 +22,7 @@ import sys
 import time
 
 import jax
-from _common import directory, finite, positive_int, progress, seed, write_json
+from _common import directory, finite, integer, progress, seed, write_json
 
 import solvers
 from flows import Hypersurface, point_sample, sample_points, sigma_measure
@@ -33,7 +33,10 @@ jax.config.update("jax_enable_x64", True)
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--points", type=positive_int, default=100_000, help="number of sampled points"
+        "--points",
+        type=integer(50),
+        default=100_000,
+        help="number of sampled points (>= 50: with fewer the standard error means nothing)",
     )
     parser.add_argument(
         "--psi", type=finite, default=0.0, help="Dwork parameter (real; 0: Fermat quintic)"
@@ -41,6 +44,8 @@ def parse_args(argv):
     parser.add_argument("--seed", type=seed, default=0, help="seed of the points (>= 0)")
     parser.add_argument("--out", type=directory, required=True)
     args = parser.parse_args(argv)
+    if abs(args.psi) > 1e60:  # psi^5 overflows a float
+        parser.error(f"--psi {args.psi:g} is too large: psi^5 overflows a float")
     if abs(args.psi**5 - 1) <= 1e-12:
         parser.error(f"--psi {args.psi} has psi^5 = 1: that member of the family is singular")
     return args

@@ -64,6 +64,10 @@ def mode_amplitudes(solution: solvers.Solution, k: int) -> np.ndarray:
     return np.asarray(jax.jit(jax.vmap(amplitude))(solution.values))
 
 
+# the flows with a kernel width (the others are local: --sigma > 0 would be ignored)
+SMOOTHABLE = ("smoothed", "smoothed_lambda", "componentwise")
+
+
 def run(flow_name: str, sigma: float, k: int, n: int, t1: float, amplitude: float) -> dict:
     torus = flows.Torus(2, n)
     if not 1 <= k <= torus.band_limit:
@@ -109,7 +113,8 @@ def plot(runs: list[dict], path: Path) -> None:
         ax.plot(t, -r["predicted_rate"] * t, "-", color=line.get_color(), lw=0.8)
     ax.set_xlabel("t")
     ax.set_ylabel("log(|R̂_k(t)| / |R̂_k(0)|)")
-    ax.set_title(f"{runs[0]['flow']} on T², n={runs[0]['n']}: dots measured, lines predicted")
+    names = " / ".join(dict.fromkeys(r["flow"] for r in runs))  # smoothed at 0 runs perelman
+    ax.set_title(f"{names} on T², n={runs[0]['n']}: dots measured, lines predicted")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     save_figure(fig, path)
@@ -139,6 +144,11 @@ def parse_args(argv):
     band_limit = (args.n - 1) // 2  # flows.Torus(2, n).band_limit
     if any(k > band_limit for k in args.k):
         parser.error(f"--k must be in 1..{band_limit} for --n {args.n}, got {args.k}")
+    if args.flow not in SMOOTHABLE and any(s > 0 for s in args.sigma):
+        parser.error(
+            f"--flow {args.flow} is local: it has no kernel width (--sigma > 0 is for "
+            f"{', '.join(SMOOTHABLE)})"
+        )
     return args
 
 

@@ -62,6 +62,32 @@ def test_experiment_flags_are_checked(tmp_path):
         _program("torus_modes").main(["--amplitude", "0.1", "--out", str(tmp_path)])
 
 
+def test_flags_that_would_mislead_are_refused(tmp_path, capsys):
+    """A local flow given a width (its prediction used the width it ignored: a 20% "error"),
+    a width whose square overflows (a traceback), psi whose fifth power overflows (a
+    traceback), and too few points for a standard error (2 points: 0.041 +- 0.001 against
+    0.374) are refused, as are repeated widths, with messages that name the problem."""
+    cases = [
+        ("torus_modes", ["--flow", "perelman", "--sigma", "0.3"], "--flow perelman is local"),
+        ("ntk_regimes", ["--sigma", "1e300"], "--sigma 1e+300 is too large"),
+        ("ntk_regimes", ["--widths", "4,4"], "needs at least two distinct widths"),
+        ("quintic_sigma", ["--psi", "1e200"], "--psi 1e+200 is too large"),
+        ("quintic_sigma", ["--points", "2"], "argument --points: must be >= 50"),
+    ]
+    for name, argv, message in cases:
+        with pytest.raises(SystemExit) as exit:
+            _program(name).parse_args([*argv, "--out", str(tmp_path)])
+        assert exit.value.code == 2
+        assert message in capsys.readouterr().err, (name, argv)
+    # a local flow at width 0 and a smoothed flow at a width are still accepted
+    _program("torus_modes").parse_args(
+        ["--flow", "perelman", "--sigma", "0", "--out", str(tmp_path)]
+    )
+    _program("torus_modes").parse_args(
+        ["--flow", "smoothed_lambda", "--sigma", "0.3", "--out", str(tmp_path)]
+    )
+
+
 @pytest.mark.slow
 def test_well_posedness_linear_rates(tmp_path):
     program = _program("well_posedness")

@@ -867,7 +867,7 @@ BAD_FLAGS = {
         "--seed": SEED,
     },
     "quintic_sigma": {
-        "--points": _ints(1),
+        "--points": _ints(50),
         "--psi": ["nan", "inf", "-inf", "x", "1"],
         "--seed": SEED,
     },
