@@ -98,7 +98,11 @@ class FSGaussian(eqx.Module):
 
     def __call__(self, z: Complex[Array, " n1"], w: Complex[Array, " n1"]) -> Float[Array, ""]:
         """$k_\\sigma(z, w)$ for two points (homogeneous coordinates, any scaling)."""
-        return jnp.exp(-fs_distance_squared(z, w) / (2 * self.sigma**2))
+        return jnp.exp(self.exponent(z, w))
+
+    def exponent(self, z: Complex[Array, " n1"], w: Complex[Array, " n1"]) -> Float[Array, ""]:
+        """$\\log k_\\sigma(z, w) = -d_\\mathrm{FS}^2/2\\sigma^2$."""
+        return -fs_distance_squared(z, w) / (2 * self.sigma**2)
 
     def prepare(self, points: Complex[Array, "N n1"]) -> Complex[Array, "N n1"]:
         """The points scaled to unit norm, once per point (`point_kernel_apply` calls it)."""
@@ -107,9 +111,15 @@ class FSGaussian(eqx.Module):
 
     def on_prepared(self, x: Complex[Array, " n1"], y: Complex[Array, " n1"]) -> Float[Array, ""]:
         """$k_\\sigma$ of two prepared (unit) points: $c = |\\langle x, y\\rangle|$, no norms per pair."""
+        return jnp.exp(self.exponent_on_prepared(x, y))
+
+    def exponent_on_prepared(
+        self, x: Complex[Array, " n1"], y: Complex[Array, " n1"]
+    ) -> Float[Array, ""]:
+        """$\\log k_\\sigma$ of two prepared (unit) points."""
         inner = jnp.sum(jnp.conj(x) * y)
         c = jnp.sqrt(jnp.real(inner) ** 2 + jnp.imag(inner) ** 2)
-        return jnp.exp(-_distance_squared_of_cosine(c) / (2 * self.sigma**2))
+        return -_distance_squared_of_cosine(c) / (2 * self.sigma**2)
 
 
 def _checked_at_run_time(x) -> bool:

@@ -28,7 +28,6 @@ from jaxtyping import Array, Complex, Float, Int
 from .._kernels import ReLUNTK
 from .clustering import _nearest, cluster_blocks, cluster_points, nearest_points
 from .kernel_apply import FSGaussian, point_kernel_apply
-from .projective import _distance_squared_of_cosine, fs_distance_squared
 from .sampling import PointSample
 
 
@@ -118,23 +117,23 @@ class _ShiftedGaussian(eqx.Module):
     gaussian: FSGaussian
 
     def __call__(self, x, y):
-        d2 = fs_distance_squared(x[:-1], y[:-1])
-        return jnp.exp(jnp.real(x[-1]) - d2 / (2 * self.gaussian.sigma**2))
+        return jnp.exp(jnp.real(x[-1]) + self.gaussian.exponent(x[:-1], y[:-1]))
 
     def prepare(self, points):
         return jnp.concatenate([self.gaussian.prepare(points[:, :-1]), points[:, -1:]], axis=1)
 
     def on_prepared(self, x, y):
-        inner = jnp.sum(jnp.conj(x[:-1]) * y[:-1])
-        c = jnp.sqrt(jnp.real(inner) ** 2 + jnp.imag(inner) ** 2)
-        d2 = _distance_squared_of_cosine(c)
-        return jnp.exp(jnp.real(x[-1]) - d2 / (2 * self.gaussian.sigma**2))
+        return jnp.exp(jnp.real(x[-1]) + self.gaussian.exponent_on_prepared(x[:-1], y[:-1]))
+
+
+def _shift(gaussian: FSGaussian, distance: Float[Array, " P"]) -> Float[Array, " P"]:
+    r"""$s(x) = d^2/2\sigma^2$ of each target's nearest training distance $d$."""
+    return distance**2 / (2 * gaussian.sigma**2)
 
 
 def _nearest_shift(gaussian: FSGaussian, sources, targets) -> Float[Array, " P"]:
     r"""$s(x) = \min_b d_\mathrm{FS}(x, z_b)^2/2\sigma^2$ for each target (jittable)."""
-    _, distance = _nearest(sources, targets, min(256, targets.shape[0]))
-    return distance**2 / (2 * gaussian.sigma**2)
+    return _shift(gaussian, _nearest(sources, targets, min(256, targets.shape[0]))[1])
 
 
 def _shifted_points(gaussian: FSGaussian, targets, sources, shift):
@@ -281,7 +280,7 @@ class ClusteredPointKernel(AbstractPointKernel):
             nearest, distance = nearest_points(train.points, test.points)
             test_labels = labels[nearest]
             if self.kernel._shifted:  # the nearest point shares the cluster: the same shift
-                shift = distance**2 / (2 * self.kernel.pair.sigma**2)
+                shift = _shift(self.kernel.pair, distance)
         test_blocks = tuple(jnp.asarray(a) for a in cluster_blocks(test_labels, self.n_clusters))
         return ClusteredPointKernel(
             self.kernel,
