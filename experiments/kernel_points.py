@@ -246,8 +246,7 @@ def parse_args(argv):
         parser.error("--scaling-points needs at least 3 distinct sizes, each >= 2")
     if len(set(args.noise)) < 2:  # the gain-distance curve needs two distances
         parser.error("--noise needs at least 2 distinct scales (the gain-distance curve)")
-    if args.noise != sorted(set(args.noise)):
-        args.noise = sorted(set(args.noise))
+    args.noise = sorted(set(args.noise))
     if args.clusters and args.batch_size < args.clusters:
         parser.error("--batch-size must be >= --clusters")
     return args

@@ -11,6 +11,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import flows
 
@@ -77,6 +78,15 @@ def experiment_program(name: str):
     if str(EXPERIMENTS) not in sys.path:
         sys.path.insert(0, str(EXPERIMENTS))
     return importlib.import_module(name)
+
+
+def refusal(program, argv, tmp_path, capsys) -> str:
+    """What `program.parse_args(argv + --out tmp_path)` prints on stderr when it refuses: it
+    must exit with argparse's status 2."""
+    with pytest.raises(SystemExit) as exit:
+        program.parse_args([*argv, "--out", str(tmp_path)])
+    assert exit.value.code == 2
+    return capsys.readouterr().err
 
 
 def seeded_sample(hypersurface, seed: int, count: int) -> flows.PointSample:

@@ -24,7 +24,7 @@ import math
 
 import pytest
 
-from .helpers import experiment_program
+from .helpers import experiment_program, refusal
 
 STUDIES = ("resolution", "tolerance", "sigma", "width", "points")
 SERIES_FIELDS = {
@@ -131,10 +131,7 @@ def test_convergence_flags_are_checked(tmp_path, capsys):
         (["--study", "tolerance", "--seeds", "4"], "read by the width and points studies"),
     ]
     for argv, message in bad:
-        with pytest.raises(SystemExit) as exit:
-            program.parse_args([*argv, "--out", str(tmp_path)])
-        assert exit.value.code == 2
-        assert message in capsys.readouterr().err
+        assert message in refusal(program, argv, tmp_path, capsys)
     assert not any(tmp_path.iterdir())
 
 

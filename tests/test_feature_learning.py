@@ -25,7 +25,7 @@ import flows
 import solvers
 
 from .helpers import experiment_program as _program
-from .helpers import max_abs
+from .helpers import max_abs, refusal
 
 
 @pytest.fixture(scope="module")
@@ -274,10 +274,7 @@ def test_a_diverging_rate_ends_in_one_line(fl, capsys):
     ],
 )
 def test_flags_without_effect_are_refused(fl, tmp_path, capsys, argv, message):
-    with pytest.raises(SystemExit) as exit:
-        fl.parse_args([*argv, "--out", str(tmp_path)])
-    assert exit.value.code == 2
-    assert message in capsys.readouterr().err
+    assert message in refusal(fl, argv, tmp_path, capsys)
 
 
 def test_flags_with_effect_are_accepted_and_defaults_filled(fl, tmp_path):

@@ -298,7 +298,7 @@ def test_quintic_kernels_refuses_what_it_cannot_report(quintic_small, tmp_path, 
     """A flow that stopped (learning rate 1e3: a metric value leaves positive definiteness)
     was tabled with gains and exit status 0; one point gave a division by zero; repeated
     --scaling-points an exponent of ± 1e7; --batch-size did nothing without clusters."""
-    from .helpers import experiment_program
+    from .helpers import experiment_program, refusal
 
     program = experiment_program("quintic_kernels")
     cases = [
@@ -307,10 +307,7 @@ def test_quintic_kernels_refuses_what_it_cannot_report(quintic_small, tmp_path, 
         (["--clusters", "0", "--batch-size", "50"], "--batch-size is the clustering's"),
     ]
     for argv, message in cases:
-        with pytest.raises(SystemExit) as exit:
-            program.parse_args([*argv, "--out", str(tmp_path)])
-        assert exit.value.code == 2
-        assert message in capsys.readouterr().err
+        assert message in refusal(program, argv, tmp_path, capsys)
     _, train, test = quintic_small
     args = program.parse_args(["--steps", "5", "--out", str(tmp_path)])
     groups = {"test": (test, np.arange(test.count))}
