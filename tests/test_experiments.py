@@ -8,6 +8,7 @@ is marked slow (about 2 minutes on two cores).
 
 import json
 
+import numpy as np
 import pytest
 
 from .helpers import experiment_program as _program
@@ -23,6 +24,7 @@ def _check_torus_modes(tmp_path, sigmas):
     assert len(runs) == len(sigmas) * len(ks)
     for run in runs:
         assert {"flow", "sigma", "k", "measured_rate", "predicted_rate"} <= set(run)
+        assert run["resolved"], run
         assert run["relative_error"] < 1e-3, run
         assert run["flow"] == ("perelman" if run["sigma"] == 0 else "smoothed")
     assert (tmp_path / "torus_modes.png").stat().st_size > 0
@@ -30,6 +32,33 @@ def _check_torus_modes(tmp_path, sigmas):
 
 def test_torus_modes_decay_rates(tmp_path):
     _check_torus_modes(tmp_path, [0.3])
+
+
+def test_torus_modes_marks_an_unresolvable_rate():
+    # Log amplitudes with the solver's noise (~1e-12 at 21 times over t1 = 0.05): a
+    # rate of 0.1 is measured to ~1e-10; one of 1e-11 (S = 1.5, K = 5) is below the
+    # fit's standard error and must be marked, not reported as a rate.
+    program = _program("torus_modes")
+    t = np.linspace(0.0, 0.05, 21)
+    noise = 1e-12 * np.random.default_rng(0).standard_normal(t.size)
+    runs = []
+    for sigma, rate in ((0.3, 0.1), (1.5, 1e-11)):
+        measured, stderr, resolved = program.measure_rate(t, np.exp(-rate * t + noise), rate)
+        assert stderr == pytest.approx(1e-12 / np.sqrt(np.sum((t - t.mean()) ** 2)), rel=0.5)
+        runs.append(
+            {
+                "sigma": sigma,
+                "k": 5,
+                "resolved": resolved,
+                "relative_error": abs(measured / rate - 1),
+            }
+        )
+    assert [r["resolved"] for r in runs] == [True, False]
+    assert runs[0]["relative_error"] < 1e-8
+    record = program.summarise(runs)
+    assert record["max_relative_error"] == runs[0]["relative_error"]
+    assert record["unresolved"] == [[1.5, 5]]
+    assert program.summarise(runs[1:]) == runs[1]  # one run: its own record
 
 
 @pytest.mark.slow
