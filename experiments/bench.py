@@ -1,6 +1,7 @@
 r"""Performance figures, every one a ratio, a slope or a peak measured in this run.
 
-Times are medians of repeats after a warm-up call (compilation excluded); every
+Times are medians of repeats after a warm-up call (compilation excluded; the
+`kvaerno5_vs_tsit5` solves, seconds each, are timed once after theirs); every
 ratio divides two times taken in this process, one after the other, so the
 figures compare paths on one machine rather than machines. The figures:
 
@@ -36,8 +37,8 @@ figures compare paths on one machine rather than machines. The figures:
   samples the points and takes one normalised Gaussian-kernel step of the
   Fubini–Study metric tensor, $g + \Delta t\,\sum_b w_b k(z, z_b) g_b / \sum_b w_b k(z, z_b)$,
   read from outside (`os.wait4`). Target <= 2 GB at 10^5 points; by default
-  measured at 10^4 and 3x10^4 points and extrapolated linearly (memory is
-  O(N)), with XLA's compiled memory analysis at 10^5 as a check;
+  measured at 10^4 and 3x10^4 points and extrapolated linearly from the two
+  largest sizes measured (memory is O(N)), with XLA's compiled memory analysis at 10^5 as a check;
   `--memory-points 100000` measures it (a few minutes on two cores).
 - `kvaerno5_dense_vs_matrix_free`: `solvers.solve` of Ricci–DeTurck flow
   (Perelman's fixed-measure flow is ill-posed forward, docs/conventions.md,
@@ -295,14 +296,16 @@ def torus_and_sphere(args, record):
     def nodes(m):
         return int(m.nodes.shape[0])
 
-    def slope_figure(times, sizes, node_count, target, met, note):
+    def slope_figure(times, sizes, node_count, target, met, note, span=None):
+        # met is decided only when the sizes run cover the target's span (lo, hi)
         used = [s for s in sizes if s in times]
         counts = [node_count[s] for s in used]
         value = slope(counts, [times[s] for s in used])
+        covered = span is None or (min(used) <= span[0] and max(used) >= span[1])
         return figure(
             value,
             target,
-            met(value),
+            met(value) if covered else None,
             sizes=used,
             nodes=counts,
             seconds=[times[s] for s in used],
@@ -327,7 +330,7 @@ def torus_and_sphere(args, record):
         record["torus_rhs_fft_vs_quadrature"] = figure(
             ratio,
             ">= 100 at 64^2",
-            bool(ratio >= 100 and n >= 64),
+            bool(ratio >= 100) if n >= 64 else None,
             n=n,
             sigma=sigma,
             fft_seconds=fast[n],
@@ -343,14 +346,16 @@ def torus_and_sphere(args, record):
             "<= 1.2 over 32^2..256^2",
             lambda s: bool(s <= 1.2),
             "FFT path (curvature by FFT derivatives and autodiff, kernel by FFT)",
+            span=(32, 256),
         )
         record["torus_rhs_quadrature_slope"] = slope_figure(
             slow,
             args.torus_quadrature,
             count,
-            "about 2",
+            "about 2 over 16^2..64^2",
             lambda s: bool(abs(s - 2) <= 0.3),
             "quadrature path over the grids it finishes in seconds (96^2 and up take minutes)",
+            span=(16, 64),
         )
 
     if "sphere" in args.figures:
@@ -439,6 +444,8 @@ def torus_and_sphere(args, record):
                 ("spectral", fast, rhs_degrees, "<= 1.6", lambda s: bool(s <= 1.6)),
                 ("quadrature", slow, rhs_degrees, "about 2", lambda s: bool(abs(s - 2) <= 0.3)),
             ):
+                target += " over L = 16..128"
+
                 record[f"sphere_rhs_{label}_slope"] = slope_figure(
                     times,
                     sizes,
@@ -446,6 +453,7 @@ def torus_and_sphere(args, record):
                     target,
                     met,
                     "whole right-hand side (separable transforms and jets)",
+                    span=(16, 128),
                 )
         else:
             for name in SPHERE_RHS_FIGURES:
@@ -547,8 +555,8 @@ def quintic_kernel(args, record):
     ratio = rates["fs_gaussian"] / exp_rate
     record["quintic_kernel_pairs_per_exp"] = figure(
         ratio,
-        ">= 0.5",
-        bool(ratio >= 0.5),
+        ">= 0.5 at 20,000 points",
+        bool(ratio >= 0.5) if n >= 20_000 else None,
         points=n,
         sigma=args.point_sigma,
         pairs_per_second=rates["fs_gaussian"],
@@ -608,7 +616,7 @@ def quintic_memory(args, record):
     if measured_at_target:
         estimate, per_point, how = peaks[-1], None, "measured at the target size"
     elif len(counts) >= 2:
-        per_point = max((peaks[-1] - peaks[0]) / (counts[-1] - counts[0]), 0.0)
+        per_point = max((peaks[-1] - peaks[-2]) / (counts[-1] - counts[-2]), 0.0)
         estimate = peaks[-1] + per_point * (target - counts[-1])
         how = (
             "extrapolated linearly from the two largest measured sizes (the step's memory is "
@@ -720,14 +728,15 @@ def implicit_vs_explicit(args, record):
     record["kvaerno5_vs_tsit5"] = figure(
         ratio,
         "<= 0.5 at 64^2 to t = 1",
-        bool(ratio <= 0.5) if n >= 64 else None,
+        bool(ratio <= 0.5) if n >= 64 and t1 >= 1 else None,
         n=n,
         t1=t1,
         runs=runs,
         step_cost_ratio=per_step,
         final_state_difference=difference,
         note=(
-            "value: Kvaerno5 wall time over Tsit5's. Kvaerno5 takes far fewer steps; each "
+            "value: Kvaerno5 wall time over Tsit5's, one timed solve each after a "
+            "compiling one. Kvaerno5 takes far fewer steps; each "
             "costs step_cost_ratio Tsit5 steps: six implicit stages, each a Newton solve "
             "(Hairer-Wanner termination, two iterations a stage) whose linear solves run "
             "GMRES on Jacobian-vector products from P b, P = (1 + c(-Laplacian))^-1 by FFT "
@@ -739,7 +748,7 @@ def implicit_vs_explicit(args, record):
 
 
 def kvaerno(args, record):
-    grids = sorted(set(args.kvaerno_n))
+    grids = args.kvaerno_n  # distinct, increasing (parse_args)
     by_grid = {n: kvaerno_grid(n, args) for n in grids}
     n = grids[-1]
     ratio = by_grid[n]["ratio"]
@@ -1364,7 +1373,10 @@ def parse_args(argv):
     parser.add_argument("--out", type=directory, help="output directory (required)")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument(
-        "--figures", nargs="+", choices=GROUPS, default=list(GROUPS), help="groups to run"
+        "--figures",
+        nargs="+",
+        choices=GROUPS,
+        help="groups to run (default: all; --quick leaves out kvaerno5 unless named)",
     )
     parser.add_argument("--seed", type=seed, default=0, help="seed of metrics and points (>= 0)")
     parser.add_argument("--repeats", type=positive_int, help="timed repeats (median; default 3)")
@@ -1505,22 +1517,33 @@ def parse_args(argv):
     for name, value in (quick if args.quick else full).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    if args.quick and "kvaerno5" in args.figures and "--figures" not in (argv or sys.argv):
-        args.figures = [g for g in args.figures if g != "kvaerno5"]
-        args.kvaerno_skipped = True
+    if args.figures is None:
+        args.kvaerno_skipped = args.quick
+        args.figures = [g for g in GROUPS if not (args.quick and g == "kvaerno5")]
+    # sizes: distinct and increasing (a repeated size made a rank-deficient slope)
+    for name in (
+        "torus_fft",
+        "torus_quadrature",
+        "sphere_kernel_degrees",
+        "sphere_rhs_degrees",
+        "sphere3_degrees",
+        "memory_points",
+        "kvaerno_n",
+    ):
+        setattr(args, name, sorted(set(getattr(args, name))))
     if args.kahler_batch > int(round(0.9 * args.kahler_points)):
         parser.error(
             f"--kahler-batch {args.kahler_batch} exceeds the training points (90% of "
             f"--kahler-points {args.kahler_points})"
         )
     if len(args.torus_fft) < 2 or len(args.torus_quadrature) < 2:
-        parser.error("slopes need at least two torus grids per path")
+        parser.error("slopes need at least two distinct torus grids per path")
     if (
         len(args.sphere_kernel_degrees) < 2
         or len(args.sphere_rhs_degrees) == 1
         or len(args.sphere3_degrees) == 1
     ):
-        parser.error("slopes need at least two sphere degrees")
+        parser.error("slopes need at least two distinct sphere degrees")
     if args.sphere3_degrees and min(args.sphere3_degrees) > args.sphere3_dense_max:
         parser.error(
             f"no --sphere3-degrees at most --sphere3-dense-max ({args.sphere3_dense_max}) "

@@ -168,6 +168,14 @@ def test_bench_quick(tmp_path, capsys):
     }
     check_record(saved, skipped)
     assert saved["figures"] == json.loads(json.dumps(record["figures"]))
+    # the quick sizes are below the ones the targets name: no verdict on them
+    for name in (
+        "torus_rhs_fft_vs_quadrature",
+        "torus_rhs_fft_slope",
+        "torus_rhs_quadrature_slope",
+        "quintic_kernel_pairs_per_exp",
+    ):
+        assert saved["figures"][name]["met"] is None, name
     table = capsys.readouterr().out
     for name in bench.FIGURES:  # the printed table has a row per figure
         assert name in table
@@ -501,6 +509,54 @@ def test_bench_flags_are_checked(tmp_path):
     ):
         with pytest.raises(SystemExit):
             bench.main([*argv, "--out", str(tmp_path)] if argv else argv)
+
+
+def test_bench_sizes_and_groups_are_read_as_given(tmp_path):
+    bench = experiment_program("bench")
+    out = ["--out", str(tmp_path)]
+    # --quick leaves the Kvaerno5 group out unless it is named, in any spelling
+    for argv, kept in (
+        (["--quick"], False),
+        (["--quick", "--figures=kvaerno5"], True),
+        (["--quick", "--fig", "kvaerno5"], True),
+        (["--quick", "--figures", "torus", "kvaerno5"], True),
+        ([], True),
+    ):
+        args = bench.parse_args([*argv, *out])
+        assert ("kvaerno5" in args.figures) is kept, argv
+        assert getattr(args, "kvaerno_skipped", False) is (not kept), argv
+    # sizes are distinct and increasing: a repeated size made a rank-deficient slope
+    args = bench.parse_args(["--torus-fft", "32", "16", "16", "--memory-points", "3", "2", *out])
+    assert args.torus_fft == [16, 32] and args.memory_points == [2, 3]
+    for argv in (["--torus-fft", "16", "16"], ["--sphere-rhs-degrees", "10", "10"]):
+        with pytest.raises(SystemExit):
+            bench.parse_args([*argv, *out])
+
+
+def test_memory_figure_extrapolates_from_the_largest_sizes(tmp_path, monkeypatch):
+    # peak RSS = 1e8 + 1e4 N + 5e3 N above 2000 points: the figure must use the two
+    # largest sizes whatever order they were given in, never the last one given
+    bench = experiment_program("bench")
+
+    def fake_step(count, args):
+        peak = 1e8 + 1e4 * count + 5e3 * max(count - 2000, 0)
+        return {"count": count, "finite": True, "seconds": 0.1}, int(peak)
+
+    monkeypatch.setattr(bench, "memory_step", fake_step)
+    monkeypatch.setattr(bench, "xla_bytes", lambda count, sigma: None)
+    argv = ["--memory-target", "10000", "--out", str(tmp_path)]
+    args = bench.parse_args(["--memory-points", "3000", "1000", "2000", *argv])
+    record = {}
+    bench.quintic_memory(args, record)
+    memory = record["quintic_step_peak_memory"]
+    assert memory["measured_points"] == [1000, 2000, 3000]
+    assert memory["bytes_per_point"] == pytest.approx(1.5e4)
+    assert memory["value"] * 1e9 == pytest.approx(1e8 + 1e4 * 10000 + 5e3 * 8000)
+    args = bench.parse_args(["--memory-points", "10000", "1000", *argv])
+    bench.quintic_memory(args, record)
+    memory = record["quintic_step_peak_memory"]
+    assert not memory["extrapolated"]
+    assert memory["value"] * 1e9 == pytest.approx(1e8 + 1e4 * 10000 + 5e3 * 8000)
 
 
 def test_our_recipe_halves_slower_and_moves_its_points_over_a_long_budget(tmp_path):
