@@ -14,7 +14,11 @@ spectrally with the resolution, from ~1e-4 (S^2 degree 8) or ~1e-6 (T^2,
 n = 8) to rounding level, ~1e-14 or below, by S^2 degree 32–40 and T^2
 n = 24. (3) Maps of $R$ for the same metrics: on $T^2$ it changes sign
 (mean zero) with $|R| \lesssim 0.3$ for the defaults; on $S^2$ it stays near
-the round value 2 (about 1.6 to 2.5 for the defaults). Outputs in `--out`:
+the round value 2 (about 1.6 to 2.5 for the defaults). A metric too rough for the
+finest rules (a large band limit or amplitude) is flagged: the Gauss–Bonnet record's
+`converged` is false, with a warning, when the finest error exceeds `CONVERGED` =
+1e-10 of $\int \tfrac12|R|\, dV_g$; `holds_metric` marks the rules that hold the
+metric exactly (hollow markers in the figure where not). Outputs in `--out`:
 `curvature_tour.json` (every number), `gauss_bonnet.png`, `curvature_maps.png`.
 Runs in about 45 s on two CPU cores, almost all of it XLA compilation.
 
@@ -42,6 +46,9 @@ jax.config.update("jax_enable_x64", True)
 SPHERE_DEGREES = (8, 12, 16, 24, 32, 40)  # S^2 quadrature degree L
 TORUS_SIZES = (8, 12, 16, 24, 32)  # T^2 grid points per axis n
 ROUND_DEGREE = 16  # quadrature degree of the round-sphere check
+# Gauss–Bonnet has converged when the finest rule's error is at most this fraction of
+# the scale int |R|/2 dV_g (the defaults reach ~1e-14 of it; float64 rounding)
+CONVERGED = 1e-10
 
 
 def curvature_and_density(
@@ -93,6 +100,15 @@ def gauss_bonnet_study(
     ]
     errors = [abs(integral - exact) for integral in integrals]
     progress(f"{name} Gauss–Bonnet errors: " + ", ".join(f"{e:.1e}" for e in errors))
+    scalar, density = fields[-1]
+    scale = float(manifolds[-1].integrate(jnp.asarray(0.5 * np.abs(scalar) * density)))
+    converged = bool(errors[-1] <= CONVERGED * scale)
+    if not converged:
+        progress(
+            f"warning: {name} Gauss–Bonnet has not converged on the finest rule: error "
+            f"{errors[-1]:.1e} against {CONVERGED:.0e} of int |R|/2 dV = {scale:.3g}; lower "
+            "--band-limit or --amplitude"
+        )
 
     # The same key on the finest grid gives the same metric: compare nodal values.
     finest = manifolds[-1]
@@ -101,14 +117,19 @@ def gauss_bonnet_study(
     progress(f"{name} metric rebuilt on {finest!r} matches to {mismatch:.1e}")
 
     sphere = isinstance(finest, flows.Sphere)
+    resolutions = [m.degree if sphere else m.n for m in manifolds]
+    holding = coarsest.degree if sphere else coarsest.n
     record = {
         "resolution": "quadrature degree L" if sphere else "grid points per axis n",
-        "resolutions": [m.degree if sphere else m.n for m in manifolds],
+        "resolutions": resolutions,
+        "holds_metric": [r >= holding for r in resolutions],
         "nodes": [m.nodes.shape[0] for m in manifolds],
         "euler_characteristic": euler,
         "exact": exact,
         "integral_half_R_dV": integrals,
         "abs_error": errors,
+        "scale_int_abs_half_R_dV": scale,
+        "converged": converged,
         "metric_built_on": repr(coarsest),
         "max_metric_mismatch_on_finest_grid": mismatch,
     }
@@ -123,7 +144,11 @@ def plot_gauss_bonnet(record: dict, args: argparse.Namespace, path: Path) -> Non
         ("T2", r"$T^2$ ($\chi = 0$), $n$ points per axis", "s"),
     ):
         study = record[name]
-        ax.semilogy(study["resolutions"], study["abs_error"], marker=marker, label=label)
+        x, y = np.asarray(study["resolutions"]), np.asarray(study["abs_error"])
+        held = np.asarray(study["holds_metric"])
+        line = ax.semilogy(x, y, label=label)[0]
+        ax.semilogy(x[held], y[held], marker, color=line.get_color())
+        ax.semilogy(x[~held], y[~held], marker, color=line.get_color(), mfc="none")
     rounding = 4 * math.pi * np.finfo(np.float64).eps
     ax.axhline(rounding, color="grey", linestyle=":", label=r"$4\pi\,\epsilon_\mathrm{mach}$")
     ax.set_xlabel(r"resolution ($S^2$: quadrature degree $L$; $T^2$: grid points per axis $n$)")
@@ -131,6 +156,7 @@ def plot_gauss_bonnet(record: dict, args: argparse.Namespace, path: Path) -> Non
     ax.set_title(
         "Gauss–Bonnet for a random metric\n"
         f"seed {args.seed}, band limit {args.band_limit}, amplitude {args.amplitude}"
+        "\nhollow markers: rules too coarse to hold the metric"
     )
     ax.grid(True, which="major", alpha=0.3)
     ax.legend()

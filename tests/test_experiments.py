@@ -6,10 +6,13 @@ default suite runs sigma = 0.3 for k = 1..4; the full grid sigma in {0, 0.1, 0.3
 is marked slow (about 2 minutes on two cores).
 """
 
+import argparse
 import json
 
 import numpy as np
 import pytest
+
+import flows
 
 from .helpers import experiment_program as _program
 from .helpers import refusal
@@ -148,3 +151,41 @@ def test_ntk_regimes_program(tmp_path):
     assert (tmp_path / "ntk_regimes.png").stat().st_size > 0
     with pytest.raises(SystemExit):
         program.main(["--widths", "0,4", "--out", str(tmp_path)])
+
+
+def test_curvature_tour_flags_a_metric_too_rough_for_its_rules():
+    # T^2, band limit 2 (held from n = 5), amplitude 0.5: on n = 3 and 7 the Gauss-Bonnet
+    # error is far above rounding, so the study has not converged and n = 3 does not
+    # hold the metric; band limit 1, amplitude 0.1 converges to rounding by n = 16
+    # (error 2e-18 against the scale int |R|/2 dV = 0.18)
+    tour = _program("curvature_tour")
+    rough = argparse.Namespace(seed=0, band_limit=2, amplitude=0.5)
+    grids = [flows.Torus(2, n) for n in (3, 7)]
+    record, _ = tour.gauss_bonnet_study("T^2", flows.Torus(2, 5), grids, 0, rough)
+    assert record["holds_metric"] == [False, True]
+    assert not record["converged"]
+    assert record["abs_error"][-1] > 1e-10 * record["scale_int_abs_half_R_dV"] > 0
+    smooth = argparse.Namespace(seed=0, band_limit=1, amplitude=0.1)
+    grids = [flows.Torus(2, n) for n in (3, 16)]
+    record, _ = tour.gauss_bonnet_study("T^2", flows.Torus(2, 3), grids, 0, smooth)
+    assert record["holds_metric"] == [True, True] and record["converged"]
+
+
+def test_invariant_errors_scale_int_r3_by_int_abs_r3():
+    # int R^3 dV crosses zero along the scalar flow: its error is relative to int |R|^3 dV,
+    # the others' to their own values
+    common = _program("_common")
+    reference = {
+        "volume": np.array([2.0, 2.0]),
+        "integral_R2": np.array([4.0, 1.0]),
+        "integral_R3": np.array([-1.0, 1e-9]),
+        "integral_abs_R3": np.array([3.0, 0.5]),
+    }
+    series = [
+        {"volume": 2.0 + 2e-6, "integral_R2": 4.0, "integral_R3": -1.0 + 3e-6},
+        {"volume": 2.0, "integral_R2": 1.0 - 1e-7, "integral_R3": 1e-9 + 5e-8},
+    ]
+    errors = common.invariant_errors(series, reference)
+    assert errors["volume"] == pytest.approx([1e-6, 0.0])
+    assert errors["integral_R2"] == pytest.approx([0.0, 1e-7])
+    assert errors["integral_R3"] == pytest.approx([1e-6, 1e-7])
