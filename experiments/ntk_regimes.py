@@ -21,10 +21,18 @@ values at t1 against width. Expected: frozen − infinite falls like
 width$^{-1/2}$ (random-feature fluctuations of the NTK); the drift and the
 evolving − frozen distance fall at least that fast (the NTK's rate of change
 is $O(1/\text{width})$ for wide networks, Dyer & Gur-Ari 2019, so slopes near
-$-1$ are expected at these widths).
+$-1$ are expected at large widths). Each slope is compared with its expectation
+by its 95% interval (three widths or more). Measured with the defaults on $T^2$
+(two networks per width): frozen − infinite $-0.42 \pm 0.02$ (interval
+$[-0.53, -0.32]$, consistent with $-1/2$); drift $-0.73 \pm 0.07$ and evolving −
+frozen $-0.74 \pm 0.07$, whose intervals hold both $-1$ and $-1/2$: four widths up
+to 1024 cannot tell the two rates apart.
 
 Outputs in --out: ntk_regimes.json (`widths`, per width the time series and
-final values, and `slopes` with standard errors) and ntk_regimes.png.
+final values, and `slopes` with standard errors, intervals, expectations and
+verdicts) and ntk_regimes.png. The largest width's kernel drift needs
+$2pNW(D + 2)$ float64 (`memory_needed`); a width that needs more memory than is
+available is refused before anything runs.
 
 The default σ is 0.5 on the torus and 1.0 on the sphere: Perelman's
 fixed-measure loss is unstable (docs/conventions.md, Well-posedness), and on the
@@ -42,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from _common import directory, integer, positive, progress, save_figure, seed, write_json
-from _fits import log_fit
+from _fits import fit_order, log_fit
 from matplotlib.figure import Figure
 
 import flows
@@ -65,6 +73,18 @@ def distance(m: flows.AbstractManifold, a, b) -> np.ndarray:
     return np.sqrt(
         np.asarray(jax.vmap(lambda x, y: m.integrate(jnp.sum((x - y) ** 2, (1, 2))))(a, b))
     )
+
+
+def memory_needed(m: flows.AbstractManifold, width: int) -> int:
+    r"""Bytes of the kernel drift's parameter gradients at `width`: the run's largest arrays.
+
+    Each of the $p$ components' NTK on the $N$ nodes holds two gradients of its
+    $W(D + 2)$ parameters per node (frequencies in $\mathbb{R}^D$, a phase and an
+    amplitude per feature): $2pNW(D + 2)$ float64 (measured on $T^2$, $12^2$ nodes:
+    23 kB per unit of width against 28 kB estimated).
+    """
+    p = m.ambient_dim * (m.ambient_dim + 1) // 2
+    return 2 * p * m.nodes.shape[0] * width * (m.ambient_dim + 2) * 8
 
 
 def run_width(
@@ -112,17 +132,43 @@ def run_width(
     return entry
 
 
+# the slopes against width the docstring's theory expects at large width
+EXPECTED = {"evolving_frozen": -1.0, "frozen_infinite": -0.5, "kernel_drift": -1.0}
+
+
 def fit_slopes(widths, record) -> dict:
+    """Each series' log-log slope at t1 against width, beside its expected value.
+
+    With three widths or more: the 95% interval (Student-t, `_fits.fit_order`) and a
+    verdict, `consistent` when the expected slope lies in it, else `shallower` or
+    `steeper`; `-1/2 also in the interval` marks a drift or distance whose interval
+    cannot tell the O(1/width) rate from the random-feature one. Two widths give a
+    slope without an interval (verdict `no interval: two widths`).
+    """
     out = {}
     for key in SERIES:
         y = [record[str(w)][f"final_{key}"] for w in widths]
         fit = log_fit(widths, y)
-        out[key] = {"slope": fit.slope, "stderr": fit.stderr}
+        entry = {"slope": fit.slope, "stderr": fit.stderr, "expected": EXPECTED[key]}
+        if len(widths) < 3:
+            entry.update(interval=None, verdict="no interval: two widths")
+        else:
+            order = fit_order(np.log(widths), np.log(y), sign=1.0, expected=EXPECTED[key], model="")
+            low, high = order["interval"]
+            verdict = (
+                "consistent"
+                if order["expected_in_interval"]
+                else ("shallower" if low > EXPECTED[key] else "steeper")
+            )
+            if EXPECTED[key] != -0.5 and low <= -0.5 <= high:
+                verdict += "; -1/2 also in the interval"
+            entry.update(interval=[low, high], verdict=verdict)
+        out[key] = entry
     return out
 
 
 def plot(widths, record, slopes, path: Path, title: str) -> None:
-    fig = Figure(figsize=(13, 4))
+    fig = Figure(figsize=(13, 5))
     labels = {
         "evolving_frozen": "‖g_evolving − g_frozen‖ (L²(μ))",
         "frozen_infinite": "‖g_frozen − g_∞‖ (L²(μ))",
@@ -142,14 +188,13 @@ def plot(widths, record, slopes, path: Path, title: str) -> None:
     for key, marker in zip(SERIES, "os^", strict=True):
         y = np.array([record[str(v)][f"final_{key}"] for v in widths])
         s = slopes[key]
-        line = ax.loglog(
-            w, y, marker, label=f"{labels[key]}: slope {s['slope']:.2f} ± {s['stderr']:.2f}"
-        )
+        error = "(two widths)" if s["interval"] is None else f"± {s['stderr']:.2f}"
+        line = ax.loglog(w, y, marker, label=f"{labels[key]}: slope {s['slope']:.2f} {error}")
         ax.loglog(w, y[0] * (w / w[0]) ** s["slope"], "-", lw=0.8, color=line[0].get_color())
     ax.loglog(w, y[0] * (w / w[0]) ** -0.5, "k--", lw=0.8, label="width^(-1/2)")
     ax.set_xlabel("width N")
     ax.set_ylabel("value at t1")
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.16))  # off the data
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -205,6 +250,11 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     args.out = solvers.output_directory(args.out)
     m = make_manifold(args.manifold, args.resolution)
+    flows.check_memory(
+        memory_needed(m, args.widths[-1]),
+        f"the kernel drift at width {args.widths[-1]} on {m!r}",
+        "Lower the largest of --widths.",
+    )
     record = {}
     for width in args.widths:
         record[str(width)] = run_width(
@@ -217,7 +267,11 @@ def main(argv=None) -> dict:
         )
     slopes = fit_slopes(args.widths, record)
     for key, s in slopes.items():
-        progress(f"slope of {key} against width: {s['slope']:.3f} ± {s['stderr']:.3f}")
+        interval = "" if s["interval"] is None else "95%: [{:.2f}, {:.2f}]; ".format(*s["interval"])
+        progress(
+            f"slope of {key} against width: {s['slope']:.3f} ± {s['stderr']:.3f} "
+            f"({interval}expected {s['expected']:g}: {s['verdict']})"
+        )
     result = {
         "manifold": repr(m),
         "loss": "perelman",

@@ -148,9 +148,43 @@ def test_ntk_regimes_program(tmp_path):
         small, large = (record["per_width"][w][f"final_{key}"] for w in ("8", "128"))
         assert large < small, key
         assert record["slopes"][key]["slope"] < 0
+        assert record["slopes"][key]["verdict"] == "no interval: two widths"
     assert (tmp_path / "ntk_regimes.png").stat().st_size > 0
     with pytest.raises(SystemExit):
         program.main(["--widths", "0,4", "--out", str(tmp_path)])
+
+
+def test_ntk_regimes_compares_each_slope_with_its_expectation():
+    # exact power laws with a little scatter: width^-1/2 is consistent with the expected
+    # -1/2, width^-1 for the drift is consistent with -1 and its interval excludes -1/2,
+    # width^-0.2 is shallower than either; two widths give no interval
+    program = _program("ntk_regimes")
+    widths = [16, 64, 256, 1024]
+    scatter = [1.0, 1.01, 0.99, 1.0]
+    laws = {"frozen_infinite": -0.5, "kernel_drift": -1.0, "evolving_frozen": -0.2}
+    record = {
+        str(w): {f"final_{k}": e * w**p for k, p in laws.items()}
+        for w, e in zip(widths, scatter, strict=True)
+    }
+    slopes = program.fit_slopes(widths, record)
+    assert slopes["frozen_infinite"]["verdict"] == "consistent"
+    assert slopes["kernel_drift"]["verdict"] == "consistent"
+    assert slopes["evolving_frozen"]["verdict"] == "shallower"
+    low, high = slopes["kernel_drift"]["interval"]
+    assert low < -1 < high < -0.5
+    two = program.fit_slopes(widths[:2], record)["frozen_infinite"]
+    assert two["interval"] is None and two["slope"] == pytest.approx(
+        -0.5 + np.log(1.01) / np.log(4)
+    )
+
+
+def test_ntk_regimes_refuses_a_width_beyond_memory(tmp_path):
+    # 10^10 features: the kernel drift's gradients would need ~3e14 bytes; refused by name
+    # before anything is allocated
+    program = _program("ntk_regimes")
+    with pytest.raises(ValueError, match="kernel drift at width 10000000000 .* more than the"):
+        program.main(["--widths", "4,10000000000", "--out", str(tmp_path)])
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_curvature_tour_flags_a_metric_too_rough_for_its_rules():
