@@ -40,6 +40,7 @@ from flows import (
 
 from . import _controller
 from ._integrate import SOLVERS, _make_solver, _smallest_eigenvalue
+from ._misc import check_count
 from ._solution import StopReason, degenerate_kind, kept_saves, stop_reason
 from ._solve import _check_time, check_tolerances, save_times, solve
 
@@ -135,7 +136,7 @@ def _drift(metric, parameters):
         theta = flows.component_ntk(metric.with_parameters(params), nodes)
         return jnp.sqrt(jnp.sum((theta - theta0) ** 2)) / norm0
 
-    return jax.lax.map(at, parameters)
+    return jax.lax.map(at, parameters), norm0
 
 
 def solve_network(
@@ -186,6 +187,9 @@ def solve_network(
         raise ValueError(f"solve_network: t1 must be greater than t0, got t0 = {t0}, t1 = {t1}.")
     if solver not in SOLVERS:
         raise ValueError(f"solve_network: unknown solver {solver!r}; choose one of {SOLVERS}.")
+    if dt0 is not None:
+        check_tolerances("solve_network", dt0=dt0)
+    check_count(max_steps, "solve_network: max_steps must be an integer >= 1", minimum=1)
     m = metric.manifold
     # every regime starts from the network's metric at the nodes: positive definite and finite
     flows.check_nodal_values(
@@ -254,7 +258,15 @@ def solve_network(
         last = int(positive[-1]) + 1 if positive.size else len(idx)
         idx, values, losses = idx[:last], values[:last], losses[:last]
         params = jax.tree.map(lambda a: a[:last], params)
-    drift = _drift(metric, params) if kernel == "evolving" else None
+    drift = None
+    if kernel == "evolving":
+        drift, norm0 = _drift(metric, params)
+        if not norm0 > 0:
+            raise ValueError(
+                "solve_network: the network's NTK vanishes on the nodes at its initial "
+                "parameters (a rescale of zero?): the flow does not move, and the kernel drift "
+                "||Theta_t - Theta_0|| / ||Theta_0|| is undefined."
+            )
     return NetworkSolution(
         kernel,
         metric,

@@ -8,8 +8,9 @@ $\eta_a = \bar\eta$: a constant-step solve approaches the minimum and then
 hovers within a band of width about `dt0` times the velocity, which is the
 floor of the σ it reaches.
 
-The solve stops, with its reason, when a metric value leaves positive
-definiteness or a value is not finite; the saves after that are dropped.
+The solve stops, with its reason, when a metric value (training or test) leaves
+positive definiteness or a value is not finite; the saves from the first such
+state on are dropped, so that the last save is the last valid state.
 """
 
 import warnings
@@ -25,6 +26,7 @@ import flows
 from flows import PointKernelFlow, check_metric_values, to_complex, to_real
 
 from . import _controller
+from ._misc import check_count
 from ._solution import StopReason, kept_saves, stop_reason
 from ._solve import check_tolerances, save_times
 
@@ -95,6 +97,7 @@ def solve_points(
     if dt0 is not None:
         check_tolerances("solve_points", dt0=dt0)
     check_tolerances("solve_points", rtol=rtol, atol=atol)
+    check_count(max_steps, "solve_points: max_steps must be an integer >= 1", minimum=1)
     n, m = flow.train.count, flow.train.points.shape[1] - 2
     h_train = check_metric_values(h_train, n, m, "solve_points: h_train")
     p = 0 if flow.test is None else flow.test.count
@@ -122,8 +125,17 @@ def solve_points(
         bool(progress),
     )
     idx = kept_saves(ts_out)
-    train = to_complex_batch(np.asarray(ys[0])[idx])
-    test = to_complex_batch(np.asarray(ys[1])[idx])
+    reason = stop_reason(result, mask, _REASONS)
+    y_train, y_test = np.asarray(ys[0]), np.asarray(ys[1])
+    if reason in _REASONS.values():
+        # the events are booleans: the step that broke the metric is saved (at t1=True).
+        # Keep the saves before the first invalid one (all of them if the first is, as
+        # when saveat leaves out t0: the values at t0 are checked valid)
+        valid = [_valid(y_train[i]) and _valid(y_test[i]) for i in idx]
+        cut = valid.index(False) if False in valid else len(idx)
+        idx = idx[:cut] if cut else idx
+    train = to_complex_batch(y_train[idx])
+    test = to_complex_batch(y_test[idx])
     sigma_train = jnp.stack([flows.sigma_measure(flow.train, h)[0] for h in train])
     if p:
         sigma_test = jnp.stack([flows.sigma_measure(flow.test, h)[0] for h in test])
@@ -137,9 +149,18 @@ def solve_points(
         sigma_train,
         sigma_test,
         loss,
-        stop_reason(result, mask, _REASONS),
+        reason,
         int(steps),
     )
+
+
+def _valid(y) -> bool:
+    """Real-packed metric values (`flows.to_real`) that are finite and positive definite."""
+    y = np.asarray(y)
+    if not np.all(np.isfinite(y)):
+        return False
+    h = y[:, 0] + 1j * y[:, 1]
+    return bool(h.shape[0] == 0 or np.min(np.linalg.eigvalsh(h)[:, 0]) > 0)
 
 
 def to_complex_batch(y) -> Complex[Array, "S N m m"]:
@@ -150,7 +171,8 @@ def to_complex_batch(y) -> Complex[Array, "S N m m"]:
 @eqx.filter_jit
 def _integrate(flow, y0, t0, t1, dt0, ts, rtol, atol, solver, max_steps, progress):
     def not_positive(t, y, args, **kwargs):
-        return jnp.min(jnp.linalg.eigvalsh(to_complex(y[0]))[:, 0]) <= 0
+        least = [jnp.min(jnp.linalg.eigvalsh(to_complex(v))[:, 0]) for v in y if v.shape[0]]
+        return jnp.min(jnp.stack(least)) <= 0
 
     def non_finite(t, y, args, **kwargs):
         return ~(jnp.all(jnp.isfinite(y[0])) & jnp.all(jnp.isfinite(y[1])))

@@ -228,6 +228,32 @@ def test_bad_network_metrics():
     for regime in ("evolving", "infinite"):
         with pytest.raises(ValueError, match="initial metric is not positive definite"):
             solvers.solve_network(raw, flows.PerelmanLoss(), 0, 0.1, kernel=regime)
+    # every regime checks the step and the step count (the network regimes ran 10^5
+    # steps at dt0 = 0 or NaN, and handed max_steps = 0 to diffrax)
+    for regime in ("evolving", "frozen", "infinite"):
+        for bad in ({"dt0": 0.0}, {"dt0": float("nan")}, {"dt0": -1e-3}):
+            with pytest.raises(ValueError, match="dt0 must be a finite number > 0"):
+                solvers.solve_network(good, flows.PerelmanLoss(), 0, 0.01, kernel=regime, **bad)
+        for bad in (0, 2.7, True):
+            with pytest.raises(ValueError, match="max_steps must be an integer >= 1"):
+                solvers.solve_network(
+                    good, flows.PerelmanLoss(), 0, 0.01, kernel=regime, max_steps=bad
+                )
+    # a rescale must be a scalar field (a vector one gave a non-symmetric "metric")
+    with pytest.raises(ValueError, match="rescale must map a point to a scalar"):
+        flows.cosine_network_metric(m, 4, 0.5, key, rescale=lambda x: x + 2.0)
+    with pytest.raises(ValueError, match="has 3 entries, got packed of shape"):
+        flows.orthonormal_unpack(jnp.array([5.0]), 2)
+    # a zero kernel: the drift would be 0/0
+    zero = flows.cosine_network_metric(m, 4, 0.5, key, rescale=lambda x: 0.0)
+    with pytest.raises(ValueError, match="NTK vanishes on the nodes"):
+        solvers.solve_network(zero, flows.PerelmanLoss(), 0, 0.01, kernel="evolving")
+    # sigma: any real scalar, not a bool
+    for sigma in (np.float32(0.5), jnp.asarray(0.5), 1):
+        assert flows.CosineNetwork(m, 4, sigma, key).sigma == float(sigma)
+    for sigma in (True, jnp.ones(2), 0.5j, "0.5"):
+        with pytest.raises(ValueError, match="sigma must be a finite number > 0"):
+            flows.CosineNetwork(m, 4, sigma, key)
 
 
 @pytest.mark.parametrize("regime", ["evolving", "frozen", "infinite"])

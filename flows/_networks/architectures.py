@@ -11,6 +11,7 @@ isometry from $\mathbb R^{D(D+1)/2}$ to symmetric matrices that such a metric us
 """
 
 import math
+import numbers
 
 import equinox as eqx
 import jax
@@ -30,12 +31,35 @@ def _check_width(width, name: str) -> int:
     return int(width)
 
 
+def _real_scalar(value) -> float | None:
+    """A real number or a concrete 0-d real array as a float; None for anything else (bool too)."""
+    if isinstance(value, (np.ndarray, jax.Array)) and value.shape == ():
+        if not (
+            jnp.issubdtype(value.dtype, jnp.integer) or jnp.issubdtype(value.dtype, jnp.floating)
+        ):
+            return None
+        try:
+            return float(value)
+        except TypeError:  # a traced value
+            return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
+
+
 def orthonormal_unpack(packed: Float[Array, " p"], d: int) -> Float[Array, "d d"]:
     r"""The symmetric matrix with diagonal entries and $\sqrt2\times$off-diagonal entries `packed`.
 
     `packed` runs over the upper triangle row by row; the map is an isometry
-    from $\mathbb R^p$ to symmetric matrices with the Frobenius norm.
+    from $\mathbb R^p$ to symmetric matrices with the Frobenius norm. `packed` must
+    have shape $(d(d+1)/2,)$.
     """
+    p = d * (d + 1) // 2
+    if jnp.shape(packed) != (p,):
+        raise ValueError(
+            f"orthonormal_unpack: a symmetric {d} x {d} matrix has {p} entries, got packed of "
+            f"shape {jnp.shape(packed)}."
+        )
     i, j = np.triu_indices(d)
     factor = np.where(i == j, 1.0, 1 / math.sqrt(2))
     entries = packed * jnp.asarray(factor, dtype=packed.dtype)
@@ -51,7 +75,8 @@ class CosineNetwork(eqx.Module):
     `train_phases=False`, the phases $b_i$; the frequencies are held fixed (on a
     torus a trained frequency leaves the integer lattice and the network stops
     being a function on the torus; on both manifolds frequency gradients would
-    add $k_\sigma(x, x')\, x\cdot x'$ to the limiting kernel). With phases
+    add $\tfrac12 k_\sigma(x, x')\, x\cdot x'$ to the limiting kernel, as
+    $E_b[\sin(u + b)\sin(v + b)] = \tfrac12\cos(u - v)$). With phases
     trained the NTK is $c_N^2\sum_i[\cos_i(x)\cos_i(x') + a_i^2 \sin_i(x)\sin_i(x')]$
     and $c_N^2 = \kappa/N$ makes its infinite-width limit the normalised
     Gaussian $k_\sigma$ (`CosineNTK(sigma, manifold)`); with only the $a_i$
@@ -77,8 +102,10 @@ class CosineNetwork(eqx.Module):
         train_phases: bool = True,
     ):
         width = _check_width(width, "CosineNetwork")
-        if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
+        value = _real_scalar(sigma)
+        if value is None or not math.isfinite(value) or not value > 0:
             raise ValueError(f"CosineNetwork: sigma must be a finite number > 0, got {sigma!r}.")
+        sigma = value
         if not isinstance(manifold, (Torus, Sphere)):
             raise ValueError(f"CosineNetwork: needs a Torus or a Sphere, got {manifold!r}.")
         kf, ka = jax.random.split(key)

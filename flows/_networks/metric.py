@@ -124,6 +124,11 @@ class ComponentNetworkMetric(AbstractMetric):
         self.base = base
         self.rescale = rescale
         x0 = manifold.nodes[0]
+        if rescale is not None and jnp.shape(jax.eval_shape(rescale, x0)) != ():
+            raise ValueError(
+                "ComponentNetworkMetric: rescale must map a point to a scalar s(x), got shape "
+                f"{jnp.shape(jax.eval_shape(rescale, x0))}."
+            )
         out = jax.eval_shape(lambda: eqx.filter_vmap(lambda net: net(x0))(networks))
         if out.shape != (p,):
             raise ValueError(
@@ -145,7 +150,14 @@ class ComponentNetworkMetric(AbstractMetric):
 
     @property
     def parameters(self) -> PyTree:
-        """The trainable arrays: the networks' inexact arrays (a pytree)."""
+        """The networks' inexact arrays (a pytree): the state the network flows integrate.
+
+        It includes arrays an architecture holds fixed (a `CosineNetwork`'s
+        frequencies, and its phases with `train_phases=False`): they enter the
+        network through `stop_gradient`, so their gradient is zero and a gradient
+        flow leaves them where they are; an update that does not follow the
+        gradient (weight decay, say) would move them.
+        """
         return eqx.filter(self.networks, eqx.is_inexact_array)
 
     def with_parameters(self, parameters: PyTree) -> "ComponentNetworkMetric":
