@@ -8,9 +8,11 @@ $\eta_a = \bar\eta$: a constant-step solve approaches the minimum and then
 hovers within a band of width about `dt0` times the velocity, which is the
 floor of the σ it reaches.
 
-The solve stops, with its reason, when a metric value (training or test) leaves
-positive definiteness or a value is not finite; the saves from the first such
-state on are dropped, so that the last save is the last valid state.
+The solve stops, with its reason, when a training metric value leaves positive
+definiteness or a value is not finite; the saves from the first such state on are
+dropped, so that the last save is the last valid state. The test values are the
+kernel's predictions, carried along: they do not stop the training flow, and a
+caller that needs them positive definite checks them (`PointSolution.test`).
 """
 
 import warnings
@@ -131,7 +133,7 @@ def solve_points(
         # the events are booleans: the step that broke the metric is saved (at t1=True).
         # Keep the saves before the first invalid one (all of them if the first is, as
         # when saveat leaves out t0: the values at t0 are checked valid)
-        valid = [_valid(y_train[i]) and _valid(y_test[i]) for i in idx]
+        valid = [_valid(y_train[i]) and np.all(np.isfinite(y_test[i])) for i in idx]
         cut = valid.index(False) if False in valid else len(idx)
         idx = idx[:cut] if cut else idx
     train = to_complex_batch(y_train[idx])
@@ -171,8 +173,7 @@ def to_complex_batch(y) -> Complex[Array, "S N m m"]:
 @eqx.filter_jit
 def _integrate(flow, y0, t0, t1, dt0, ts, rtol, atol, solver, max_steps, progress):
     def not_positive(t, y, args, **kwargs):
-        least = [jnp.min(jnp.linalg.eigvalsh(to_complex(v))[:, 0]) for v in y if v.shape[0]]
-        return jnp.min(jnp.stack(least)) <= 0
+        return jnp.min(jnp.linalg.eigvalsh(to_complex(y[0]))[:, 0]) <= 0
 
     def non_finite(t, y, args, **kwargs):
         return ~(jnp.all(jnp.isfinite(y[0])) & jnp.all(jnp.isfinite(y[1])))
