@@ -20,31 +20,38 @@ hyperparameters. This program repeats the tuning with optuna's TPE sampler
 The float ranges default to `SEARCH_SPACE` and are set by `--sigma-range`,
 `--gaussian-lr-range`, `--delta-lr-range`, `--relu-lr-range`,
 `--weight-std-range` and `--bias-std-range` (LOW HIGH each, finite, log-uniform
-so LOW > 0, and LOW ≤ HIGH; otherwise refused naming the flag); the ranges used
-are recorded as `search_space`.
+so LOW > 0, and LOW ≤ HIGH; σ's LOW at least 1.1e-154, `flows.FSGaussian`'s
+bound; a learning rate's HIGH × `--max-steps`, the longest flow time, finite;
+otherwise refused naming the flag); the ranges used are recorded as
+`search_space`. A range flag of a kernel that `--kernels` leaves out, and any of
+these flags or `--kernels`/`--variants` given twice, is refused; so are point
+counts whose drawing (or, with `--test-draws`, keeping) would need more memory
+than is available. `--startup-trials` defaults to the smaller of 8 (4 at
+`--small`) and `--trials`.
 
 Each flow runs as in `quintic_kernels.py`: metric values at training points
 in one chart (`_quintic.chart_points`), starting at Fubini–Study, flow under
 `flows.MongeAmpereLoss(1.0)` (the σ loss) through `flows.PointKernelFlow` by
 `solvers.solve_points` (explicit Euler, step = the learning rate, $t_1$ =
-steps × learning rate); the kernel carries the update to held-out points. The
-gain of a point set is $\sigma(0)/\sigma(t_1)$ (`flows.sigma_measure`), and
-the objective, maximised, is the gain on the validation points. A trial whose
-flow leaves positive definiteness (training or validation metric values) or
-goes non-finite is pruned (`optuna.TrialPruned`, which TPE ranks below every
-completed trial), with its reason recorded; no objective is ever NaN.
+steps × learning rate, its step limit above the steps); the kernel carries the
+update to held-out points. The gain of a point set is $\sigma(0)/\sigma(t_1)$
+(`flows.sigma_measure`), and the objective, maximised, is the gain on the
+validation points. A trial whose flow leaves positive definiteness (training or
+validation metric values) or goes non-finite is pruned (`optuna.TrialPruned`,
+which TPE ranks below every completed trial), with its reason recorded; no
+objective is ever NaN.
 
 Two variants of each study (`--variants`): `fresh` draws new training and
 validation points for every trial (seeds derived from `--seed`, the kernel and
-the trial number); `reuse` draws one training and one validation set and
-reuses them in every trial. Both studies of a kernel share the sampler's seed,
+the trial number by `derive_seed`); `reuse` draws one training and one
+validation set and reuses them in every trial. Both studies of a kernel share the sampler's seed,
 so their random start-up trials propose the same hyperparameters. Every trial
 records the seeds of its points and a fingerprint of the points it used (the
 first 16 hex digits of the SHA-256 of their bytes), and how many of them equal a
 test point (0 in every run measured: the test set has its own seed). After each
 study, its best hyperparameters are scored on a test set drawn once, before
 any trial and never seen by one, trained on `--test-draws` fresh training sets
-(the same draws for every study): the test gain is their mean ± the standard
+(3 to 100; the same draws for every study): the test gain is their mean ± the standard
 error $s/\sqrt{n}$. The overfit gap is the best validation gain minus that test
 gain. The reused study's best is also trained on its own reused training set
 and scored on the test set. All points lie in the test set's chart.
@@ -65,11 +72,13 @@ progress line per kernel states it.
 Output in --out: kernel_tuning.json (every trial's parameters, seeds, point
 fingerprints, gains or failure reason; the best parameters; the test gains with
 standard errors; the untuned defaults' test gains and the improvement; for both
-variants; the search ranges; the table and the paper's Table 1),
+variants; the search ranges; the table and the paper's Table 1 rows of the kernels
+run),
 kernel_tuning.png (the validation gain per trial with the running best and the
-untuned test gain, per kernel and variant; the best validation gain against the
-test gain), and the table on stdout beside the paper's Table 1 (its
-hyperparameters, in its own units).
+untuned test gain, per kernel and variant, the pruned trials marked in a strip
+below the gains, a row per variant; the best validation gain against the test
+gain), and the table on stdout beside the paper's Table 1 rows of the kernels
+run (its hyperparameters, in its own units).
 
 Measured on a 2-core x86_64 CPU, no GPU, shared with other jobs, seed 0;
 gains as best validation → test (mean ± SE of 3 training draws), fresh draws /
@@ -113,6 +122,7 @@ Usage: python experiments/kernel_tuning.py --out DIR [--small] [--kernels K ...]
 
 import argparse
 import hashlib
+import inspect
 import math
 import sys
 import time
@@ -122,7 +132,7 @@ import jax.numpy as jnp
 import numpy as np
 from _common import directory, finite, integer, progress, save_figure, seed, write_json
 from _fits import mean_and_stderr
-from _quintic import chart_points
+from _quintic import MIN_SAMPLED, OVERSAMPLING, chart_points
 from _timing import machine
 from jaxtyping import Array, Complex, Float
 from matplotlib.figure import Figure
@@ -195,16 +205,49 @@ DEFAULTS |= {"startup_trials": 8, "max_steps": 300, "test_draws": 3}
 SMALL = {"points": 300, "validation_points": 300, "test_points": 300, "trials": 10}
 SMALL |= {"startup_trials": 4, "max_steps": 100, "test_draws": 3}
 
-# Roles of the derived seeds (`derive_seed`).
+# Roles of the derived seeds (`derive_seed`), and how many indices each role takes: the test
+# set none; a fresh trial's points (kernel, trial); the reused points, the sampler (kernel);
+# a test-scoring training draw (draw).
 TEST_SET, FRESH_TRAIN, FRESH_VALIDATION, REUSED_TRAIN, REUSED_VALIDATION = range(5)
 TEST_TRAIN, SAMPLER = 5, 6
+ROLE_INDICES = {TEST_SET: 0, FRESH_TRAIN: 2, FRESH_VALIDATION: 2, REUSED_TRAIN: 1}
+ROLE_INDICES |= {REUSED_VALIDATION: 1, TEST_TRAIN: 1, SAMPLER: 1}
+
+# Bounds of the flags: the test-scoring training draws are all kept in memory and each costs
+# a flow per study; a flow of 10^8 Euler steps would take days.
+MAX_TEST_DRAWS = 100
+MAX_STEPS_LIMIT = 10**8
+# solvers.solve_points' default step limit: run_flow passes at least this, so that every
+# flow of up to that many steps shares one compiled solve (the limit is a static argument).
+SOLVE_POINTS_MAX_STEPS = inspect.signature(solvers.solve_points).parameters["max_steps"].default
+
+# Memory of the points: flows.sample_points' measured peak is 9 copies of its (count, 5)
+# complex result on the quintic, and chart_points samples OVERSAMPLING points per point kept
+# (at least MIN_SAMPLED); a kept sample (points, Omega, metric, Jacobian, weights) holds
+# 504 bytes a point (measured).
+SAMPLING_BYTES_PER_POINT = 9 * 16 * 5
+SAMPLE_BYTES_PER_POINT = 504
+POINT_FLAGS = {"--points": "points", "--validation-points": "validation_points"}
+POINT_FLAGS |= {"--test-points": "test_points"}
+
+
+class _Once(argparse.Action):
+    """Store the flag's values, refusing the flag given twice (argparse would keep the last)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault("_given_once", set())
+        if self.dest in given:
+            flag = self.option_strings[-1]
+            parser.error(f"{flag} given twice; give all its values after one {flag}")
+        given.add(self.dest)
+        setattr(namespace, self.dest, values)
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
-    add("--kernels", nargs="+", choices=KERNELS, default=list(KERNELS))
-    add("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    add("--kernels", nargs="+", choices=KERNELS, default=list(KERNELS), action=_Once)
+    add("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), action=_Once)
     add("--points", type=integer(10), help="training points per flow (default 1000; small 300)")
     add("--validation-points", type=integer(10), help="validation points (1000; small 300)")
     add("--test-points", type=integer(10), help="points of the one test set (1000; small 300)")
@@ -212,13 +255,19 @@ def parse_args(argv):
     add(
         "--startup-trials",
         type=integer(1),
-        help="TPE's random start-up trials before it models the objective (8; small 4)",
+        help="TPE's random start-up trials before it models the objective "
+        "(8, or --trials if fewer; small 4)",
     )
-    add("--max-steps", type=integer(10), help="largest number of Euler steps (300; small 100)")
+    add(
+        "--max-steps",
+        type=integer(10, MAX_STEPS_LIMIT),
+        help="largest number of Euler steps (300; small 100)",
+    )
     add(
         "--test-draws",
-        type=integer(3),
-        help="fresh training draws scoring the best parameters on the test set (>= 3; 3)",
+        type=integer(3, MAX_TEST_DRAWS),
+        help="fresh training draws scoring the best parameters on the test set "
+        f"(3 to {MAX_TEST_DRAWS}; 3)",
     )
     for flag, (kernel, name) in RANGE_FLAGS.items():
         low, high, log = SEARCH_SPACE[kernel][name]
@@ -226,6 +275,7 @@ def parse_args(argv):
             flag,
             type=finite,
             nargs=2,
+            action=_Once,
             metavar=("LOW", "HIGH"),
             help=f"{kernel}'s {name} search range{' (log-uniform, > 0)' if log else ''} "
             f"(default {low:g} {high:g})",
@@ -234,45 +284,98 @@ def parse_args(argv):
     add("--seed", type=seed, default=0, help="seed of every draw and of the sampler (>= 0)")
     add("--out", type=directory, required=True)
     args = parser.parse_args(argv)
+    vars(args).pop("_given_once", None)
+    startup_given = args.startup_trials is not None
     for name, value in (SMALL if args.small else DEFAULTS).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
     args.kernels = list(dict.fromkeys(args.kernels))  # in order, each once
     args.variants = list(dict.fromkeys(args.variants))
-    if args.startup_trials > args.trials:
+    if not startup_given:
+        args.startup_trials = min(args.startup_trials, args.trials)
+    elif args.startup_trials > args.trials:
         parser.error(f"--startup-trials {args.startup_trials} exceeds --trials {args.trials}")
     args.space = {kernel: dict(space) for kernel, space in SEARCH_SPACE.items()}
     for flag, (kernel, name) in RANGE_FLAGS.items():
         given = getattr(args, flag[2:].replace("-", "_"))
         if given is None:
             continue
+        if kernel not in args.kernels:
+            parser.error(f"{flag} sets a range of the {kernel} kernel, which --kernels leaves out")
         (low, high), log = given, SEARCH_SPACE[kernel][name][2]
         if log and not low > 0:
             parser.error(f"{flag}: a log-uniform range needs LOW > 0, got {low:g} {high:g}")
         if low > high:
             parser.error(f"{flag}: LOW {low:g} exceeds HIGH {high:g}")
+        if name == "sigma":
+            try:
+                flows.FSGaussian(low)  # its own bound: 2 sigma^2 a normal float
+            except ValueError as error:
+                parser.error(f"{flag}: LOW {low:g}: {error}")
         args.space[kernel][name] = (low, high, log)
+    for kernel in args.kernels:
+        high = args.space[kernel]["learning_rate"][1]
+        if not math.isfinite(float(args.max_steps) * high):
+            flag = next(f for f, k in RANGE_FLAGS.items() if k == (kernel, "learning_rate"))
+            parser.error(
+                f"{flag}: HIGH {high:g} times --max-steps {args.max_steps} (the flow time t1 = "
+                "steps x learning rate) is not finite"
+            )
+    try:
+        check_memory(args)
+    except ValueError as error:
+        parser.error(str(error))
     return args
+
+
+def check_memory(args) -> None:
+    """Refuse (`ValueError`), before any work, point sets whose drawing or keeping would need
+    more memory than is available: each of `POINT_FLAGS` drawn by `chart_points`, and the
+    test set with the --test-draws training sets kept for the test scoring."""
+    for flag, name in POINT_FLAGS.items():
+        count = getattr(args, name)
+        sampled = max(OVERSAMPLING * count, MIN_SAMPLED)
+        flows.check_memory(
+            SAMPLING_BYTES_PER_POINT * sampled,
+            f"{flag} {count}: drawing {count} points in one chart ({sampled} sampled)",
+            f"Choose fewer {flag}.",
+        )
+    kept = args.test_points + args.test_draws * args.points
+    flows.check_memory(
+        SAMPLE_BYTES_PER_POINT * kept,
+        f"--test-draws {args.test_draws} of --points {args.points}: keeping {kept} points",
+        "Choose fewer --test-draws or --points.",
+    )
 
 
 def require_optuna():
     """The `optuna` module, or a ValueError naming the extra that installs it.
 
-    A ValueError, so that `solvers.run_program` reports it as one message.
+    A ValueError, so that `solvers.run_program` reports it as one message. Optuna's log is
+    set to errors only: it logs a failed trial as a warning with its traceback before it
+    re-raises the error, which `solvers.run_program` then reports as one message.
     """
     try:
         import optuna
     except ImportError:
         raise ValueError(MISSING_OPTUNA) from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     return optuna
 
 
 def derive_seed(seed: int, role: int, *index: int) -> int:
     """A seed in [0, 2^32) for one draw: NumPy's `SeedSequence` of (seed, role, *index).
 
-    Distinct (seed, role, index) give independent seeds; the same give the same.
+    The same arguments give the same seed. `SeedSequence` pads its entropy with zeros, so
+    (seed, role) and (seed, role, 0) would give the same seed: each role takes its fixed
+    number of indices (`ROLE_INDICES`; another number is a `ValueError`), so that distinct
+    arguments are distinct entropy, whose seeds are independent 32-bit draws (equal only by
+    chance: about n^2 / 2^33 for n seeds).
     """
+    if len(index) != ROLE_INDICES[role]:
+        raise ValueError(
+            f"derive_seed: role {role} takes {ROLE_INDICES[role]} indices, got {len(index)}"
+        )
     return int(np.random.SeedSequence([seed, role, *index]).generate_state(1)[0])
 
 
@@ -345,8 +448,22 @@ def make_kernel(kernel: str, params: dict) -> flows.AbstractPointKernel:
 
 
 def gain(sigma: Float[Array, " S"]) -> float:
-    r"""The gain factor $\sigma(0)/\sigma(t_1)$ of a σ curve (first over last)."""
-    return float(sigma[0] / sigma[-1])
+    r"""The gain factor $\sigma(0)/\sigma(t_1)$ of a σ curve (first over last; a last σ of 0
+    gives inf or NaN, not an error)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.float64(sigma[0]) / np.float64(sigma[-1]))
+
+
+def solve_max_steps(steps: int) -> int:
+    """The step limit run_flow gives `solvers.solve_points` for a flow of `steps` Euler steps.
+
+    More than `steps` (a last step shortened by rounding makes at most one more):
+    `SOLVE_POINTS_MAX_STEPS` below that many steps, else the next power of two above
+    `steps`. The limit is a static argument of the compiled solve, so that trials of
+    different steps share it.
+    """
+    steps = int(steps)
+    return SOLVE_POINTS_MAX_STEPS if steps < SOLVE_POINTS_MAX_STEPS else 1 << steps.bit_length()
 
 
 def failure_reason(stop_reason: str, held_out_eigenvalue: float, sigmas: list[float]) -> str | None:
@@ -436,15 +553,24 @@ def run_flow(
     flow = flows.PointKernelFlow(
         make_kernel(kernel, params), flows.MongeAmpereLoss(1.0), train, held_out
     )
-    sol = solvers.solve_points(flow, train.g_fs, held_out.g_fs, 0.0, steps * lr, dt0=lr, saveat=2)
+    sol = solvers.solve_points(
+        flow,
+        train.g_fs,
+        held_out.g_fs,
+        0.0,
+        steps * lr,
+        dt0=lr,
+        saveat=2,
+        max_steps=solve_max_steps(steps),
+    )
     sigma_train = [float(s) for s in sol.sigma_train]
     sigma_held = [float(s) for s in sol.sigma_test]
     reason = failure_reason(
         sol.stop_reason, smallest_eigenvalue(sol.test[-1]), sigma_train + sigma_held
     )
-    raw = sigma_held[0] / sigma_held[-1]
+    raw = gain(sigma_held)
     return {
-        "train_gain": None if reason else sigma_train[0] / sigma_train[-1],
+        "train_gain": None if reason else gain(sigma_train),
         "held_out_gain": None if reason else raw,
         "held_out_gain_raw": raw if math.isfinite(raw) and raw > 0 else None,
         "sigma_held_out": sigma_held,
@@ -669,7 +795,7 @@ def _number(value, fmt: str) -> str:
 
 
 def print_table(rows: list[dict]) -> None:
-    """The table on stdout, then the paper's Table 1 as its own rows (its units)."""
+    """The table on stdout, then the paper's Table 1 rows of the kernels in `rows` (its units)."""
     print(
         "\n| kernel | data | points | best hyperparameters | train gain | validation gain "
         "| test gain ± SE | gap | untuned test gain ± SE | tuned − untuned ± SE |"
@@ -688,21 +814,54 @@ def print_table(rows: list[dict]) -> None:
             _number(row["improvement"], "+.3f") + " ± " + _number(row["improvement_stderr"], ".3f"),
         ]
         print("| " + " | ".join(str(c) for c in cells) + " |")
-    for paper in PAPER_TABLE:
+    kernels = {row["kernel"] for row in rows}
+    for paper in (p for p in PAPER_TABLE if p["kernel"] in kernels):
         shown = format_params({k: v for k, v in paper.items() if k not in ("kernel", "points")})
         cells = [paper["kernel"], "paper's Table 1 (its units)", paper["points"], shown]
         print("| " + " | ".join(str(c) for c in [*cells, *["-"] * 6]) + " |")
     print()
 
 
+def pruned_strip(ax, gains: list[float], pruned: dict, colours: dict) -> None:
+    """Mark pruned trials in a strip below every gain of `ax` (shaded, no y ticks in it): one
+    row per variant.
+
+    `gains`: every value drawn on `ax` (the y limits are set so that all lie above the
+    strip); `pruned`: the pruned trials' numbers per variant (those with none get no row).
+    """
+    rows = [variant for variant, numbers in pruned.items() if numbers]
+    if not rows:
+        return
+    lo, hi = min(gains), max(gains)
+    pad = 0.05 * (hi - lo if hi > lo else max(abs(hi), 1.0))
+    top, floor = hi + pad, lo - pad
+    strip = 0.06 * (len(rows) + 1)  # the strip's height, a fraction of the axes
+    bottom = floor - strip / (1 - strip) * (top - floor)
+    ax.set_ylim(bottom, top)
+    ax.set_yticks([y for y in ax.get_yticks() if floor <= y <= top])  # no gain in the strip
+    ax.axhspan(bottom, floor, color="0.93", lw=0, zorder=0)
+    at = blended_transform_factory(ax.transData, ax.transAxes)  # x: trial, y: axes fraction
+    for i, variant in enumerate(rows):
+        ax.plot(
+            pruned[variant],
+            [strip * (i + 1) / (len(rows) + 1)] * len(pruned[variant]),
+            "x",
+            color=colours[variant],
+            transform=at,
+            clip_on=False,
+            label=f"{variant}: pruned (no gain)",
+        )
+
+
 def figure(record: dict, args) -> None:
-    """Validation gain per trial with the running best (per kernel); best validation vs test gain."""
+    """Validation gain per trial with the running best (per kernel), the pruned trials in a
+    strip below the gains; best validation vs test gain."""
     kernels = list(record["studies"])
     fig = Figure(figsize=(4.2 * (len(kernels) + 1), 4.0), layout="constrained")
     axes = fig.subplots(1, len(kernels) + 1, squeeze=False)[0]
     colours = {"fresh": "C0", "reuse": "C3"}
     for ax, kernel in zip(axes, kernels, strict=False):
-        pruned_at = blended_transform_factory(ax.transData, ax.transAxes)
+        gains, pruned = [1.0], {}
         for variant, study in record["studies"][kernel].items():
             trials = study["trials"]
             done = [t for t in trials if t["validation_gain"] is not None]
@@ -728,20 +887,14 @@ def figure(record: dict, args) -> None:
                 color=c,
                 label=f"{variant}: running best",
             )
-            failed = [t["number"] for t in trials if t["validation_gain"] is None]
-            if failed:
-                ax.plot(
-                    failed,
-                    [0.03] * len(failed),
-                    "x",
-                    color=c,
-                    transform=pruned_at,
-                    label=f"{variant}: pruned",
-                )
+            gains += [t["validation_gain"] for t in done]
+            pruned[variant] = [t["number"] for t in trials if t["validation_gain"] is None]
         default = next(iter(record["studies"][kernel].values()))["default_test_gain"]
         if default["mean"] is not None:
             ax.axhline(default["mean"], color="k", ls=":", lw=1.0, label="untuned: test gain")
+            gains.append(default["mean"])
         ax.axhline(1.0, color="0.7", lw=0.8)
+        pruned_strip(ax, gains, pruned, colours)
         ax.set_xlabel("trial number")
         ax.set_ylabel(r"validation gain $\sigma(0)/\sigma(t_1)$")
         ax.set_title(f"{kernel}: TPE trials ({args.points} training points)")
@@ -788,13 +941,20 @@ def main(argv=None) -> dict:
         f"Fubini-Study sigma {sigma_fs:.4f} ± {sigma_fs_stderr:.4f}; {args.trials} trials per kernel and variant"
     )
     test_training_seeds = [derive_seed(args.seed, TEST_TRAIN, d) for d in range(args.test_draws)]
+    test_training = []
+    for d, seed_ in enumerate(test_training_seeds):
+        progress(
+            f"test scoring: training draw {d + 1} of {args.test_draws} ({args.points} points, "
+            f"seed {seed_})"
+        )
+        test_training.append(draw(surface, seed_, args.points, chart))
     context = {
         "surface": surface,
         "chart": chart,
         "args": args,
         "test": test,
         "test_training_seeds": test_training_seeds,
-        "test_training": [draw(surface, s, args.points, chart) for s in test_training_seeds],
+        "test_training": test_training,
     }
     studies = {}
     for kernel in args.kernels:
@@ -849,7 +1009,7 @@ def main(argv=None) -> dict:
         "test_training_seeds": test_training_seeds,
         "test_training_fingerprints": [fingerprint(s) for s in context["test_training"]],
         "studies": studies,
-        "paper_table": list(PAPER_TABLE),
+        "paper_table": [row for row in PAPER_TABLE if row["kernel"] in args.kernels],
         "seed": args.seed,
         "optuna": optuna.__version__,
     }
