@@ -77,9 +77,14 @@ class FSGaussian(eqx.Module):
 
     **Arguments:** `sigma`, the width, a finite number > 0 (radians of $d_\mathrm{FS}$,
     which lies in $[0, \pi/2]$), at least 1.1e-154 so that $2\sigma^2$ is a normal float.
+    It is kept as a NumPy float64, a leaf that `jax.jit` and `eqx.filter_jit` trace, so
+    kernels of different widths share one compiled flow (a tuning study's trials
+    compile once); it takes the points' dtype where it is used.
     """
 
-    sigma: float = eqx.field(static=True)
+    sigma: float
+    # 2 sigma^2, formed in Python: sigma^2 may be subnormal, which XLA flushes to zero on CPU
+    two_sigma2: float = eqx.field(repr=False)
 
     def __init__(self, sigma: float):
         if (
@@ -94,7 +99,13 @@ class FSGaussian(eqx.Module):
                 f"FSGaussian: sigma = {sigma!r} is too small: 2 sigma^2 underflows (sigma must be "
                 f">= {_SIGMA_MIN:.1e})."
             )
-        self.sigma = float(sigma)
+        self.sigma = np.float64(sigma)
+        self.two_sigma2 = np.float64(2 * float(sigma) ** 2)
+
+    def _two_sigma_squared(self, like) -> Float[Array, ""]:
+        r"""$2\sigma^2$ in the real dtype of the array `like`."""
+        dtype = jnp.finfo(jnp.result_type(like)).dtype
+        return jnp.asarray(self.two_sigma2, dtype=dtype)
 
     def __call__(self, z: Complex[Array, " n1"], w: Complex[Array, " n1"]) -> Float[Array, ""]:
         """$k_\\sigma(z, w)$ for two points (homogeneous coordinates, any scaling)."""
@@ -102,7 +113,8 @@ class FSGaussian(eqx.Module):
 
     def exponent(self, z: Complex[Array, " n1"], w: Complex[Array, " n1"]) -> Float[Array, ""]:
         """$\\log k_\\sigma(z, w) = -d_\\mathrm{FS}^2/2\\sigma^2$."""
-        return -fs_distance_squared(z, w) / (2 * self.sigma**2)
+        d2 = fs_distance_squared(z, w)
+        return -d2 / self._two_sigma_squared(d2)
 
     def prepare(self, points: Complex[Array, "N n1"]) -> Complex[Array, "N n1"]:
         """The points scaled to unit norm, once per point (`point_kernel_apply` calls it)."""
@@ -119,7 +131,8 @@ class FSGaussian(eqx.Module):
         """$\\log k_\\sigma$ of two prepared (unit) points."""
         inner = jnp.sum(jnp.conj(x) * y)
         c = jnp.sqrt(jnp.real(inner) ** 2 + jnp.imag(inner) ** 2)
-        return -_distance_squared_of_cosine(c) / (2 * self.sigma**2)
+        d2 = _distance_squared_of_cosine(c)
+        return -d2 / self._two_sigma_squared(d2)
 
 
 def _checked_at_run_time(x) -> bool:

@@ -128,7 +128,7 @@ class _ShiftedGaussian(eqx.Module):
 
 def _shift(gaussian: FSGaussian, distance: Float[Array, " P"]) -> Float[Array, " P"]:
     r"""$s(x) = d^2/2\sigma^2$ of each target's nearest training distance $d$."""
-    return distance**2 / (2 * gaussian.sigma**2)
+    return distance**2 / gaussian._two_sigma_squared(distance)
 
 
 def _nearest_shift(gaussian: FSGaussian, sources, targets) -> Float[Array, " P"]:

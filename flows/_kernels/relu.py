@@ -29,6 +29,7 @@ import math
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from .._manifolds import AbstractManifold, Sphere, Torus
@@ -127,11 +128,14 @@ class ReLUNTK(AbstractKernel):
     - `weight_std`: $\sigma_w > 0$, shared by every Dense layer.
     - `bias_std`: $\sigma_b \ge 0$, shared by every Dense layer.
     - `get`: `"ntk"` or `"nngp"`, the kernel that calls return.
+
+    `weight_std` and `bias_std` are kept as NumPy float64s, leaves that `jax.jit` and
+    `eqx.filter_jit` trace: kernels that differ in them share one compiled flow.
     """
 
     depth: int = eqx.field(static=True)
-    weight_std: float = eqx.field(static=True)
-    bias_std: float = eqx.field(static=True)
+    weight_std: float
+    bias_std: float
     get: str = eqx.field(static=True)
 
     def __init__(
@@ -150,8 +154,8 @@ class ReLUNTK(AbstractKernel):
                 raise ValueError(f"ReLUNTK: {name} must be a finite number {low}, got {value!r}.")
         if get not in _GETS:
             raise ValueError(f"ReLUNTK: get must be 'ntk' or 'nngp', got {get!r}.")
-        self.weight_std = float(weight_std)
-        self.bias_std = float(bias_std)
+        self.weight_std = np.float64(weight_std)
+        self.bias_std = np.float64(bias_std)
         self.get = get
 
     def kernels(
@@ -165,7 +169,9 @@ class ReLUNTK(AbstractKernel):
                 f"ReLUNTK: X and Y must have the same input dimension d, got shapes "
                 f"{X.shape} and {Y.shape}."
             )
-        w2, b2 = self.weight_std**2, self.bias_std**2
+        dtype = jnp.result_type(X, Y)
+        w2 = jnp.asarray(self.weight_std, dtype=dtype) ** 2
+        b2 = jnp.asarray(self.bias_std, dtype=dtype) ** 2
         d = X.shape[1]
         k_xy = w2 * (X @ Y.T) / d + b2
         k_xx = w2 * jnp.sum(X * X, axis=1) / d + b2
