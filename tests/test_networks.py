@@ -127,6 +127,27 @@ def test_cosine_ntk_converges_to_the_normalised_gaussian(m):
     assert abs(slope + 0.5) < 0.1
 
 
+def test_relu_ntk_converges_to_its_infinite_width_kernel():
+    # the same for a ReLU network (depth 1, bias 0.3) against ReLUNTK, the "infinite"
+    # regime's kernel: each component's relative Frobenius error on the nodes falls as
+    # width^{-1/2} (random-feature fluctuations of the hidden layer)
+    m = T2
+    widths = np.array([64, 256, 1024, 4096])
+    errors = []
+    for width in widths:
+        metric = flows.relu_network_metric(
+            m, int(width), 1, jax.random.key(int(width)), bias_std=0.3
+        )
+        limit = metric.infinite_width_kernel()
+        target = jax.vmap(lambda x, k=limit: jax.vmap(lambda y: k(m, x, y))(m.nodes))(m.nodes)
+        kernels = flows.component_ntk(metric, m.nodes)
+        rel = jnp.sqrt(jnp.sum((kernels - target) ** 2, axis=(1, 2)) / jnp.sum(target**2))
+        errors.append(float(jnp.mean(rel)))
+    slope = np.polyfit(np.log(widths), np.log(errors), 1)[0]
+    print("errors", errors, "slope", slope)
+    assert abs(slope + 0.5) < 0.15 and errors[-1] < 0.05
+
+
 @pytest.mark.slow
 def test_three_regimes_through_one_interface():
     # one argument switches the kernel: a regime name or any kernel module
@@ -248,6 +269,18 @@ def test_bad_network_metrics():
     zero = flows.cosine_network_metric(m, 4, 0.5, key, rescale=lambda x: 0.0)
     with pytest.raises(ValueError, match="NTK vanishes on the nodes"):
         solvers.solve_network(zero, flows.PerelmanLoss(), 0, 0.01, kernel="evolving")
+    # the NTK functions and the linearised metric check their inputs by name
+    nodes = m.nodes
+    with pytest.raises(ValueError, match=r"x must be a batch of points of shape \(P, 2\)"):
+        flows.component_ntk(good, jnp.ones((4, 3)))
+    with pytest.raises(ValueError, match=r"y must be a batch of points of shape \(P, 2\)"):
+        flows.metric_ntk(good, nodes[:2], nodes[0])
+    with pytest.raises(ValueError, match=r"cotangent must have shape \(64, 2, 2\)"):
+        flows.ntk_product(good, jnp.ones((64, 2)), nodes)
+    with pytest.raises(ValueError, match="metric must be a flows.ComponentNetworkMetric"):
+        flows.ntk_product(_base(m), jnp.ones((64, 2, 2)), nodes)
+    with pytest.raises(ValueError, match="parameters must have the structure and shapes"):
+        flows.LinearisedMetric(good, jax.tree.map(lambda a: a[:, :2], good.parameters))
     # sigma: any real scalar, not a bool
     for sigma in (np.float32(0.5), jnp.asarray(0.5), 1):
         assert flows.CosineNetwork(m, 4, sigma, key).sigma == float(sigma)

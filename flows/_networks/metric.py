@@ -235,9 +235,21 @@ class LinearisedMetric(AbstractMetric):
     parameters: PyTree
 
     def __init__(self, network_metric: ComponentNetworkMetric, parameters: PyTree | None = None):
+        if not isinstance(network_metric, ComponentNetworkMetric):
+            raise ValueError(
+                "LinearisedMetric: network_metric must be a flows.ComponentNetworkMetric, got "
+                f"{type(network_metric).__name__}."
+            )
         self.manifold = network_metric.manifold
         self.network_metric = network_metric
         self.parameters = network_metric.parameters if parameters is None else parameters
+        expected = jax.tree.map(jnp.shape, network_metric.parameters)
+        given = jax.tree.map(jnp.shape, self.parameters)
+        if jax.tree.structure(expected) != jax.tree.structure(given) or expected != given:
+            raise ValueError(
+                "LinearisedMetric: parameters must have the structure and shapes of the network's "
+                f"own (network_metric.parameters): {expected}, got {given}."
+            )
 
     def __call__(self, x: Point) -> Matrix:
         fn, params0 = _metric_fn(self.network_metric), self.network_metric.parameters

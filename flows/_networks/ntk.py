@@ -17,6 +17,21 @@ from jaxtyping import Array, Float
 from .metric import ComponentNetworkMetric, _metric_fn
 
 
+def _check(caller: str, metric, **points) -> None:
+    """`metric` a network metric; each of `points` a batch (P, D) of its manifold's points."""
+    if not isinstance(metric, ComponentNetworkMetric):
+        raise ValueError(
+            f"{caller}: metric must be a flows.ComponentNetworkMetric, got {type(metric).__name__}."
+        )
+    d = metric.manifold.ambient_dim
+    for name, x in points.items():
+        if x is not None and (jnp.ndim(x) != 2 or jnp.shape(x)[1] != d):
+            raise ValueError(
+                f"{caller}: {name} must be a batch of points of shape (P, {d}) on "
+                f"{metric.manifold!r}, got shape {jnp.shape(x)}."
+            )
+
+
 def metric_ntk(
     metric: ComponentNetworkMetric, x: Float[Array, "P D"], y: Float[Array, "Q D"]
 ) -> Float[Array, "P D D Q D D"]:
@@ -24,6 +39,7 @@ def metric_ntk(
 
     Memory O((P + Q) D² × parameters): for small problems; see `ntk_product`.
     """
+    _check("metric_ntk", metric, x=x, y=y)
     return _metric_ntk(metric, x, y)
 
 
@@ -53,6 +69,13 @@ def ntk_product(
     The vjp pulls $V$ back to parameter space ($J_x^\top V$), the jvp pushes it
     forward at `y` (default `x`); the Jacobian is never formed.
     """
+    _check("ntk_product", metric, x=x, y=y)
+    d = metric.manifold.ambient_dim
+    if jnp.shape(cotangent) != (jnp.shape(x)[0], d, d):
+        raise ValueError(
+            f"ntk_product: cotangent must have shape {(jnp.shape(x)[0], d, d)} (a matrix at each "
+            f"point of x), got {jnp.shape(cotangent)}."
+        )
     return _ntk_product(metric, cotangent, x, x if y is None else y)
 
 
@@ -73,6 +96,7 @@ def component_ntk(
     The metric-NTK is $\sum_c \Theta^c S^c \otimes S^c$ with orthonormal $S^c$,
     so $\|\Theta\|_F^2 = \sum_c \|\Theta^c\|_F^2$ (the kernel drift uses this).
     """
+    _check("component_ntk", metric, x=x, y=y)
     return _component_ntk(metric, x, x if y is None else y)
 
 
