@@ -85,8 +85,8 @@ gains as best validation → test (mean ± SE of 3 training draws), fresh draws 
 reused data:
 
 - `--small` (300 training, validation and test points, 10 trials per kernel
-  and variant, at most 100 steps; load average about 3 on the two cores):
-  2 min 12 s wall (2 min 9 s CPU). Gaussian 2.05 → 2.14 ± 0.05 / 2.32 → 2.17
+  and variant, at most 100 steps; the cores otherwise idle): 1 min 20 s wall
+  (1 min 28 s CPU; 2 min 12 s before trials of new widths stopped recompiling). Gaussian 2.05 → 2.14 ± 0.05 / 2.32 → 2.17
   ± 0.02 (normalised, σ 0.94 / 0.66 rad); Delta 1.05 → 1.05 ± 0.02 / 1.12 →
   1.06 ± 0.13; ReLU NTK (both variants chose the same start-up trial) 1.91 /
   1.93 → 2.00 ± 0.02. The untuned defaults' test gains: Gaussian 0.93 ± 0.02,
@@ -95,8 +95,9 @@ reused data:
   0.06 / +1.24 ± 0.03, Delta +0.14 ± 0.002 / +0.15 ± 0.14, ReLU NTK +0.27 ±
   0.01 (both). Every tuned result beats the defaults; only the reused Delta
   study's by less than two standard errors.
-- The defaults (1000 points each, 24 trials, at most 300 steps; 7 min 27 s
-  wall at load average 1–2; 13 min 41 s at load 6–8). Gaussian 3.70 → 3.72 ± 0.13 / 4.43 → 4.38 ± 0.03
+- The defaults (1000 points each, 24 trials, at most 300 steps; 4 min 59 s
+  wall at load average 2, 7 min 27 s before trials of new widths stopped
+  recompiling). Gaussian 3.70 → 3.72 ± 0.13 / 4.43 → 4.38 ± 0.03
   (normalised, σ 0.69 / 0.55 rad; training gains 4.2 / 5.7); Delta 1.45 → 1.38
   ± 0.03 / 1.51 → 1.40 ± 0.07 (training gains 19 / 3.0); ReLU NTK 2.81 → 1.61
   ± 0.38 / 2.76 → 2.69 ± 0.05. Overfit gaps: −0.02, +0.07, +1.20 (fresh) and
