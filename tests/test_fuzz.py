@@ -290,7 +290,7 @@ def test_nodal_metric_on_a_non_manifold():
     _raises("manifold must be a flows manifold", flows.NodalMetric, "T2", values)
     _raises("manifold must be a flows manifold", flows.random_metric, None, jax.random.key(0))
     _raises(
-        r"rtol must be a finite number > 0, got nan",
+        r"rtol must be a number > 0 \(or inf\), got nan",
         flows.NodalMetric,
         SPHERE,
         SPHERE.reference_at_nodes(),

@@ -89,3 +89,36 @@ def test_random_field_is_bounded_and_resolution_independent(name, getkey):
     coarse = flows.Torus(m.dim, 7) if name.startswith("T") else flows.Sphere(m.dim, 6, fast=False)
     other = coarse.random_field(key, 3)
     np.testing.assert_allclose(evaluate(other, pts), evaluate(field, pts), atol=1e-14)
+
+
+def test_spectral_arrays_of_the_wrong_shape_are_refused_by_name():
+    # a multiplier of one axis broadcast silently on the torus (a wrong answer), and the
+    # other calls raised IndexError or TypeError from inside jax
+    torus, sphere = flows.Torus(2, 5), flows.Sphere(2, 6)
+    values = jnp.cos(torus.nodes[:, 1])
+    with pytest.raises(ValueError, match=r"one multiplier per spectral slot, shape \(5, 5\)"):
+        torus.spectral_multiply(values, jnp.arange(5.0))
+    for m in (torus, sphere):
+        wrong = jnp.zeros((3,))
+        with pytest.raises(ValueError, match="synthesize needs coefficients whose leading shape"):
+            m.synthesize(wrong)
+        with pytest.raises(ValueError, match="evaluate needs coefficients whose leading shape"):
+            m.evaluate(wrong, m.nodes[0])
+        with pytest.raises(ValueError, match="integrate needs values with a leading"):
+            m.integrate(jnp.ones(m.weights.shape[0] + 1))
+    slots = sphere.laplace_eigenvalues().shape
+    np.testing.assert_allclose(  # the right shapes still work: the constant's coefficient
+        sphere.spectral_multiply(jnp.ones(sphere.weights.shape), jnp.ones(slots)), 1.0, atol=1e-13
+    )
+
+
+def test_conformal_metric_rtol_reaches_the_nodal_check():
+    # u = x_1 / 2 is not band-limited to degree 4: refused at the default rtol, accepted
+    # with the check off (rtol=None) as documented, or at a looser rtol
+    sphere = flows.Sphere(2, 8)
+    with pytest.raises(ValueError, match="not"):
+        flows.conformal_metric(sphere, lambda x: 0.5 * x[0])
+    for rtol in (None, 1e-2):
+        metric = flows.conformal_metric(sphere, lambda x: 0.5 * x[0], rtol=rtol)
+        expected = jnp.exp(sphere.nodes[:, 0])[:, None, None] * sphere.reference_at_nodes()
+        np.testing.assert_allclose(metric.values, expected, atol=1e-14)

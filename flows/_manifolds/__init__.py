@@ -14,8 +14,8 @@ $D \times D$ component fields (docs/conventions.md, Normalisations and tensors).
 Rooms: `base.py` (the contract), `torus.py` (the flat torus on a uniform grid,
 Fourier series), `sphere.py` (the round $S^2$, $S^3$ with product Gauss rules),
 `harmonics.py` (their real orthonormal spherical harmonics), `separable.py`
-(the harmonic transforms and derivatives on $S^2$'s grid by separation of
-variables).
+(the harmonic transforms and derivatives by separation of variables, on $S^2$'s
+Gauss–Legendre × uniform grid and on $S^3$'s Hopf grid).
 """
 
 from .base import AbstractManifold as AbstractManifold

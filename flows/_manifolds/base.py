@@ -132,7 +132,21 @@ class AbstractManifold(eqx.Module):
 
     def integrate(self, values: Float[Array, "N *shape"]) -> Float[Array, "*shape"]:
         r"""$\sum_a w_a f(x_a) \approx \int_M f\, d\mu$ over the leading (node) axis."""
+        if jnp.shape(values)[:1] != self.weights.shape:
+            raise ValueError(
+                f"{self!r}: integrate needs values with a leading (node) axis of "
+                f"{self.weights.shape[0]}, got shape {jnp.shape(values)}."
+            )
         return jnp.tensordot(self.weights, values, axes=(0, 0))
+
+    def _check_coefficients(self, caller: str, coefficients) -> None:
+        """`ValueError` unless the leading axes of `coefficients` are the spectral slots."""
+        slots = tuple(jnp.shape(self.laplace_eigenvalues()))
+        if tuple(jnp.shape(coefficients))[: len(slots)] != slots:
+            raise ValueError(
+                f"{self!r}: {caller} needs coefficients whose leading shape is {slots} (one per "
+                f"spectral slot, as `transform` gives), got shape {jnp.shape(coefficients)}."
+            )
 
     def to_representation(self, x: Point, tensor: Float[Array, "n n"]) -> Float[Array, "D D"]:
         r"""Components $E\,T\,E^\top$ in the representation of a covariant 2-tensor given in the chart at `x`."""
@@ -175,12 +189,19 @@ class AbstractManifold(eqx.Module):
 
     def synthesize(self, coefficients: Any) -> Float[Array, "N *shape"]:
         """The spectral series with these coefficients at every node."""
+        self._check_coefficients("synthesize", coefficients)
         return jax.vmap(lambda x: self.evaluate(coefficients, x))(self.nodes)
 
     def spectral_multiply(
         self, values: Float[Array, "N *shape"], multiplier: Float[Array, "*slots"]
     ) -> Float[Array, "N *shape"]:
         """Multiply each spectral coefficient of nodal values by `multiplier` (one per slot) and synthesise."""
+        slots = tuple(jnp.shape(self.laplace_eigenvalues()))
+        if tuple(jnp.shape(multiplier)) != slots:
+            raise ValueError(
+                f"{self!r}: spectral_multiply needs one multiplier per spectral slot, shape "
+                f"{slots} (as `laplace_eigenvalues` gives), got shape {jnp.shape(multiplier)}."
+            )
         coefficients = self.transform(values)
         extra = coefficients.ndim - multiplier.ndim
         multiplier = multiplier.astype(coefficients.dtype)

@@ -1,4 +1,4 @@
-r"""The harmonic series on $S^2$'s Gauss–Legendre × uniform grid by separation of variables.
+r"""The harmonic series on $S^2$'s Gauss–Legendre × uniform grid, and on $S^3$'s Hopf grid, by separation of variables.
 
 On the grid $(s_a, \phi_b)$, $s = x_3$, the real harmonics of `harmonics.py`
 are $Y = N_{mk}\, r^m P_k^{(m,m)}(s) \times \cos m\phi$ or $\sin m\phi$,

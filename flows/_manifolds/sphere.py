@@ -275,10 +275,12 @@ class Sphere(AbstractManifold):
         return jnp.tensordot(basis, values, axes=(0, 0))
 
     def evaluate(self, coefficients: Float[Array, "M *shape"], x: Point) -> Float[Array, "*shape"]:
+        self._check_coefficients("evaluate", coefficients)
         return jnp.tensordot(self.basis(x), coefficients, axes=(0, 0))
 
     def synthesize(self, coefficients: Float[Array, "M *shape"]) -> Float[Array, "N *shape"]:
         """The series at every node."""
+        self._check_coefficients("synthesize", coefficients)
         if self.separable is None:
             return super().synthesize(coefficients)
         flat = self.separable.synthesize(coefficients.reshape(coefficients.shape[0], -1))

@@ -136,6 +136,7 @@ class Torus(AbstractManifold):
         r"""$f(x) = \sum_k c_k \prod_i b_{k_i}(x_i)$ (real part), exact AD derivatives."""
         if x.shape != (self.dim,):
             raise ValueError(f"{self!r}: a point must have shape ({self.dim},), got {x.shape}.")
+        self._check_coefficients("evaluate", coefficients)
         out = coefficients
         for i in range(self.dim):
             out = jnp.tensordot(_axis_basis(self.n, x[i]), out, axes=(0, 0))
@@ -165,6 +166,7 @@ class Torus(AbstractManifold):
 
     def synthesize(self, coefficients: Complex[Array, "*grid_shape"]) -> Float[Array, "N *shape"]:
         """The series at the nodes by inverse FFT."""
+        self._check_coefficients("synthesize", coefficients)
         axes = tuple(range(self.dim))
         values = jnp.real(jnp.fft.ifftn(coefficients, axes=axes)) * self.n**self.dim
         return values.reshape((self.n**self.dim,) + coefficients.shape[self.dim :])

@@ -165,8 +165,8 @@ def nodal_geometry(metric: NodalMetric) -> LocalGeometry:
     """`LocalGeometry` at every node (batched), in the chart centred at each node; unchecked.
 
     From the manifold's `nodal_metric_jet`: FFT derivatives on tori, O(N log N);
-    separable sums on $S^2$, O(N^{3/2}); automatic differentiation of the series
-    on $S^3$.
+    separable sums on $S^2$, O(N^{3/2}), and on $S^3$ (Fourier sums over both Hopf
+    azimuths, then Jacobi sums, through the Hopf coordinates' chain rule), O(N^{4/3}).
     """
     return jax.vmap(geometry_from_jet)(*metric.manifold.nodal_metric_jet(metric.values))
 

@@ -67,7 +67,13 @@ class NodalMetric(AbstractMetric):
       space. Checked: a bad node raises `ValueError` naming it.
     - `rtol`: on spheres, the largest accepted difference between the spectral
       series at the nodes and `values`, relative to max |values| (checked
-      for concrete values; traced values are not checked).
+      for concrete values; traced values are not checked). `math.inf` accepts
+      any values. The check cannot see content that depends on the polar
+      coordinate alone: the Gauss rule's latitudes interpolate the zonal
+      harmonics, so any function of $x_D$ is reproduced at the nodes whatever
+      it does between them (the same data about another axis is refused). A
+      field given as a function is better checked between nodes
+      (`conformal_metric`'s `rtol`).
     - `check`: False skips every check (flows use it for their state, which
       they check by events instead; a failed check there must stop the solve
       cleanly, not raise).
@@ -91,17 +97,19 @@ class NodalMetric(AbstractMetric):
             if not (
                 isinstance(rtol, numbers.Real)
                 and not isinstance(rtol, bool)
-                and math.isfinite(rtol)
+                and not math.isnan(rtol)
                 and rtol > 0
             ):
-                raise ValueError(f"NodalMetric: rtol must be a finite number > 0, got {rtol!r}.")
+                raise ValueError(f"NodalMetric: rtol must be a number > 0 (or inf), got {rtol!r}.")
         values = jnp.asarray(values)
         self.manifold = manifold
         self.values = values
         self.check = bool(check)
         self.interpolant = SpectralInterpolant(manifold, values)
         if check and not manifold.interpolates and not is_traced(values):
-            series = evaluate_at(self.interpolant, manifold.nodes)
+            # the series at the nodes by the manifold's own synthesis (separable on spheres:
+            # summing every harmonic at every node costs O(N M) time and memory)
+            series = manifold.synthesize(self.interpolant.coefficients)
             error = jnp.max(jnp.abs(series - values), axis=(1, 2))
             scale = float(jnp.max(jnp.abs(values)))
             if float(jnp.max(error)) > rtol * scale:
@@ -156,9 +164,10 @@ def conformal_metric(
     **Arguments:**
 
     - `u`: the conformal exponent, as nodal values (N,) or a function of a point.
-    - `rtol`: when `u` is a function, the largest relative interpolation error of
-      $e^{2u}$ between nodes that is accepted (checked at 16 seeded points); a
-      coarser grid raises `ValueError`. `None` skips the check.
+    - `rtol`: the largest relative interpolation error of $e^{2u}$ accepted: when
+      `u` is a function, between nodes (checked at 16 seeded points); on spheres
+      also at the nodes (`NodalMetric`'s check). A coarser grid raises
+      `ValueError`. `None` skips both checks.
     """
     if callable(u):
         fn = u
@@ -182,7 +191,11 @@ def conformal_metric(
                 f"{manifold.weights.shape}, got {u.shape}."
             )
         conformal = jnp.exp(2 * u)
-    return NodalMetric(manifold, conformal[:, None, None] * manifold.reference_at_nodes())
+    return NodalMetric(
+        manifold,
+        conformal[:, None, None] * manifold.reference_at_nodes(),
+        rtol=math.inf if rtol is None else rtol,
+    )
 
 
 class RandomPerturbation(eqx.Module):
