@@ -20,6 +20,7 @@ from jaxtyping import Array, Float
 import flows
 
 from ._solution import Solution
+from ._solve import check_tolerances
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +90,9 @@ def conjugate_heat(
     """Solve the conjugate heat equation backward along `forward` (Ricci flow, `dense=True`).
 
     `flow` is the flow `forward` was solved with (Hamilton's `ricci_flow`: the
-    conjugate heat equation is written for it, not for a DeTurck gauge).
+    conjugate heat equation is written for it, not for a DeTurck gauge); a
+    `forward` solved with another flow, or on another manifold, is refused.
+    `u_final` (default the uniform density) must be finite and positive.
     """
     if forward.interpolation is None:
         raise ValueError("conjugate_heat: the forward solution needs solve(..., dense=True).")
@@ -98,6 +101,12 @@ def conjugate_heat(
             f"conjugate_heat: Perelman's pair runs along Hamilton's Ricci flow (flows.ricci_flow), "
             f"got {getattr(flow, 'name', flow)!r}."
         )
+    if forward.flow != "ricci" or forward.manifold != flow.manifold:
+        raise ValueError(
+            f"conjugate_heat: forward must be a solve of Hamilton's Ricci flow on {flow.manifold!r}"
+            f" (the flow given), got a solve of {forward.flow!r} on {forward.manifold!r}."
+        )
+    check_tolerances("conjugate_heat", rtol=rtol, atol=atol)
     m = forward.manifold
     t_start, t_final = float(forward.ts[0]), float(forward.t_final)
     g_final = flows.NodalMetric(m, forward.values[-1], check=False)
@@ -105,8 +114,14 @@ def conjugate_heat(
         volume = float(m.integrate(flows.volume_density(g_final, m.nodes)))
         u_final = jnp.full(m.weights.shape, 1 / volume)
     u_final = jnp.asarray(u_final)
-    if u_final.shape != m.weights.shape or not bool(jnp.all(u_final > 0)):
-        raise ValueError("conjugate_heat: u_final must be positive nodal values on the manifold.")
+    if (
+        u_final.shape != m.weights.shape
+        or not bool(jnp.all(jnp.isfinite(u_final)))
+        or not bool(jnp.all(u_final > 0))
+    ):
+        raise ValueError(
+            "conjugate_heat: u_final must be finite positive nodal values on the manifold."
+        )
     ts_back = jnp.linspace(t_final, t_start, saveat)
     dtype = u_final.dtype
     us = _backward(

@@ -154,6 +154,28 @@ def test_ground_state_analytic_values():
         assert abs(float(state.value) - dim * (dim - 1) / r2) < 1e-11
 
 
+def test_ground_state_from_a_guess_is_positive_and_bad_guesses_are_refused():
+    # a guess that already meets tol skipped the loop's sign fix: -w came back negative,
+    # f = -2 log w NaN; a zero guess gave NaN
+    metric = _random(flows.Torus(2, 9), amplitude=0.3)
+    state = flows.ground_state(metric)
+    for guess in (state.w, -state.w):
+        again = flows.ground_state(metric, guess=guess)
+        assert bool(jnp.all(again.w > 0)) and bool(jnp.all(jnp.isfinite(again.f)))
+        assert max_abs(again.w - state.w) < 1e-10 and int(again.iterations) <= 1
+    # a tol below the dtype's rounding is raised to 50 eps (float32: it ran all 400
+    # iterations at the default 1e-11): here float64, tol 1e-30 stops near 1.1e-14
+    fine = flows.ground_state(metric, tol=1e-30)
+    assert int(fine.iterations) < 400 and float(fine.residual) <= 50 * np.finfo(float).eps
+    for guess, match in (
+        (jnp.zeros_like(state.w), "finite and not zero"),
+        (state.w.at[0].set(jnp.nan), "finite and not zero"),
+        (state.w[:5], "guess must be nodal values of shape"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            flows.ground_state(metric, guess=guess)
+
+
 @eqx.filter_jit
 def _analytic_lambda_variation(metric):
     """2 (R^{ij} + nabla^i nabla^j f) e^{-f} dV_g/dmu at the nodes, f from the ground state."""

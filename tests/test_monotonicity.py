@@ -80,3 +80,19 @@ def test_perelman_pair_entropy_is_monotone():
     assert abs(pair.entropy[-1] - pair.entropy[0] - increase) < 1e-4 * increase
     with pytest.raises(ValueError, match="Hamilton's Ricci flow"):
         solvers.conjugate_heat(forward, flows.ricci_deturck_flow(torus))
+    with pytest.raises(ValueError, match="rtol must be a finite number > 0"):
+        solvers.conjugate_heat(forward, flow, rtol=-1.0)
+    with pytest.raises(ValueError, match="u_final must be finite positive"):
+        solvers.conjugate_heat(forward, flow, jnp.full(torus.weights.shape, jnp.inf))
+
+
+def test_perelman_pair_refuses_a_forward_solve_of_another_flow():
+    # a Ricci-DeTurck forward solve with Hamilton's flow named: the pair was computed along
+    # the wrong metrics (F's increase off its integrated rate by 2e-4 relative at 12^2)
+    torus = flows.Torus(2, 6)
+    g0 = flows.random_metric(torus, jax.random.key(4), 1, 0.2)
+    forward = solvers.solve(flows.ricci_deturck_flow(torus), g0, 0.0, 0.01, saveat=2, dense=True)
+    with pytest.raises(ValueError, match="forward must be a solve of Hamilton's Ricci flow"):
+        solvers.conjugate_heat(forward, flows.ricci_flow(torus))
+    with pytest.raises(ValueError, match="forward must be a solve of Hamilton's Ricci flow"):
+        solvers.conjugate_heat(forward, flows.ricci_flow(flows.Torus(2, 7)))

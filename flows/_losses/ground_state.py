@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from .._metrics import LocalGeometry, NodalMetric, nodal_geometry
+from .._misc import is_traced
 from .._types import Scalar
 from .functionals import AbstractFunctional
 
@@ -36,7 +37,9 @@ class GroundState(eqx.Module):
     - `w`: $e^{-f/2}$ at the nodes, positive, $\sum_a \mu_a \sqrt{g_a} w_a^2 = 1$.
     - `value`: $\lambda$, the least eigenvalue (the Rayleigh quotient of `w`).
     - `residual`: $\|(-4\Delta + R - \lambda) w\|$ in the preconditioner's norm,
-      relative to $\|(-4\Delta + R) w\|$ (projected onto the resolved space).
+      relative to the operator's scale on the normalised $w$, $|\lambda| + 4k_1^2/c$
+      ($k_1^2$ the least nonzero eigenvalue of $-\Delta_\mathrm{ref}$, $c$ the metric's
+      mean scale), projected onto the resolved space.
     - `iterations`: how many were taken.
     """
 
@@ -83,17 +86,30 @@ def ground_state(
 
     - `metric`: the metric (nodal; traced values are fine, this runs under jit).
     - `geometry`: its `nodal_geometry`, if already computed.
-    - `guess`: a starting `w` (warm start, e.g. the previous step's); default
-      the constant with $\int w^2 dV_g = 1$.
-    - `tol`: stop when the relative residual falls below this.
+    - `guess`: a starting `w` (warm start, e.g. the previous step's), finite and not
+      zero; default the constant with $\int w^2 dV_g = 1$.
+    - `tol`: stop when the relative residual falls below this, or below 50 times the
+      dtype's machine epsilon where that is larger (float32: 6e-6; the default 1e-11
+      is below float32's rounding, where every call ran `max_iterations`).
     - `max_iterations`: at most this many iterations (the residual reports
       whether `tol` was met).
     """
+    dtype = metric.values.dtype
+    if guess is not None and not is_traced(guess):
+        guess = jnp.asarray(guess)
+        if guess.shape != metric.manifold.weights.shape:
+            raise ValueError(
+                f"ground_state: guess must be nodal values of shape "
+                f"{metric.manifold.weights.shape}, got {guess.shape}."
+            )
+        if not bool(jnp.all(jnp.isfinite(guess))) or not bool(jnp.any(guess != 0)):
+            raise ValueError("ground_state: guess must be finite and not zero.")
+    floor = 50 * float(jnp.finfo(dtype).eps)
     return _ground_state(
         metric,
         geometry,
         guess,
-        jnp.asarray(tol, dtype=metric.values.dtype),
+        jnp.maximum(jnp.asarray(tol, dtype=dtype), jnp.asarray(floor, dtype=dtype)),
         jnp.asarray(max_iterations),
     )
 
@@ -154,7 +170,9 @@ def _ground_state(metric, geometry, guess, tol, max_iterations) -> GroundState:
     kw0 = stiffness(w0)
     _, _, res0 = residual_of(w0, kw0)
     w, kw, res, it = jax.lax.while_loop(cond, body, (w0, kw0, res0, jnp.array(0)))
-    return GroundState(w, jnp.sum(w * kw), res, it)
+    # the ground state is positive: a guess that met tol at once skipped the loop's sign fix
+    sign = jnp.where(jnp.sum(mass * w) < 0, -1.0, 1.0).astype(dtype)
+    return GroundState(sign * w, jnp.sum(w * kw), res, it)
 
 
 class PerelmanLambdaLoss(AbstractFunctional):
