@@ -218,6 +218,7 @@ _DEFAULT_RATES = {
     ("perelman", 0.0),
     ("smoothed", 0.2),
     ("smoothed_lambda", 0.5),
+    ("componentwise", 0.4),  # smoothed at sigma > 0 (its prediction used to ignore sigma)
 }
 
 
@@ -231,6 +232,7 @@ _DEFAULT_RATES = {
             if not name.startswith(("smoothed", "component"))
         ]
         + [(name, s) for name in ("smoothed", "smoothed_lambda") for s in (0.2, 0.5)]
+        + [("componentwise", 0.0), ("componentwise", 0.4)]
     ],
 )
 def test_linear_rates_match_design(name, sigma):

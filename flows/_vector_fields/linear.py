@@ -51,11 +51,13 @@ def predicted_mode_rates(name: str, k: int, sigma: float = 0.0) -> tuple[float, 
     r"""The growth rates (gauge mode, R's k-th mode) of flow `name` at the flat torus.
 
     Gauge: $s |k|^2 e^{-\sigma^2 k^2/2}$ with $s = 0, -1, +1$ by flow; R mode: $-|k|^2 e^{-\sigma^2 k^2/2}$.
-    `sigma` applies to the smoothed flows only (docs/conventions.md, Well-posedness).
+    `sigma` applies to the flows `make_flow` smooths: the `smoothed` ones and
+    `componentwise` at `sigma` > 0 (docs/conventions.md, Well-posedness).
     """
     if name not in _GAUGE:
         raise ValueError(f"predicted_mode_rates: unknown flow {name!r}.")
-    smoothing = math.exp(-(sigma**2) * k**2 / 2) if name.startswith("smoothed") else 1.0
+    smoothed = name.startswith("smoothed") or name == "componentwise"
+    smoothing = math.exp(-(sigma**2) * k**2 / 2) if smoothed else 1.0
     return _GAUGE[name] * k**2 * smoothing, -(k**2) * smoothing
 
 
