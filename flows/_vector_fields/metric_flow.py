@@ -185,16 +185,22 @@ class MetricFlow(AbstractFlow):
     def evaluate(self, values: NodalTensors) -> NodalTensors:
         if self.kernel.is_local:
             return _compiled_velocity(self, values)
-        # smooth outside the compiled local velocity, which then serves every kernel width
+        # `velocity`'s steps, the local chart velocity compiled apart from the kernel (with
+        # the kernel replaced, so that it serves every kernel width)
         m = self.manifold
         local = eqx.tree_at(lambda f: f.kernel, self, DeltaKernel())
-        chart = m.tangential(_compiled_velocity(local, values))
-        return self.kernel.smooth(m, jax.vmap(m.to_representation)(m.nodes, chart))
+        chart = _compiled_local_velocity(local, values)
+        return _project(m, self.kernel.smooth(m, jax.vmap(m.to_representation)(m.nodes, chart)))
 
     def growth_rate(self) -> float | None:
         if self.measure != "fixed":
             return 0.0
         return _fixed_measure_rate(self.manifold, self.kernel)
+
+
+@eqx.filter_jit
+def _compiled_local_velocity(flow: MetricFlow, values: NodalTensors) -> Float[Array, "N n n"]:
+    return flow.local_velocity(NodalMetric(flow.manifold, values, check=False))[0]
 
 
 def _fixed_measure_rate(manifold: AbstractManifold, kernel: AbstractKernel) -> float | None:
