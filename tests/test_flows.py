@@ -309,7 +309,7 @@ def test_flow_construction_errors():
         flows.make_flow("hamilton", torus)
     with pytest.raises(ValueError, match="sigma"):
         flows.make_flow("smoothed", torus)
-    with pytest.raises(ValueError, match="sigma must be a finite number > 0"):
+    with pytest.raises(ValueError, match="sigma for 'smoothed_lambda' must be a finite number > 0"):
         flows.make_flow("smoothed_lambda", torus, -0.1)
     with pytest.raises(ValueError, match="DeTurck"):
         flows.MetricFlow(torus, "fixed", deturck=True)
@@ -364,3 +364,17 @@ def test_compiled_evaluate_is_the_velocity_on_spheres(name):
     flow = flows.make_flow(name, sphere, 0.3)
     velocity = eqx.filter_jit(lambda f, v: f(0.0, v))(flow, metric.values)
     assert max_abs(flow.evaluate(metric.values) - velocity) < 1e-12 * max_abs(velocity)
+
+
+def test_a_flow_refuses_a_metric_of_another_manifold_or_type():
+    # a metric on another grid gave jax's "vmap got inconsistent sizes"; a raw array an
+    # AttributeError; a negative sigma for a smoothed flow a message offering 0 or None
+    torus = flows.Torus(2, 6)
+    other = flows.reference_metric(flows.Torus(2, 7))
+    for flow in (flows.make_flow("ricci", torus), flows.make_flow("componentwise", torus)):
+        with pytest.raises(ValueError, match=r"the flow lives on Torus\(dim=2, n=6\)"):
+            flow.velocity(other)
+        with pytest.raises(ValueError, match="metric must be a flows.NodalMetric"):
+            flow.velocity(torus.reference_at_nodes())
+    with pytest.raises(ValueError, match="sigma for 'smoothed' must be a finite number > 0, got"):
+        flows.make_flow("smoothed", torus, -1.0)

@@ -122,3 +122,15 @@ def test_conformal_metric_rtol_reaches_the_nodal_check():
         metric = flows.conformal_metric(sphere, lambda x: 0.5 * x[0], rtol=rtol)
         expected = jnp.exp(sphere.nodes[:, 0])[:, None, None] * sphere.reference_at_nodes()
         np.testing.assert_allclose(metric.values, expected, atol=1e-14)
+
+
+def test_nodal_check_tolerance_is_at_least_the_dtype_rounding():
+    # band-limited values in float32 miss their series by float32 rounding (~1e-7 relative),
+    # which the default rtol 1e-8 refused: random_metric failed on every sphere in float32.
+    # The floor is 100 eps of the values' dtype.
+    with jax.enable_x64(False):
+        sphere = flows.Sphere(2, 10)
+        metric = flows.random_metric(sphere, jax.random.key(0), 2, 0.3)
+        assert metric.values.dtype == jnp.float32
+        with pytest.raises(ValueError, match="not band-limited"):  # real misses still refused
+            flows.NodalMetric(sphere, metric.values.at[0].multiply(1.01))

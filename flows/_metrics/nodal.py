@@ -67,7 +67,8 @@ class NodalMetric(AbstractMetric):
       space. Checked: a bad node raises `ValueError` naming it.
     - `rtol`: on spheres, the largest accepted difference between the spectral
       series at the nodes and `values`, relative to max |values| (checked
-      for concrete values; traced values are not checked). `math.inf` accepts
+      for concrete values; traced values are not checked), and at least 100
+      times the dtype's machine epsilon (float32: 1.2e-5). `math.inf` accepts
       any values. The check cannot see content that depends on the polar
       coordinate alone: the Gauss rule's latitudes interpolate the zonal
       harmonics, so any function of $x_D$ is reproduced at the nodes whatever
@@ -112,6 +113,8 @@ class NodalMetric(AbstractMetric):
             series = manifold.synthesize(self.interpolant.coefficients)
             error = jnp.max(jnp.abs(series - values), axis=(1, 2))
             scale = float(jnp.max(jnp.abs(values)))
+            # never below the transforms' rounding in the values' dtype (float32: 1.2e-5)
+            rtol = max(rtol, 100 * float(jnp.finfo(values.dtype).eps))
             if float(jnp.max(error)) > rtol * scale:
                 a = int(jnp.argmax(error))
                 raise ValueError(

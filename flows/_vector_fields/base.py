@@ -26,6 +26,23 @@ from .._metrics import NodalMetric
 NodalTensors = Float[Array, "N D D"]
 
 
+def _check_metric(flow, metric) -> None:
+    """`ValueError` unless `metric` is a `NodalMetric` with values on `flow`'s nodes (shapes
+    only, so that it holds under jit)."""
+    name = f"{type(flow).__name__}.velocity"
+    if not isinstance(metric, NodalMetric):
+        raise ValueError(
+            f"{name}: metric must be a flows.NodalMetric, got {type(metric).__name__}."
+        )
+    m = flow.manifold
+    expected = (m.nodes.shape[0], m.ambient_dim, m.ambient_dim)
+    if metric.values.shape != expected:
+        raise ValueError(
+            f"{name}: the flow lives on {m!r} (nodal values of shape {expected}); the metric's "
+            f"values have shape {metric.values.shape} ({metric.manifold!r})."
+        )
+
+
 def _project(manifold: AbstractManifold, values: NodalTensors) -> NodalTensors:
     """The spectral series at the nodes (identity on interpolating manifolds)."""
     if manifold.interpolates:

@@ -50,7 +50,7 @@ from .._metrics import (
     nodal_geometry,
     reference_geometry,
 )
-from .base import AbstractFlow, NodalTensors, _compiled_velocity, _project
+from .base import AbstractFlow, NodalTensors, _check_metric, _compiled_velocity, _project
 
 
 def deturck_term(geom: LocalGeometry, ref: LocalGeometry) -> Float[Array, "n n"]:
@@ -173,6 +173,7 @@ class MetricFlow(AbstractFlow):
         return jax.vmap(at)(geom, ref, df, ddf), state
 
     def velocity(self, metric: NodalMetric) -> NodalTensors:
+        _check_metric(self, metric)
         m = self.manifold
         v, _ = self.local_velocity(metric)
         if self.kernel.is_local:
@@ -255,6 +256,7 @@ class ComponentwiseFlow(AbstractFlow):
         return "componentwise"
 
     def velocity(self, metric: NodalMetric) -> NodalTensors:
+        _check_metric(self, metric)
         e = functional_derivative(self.loss, metric)
         if self.quadrature:
             return -self.kernel.apply(self.manifold, e)

@@ -82,9 +82,12 @@ def make_flow(name: str, manifold: AbstractManifold, sigma: float | None = None)
         and math.isfinite(sigma)
         and sigma >= 0
     ):
-        raise ValueError(
-            f"make_flow: sigma must be a finite number > 0 (or 0 or None: local), got {sigma!r}."
+        allowed = (
+            "a finite number > 0"
+            if name in ("smoothed", "smoothed_lambda")
+            else "None or a finite number >= 0 (0: local)"
         )
+        raise ValueError(f"make_flow: sigma for {name!r} must be {allowed}, got {sigma!r}.")
     if not isinstance(manifold, AbstractManifold):
         raise ValueError(f"make_flow: manifold must be a flows manifold, got {manifold!r}.")
     if name == "ricci":
