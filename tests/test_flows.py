@@ -378,3 +378,15 @@ def test_a_flow_refuses_a_metric_of_another_manifold_or_type():
             flow.velocity(torus.reference_at_nodes())
     with pytest.raises(ValueError, match="sigma for 'smoothed' must be a finite number > 0, got"):
         flows.make_flow("smoothed", torus, -1.0)
+
+
+def test_entropy_and_lambda_loss_refuse_what_they_cannot_evaluate():
+    # perelman_entropy of a negative u returned finite numbers (F = -1.3e-7, rate -0.22);
+    # the lambda loss had no finite-value check (the other losses have)
+    torus = flows.Torus(2, 6)
+    metric = flows.reference_metric(torus)
+    with pytest.raises(ValueError, match="u must be finite and positive"):
+        flows.perelman_entropy(metric, -jnp.ones(torus.weights.shape))
+    broken = flows.NodalMetric(torus, jnp.full_like(metric.values, jnp.nan), check=False)
+    with pytest.raises(ValueError, match="PerelmanLambdaLoss: the loss is not finite"):
+        flows.PerelmanLambdaLoss()(broken)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from .._metrics import NodalMetric, covariant_hessian, log_jet, nodal_geometry
+from .._misc import is_traced
 from .._types import Scalar
 
 
@@ -25,7 +26,17 @@ def _pieces(metric: NodalMetric, u):
 
 
 def perelman_entropy(metric: NodalMetric, u: Float[Array, " N"]) -> tuple[Scalar, Scalar]:
-    r"""$\mathcal F(g, u)$ and Perelman's rate $2\int |\mathrm{Ric} + \nabla\nabla f|^2 u\, dV_g$, $f = -\log u$."""
+    r"""$\mathcal F(g, u)$ and Perelman's rate $2\int |\mathrm{Ric} + \nabla\nabla f|^2 u\, dV_g$, $f = -\log u$.
+
+    `u` must be positive at every node ($f = -\log u$); concrete values that are not
+    finite and positive raise `ValueError` (traced values are not checked).
+    """
+    if not is_traced(u):
+        u_values = jnp.asarray(u)
+        if not (bool(jnp.all(jnp.isfinite(u_values))) and bool(jnp.all(u_values > 0))):
+            raise ValueError(
+                "perelman_entropy: u must be finite and positive at every node (f = -log u)."
+            )
     m, geom, du, ddu = _pieces(metric, u)
 
     def at(q, u_a, du_a, ddu_a):

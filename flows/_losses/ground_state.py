@@ -197,4 +197,11 @@ class PerelmanLambdaLoss(AbstractFunctional):
         w = jax.lax.stop_gradient(state.w)
         geometry = nodal_geometry(metric)
         mass, stiffness = _forms(metric, geometry)
-        return -2 * jnp.sum(w * stiffness(w)) / jnp.sum(mass * w**2)
+        value = -2 * jnp.sum(w * stiffness(w)) / jnp.sum(mass * w**2)
+        if not is_traced(value) and not bool(jnp.isfinite(value)):
+            raise ValueError(
+                f"PerelmanLambdaLoss: the loss is not finite ({float(value)}) for this metric on "
+                f"{metric.manifold!r}; are its values finite and positive definite (a NodalMetric "
+                "built with check=False is not checked)?"
+            )
+        return value
