@@ -127,6 +127,15 @@ def test_cosine_ntk_converges_to_the_normalised_gaussian(m):
     assert abs(slope + 0.5) < 0.1
 
 
+@pytest.mark.slow  # compiles an evolving solve: about 5 s
+def test_a_vanishing_ntk_is_refused_instead_of_a_nan_drift():
+    # a zero rescale: the flow does not move and the drift ||Theta_t - Theta_0|| / ||Theta_0||
+    # was 0/0, reported as NaN with "reached t1"
+    zero = flows.cosine_network_metric(T2, 4, 0.5, jax.random.key(0), rescale=lambda x: 0.0)
+    with pytest.raises(ValueError, match="NTK vanishes on the nodes"):
+        solvers.solve_network(zero, flows.PerelmanLoss(), 0, 0.01, kernel="evolving")
+
+
 def test_relu_ntk_converges_to_its_infinite_width_kernel():
     # the same for a ReLU network (depth 1, bias 0.3) against ReLUNTK, the "infinite"
     # regime's kernel: each component's relative Frobenius error on the nodes falls as
@@ -265,10 +274,6 @@ def test_bad_network_metrics():
         flows.cosine_network_metric(m, 4, 0.5, key, rescale=lambda x: x + 2.0)
     with pytest.raises(ValueError, match="has 3 entries, got packed of shape"):
         flows.orthonormal_unpack(jnp.array([5.0]), 2)
-    # a zero kernel: the drift would be 0/0
-    zero = flows.cosine_network_metric(m, 4, 0.5, key, rescale=lambda x: 0.0)
-    with pytest.raises(ValueError, match="NTK vanishes on the nodes"):
-        solvers.solve_network(zero, flows.PerelmanLoss(), 0, 0.01, kernel="evolving")
     # the NTK functions and the linearised metric check their inputs by name
     nodes = m.nodes
     with pytest.raises(ValueError, match=r"x must be a batch of points of shape \(P, 2\)"):
