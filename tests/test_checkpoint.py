@@ -447,6 +447,8 @@ EVERY_STEP_CHILD = PREAMBLE + textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a child process in default codegen, about 15 s; bit-for-bit resume in the
+# default suite: test_killed_solve_resumes_bit_for_bit
 def test_one_step_per_segment_from_the_default_first_step_is_bit_for_bit(tmp_path):
     out = _in_default_codegen(EVERY_STEP_CHILD, tmp_path / "run.ckpt", tmp_path / "every.npz")
     assert int(out["steps"]) == int(out["plain_steps"]) >= 10

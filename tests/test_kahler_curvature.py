@@ -82,6 +82,9 @@ def test_network_metric_curvature_is_in_the_same_class():
     assert float(jnp.std(scalar)) > 0.05  # R varies pointwise; only its average is fixed
 
 
+# about 20 s of compiling on 2 cores; the default suite checks the same closed-form Hessian
+# path through chern_curvature on the quintic (tests/test_chern.py)
+@pytest.mark.slow
 def test_closed_form_hessian_path_matches_four_derivatives():
     # A SpectralPotential's closed-form ambient Hessian, differentiated twice, against four
     # derivatives of phi itself (the same potential behind a plain function), on the K3
