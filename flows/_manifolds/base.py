@@ -139,9 +139,13 @@ class AbstractManifold(eqx.Module):
             )
         return jnp.tensordot(self.weights, values, axes=(0, 0))
 
+    def _slots(self) -> tuple[int, ...]:
+        """The shape of the spectral slots: the leading axes of `transform`'s coefficients."""
+        return tuple(jnp.shape(self.laplace_eigenvalues()))
+
     def _check_coefficients(self, caller: str, coefficients) -> None:
         """`ValueError` unless the leading axes of `coefficients` are the spectral slots."""
-        slots = tuple(jnp.shape(self.laplace_eigenvalues()))
+        slots = self._slots()
         if tuple(jnp.shape(coefficients))[: len(slots)] != slots:
             raise ValueError(
                 f"{self!r}: {caller} needs coefficients whose leading shape is {slots} (one per "
@@ -196,7 +200,7 @@ class AbstractManifold(eqx.Module):
         self, values: Float[Array, "N *shape"], multiplier: Float[Array, "*slots"]
     ) -> Float[Array, "N *shape"]:
         """Multiply each spectral coefficient of nodal values by `multiplier` (one per slot) and synthesise."""
-        slots = tuple(jnp.shape(self.laplace_eigenvalues()))
+        slots = self._slots()
         if tuple(jnp.shape(multiplier)) != slots:
             raise ValueError(
                 f"{self!r}: spectral_multiply needs one multiplier per spectral slot, shape "

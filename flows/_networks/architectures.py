@@ -22,6 +22,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .._kernels import AbstractKernel, ReLUNTK, RescaledKernel, network_inputs
 from .._kernels.cosine import CosineNTK, cosine_features, cosine_limit_scale
 from .._manifolds import AbstractManifold, Sphere, Torus
+from .._metrics.base import packed_size
 from .._types import Point, Scalar
 
 
@@ -54,7 +55,7 @@ def orthonormal_unpack(packed: Float[Array, " p"], d: int) -> Float[Array, "d d"
     from $\mathbb R^p$ to symmetric matrices with the Frobenius norm. `packed` must
     have shape $(d(d+1)/2,)$.
     """
-    p = d * (d + 1) // 2
+    p = packed_size(d)
     if jnp.shape(packed) != (p,):
         raise ValueError(
             f"orthonormal_unpack: a symmetric {d} x {d} matrix has {p} entries, got packed of "

@@ -124,10 +124,11 @@ class ComponentNetworkMetric(AbstractMetric):
         self.base = base
         self.rescale = rescale
         x0 = manifold.nodes[0]
-        if rescale is not None and jnp.shape(jax.eval_shape(rescale, x0)) != ():
+        scale_shape = None if rescale is None else jnp.shape(jax.eval_shape(rescale, x0))
+        if scale_shape not in (None, ()):
             raise ValueError(
                 "ComponentNetworkMetric: rescale must map a point to a scalar s(x), got shape "
-                f"{jnp.shape(jax.eval_shape(rescale, x0))}."
+                f"{scale_shape}."
             )
         out = jax.eval_shape(lambda: eqx.filter_vmap(lambda net: net(x0))(networks))
         if out.shape != (p,):
