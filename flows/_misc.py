@@ -23,6 +23,25 @@ def check_count(value, message: str, *, minimum: int | None = None, allowed=None
     return value
 
 
+def real_scalar(value) -> float | None:
+    """A real number or a concrete 0-d real array as a float; None for anything else.
+
+    None for a bool (a flag is not a width), a complex or non-numeric value, an array of
+    any other shape, and a traced value (whose number is not known yet). Callers add
+    their own range checks and name themselves in the message.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Real):
+        return float(value)
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    if shape != () or dtype is None or is_traced(value):
+        return None
+    if not (jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)):
+        return None  # bool and complex arrays
+    return float(value)
+
+
 def check_key(key, caller: str) -> None:
     """`ValueError` unless `key` is a JAX PRNG key: `jax.random.key(seed)` or a raw uint32 (2,) key."""
     dtype = getattr(key, "dtype", None)

@@ -126,17 +126,28 @@ def _nodal_series(flow, parameters):
     return values, loss
 
 
+def _initial_ntk(metric):
+    """The componentwise NTK on the nodes at the initial parameters, refused if it vanishes."""
+    theta0 = eqx.filter_jit(flows.component_ntk)(metric, metric.manifold.nodes)
+    if not float(jnp.sqrt(jnp.sum(theta0**2))) > 0:
+        raise ValueError(
+            "solve_network: the network's NTK vanishes on the nodes at its initial "
+            "parameters (a rescale of zero?): the flow does not move, and the kernel drift "
+            "||Theta_t - Theta_0|| / ||Theta_0|| is undefined."
+        )
+    return theta0
+
+
 @eqx.filter_jit
-def _drift(metric, parameters):
+def _drift(metric, parameters, theta0):
     nodes = metric.manifold.nodes
-    theta0 = flows.component_ntk(metric, nodes)
     norm0 = jnp.sqrt(jnp.sum(theta0**2))
 
     def at(params):
         theta = flows.component_ntk(metric.with_parameters(params), nodes)
         return jnp.sqrt(jnp.sum((theta - theta0) ** 2)) / norm0
 
-    return jax.lax.map(at, parameters), norm0
+    return jax.lax.map(at, parameters)
 
 
 def solve_network(
@@ -228,6 +239,9 @@ def solve_network(
             solution.stats,
         )
 
+    # the drift ||Theta_t - Theta_0|| / ||Theta_0|| needs a non-vanishing NTK: refused before
+    # the solve rather than after it
+    theta0 = _initial_ntk(metric) if kernel == "evolving" else None
     flow = (
         ParameterFlow(metric, loss)
         if kernel == "evolving"
@@ -260,13 +274,7 @@ def solve_network(
         params = jax.tree.map(lambda a: a[:last], params)
     drift = None
     if kernel == "evolving":
-        drift, norm0 = _drift(metric, params)
-        if not norm0 > 0:
-            raise ValueError(
-                "solve_network: the network's NTK vanishes on the nodes at its initial "
-                "parameters (a rescale of zero?): the flow does not move, and the kernel drift "
-                "||Theta_t - Theta_0|| / ||Theta_0|| is undefined."
-            )
+        drift = _drift(metric, params, theta0)
     return NetworkSolution(
         kernel,
         metric,

@@ -207,6 +207,39 @@ def test_more_bad_inputs():
     assert flows.Sphere(np.int32(2), np.int64(6)).degree == 6
 
 
+@pytest.mark.parametrize(
+    "make,width",
+    [
+        (lambda s: flows.GaussianKernel(s), lambda k: k.sigma),
+        (lambda s: flows.FSGaussian(s), lambda k: k.sigma),
+        (lambda s: flows.make_flow("smoothed", manifold("T2"), s), lambda f: f.kernel.sigma),
+        (lambda s: flows.CosineNetwork(manifold("T2"), 4, s, jax.random.key(0)), lambda n: n.sigma),
+    ],
+)
+def test_widths_take_one_rule_for_real_scalars(make, width):
+    # a 0-d NumPy or JAX array is a number (it used to be refused by some constructors and
+    # accepted by others); a bool, a complex number, a one-element vector and NaN are not
+    for good in (0.3, np.float32(0.3), jnp.asarray(0.3), np.asarray(0.3), 1):
+        make(good)
+    for bad in (True, 0.3 + 0j, jnp.asarray([0.3]), jnp.asarray(0.3 + 0j), np.nan, -0.3, "0.3"):
+        with pytest.raises(ValueError, match="sigma .*must be"):
+            make(bad)
+    # the array and the float give the same module
+    assert float(width(make(jnp.asarray(0.3)))) == float(width(make(0.3))) == 0.3
+
+
+def test_tolerances_and_amplitudes_take_the_same_rule():
+    torus = manifold("T2")
+    g = flows.reference_metric(torus).values
+    assert flows.NodalMetric(torus, g, rtol=jnp.asarray(1e-6)).manifold is torus
+    with pytest.raises(ValueError, match="rtol must be a number > 0"):
+        flows.NodalMetric(torus, g, rtol=jnp.asarray([1e-6]))
+    key = jax.random.key(0)
+    assert flows.random_metric(torus, key, 3, amplitude=np.float32(0.2)).manifold is torus
+    with pytest.raises(ValueError, match="random_metric: amplitude must lie in"):
+        flows.random_metric(torus, key, 3, amplitude=True)
+
+
 def test_non_smooth_network_metric_is_refused_not_nan():
     # Finite metric values but an infinite derivative (sqrt|sin x| at x = 0): an error, not NaN.
     torus = manifold("T2")

@@ -38,7 +38,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 from jaxtyping import Array, Complex, Float, Inexact
 
-from .._misc import is_traced
+from .._misc import is_traced, real_scalar
 from .projective import _distance_squared_of_cosine, _squared_norms, fs_distance_squared
 
 PointKernel = Callable[[Array, Array], Array]
@@ -87,13 +87,10 @@ class FSGaussian(eqx.Module):
     two_sigma2: float = eqx.field(repr=False)
 
     def __init__(self, sigma: float):
-        if (
-            isinstance(sigma, bool)
-            or not isinstance(sigma, numbers.Real)
-            or not math.isfinite(sigma)
-            or not sigma > 0
-        ):
+        value = real_scalar(sigma)
+        if value is None or not math.isfinite(value) or not value > 0:
             raise ValueError(f"FSGaussian: sigma must be a finite number > 0, got {sigma!r}.")
+        sigma = value
         if 2 * float(sigma) ** 2 < sys.float_info.min:  # 1/(2 sigma^2) would be inf: 0/0 at d = 0
             raise ValueError(
                 f"FSGaussian: sigma = {sigma!r} is too small: 2 sigma^2 underflows (sigma must be "

@@ -13,7 +13,6 @@ is diagonal in the spectral basis, a `multiplier`.
 
 import functools
 import math
-import numbers
 import warnings
 from collections.abc import Callable
 
@@ -26,6 +25,7 @@ import scipy.special
 from jaxtyping import Array, Float
 
 from .._manifolds import AbstractManifold, Sphere, Torus
+from .._misc import real_scalar
 from .._types import Point, Scalar
 from .base import AbstractKernel, _check_nodal
 
@@ -131,14 +131,10 @@ class GaussianKernel(AbstractKernel):
     sigma: float = eqx.field(static=True)
 
     def __init__(self, sigma: float):
-        if not (
-            isinstance(sigma, numbers.Real)
-            and not isinstance(sigma, bool)
-            and math.isfinite(sigma)
-            and sigma > 0
-        ):
+        value = real_scalar(sigma)
+        if value is None or not math.isfinite(value) or not value > 0:
             raise ValueError(f"GaussianKernel: sigma must be a finite number > 0, got {sigma!r}.")
-        self.sigma = float(sigma)
+        self.sigma = value
 
     def multiplier(self, manifold: AbstractManifold) -> Float[Array, "*slots"]:
         r"""Torus: $e^{-\sigma^2|k|^2/2}$. Sphere $S^n$: the Funk–Hecke eigenvalue of each degree $l$,

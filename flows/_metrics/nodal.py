@@ -8,7 +8,6 @@ the initial metrics of tests and experiments.
 """
 
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +17,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._manifolds import AbstractManifold
-from .._misc import check_key, is_traced
+from .._misc import check_key, is_traced, real_scalar
 from .._types import Matrix, Point
 from .base import AbstractMetric, check_nodal_values, evaluate_at, packed_size, unpack_symmetric
 
@@ -95,13 +94,10 @@ class NodalMetric(AbstractMetric):
     ):
         if check:
             values = check_nodal_values(manifold, values)
-            if not (
-                isinstance(rtol, numbers.Real)
-                and not isinstance(rtol, bool)
-                and not math.isnan(rtol)
-                and rtol > 0
-            ):
+            value = real_scalar(rtol)
+            if value is None or math.isnan(value) or not value > 0:
                 raise ValueError(f"NodalMetric: rtol must be a number > 0 (or inf), got {rtol!r}.")
+            rtol = value
         values = jnp.asarray(values)
         self.manifold = manifold
         self.values = values
@@ -227,17 +223,16 @@ class RandomPerturbation(eqx.Module):
         if not isinstance(manifold, AbstractManifold):
             raise ValueError(f"random_metric: manifold must be a flows manifold, got {manifold!r}.")
         check_key(key, "random_metric")
-        if not (
-            isinstance(amplitude, numbers.Real)
-            and not isinstance(amplitude, bool)
-            and 0 < amplitude < 1
-        ):
+        value = real_scalar(amplitude)
+        if value is None or not 0 < value < 1:
             raise ValueError(
-                f"amplitude must lie in (0, 1) to keep the metric positive definite, got {amplitude!r}."
+                f"random_metric: amplitude must lie in (0, 1) to keep the metric positive definite, got {amplitude!r}."
             )
         self.manifold = manifold
         self.field = manifold.random_field(key, band_limit, (packed_size(manifold.ambient_dim),))
-        self.amplitude = jnp.asarray(amplitude)  # an array: one compilation for every amplitude
+        # an array (one compilation for every amplitude) in the nodes' dtype: a float32 amplitude
+        # must not promote a float64 metric, nor a float64 one a float32 metric
+        self.amplitude = jnp.asarray(value, dtype=manifold.nodes.dtype)
 
     def __call__(self, x: Point) -> Matrix:
         d = self.manifold.ambient_dim

@@ -11,7 +11,6 @@ isometry from $\mathbb R^{D(D+1)/2}$ to symmetric matrices that such a metric us
 """
 
 import math
-import numbers
 
 import equinox as eqx
 import jax
@@ -23,6 +22,7 @@ from .._kernels import AbstractKernel, ReLUNTK, RescaledKernel, network_inputs
 from .._kernels.cosine import CosineNTK, cosine_features, cosine_limit_scale
 from .._manifolds import AbstractManifold, Sphere, Torus
 from .._metrics.base import packed_size
+from .._misc import real_scalar
 from .._types import Point, Scalar
 
 
@@ -30,22 +30,6 @@ def _check_width(width, name: str) -> int:
     if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
         raise ValueError(f"{name}: width must be a positive integer, got {width!r}.")
     return int(width)
-
-
-def _real_scalar(value) -> float | None:
-    """A real number or a concrete 0-d real array as a float; None for anything else (bool too)."""
-    if isinstance(value, (np.ndarray, jax.Array)) and value.shape == ():
-        if not (
-            jnp.issubdtype(value.dtype, jnp.integer) or jnp.issubdtype(value.dtype, jnp.floating)
-        ):
-            return None
-        try:
-            return float(value)
-        except TypeError:  # a traced value
-            return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return None
-    return float(value)
 
 
 def orthonormal_unpack(packed: Float[Array, " p"], d: int) -> Float[Array, "d d"]:
@@ -103,7 +87,7 @@ class CosineNetwork(eqx.Module):
         train_phases: bool = True,
     ):
         width = _check_width(width, "CosineNetwork")
-        value = _real_scalar(sigma)
+        value = real_scalar(sigma)
         if value is None or not math.isfinite(value) or not value > 0:
             raise ValueError(f"CosineNetwork: sigma must be a finite number > 0, got {sigma!r}.")
         sigma = value

@@ -9,11 +9,11 @@ stated in docs/conventions.md, Well-posedness.
 """
 
 import math
-import numbers
 
 from .._kernels import AbstractKernel, DeltaKernel, GaussianKernel
 from .._losses import PerelmanLoss
 from .._manifolds import AbstractManifold
+from .._misc import real_scalar
 from .base import AbstractFlow
 from .metric_flow import ComponentwiseFlow, MetricFlow
 
@@ -76,18 +76,15 @@ def make_flow(name: str, manifold: AbstractManifold, sigma: float | None = None)
     `componentwise` is the componentwise flow of $L_P$, local unless `sigma` is given.
     The local flows ignore `sigma`, but it must still be None or a finite number >= 0.
     """
-    if sigma is not None and not (
-        isinstance(sigma, numbers.Real)
-        and not isinstance(sigma, bool)
-        and math.isfinite(sigma)
-        and sigma >= 0
-    ):
+    value = None if sigma is None else real_scalar(sigma)
+    if sigma is not None and (value is None or not math.isfinite(value) or not value >= 0):
         allowed = (
             "a finite number > 0"
             if name in ("smoothed", "smoothed_lambda")
             else "None or a finite number >= 0 (0: local)"
         )
         raise ValueError(f"make_flow: sigma for {name!r} must be {allowed}, got {sigma!r}.")
+    sigma = value
     if not isinstance(manifold, AbstractManifold):
         raise ValueError(f"make_flow: manifold must be a flows manifold, got {manifold!r}.")
     if name == "ricci":
