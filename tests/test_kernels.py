@@ -1,17 +1,26 @@
 """Kernels: normalisation, Fourier multipliers on tori, Funk–Hecke eigenvalues on spheres, chunking."""
 
 import math
+import warnings
+from pathlib import Path
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 import scipy.integrate
 import scipy.special
 
 import flows
 
+# white-box: the cached Funk-Hecke table, its read-only flag and its quadrature's warnings
+from flows._kernels.gaussian import funk_hecke
+
 from .helpers import max_abs
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+TINY, HUGE = np.finfo(np.float64).tiny, np.finfo(np.float64).max
 
 
 @eqx.filter_jit
@@ -237,3 +246,265 @@ def test_kernel_application_on_ten_thousand_nodes_is_chunked():
     large, small = scratch(256), scratch(128)
     assert large < n * n * 8 / 4, large
     assert small < 0.6 * large, (small, large)
+
+
+def test_spectral_gaussian_is_bound_to_its_manifold():
+    # its sphere table belongs to the construction manifold's dimension and band limit: used
+    # elsewhere, JAX clamped out-of-range degrees (S^2 degree 8 on degree 16: off by 0.09), a
+    # torus-built one was the local kernel on S^2, and S^2's table served S^3
+    t2, s2, s2_fine = flows.Torus(2, 8), flows.Sphere(2, 8), flows.Sphere(2, 16)
+    s3 = flows.Sphere(3, 4, fast=False)
+    mismatched = [
+        (t2, s2, "a torus of dimension 2"),
+        (s2, s2_fine, "a sphere of dimension 2, band limit 4"),
+        (s2, s3, "a sphere of dimension 2"),
+        (s2, flows.Torus(1, 8), "a sphere of dimension 2"),
+        (t2, flows.Torus(1, 8), "a torus of dimension 2"),
+    ]
+    for built_on, used_on, what in mismatched:
+        kernel = flows.SpectralGaussian(built_on, 0.5)
+        with pytest.raises(ValueError, match=f"SpectralGaussian.multiplier: .*built for {what}"):
+            kernel.multiplier(used_on)
+    # a sphere of lower band limit reads the same table exactly; another torus grid is fine
+    coarse = flows.SpectralGaussian(s2_fine, 0.5).multiplier(s2)
+    assert max_abs(coarse - flows.GaussianKernel(0.5).multiplier(s2)) < 1e-15
+    other_grid = flows.Torus(2, 12)
+    ours = flows.SpectralGaussian(t2, 0.5).multiplier(other_grid)
+    assert max_abs(ours - flows.GaussianKernel(0.5).multiplier(other_grid)) < 1e-15
+
+
+def test_spectral_gaussian_checks_its_width():
+    # as GaussianKernel does: a bool is not a width (True was sigma = 1), a string gave a raw
+    # TypeError, no manifold a raw AttributeError, 1e-300 on S^2 a raw ZeroDivisionError
+    t2, s2 = flows.Torus(2, 8), flows.Sphere(2, 8)
+    for bad in (True, "0.3", -0.1, float("nan"), float("inf"), None):
+        with pytest.raises(
+            ValueError, match="SpectralGaussian: sigma must be a finite number >= 0"
+        ):
+            flows.SpectralGaussian(t2, bad)
+    with pytest.raises(ValueError, match="SpectralGaussian: needs a torus or a sphere, got None"):
+        flows.SpectralGaussian(None, 0.3)
+    for m, sigma, what in ((s2, 1e-300, "overflow"), (t2, 1e300, "vanish")):
+        with pytest.raises(ValueError, match=f"SpectralGaussian: sigma = .*normal range.*{what}"):
+            flows.SpectralGaussian(m, sigma)
+    half = flows.SpectralGaussian(s2, np.float32(0.5)).multiplier(s2)
+    assert max_abs(half - flows.GaussianKernel(float(np.float32(0.5))).multiplier(s2)) < 1e-15
+    # T^1 accepts sigma = 1e200 (Z_sigma ~ 2.5e200): sigma^2 overflows, the mean's multiplier
+    wide = flows.SpectralGaussian(flows.Torus(1, 16), 1e200).multiplier(flows.Torus(1, 16))
+    assert float(wide[0]) == 1 and max_abs(wide[1:]) == 0
+    # funk_hecke's normalising integral underflows to 0 below sigma ~ 1e-160 on S^2
+    with pytest.raises(ValueError, match="funk_hecke: .*underflows to 0.*got sigma = 1e-170"):
+        flows.GaussianKernel(1e-170).degree_multipliers(2, 4)
+
+
+def _smallest(table):
+    """The smallest entry of a Funk-Hecke table as the docs write it (-1.1e-2), and its degree."""
+    ell = int(np.argmin(table))
+    mantissa, exponent = f"{table[ell]:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}", ell
+
+
+def test_geodesic_gaussian_is_not_positive_semi_definite_on_spheres():
+    # The geodesic Gaussian's Funk-Hecke eigenvalues turn negative on spheres (the kink of d^2
+    # at the antipode). GaussianKernel's docstring and docs/kernels.md quote the smallest;
+    # they are measured here, so the quotes cannot drift.
+    doc, page = flows.GaussianKernel.__doc__, (DOCS / "kernels.md").read_text()
+    for sigma, degree in ((1.0, 6), (2.0, 2)):
+        value, ell = _smallest(flows.GaussianKernel(sigma).degree_multipliers(2, 16))
+        assert ell == degree and value.startswith("-"), (sigma, value, ell)
+        assert f"{value} ({degree})" in doc and f"{value} ({degree})" in page, value
+    # degree 2 at sigma = 2 against an independent quadrature (over [0, pi], Legendre): -0.0111
+    s2 = flows.Sphere(2, 8)
+    kernel = flows.GaussianKernel(2.0)
+    with warnings.catch_warnings():  # quad reports roundoff at epsrel 1e-13; it agrees to 1e-13
+        warnings.simplefilter("ignore", scipy.integrate.IntegrationWarning)
+        lam = _funk_hecke(2, 2.0, kernel.normaliser(s2))
+    assert -0.012 < lam < -0.010
+    assert abs(kernel.degree_multipliers(2, 2)[2] - lam) < 1e-13
+    # positive: the geodesic Gaussian at sigma = 0.3 (its kink, e^{-pi^2 / 2 sigma^2} = 2e-24,
+    # is far below roundoff), the periodised Gaussian on a torus, the chordal one on spheres
+    assert np.all(flows.GaussianKernel(0.3).degree_multipliers(2, 16) > 0)
+    t2 = flows.Torus(2, 16)
+    assert float(jnp.min(flows.GaussianKernel(2.0).multiplier(t2))) > 0
+    assert float(jnp.min(flows.CosineNTK(2.0, s2).multiplier(s2))) > -1e-15
+
+
+def _tiny_sphere_width(margin):
+    # sigma with Z_sigma = 2 pi sigma^2 (1 - O(sigma^2)) = margin^2 x the smallest normal number
+    return math.sqrt(TINY / (2 * math.pi)) * margin
+
+
+def test_gaussian_values_at_the_extreme_widths_float64_accepts():
+    # Every width check_width accepts gives finite values: sigma^2 underflowed to 0 (XLA flushes
+    # subnormals) and the image sum gave 0 / 0 = NaN on T^1 below sigma ~ 1e-154 and on T^2 at
+    # its lower edge, and at T^1's ends 9 / sigma or 9 sigma overflowed (a raw OverflowError
+    # choosing between images and Fourier series). At the smallest widths k(x, x) = 1 / Z_sigma (exactly, to the log-space
+    # rounding eps |log Z| ~ 2e-13) and k(x, y) = 0 for y != x; at the largest, the mean.
+    t1, t2, s2 = flows.Torus(1, 16), flows.Torus(2, 8), flows.Sphere(2, 8)
+    narrow = [
+        (t1, TINY, math.sqrt(2 * math.pi) * TINY),  # T^1 down to the smallest normal sigma
+        (t1, 1e-160, math.sqrt(2 * math.pi) * 1e-160),
+        (t2, _tiny_sphere_width(1.0001), 2 * math.pi * _tiny_sphere_width(1.0001) ** 2),
+        (s2, _tiny_sphere_width(1.0001), 2 * math.pi * _tiny_sphere_width(1.0001) ** 2),
+    ]
+    for m, sigma, z in narrow:
+        kernel = flows.GaussianKernel(sigma)
+        x, y = m.nodes[0], m.nodes[5]
+        assert abs(float(kernel(m, x, x)) * z - 1) < 1e-12, (m, sigma)
+        assert float(kernel(m, x, y)) == 0, (m, sigma)
+    wide = [
+        (t1, 0.9999 * HUGE / math.sqrt(2 * math.pi), 2 * math.pi),
+        (t2, 0.9999 * math.sqrt(HUGE / (2 * math.pi)), (2 * math.pi) ** 2),
+        (s2, HUGE, 4 * math.pi),
+    ]
+    for m, sigma, volume in wide:
+        kernel = flows.GaussianKernel(sigma)
+        for y in (m.nodes[0], m.nodes[5]):
+            assert abs(float(kernel(m, m.nodes[0], y)) * volume - 1) < 1e-12, (m, sigma)
+    # just beyond: refused by name
+    beyond = [
+        (t1, TINY / 2, "must be a normal float64 number"),  # Z is normal, sigma is not
+        (t2, _tiny_sphere_width(0.9999), "outside float64's normal range.*overflow"),
+        (s2, _tiny_sphere_width(0.9999), "outside float64's normal range.*overflow"),
+        (t2, 1.0001 * math.sqrt(HUGE / (2 * math.pi)), "outside float64's normal range.*vanish"),
+    ]
+    for m, sigma, what in beyond:
+        with pytest.raises(ValueError, match=f"GaussianKernel: .*{what}"):
+            flows.GaussianKernel(sigma)(m, m.nodes[0], m.nodes[0])
+
+
+def test_gaussian_values_in_float32():
+    # check_width tested float64's range whatever the dtype: at sigma = 1e-20 the weakly typed
+    # 2 sigma^2 and Z_sigma flushed to 0 in float32 (NaN on T^1, T^2 and S^2, inf at x = y on
+    # S^2). Now T^1 (Z = 2.5e-20) gives its exact 4e19, and T^2 and S^2 (Z = 6e-40) are refused.
+    with jax.enable_x64(False):
+        t1, t2, s2 = flows.Torus(1, 16), flows.Torus(2, 8), flows.Sphere(2, 8, fast=False)
+        assert t1.nodes.dtype == jnp.float32
+        narrow = flows.GaussianKernel(1e-20)
+        x = t1.nodes[0]
+        at_x = narrow(t1, x, x)
+        assert at_x.dtype == jnp.float32
+        assert abs(float(at_x) * math.sqrt(2 * math.pi) * 1e-20 - 1) < 1e-5
+        assert float(narrow(t1, x, t1.nodes[3])) == 0
+        for m in (t2, s2):
+            with pytest.raises(ValueError, match="outside float32's normal range.*overflow"):
+                narrow(m, m.nodes[0], m.nodes[5])
+        # S^2 at 1e-19 (Z = 6e-38, inside float32's range): 1 / Z at x = y, 0 elsewhere
+        edge = flows.GaussianKernel(1e-19)
+        assert abs(float(edge(s2, s2.nodes[0], s2.nodes[0])) * 2 * math.pi * 1e-38 - 1) < 1e-5
+        assert float(edge(s2, s2.nodes[0], s2.nodes[5])) == 0
+
+
+def test_cosine_ntk_on_spheres_at_small_widths():
+    # The chordal normaliser has the closed form Z = 2 pi sigma^2 (1 - e^{-2 / sigma^2}) on S^2.
+    # Integrated over [0, pi], quad missed the peak below sigma ~ 1.8e-4 (a raw
+    # ZeroDivisionError), and 1 - cos t cost 1.7e-11 at sigma = 1e-3.
+    s2 = flows.Sphere(2, 8)
+    for sigma in (0.4, 1e-3, 1e-4, 1e-6, _tiny_sphere_width(1.0001)):
+        exact = 2 * math.pi * sigma**2 * -math.expm1(-2 / sigma**2)
+        kernel = flows.CosineNTK(sigma, s2)
+        assert abs(kernel.scale * exact - 1) < 1e-13, sigma
+        # the quotient first: 2 sigma^2 underflowed at the smallest width (0 / 0 at x = y)
+        x = s2.nodes[0]
+        assert abs(float(kernel(s2, x, x)) * exact - 1) < 1e-13, sigma
+    with pytest.raises(ValueError, match="CosineNTK: sigma = .* outside float64's normal range"):
+        flows.CosineNTK(_tiny_sphere_width(0.9999), s2)
+    # the chordal quadratures no longer warn (IntegrationWarning at sigma ~ 1e-4 to 5e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        flows.CosineNTK(2.9e-4, s2)
+        funk_hecke(2.9e-4, 2, 4, "chordal")
+
+
+def test_cosine_ntk_checks_its_arguments_and_manifold():
+    t2, s2, s3 = flows.Torus(2, 8), flows.Sphere(2, 8), flows.Sphere(3, 4, fast=False)
+    # sigma as GaussianKernel takes it: a bool is not a width, a NumPy float32 is one
+    with pytest.raises(ValueError, match="CosineNTK: sigma must be a finite number > 0, got True"):
+        flows.CosineNTK(True, t2)
+    assert flows.CosineNTK(np.float32(0.5), s2).sigma == float(np.float32(0.5))
+    # the discrete Gaussian's support is 2 ceil(9 / sigma) + 3 integers per axis (1e-9 asked
+    # for 1.8e10): a width below 1.8e-5 is refused by name
+    with pytest.raises(ValueError, match=r"CosineNTK: sigma on Torus\(dim=2, n=8\) must be at"):
+        flows.CosineNTK(1e-6, t2)
+    # the kernel belongs to the kind and dimension it was built for: on S^3 an S^2 kernel
+    # integrated to 1.12, a finite-width T^2 kernel on S^2 gave a raw dot_general TypeError
+    chordal = flows.CosineNTK(0.5, s2)
+    finite = flows.CosineNTK(0.5, t2, width=8, key=jax.random.key(0))
+    uses = [
+        (chordal, s3, "a sphere of dimension 2"),
+        (chordal, t2, "a sphere of dimension 2"),
+        (finite, s2, "a torus of dimension 2"),
+        (finite, flows.Torus(1, 8), "a torus of dimension 2"),
+    ]
+    for kernel, m, what in uses:
+        values = jnp.ones(m.weights.shape[0])
+        for name, use in (
+            ("apply", lambda k=kernel, m=m, v=values: k.apply(m, v)),
+            ("multiplier", lambda k=kernel, m=m: k.multiplier(m)),
+            ("", lambda k=kernel, m=m: k(m, m.nodes[0], m.nodes[1])),
+        ):
+            with pytest.raises(
+                ValueError, match=f"CosineNTK{'.' + name if name else ''}: .*{what}"
+            ):
+                use()
+    # points of the wrong shape (the infinite-width sphere kernel gave 0.637 for two 2-vectors)
+    with pytest.raises(ValueError, match=r"points on Sphere\(dim=2, degree=8\) have shape \(3,\)"):
+        chordal(s2, jnp.ones(2), jnp.ones(2))
+    with pytest.raises(ValueError, match="chunk must be an integer >= 1"):
+        finite.apply(t2, jnp.ones(64), chunk=0)
+
+
+def test_funk_hecke_table_is_read_only():
+    # funk_hecke is cached: an in-place edit of the array it returned (which degree_multipliers
+    # handed out) reached every later kernel of that width (its multiplier became 0)
+    s2 = flows.Sphere(2, 8)
+    kernel = flows.GaussianKernel(0.537)
+    before = np.asarray(kernel.multiplier(s2))
+    table = kernel.degree_multipliers(2, s2.band_limit)
+    table *= 0.0  # the caller's own copy
+    assert np.array_equal(np.asarray(flows.GaussianKernel(0.537).multiplier(s2)), before)
+    cached = funk_hecke(0.537, 2, s2.band_limit)
+    assert not cached.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        cached *= 0.0
+
+
+def test_rescaled_kernel_checks_its_values_and_rescale():
+    # values of shape (1,) were broadcast over the 64 nodes, (10,) gave a raw TypeError
+    t2 = flows.Torus(2, 8)
+    gaussian = flows.GaussianKernel(0.5)
+    rescaled = flows.RescaledKernel(gaussian, lambda x: 1 + 0.5 * jnp.cos(x[0]))
+    for shape in ((1,), (10,)):
+        with pytest.raises(ValueError, match=r"RescaledKernel.apply: .*leading axis 64"):
+            rescaled.apply(t2, jnp.ones(shape))
+    # rescale as a real scalar: not a bool (True was 1.0), a NumPy float32 is one
+    with pytest.raises(ValueError, match="rescale must be callable or a finite number, got True"):
+        flows.RescaledKernel(gaussian, True)
+    assert flows.RescaledKernel(gaussian, np.float32(2.0)).rescale == 2.0
+
+
+def test_kernels_refuse_what_is_not_a_manifold():
+    # GaussianKernel.multiplier("T2") returned None (the "not diagonal" answer); the other
+    # kernels raised raw AttributeErrors
+    t2 = flows.Torus(2, 8)
+    gaussian = flows.GaussianKernel(0.5)
+    kernels = [
+        gaussian,
+        flows.DeltaKernel(),
+        flows.SpectralGaussian(t2, 0.5),
+        flows.CosineNTK(0.5, t2),
+        flows.RescaledKernel(gaussian, 2.0),
+    ]
+    for kernel in kernels:
+        name = type(kernel).__name__
+        for bad in ("T2", None):
+            with pytest.raises(ValueError, match=f"{name}.multiplier: manifold must be a manifold"):
+                kernel.multiplier(bad)
+    x = t2.nodes[0]
+    for kernel in (gaussian, kernels[3], kernels[4]):
+        with pytest.raises(
+            ValueError, match=f"{type(kernel).__name__}: manifold must be a manifold"
+        ):
+            kernel(None, x, x)
+    with pytest.raises(ValueError, match="DeltaKernel.apply: chunk must be an integer >= 1"):
+        flows.DeltaKernel().apply(t2, jnp.ones(64), chunk=0)

@@ -32,6 +32,21 @@ from .._manifolds import AbstractManifold
 from .._types import Point, Scalar
 
 
+def _check_manifold(kernel, manifold, what: str | None = None) -> None:
+    """`ValueError` unless `manifold` is a manifold; `what` names the method (None: `__call__`)."""
+    if not isinstance(manifold, AbstractManifold):
+        name = type(kernel).__name__ + ("" if what is None else f".{what}")
+        raise ValueError(f"{name}: manifold must be a manifold, got {manifold!r}.")
+
+
+def _check_chunk(kernel, chunk) -> None:
+    """`ValueError` unless `apply`'s `chunk` is an integer >= 1 (not a bool)."""
+    if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1:
+        raise ValueError(
+            f"{type(kernel).__name__}.apply: chunk must be an integer >= 1, got {chunk!r}."
+        )
+
+
 def _check_nodal(kernel, manifold: AbstractManifold, values, what: str) -> None:
     """`ValueError` unless `values` has the nodes' leading axis and, when concrete, is finite.
 
@@ -39,8 +54,7 @@ def _check_nodal(kernel, manifold: AbstractManifold, values, what: str) -> None:
     events stop on a non-finite state.
     """
     name = type(kernel).__name__
-    if not isinstance(manifold, AbstractManifold):
-        raise ValueError(f"{name}.{what}: manifold must be a manifold, got {manifold!r}.")
+    _check_manifold(kernel, manifold, what)
     if jnp.shape(values)[:1] != manifold.weights.shape:
         raise ValueError(
             f"{name}.{what}: values on {manifold!r} must have leading axis "
@@ -67,6 +81,7 @@ class AbstractKernel(eqx.Module):
 
     def multiplier(self, manifold: AbstractManifold) -> Float[Array, "*slots"] | None:
         """The kernel's eigenvalue on each spectral slot, if it is diagonal there; else None."""
+        _check_manifold(self, manifold, "multiplier")
         return None
 
     def smooth(
@@ -105,10 +120,7 @@ class AbstractKernel(eqx.Module):
         r"""$\sum_b w_b\, k(x_p, x_b)\, V_b$ at `points` (default: the nodes), `chunk` rows at a time."""
         _check_nodal(self, manifold, values, "apply")
         points = manifold.nodes if points is None else _check_points(self, manifold, points)
-        if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1:
-            raise ValueError(
-                f"{type(self).__name__}.apply: chunk must be an integer >= 1, got {chunk!r}."
-            )
+        _check_chunk(self, chunk)
         self._check_quadrature(manifold)
         p = points.shape[0]
         chunk = min(int(chunk), p)

@@ -94,11 +94,15 @@ class CosineNetwork(eqx.Module):
         if not isinstance(manifold, (Torus, Sphere)):
             raise ValueError(f"CosineNetwork: needs a Torus or a Sphere, got {manifold!r}.")
         kf, ka = jax.random.split(key)
-        self.frequencies, self.phases = cosine_features(float(sigma), manifold, width, kf)
+        self.frequencies, self.phases = cosine_features(
+            float(sigma), manifold, width, kf, caller="CosineNetwork"
+        )
         self.amplitudes = jax.random.normal(ka, (width,))
         self.sigma = float(sigma)
         self.train_phases = bool(train_phases)
-        self.scale = math.sqrt(cosine_limit_scale(self.sigma, manifold) / width)
+        self.scale = math.sqrt(
+            cosine_limit_scale(self.sigma, manifold, caller="CosineNetwork") / width
+        )
 
     def __call__(self, x: Point) -> Scalar:
         w = jax.lax.stop_gradient(self.frequencies)
