@@ -182,7 +182,7 @@ def _fs_closed_form(polynomial, coefficients, points, jacobian):
 
         gradient = jax.jacfwd(p, holomorphic=True)(z)
         hessian = jax.jacfwd(jax.jacfwd(p, holomorphic=True), holomorphic=True)(z)
-        norm2 = jnp.sum(jnp.abs(z) ** 2)
+        norm2 = jnp.sum(jnp.real(z) ** 2 + jnp.imag(z) ** 2)
         norm2 = norm2.astype(z.dtype)
         ambient = (
             norm2 * jnp.eye(z.shape[0], dtype=z.dtype) - jnp.outer(jnp.conj(z), z)

@@ -175,7 +175,7 @@ def _chart_metric(embed, potential):
 
         def k(w):
             z = embed(w)
-            value = jnp.log(jnp.sum(jnp.abs(z) ** 2))
+            value = jnp.log(jnp.sum(jnp.real(z) ** 2 + jnp.imag(z) ** 2))
             return value if potential is None else value + potential(z)
 
         return lambda w: complex_hessian(k, w, forward_only=True)
@@ -183,7 +183,7 @@ def _chart_metric(embed, potential):
     def metric(w):
         z = embed(w)
         tangent = jax.jacfwd(embed, holomorphic=True)(w)  # [c, i]: d_i z_c
-        rho = jnp.sum(jnp.abs(z) ** 2).astype(z.dtype)
+        rho = jnp.sum(jnp.real(z) ** 2 + jnp.imag(z) ** 2).astype(z.dtype)
         fs = jnp.eye(z.shape[0], dtype=z.dtype) / rho - jnp.conj(z)[:, None] * z[None, :] / rho**2
         return tangent.T @ (fs + ambient(z)) @ jnp.conj(tangent)
 

@@ -282,7 +282,7 @@ def _local_geometry(hypersurface: Hypersurface, z, patch, eliminate):
     jac = jnp.zeros((size, size - 2), dtype=z.dtype)
     jac = jac.at[local, cols].set(1)
     jac = jac.at[eliminate, cols].set(-grad[local] / safe_elim)
-    norm2 = jnp.sum(jnp.abs(z) ** 2).astype(z.dtype)
+    norm2 = jnp.sum(jnp.real(z) ** 2 + jnp.imag(z) ** 2).astype(z.dtype)
     ambient = (jnp.eye(size, dtype=z.dtype) * norm2 - jnp.conj(z)[:, None] * z[None, :]) / norm2**2
     g = jac.T @ ambient @ jnp.conj(jac)
     det = jnp.real(jnp.linalg.det(g))

@@ -34,7 +34,11 @@ def bihomogeneous_features(z: Complex[Array, " n1"]) -> Float[Array, " f"]:
     $\lambda \in \mathbb{C}^*$.
     """
     n1 = z.shape[0]
-    outer = z[:, None] * jnp.conj(z)[None, :] / jnp.sum(jnp.abs(z) ** 2).astype(z.dtype)
+    outer = (
+        z[:, None]
+        * jnp.conj(z)[None, :]
+        / jnp.sum(jnp.real(z) ** 2 + jnp.imag(z) ** 2).astype(z.dtype)
+    )
     i, j = np.triu_indices(n1)
     k, l = np.triu_indices(n1, 1)
     return jnp.concatenate([jnp.real(outer[i, j]), jnp.imag(outer[k, l])])
@@ -199,7 +203,7 @@ def _pulled_back(points, jacobian, potential):
     """
 
     def total(z):
-        k = jnp.log(jnp.sum(jnp.abs(z) ** 2))
+        k = jnp.log(jnp.sum(jnp.real(z) ** 2 + jnp.imag(z) ** 2))
         return k if potential is None else k + potential(z)
 
     def one(z, jac):

@@ -74,7 +74,7 @@ def ricci_form(
 
 def fubini_study_potential(w: Complex[Array, " m"]) -> Float[Array, ""]:
     r"""$\log(1 + |w|^2)$: Fubini–Study on $\mathbb{CP}^m$ in the affine chart $z = (1, w)$."""
-    return jnp.log1p(jnp.sum(jnp.abs(w) ** 2))
+    return jnp.log1p(jnp.sum(jnp.real(w) ** 2 + jnp.imag(w) ** 2))
 
 
 # The Fubini–Study distance.

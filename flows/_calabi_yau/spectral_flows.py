@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float
 
-from .._misc import check_count
+from .._misc import check_count, is_traced, real_scalar
 from .curvature import _inverse
 from .kernel_apply import FSGaussian, point_kernel_apply
 from .losses import sigma_measure
@@ -58,6 +58,13 @@ class SpectralPotential(eqx.Module):
                 f"SpectralPotential: coefficients must have shape ({basis.size},), one per basis "
                 f"function, got shape {c.shape}."
             )
+        if not jnp.issubdtype(c.dtype, jnp.floating) and not jnp.issubdtype(c.dtype, jnp.integer):
+            raise ValueError(
+                f"SpectralPotential: coefficients must be real (the potential is real), got dtype "
+                f"{c.dtype}."
+            )
+        if not is_traced(c) and not bool(jnp.all(jnp.isfinite(c))):
+            raise ValueError("SpectralPotential: coefficients must be finite, got NaN or inf.")
         self.basis = basis
         self.coefficients = c
 
@@ -77,13 +84,28 @@ class SpectralPotential(eqx.Module):
         return _metric(self, sample.points, sample.jacobian, self.basis._per_point())
 
     def eta(self, sample: PointSample) -> Float[Array, " N"]:
-        r"""$\eta = \det g/|\Omega|^2$ at `sample`."""
+        r"""$\eta = \det g/|\Omega|^2$ at `sample`; NaN where $g$ is not positive definite
+        (a determinant there is not a volume: it may even be negative)."""
         g = self.metric(sample)
-        return jnp.real(jnp.linalg.det(g)) / jnp.abs(sample.omega) ** 2
+        eta = jnp.real(jnp.linalg.det(g)) / jnp.abs(sample.omega) ** 2
+        return jnp.where(jnp.linalg.eigvalsh(g)[:, 0] > 0, eta, jnp.nan)
 
     def sigma(self, sample: PointSample) -> tuple[Float[Array, ""], Float[Array, ""]]:
-        """`sigma_measure(sample, self.metric(sample))`: σ and its standard error."""
-        return sigma_measure(sample, self.metric(sample))
+        """`sigma_measure(sample, self.metric(sample))`: σ and its standard error.
+
+        Raises `ValueError` where the metric is not positive definite at some point of
+        `sample` (σ of such a "metric" is a number without meaning).
+        """
+        g = self.metric(sample)
+        if not is_traced(g):
+            bad = np.flatnonzero(~(np.asarray(jnp.linalg.eigvalsh(g)[:, 0]) > 0))
+            if bad.size:
+                raise ValueError(
+                    f"SpectralPotential.sigma: the metric is not positive definite at {bad.size} "
+                    f"of {sample.count} sample points (the first: point {int(bad[0])}); the "
+                    "coefficients lie outside the Kahler cone there."
+                )
+        return sigma_measure(sample, g)
 
 
 @eqx.filter_jit
@@ -145,6 +167,13 @@ def _packed_logdet(packed: Float[Array, "*batch q"], m: int) -> Float[Array, " *
         minors = [a, a * b - x2, a * b * c - a * z2 - b * y2 - c * x2 + 2 * re_xzy]
     positive = jnp.all(jnp.stack([x > 0 for x in minors]), axis=0)
     return jnp.where(positive, jnp.log(jnp.where(positive, minors[-1], 1.0)), jnp.nan)
+
+
+_NOT_FINITE = "the state c is not finite (NaN or inf coefficients)"
+_OUTSIDE = (
+    "the metric g_c is not positive definite at some sample point (the step left the Kahler "
+    "cone); lower the step size."
+)
 
 
 class SpectralRicciFlow(eqx.Module):
@@ -225,6 +254,10 @@ class SpectralRicciFlow(eqx.Module):
             raise ValueError(
                 f"SpectralRicciFlow: expected a SpectralBasis, got {type(basis).__name__}."
             )
+        if not isinstance(sample, PointSample):
+            raise ValueError(
+                f"SpectralRicciFlow: expected a PointSample, got {type(sample).__name__}."
+            )
         if smoothing not in SMOOTHINGS:
             raise ValueError(
                 f"SpectralRicciFlow: smoothing must be one of {SMOOTHINGS}, got {smoothing!r}."
@@ -299,11 +332,31 @@ class SpectralRicciFlow(eqx.Module):
         return self.mass
 
     def residual(self, c: Float[Array, " P"]) -> Float[Array, " P"]:
-        r"""$b_\alpha(c) = \langle e_\alpha, \log(\eta/\bar\eta)\rangle$ (with `width`: $S_\sigma$ first, or $S M^{-1}$ after)."""
-        log_eta = self.log_eta(c)
+        r"""$b_\alpha(c) = \langle e_\alpha, \log(\eta/\bar\eta)\rangle$ (with `width`: $S_\sigma$ first, or $S M^{-1}$ after).
+
+        NaN where $g_c$ is not positive definite at some sample point (for every smoothing:
+        Newton's line search shortens its step there).
+        """
+        self._check_state(c, "residual")
+        log_eta, inside = self._log_eta_inside(c)
         eta_bar = _weighted_mean(self.weights, jnp.exp(log_eta))
         u = self._pointwise(log_eta - jnp.log(eta_bar))
-        return self._compress(_weighted_mean(self.weights, self.values * u[:, None]))
+        b = self._compress(_weighted_mean(self.weights, self.values * u[:, None]))
+        return jnp.where(inside, b, jnp.nan)
+
+    def _log_eta_inside(self, c):
+        r"""($\log\eta$, whether it is finite at every point); all zeros where it is not (the
+        point kernel refuses non-finite values: the callers make such a state NaN by `where`)."""
+        log_eta = self.log_eta(c)
+        inside = jnp.all(jnp.isfinite(log_eta))
+        return jnp.where(inside, log_eta, 0.0), inside
+
+    def _check_state(self, c, caller: str) -> None:
+        if jnp.shape(c) != (self.mass.shape[0],):
+            raise ValueError(
+                f"SpectralRicciFlow.{caller}: the state c must have shape ({self.mass.shape[0]},), "
+                f"one coefficient per basis function, got shape {jnp.shape(c)}."
+            )
 
     def laplacians(self, c: Float[Array, " P"]) -> Float[Array, "N P"]:
         r"""$\square_c e_\beta = \mathrm{tr}(g_c^{-1} H_\beta)$ at the sample, $H_\beta = J^\top\partial\bar\partial e_\beta\bar J$.
@@ -326,8 +379,11 @@ class SpectralRicciFlow(eqx.Module):
         $$\frac{\partial b_\alpha}{\partial c_\beta} = \langle e_\alpha, L_\beta\rangle
         - \langle e_\alpha, 1\rangle\,\frac{\langle \eta, L_\beta\rangle}{\langle\eta\rangle}$$
 
-        ($L_\beta \to S_\sigma L_\beta$ with `width`: $S_\sigma$ is linear and keeps constants;
-        with `smoothing="galerkin"`, $S M^{-1}$ times the local Jacobian).
+        With `width` (pointwise) the first term's $L_\beta$ becomes $S_\sigma L_\beta$
+        ($S_\sigma$ is linear and keeps constants); the second keeps $L_\beta$, since
+        $\bar\eta$ is the mean of the unsmoothed $\eta$. (Where the basis is centred on the
+        sample, $\langle e_\alpha, 1\rangle = 0$ and the second term vanishes; on any other
+        sample it does not.) With `smoothing="galerkin"`: $S M^{-1}$ times the local Jacobian.
 
         One pass over the sample (O(N P m²) + O(N P²)), against $P$ forward passes
         for `jax.jacfwd(residual)`.
@@ -335,30 +391,30 @@ class SpectralRicciFlow(eqx.Module):
         return self.residual_and_jacobian(c)[1]
 
     def residual_and_jacobian(self, c: Float[Array, " P"]):
-        """(`residual`, `jacobian`) from one evaluation of the metric."""
+        """(`residual`, `jacobian`) from one evaluation of the metric (NaN outside the cone)."""
+        self._check_state(c, "residual_and_jacobian")
         w = self.weights / jnp.sum(self.weights)
-        log_eta = self.log_eta(c)
+        log_eta, inside = self._log_eta_inside(c)
         shifted = jnp.exp(log_eta - jnp.max(log_eta))  # eta up to a constant factor
         mass = w * shifted / jnp.sum(w * shifted)
         log_eta_bar = jnp.log(jnp.sum(w * shifted)) + jnp.max(log_eta)
-        laplacians = self.laplacians(c)
+        laplacians = jnp.where(inside, self.laplacians(c), 0.0)
         smoothed = self._pointwise(jnp.concatenate([log_eta[:, None], laplacians], axis=1))
         b = (w * (smoothed[:, 0] - log_eta_bar)) @ self.values
-        laplacians = smoothed[:, 1:]
-        jacobian = self.values.T @ (w[:, None] * laplacians) - jnp.outer(
+        # S_sigma L in the projection; the mean's derivative <eta L>/<eta> with L itself
+        jacobian = self.values.T @ (w[:, None] * smoothed[:, 1:]) - jnp.outer(
             w @ self.values, mass @ laplacians
         )
-        return self._compress(b), self._compress(jacobian)
+        return (
+            jnp.where(inside, self._compress(b), jnp.nan),
+            jnp.where(inside, self._compress(jacobian), jnp.nan),
+        )
 
     def __call__(self, t, c: Float[Array, " P"], args=None) -> Float[Array, " P"]:
-        r"""$\dot c = M^{-1} b(c)$; an error (`eqx.error_if`) where $g_c$ is not positive definite."""
-        b = self.residual(c)
-        b = eqx.error_if(
-            b,
-            ~jnp.all(jnp.isfinite(b)),
-            "SpectralRicciFlow: the metric g_c is not positive definite at some sample point "
-            "(the step left the Kahler cone); lower the step size.",
-        )
+        r"""$\dot c = M^{-1} b(c)$; an error (`eqx.error_if`) where $c$ is not finite or $g_c$
+        is not positive definite."""
+        b = self.residual(eqx.error_if(c, ~jnp.all(jnp.isfinite(c)), _NOT_FINITE))
+        b = eqx.error_if(b, ~jnp.all(jnp.isfinite(b)), _OUTSIDE)
         return jnp.linalg.solve(self.mass, b)
 
     def sigma(self, c: Float[Array, " P"]) -> Float[Array, ""]:
@@ -435,10 +491,16 @@ def newton_fixed_point(
             f"{type(flow).__name__}."
         )
     steps = check_count(steps, "newton_fixed_point: steps must be an integer >= 1", minimum=1)
+    value = real_scalar(tol)
+    if value is None or not math.isfinite(value) or not value > 0:
+        raise ValueError(f"newton_fixed_point: tol must be a finite number > 0, got {tol!r}.")
+    tol = value
     size = flow.gram().shape[0]
     c = jnp.zeros(size) if c0 is None else jnp.asarray(c0)
     if c.shape != (size,):
         raise ValueError(f"newton_fixed_point: c0 must have shape ({size},), got {c.shape}.")
+    if not bool(jnp.all(jnp.isfinite(c))):
+        raise ValueError("newton_fixed_point: c0 is not finite (NaN or inf coefficients).")
     norm = float(_residual_norm(flow, c))
     if not math.isfinite(norm):
         raise ValueError(

@@ -40,12 +40,14 @@ positive definite at some sample point makes $E$ and its derivatives NaN
 (`newton_fixed_point` refuses such a start and shortens a step into one).
 """
 
+import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .._misc import check_count
+from .._misc import check_count, real_scalar
 from .curvature import _curvature, _det, _log_eta_gradient, _polynomial, _solve
 from .sampling import PointSample
 from .spectral_basis import SpectralBasis
@@ -118,9 +120,19 @@ class SpectralGradientFlow(eqx.Module):
             )
         if p not in (1, 2) or isinstance(p, bool):
             raise ValueError(f"SpectralGradientFlow: p must be 1 or 2, got {p!r}.")
-        if not (isinstance(epsilon, float | int) and epsilon > 0):
+        value = real_scalar(epsilon)
+        if value is None or not math.isfinite(value) or not value > 0:
             raise ValueError(
-                f"SpectralGradientFlow: epsilon must be a number > 0, got {epsilon!r}."
+                f"SpectralGradientFlow: epsilon must be a finite number > 0, got {epsilon!r}."
+            )
+        epsilon = value
+        if not isinstance(basis, SpectralBasis):
+            raise ValueError(
+                f"SpectralGradientFlow: expected a SpectralBasis, got {type(basis).__name__}."
+            )
+        if not isinstance(sample, PointSample):
+            raise ValueError(
+                f"SpectralGradientFlow: expected a PointSample, got {type(sample).__name__}."
             )
         self.chunk = check_count(
             chunk, "SpectralGradientFlow: chunk must be an integer >= 1", minimum=1
@@ -259,5 +271,12 @@ class SpectralGradientFlow(eqx.Module):
         return -gradient, -hessian
 
     def __call__(self, t, c: Float[Array, " P"], args=None) -> Float[Array, " P"]:
-        r"""$\dot c = -M^{-1}\nabla_c E$."""
+        r"""$\dot c = -M^{-1}\nabla_c E$.
+
+        NaN where $g_c$ is not positive definite at some sample point (or $c$ is not finite):
+        an adaptive solver's trial step that leaves the Kahler cone is then rejected and
+        retried shorter (the stiff $p = 2$ flow's first trial steps do; its later stages
+        then see non-finite states), where an error would end the solve.
+        """
+        self.local._check_state(c, "__call__")
         return -jnp.linalg.solve(self.gram(), self.gradient(c))

@@ -1,14 +1,17 @@
 r"""The spectrum of the scalar Laplacian $-\square_g$ of a spectral potential's metric on its basis."""
 
+import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from .._misc import real_scalar
 from .curvature import _inverse
 from .sampling import PointSample
-from .spectral_basis import _batch
+from .spectral_basis import _batch, _check_sample
 from .spectral_flows import SpectralPotential
 
 
@@ -95,6 +98,13 @@ def laplacian_spectrum(
     checks); `laplacian_eigenvalues` is the jittable part (NaN in those cases).
     """
     size = potential.basis.size
+    value = real_scalar(rtol)
+    if value is None or not math.isfinite(value) or not value >= 0:
+        raise ValueError(
+            f"laplacian_spectrum: rtol must be a finite number >= 0 (the grouping's relative "
+            f"tolerance), got {rtol!r}."
+        )
+    rtol = value
     if isinstance(sample, PointSample) and sample.count <= size:
         raise ValueError(
             f"laplacian_spectrum: {sample.count} points for a basis of {size} functions: the "
@@ -122,7 +132,7 @@ def laplacian_eigenvalues(
         raise ValueError(
             f"laplacian_spectrum: expected a SpectralPotential, got {type(potential).__name__}."
         )
-    _check_sample_shape(potential.basis.hypersurface, sample, "laplacian_spectrum")
+    _check_sample(potential.basis.hypersurface, sample, "laplacian_spectrum")
     gram, stiffness = _laplacian_matrices(
         potential, sample.points, sample.jacobian, sample.omega, sample.weights, form == "strong"
     )
@@ -133,13 +143,3 @@ def laplacian_eigenvalues(
     if form == "weak":
         return jnp.linalg.eigvalsh((reduced + reduced.T) / 2)
     return jnp.sort(jnp.real(jnp.linalg.eigvals(reduced)))
-
-
-def _check_sample_shape(hypersurface, sample, caller):
-    if not isinstance(sample, PointSample):
-        raise ValueError(f"{caller}: expected a PointSample, got {type(sample).__name__}.")
-    if sample.points.shape[1] != hypersurface.ambient_dim:
-        raise ValueError(
-            f"{caller}: the sample's points have {sample.points.shape[1]} coordinates, the "
-            f"basis's hypersurface {hypersurface.ambient_dim}: a sample of another hypersurface."
-        )

@@ -28,7 +28,7 @@ from jaxtyping import PRNGKeyArray
 from .._misc import check_key
 from .hypersurface import Hypersurface, patch_geometry
 from .sampling import PointSample
-from .spectral_basis import _check_symmetry
+from .spectral_basis import _check_sample, _check_symmetry
 
 # The groups a sample can be moved by (`SymmetryAugmentation`).
 AUGMENTATION_SYMMETRIES = ("phases", "fermat")
@@ -80,11 +80,9 @@ class SymmetryAugmentation(eqx.Module):
             raise ValueError(
                 f"SymmetryAugmentation: sample must be a PointSample, got {type(sample).__name__}."
             )
-        if sample.points.shape[1] != self.hypersurface.ambient_dim:
-            raise ValueError(
-                f"SymmetryAugmentation: the sample's points have {sample.points.shape[1]} "
-                f"coordinates, the hypersurface's {self.hypersurface.ambient_dim}."
-            )
+        # the coordinates, and the points on the hypersurface (a symmetry of X moves a point
+        # off X off it: the moved sample would be silently wrong)
+        _check_sample(self.hypersurface, sample, "SymmetryAugmentation")
         check_key(key, "SymmetryAugmentation")
         return _moved(self.hypersurface, sample, key, self.symmetry == "fermat")
 
