@@ -17,7 +17,9 @@ loss $L_2$) on all training points; `--trainer adam` trains the evolving and
 frozen regimes by Adam on minibatches of the σ loss (`solvers.train_potential`;
 `--epochs`, `--batch`, `--lr`, `--lr-constant`, `--lr-halving`, `--target`;
 `--symmetry phases|fermat` moves the training points each epoch by random
-symmetries of the surface, `flows.SymmetryAugmentation`).
+symmetries of the surface, `flows.SymmetryAugmentation`). An option of the other
+trainer or architecture (`--epochs` with `--trainer flow`, `--widths` with an MLP)
+is refused rather than ignored.
 
 Reported: σ on training and held-out test points against flow time (or
 epochs), the evolving flow's kernel drift
@@ -27,20 +29,22 @@ and the Ricci measure $\mathrm{Vol}^{1/m}\langle|R|\rangle_g$
 (`flows.ricci_measure`) at the start and end of each flow on
 `--curvature-points` test points (None where the metric is not positive
 definite there). Output in --out: quintic_networks.json (`sigma_fs_test`; per
-flow `sigma_test` at the end, `ricci_measure`, `sigma_train`, the curves;
+flow `sigma_test` at the end and its standard error, `ricci_measure`,
+`sigma_train`, the curves with their standard errors;
 `kernel_drift`) and quintic_networks.png.
 
 Measured at the defaults (300 training, 200 test points, MLP width 16; 289 s on
 two CPU cores): test σ from Fubini–Study's 0.336 to 0.100 (evolving), 0.348
 (frozen), 0.276 (Kähler–Ricci) and 0.256 (smoothed, σ = 0.1); training σ 0.049,
 0.31, 0.005, 0.005; kernel drift of the evolving flow 2.8; Ricci measure on 60
-test points from 41.1 to 22.0, 41.6, 29.1 and 25.2 (it falls with test σ, and
-rises with it for the frozen flow). The frozen kernel barely learns and the
+test points from 41.1 to 22.0, 41.6, 29.1 and 25.2 (it falls with test σ). Test σ
+on 200 points carries a standard error of about 0.02 (recorded beside each value):
+the frozen flow's change is within it. The frozen kernel barely learns and the
 Kähler–Ricci flows, projected onto a model with more parameters than points, fit
 the training points without generalising; the evolving network, whose kernel
 moves, is the one that generalises. At scale, `--architecture bihomogeneous
 --widths 70 100 100 --trainer adam --points 9000 --test-points 1000 --lr-constant
-60 --lr-halving 40` reaches test σ 0.0085 at epoch 70 and 0.0072 at epoch 80
+60 --lr-halving 40 --flows evolving` reaches test σ 0.0085 at epoch 70 and 0.0072 at epoch 80
 (428 and 484 s of training on two busy cores); widths 70 100 (bidegree (4, 4))
 plateau at 0.017.
 
@@ -76,14 +80,26 @@ import solvers
 jax.config.update("jax_enable_x64", True)
 
 SURFACES = {"quintic": flows.Hypersurface.fermat_quintic, "cubic": flows.Hypersurface.fermat_cubic}
+# the defaults of the options one trainer or architecture uses (None on the command line:
+# not given); --batch defaults to min(1000, --points)
+ADAM_DEFAULTS = {
+    "epochs": 100,
+    "lr": 1e-3,
+    "lr_halving": 30,
+    "lr_constant": 40,
+    "dtype": "float64",
+}
+MLP_DEFAULTS = {"width": 16, "depth": 2}
+BIHOMOGENEOUS_DEFAULTS = {"widths": [70, 100]}
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
     add("--surface", choices=sorted(SURFACES), default="quintic")
-    add("--points", type=positive_int, default=300, help="training points")
-    add("--test-points", type=positive_int, default=200, help="held-out test points")
+    # sigma of one point is 0 (eta over its own mean): at least two of each
+    add("--points", type=integer(2), default=300, help="training points (>= 2)")
+    add("--test-points", type=integer(2), default=200, help="held-out test points (>= 2)")
     add(
         "--architecture",
         choices=("mlp", "bihomogeneous"),
@@ -91,14 +107,14 @@ def parse_args(argv):
         help="mlp: centred MLP of the bihomogeneous features (starts at Fubini-Study); "
         "bihomogeneous: log of a positive bidegree (k, k) polynomial, MLGeometry's network",
     )
-    add("--width", type=positive_int, default=16, help="MLP width")
-    add("--depth", type=positive_int, default=2, help="MLP depth")
+    add("--width", type=positive_int, default=None, help="MLP width (default 16)")
+    add("--depth", type=positive_int, default=None, help="MLP depth (default 2)")
     add(
         "--widths",
         type=positive_int,
         nargs="+",
-        default=[70, 100],
-        help="bihomogeneous layer widths (k = 2^len)",
+        default=None,
+        help="bihomogeneous layer widths (k = 2^len; default 70 100)",
     )
     add(
         "--trainer",
@@ -107,15 +123,30 @@ def parse_args(argv):
         help="flow: the evolving and frozen gradient flows by diffrax on all training points; "
         "adam: by Adam on minibatches (solvers.train_potential)",
     )
-    add("--epochs", type=positive_int, default=100, help="adam: epochs")
-    add("--batch", type=positive_int, default=1000, help="adam: minibatch size")
-    add("--lr", type=positive, default=1e-3, help="adam: initial learning rate")
-    add("--lr-halving", type=positive_int, default=30, help="adam: epochs per halving of lr")
-    add("--lr-constant", type=integer(0), default=40, help="adam: epochs before lr decays")
+    add("--epochs", type=positive_int, default=None, help="adam: epochs (default 100)")
+    add(
+        "--batch",
+        type=positive_int,
+        default=None,
+        help="adam: minibatch size (default min(1000, --points))",
+    )
+    add("--lr", type=positive, default=None, help="adam: initial learning rate (default 1e-3)")
+    add(
+        "--lr-halving",
+        type=positive_int,
+        default=None,
+        help="adam: epochs per halving of lr (default 30)",
+    )
+    add(
+        "--lr-constant",
+        type=integer(0),
+        default=None,
+        help="adam: epochs before lr decays (default 40)",
+    )
     add(
         "--dtype",
         choices=("float64", "float32"),
-        default="float64",
+        default=None,
         help="adam: precision of training and evaluation (float32: as MLGeometry-JAX and cymetric train, ~1.4x faster)",
     )
     add(
@@ -135,7 +166,12 @@ def parse_args(argv):
     add("--t1-kahler-ricci", type=positive, default=1.0, help="flow time of the Kähler–Ricci flows")
     add("--sigma", type=positive, default=0.1, help="width of the smoothed flow's Gaussian")
     add("--saves", type=integer(2), default=6)
-    add("--probe", type=positive_int, default=100, help="probe points of the kernel drift")
+    add(
+        "--probe",
+        type=positive_int,
+        default=None,
+        help="probe points of the kernel drift (default min(100, --test-points))",
+    )
     add(
         "--curvature-points",
         type=integer(0),
@@ -148,10 +184,21 @@ def parse_args(argv):
     add("--seed", type=seed, default=0, help="seed of the points and the network (>= 0)")
     add("--out", type=directory, required=True, help="output directory (required)")
     args = parser.parse_args(argv)
-    if args.trainer == "adam" and args.batch < 2:
-        parser.error("--batch 1: the sigma loss of one point is 0 (eta over its own mean)")
-    if args.trainer == "adam" and args.batch > args.points:
-        parser.error(f"--batch {args.batch} exceeds --points {args.points}")
+    # an option of the other trainer or architecture is refused, not silently ignored
+    for names, wanted, given in (
+        (ADAM_DEFAULTS, args.trainer == "adam", "--trainer adam"),
+        (MLP_DEFAULTS, args.architecture == "mlp", "--architecture mlp"),
+        (
+            BIHOMOGENEOUS_DEFAULTS,
+            args.architecture == "bihomogeneous",
+            "--architecture bihomogeneous",
+        ),
+    ):
+        for name, default in names.items():
+            if getattr(args, name) is None:
+                setattr(args, name, default)
+            elif not wanted:
+                parser.error(f"--{name.replace('_', '-')} applies to {given} only")
     if args.symmetry != "none" and args.trainer != "adam":
         parser.error("--symmetry moves the points between epochs: it needs --trainer adam")
     adam = [f for f in args.flows if f in ("evolving", "frozen")]
@@ -160,6 +207,19 @@ def parse_args(argv):
             "--trainer adam trains the evolving and frozen regimes only; --flows "
             f"{' '.join(args.flows)} run by diffrax (drop --trainer, or add one of them)"
         )
+    for name in ("batch", "target"):  # adam's, with defaults that depend on the rest
+        if getattr(args, name) is not None and args.trainer != "adam":
+            parser.error(f"--{name} applies to --trainer adam only")
+    if args.batch is None:
+        args.batch = min(1000, args.points)
+    if args.trainer == "adam" and args.batch < 2:
+        parser.error("--batch 1: the sigma loss of one point is 0 (eta over its own mean)")
+    if args.trainer == "adam" and args.batch > args.points:
+        parser.error(f"--batch {args.batch} exceeds --points {args.points}")
+    if args.probe is None:
+        args.probe = min(100, args.test_points)
+    elif args.probe > args.test_points:
+        parser.error(f"--probe {args.probe} exceeds --test-points {args.test_points}")
     return args
 
 
@@ -272,7 +332,9 @@ def _diffrax(regime, phi, train, args):
         else diffrax.RESULTS[sol.result],
     }
     record["sigma_train_ts"] = record["ts"]
-    record["sigma_train"] = [float(flows.sigma_measure(train, flow.metric(th))[0]) for th in thetas]
+    measured = [flows.sigma_measure(train, flow.metric(th)) for th in thetas]
+    record["sigma_train"] = [float(m[0]) for m in measured]
+    record["sigma_train_error"] = [float(m[1]) for m in measured]
     return flow, thetas, record
 
 
@@ -288,14 +350,19 @@ def _ricci_measure(surface, probe, potential):
 def run(regime, phi, surface, train, test, probe, args):
     start = time.perf_counter()
     if args.trainer == "adam" and regime in ("evolving", "frozen"):
+        progress(f"{regime}: training by Adam for {args.epochs} epochs")
+    else:
+        t1 = args.t1_gradient if regime in ("evolving", "frozen") else args.t1_kahler_ricci
+        progress(f"{regime}: integrating to t = {t1:g} (compilation first)")
+    if args.trainer == "adam" and regime in ("evolving", "frozen"):
         flow, thetas, record = _adam(regime, phi, surface, train, test, args)
         record["trainer"] = "adam"
     else:
         flow, thetas, record = _diffrax(regime, phi, train, args)
         record["trainer"] = "diffrax"
-        record["sigma_test_curve"] = [
-            float(flows.sigma_measure(test, flow.metric(th, test))[0]) for th in thetas
-        ]
+        measured = [flows.sigma_measure(test, flow.metric(th, test)) for th in thetas]
+        record["sigma_test_curve"] = [float(m[0]) for m in measured]
+        record["sigma_test_error"] = [float(m[1]) for m in measured]
         record["sigma_test"] = record["sigma_test_curve"][-1]
     sigma_train, sigma_test = record["sigma_train"], record["sigma_test_curve"]
     if regime == "evolving":
@@ -320,9 +387,10 @@ def run(regime, phi, surface, train, test, probe, args):
         if probe is not None
         else ""
     )
+    error = record["sigma_test_error"][-1]
     progress(
         f"{regime}: train sigma {sigma_train[0]:.4f} -> {sigma_train[-1]:.4f}, test "
-        f"{sigma_test[0]:.4f} -> {sigma_test[-1]:.4f} by {record['time_unit']} "
+        f"{sigma_test[0]:.4f} -> {sigma_test[-1]:.4f} +- {error:.4f} by {record['time_unit']} "
         f"{record['ts'][-1]:g}{curvature} ({record['seconds']:.0f} s)"
     )
     if record["result"] not in ("successful", "epochs", "targets reached", "time budget spent"):
@@ -367,7 +435,8 @@ def figure(record, args):
         f"{args.architecture} Kähler potential on the Fermat {args.surface} "
         f"({record['points']} points)"
     )
-    ax.legend(fontsize=7, ncol=2)
+    # below the panel: over it, the legend hid the Kähler–Ricci test curves
+    ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     if curvature:
         ax = axes[1]
         names = [n for n, rec in record["flows"].items() if "ricci_measure" in rec]
@@ -380,7 +449,7 @@ def figure(record, args):
         ax.set_xticks(x, names, rotation=15, fontsize=8)
         ax.set_ylabel(r"Ricci measure $\mathrm{Vol}^{1/m}\langle|R|\rangle_g$")
         ax.set_title(f"on {record['curvature_points']} test points (0 for Ricci-flat)")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
     save_figure(fig, args.out / "quintic_networks.png")
 
 
@@ -420,15 +489,23 @@ def main(argv=None) -> dict:
         "test_points": test.count,
         "architecture": args.architecture,
         "trainer": args.trainer,
-        "width": args.width,
-        "depth": args.depth,
-        "widths": args.widths,
+        # the chosen architecture's sizes only
+        **(
+            {"width": args.width, "depth": args.depth}
+            if args.architecture == "mlp"
+            else {"widths": args.widths}
+        ),
+        "probe_points": args.probe,
         "seed": args.seed,
         "curvature_points": 0 if probe is None else probe.count,
         "device": str(jax.devices()[0]),
     }
     for name, rec in runs.items():
-        record[name] = {"sigma_test": rec["sigma_test"], "ricci_measure": rec.get("ricci_measure")}
+        record[name] = {
+            "sigma_test": rec["sigma_test"],
+            "sigma_test_error": rec["sigma_test_error"][-1],
+            "ricci_measure": rec.get("ricci_measure"),
+        }
     figure(record, args)
     write_json(args.out / "quintic_networks.json", record)
     return record

@@ -14,7 +14,8 @@ metric values at points of a Calabi–Yau hypersurface.
 on hypersurface points by minibatches (Optax), evolving or frozen.
 Every solver says why it stopped by a `StopReason` (a string enumeration).
 `atomic_write(path)` is the one atomic file writer (checkpoints, program outputs);
-`output_path` (the type of `--out`), `output_directory(path)` and `run_program(main, name)` are what a command-line
+`output_path` (the type of `--out`), `output_directory(path)`, `run_program(main, name)` and
+`error_message(error)` are what a command-line
 program needs: an output folder checked before any work, and every expected
 failure (and Ctrl-C) as one message and an exit status.
 `solvers` imports `flows`; `flows` never imports `solvers`.
@@ -38,6 +39,7 @@ from ._potential_training import TRAINING_REGIMES as TRAINING_REGIMES
 from ._potential_training import PotentialTraining as PotentialTraining
 from ._potential_training import train_potential as train_potential
 from ._program import OutputError as OutputError
+from ._program import error_message as error_message
 from ._program import output_directory as output_directory
 from ._program import output_path as output_path
 from ._program import run_program as run_program

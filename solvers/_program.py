@@ -25,6 +25,7 @@ An unexpected exception — a bug — keeps its traceback.
 
 import argparse
 import os
+import re
 import signal
 import socket
 import sys
@@ -90,6 +91,17 @@ def _expected(error: BaseException) -> bool:
 
 def _one_paragraph(text: str) -> str:
     return " ".join(str(text).split())
+
+
+def error_message(error: BaseException) -> str:
+    """The message of `error` as one line; for an `eqx.EquinoxRuntimeError`, the check's own
+    message alone (its text around it is a JIT stack and debugging advice, kilobytes long)."""
+    text = str(error)
+    if isinstance(error, eqx.EquinoxRuntimeError):
+        found = re.findall(r"EquinoxRuntimeError: (.+?)(?:\n\s*\n|\n-{3,}|$)", text, re.DOTALL)
+        if found:
+            text = found[-1]
+    return _one_paragraph(text)
 
 
 class _Watcher:
@@ -161,7 +173,7 @@ def run_program(main: Callable[[], object], name: str) -> int:
         if isinstance(error, SystemExit) or not _expected(error):
             raise
         sys.stdout.flush()
-        print(f"{name}: {_one_paragraph(error)}", file=sys.stderr, flush=True)
+        print(f"{name}: {error_message(error)}", file=sys.stderr, flush=True)
         return FAILED
     finally:
         if watcher is not None:

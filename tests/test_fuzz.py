@@ -854,8 +854,8 @@ BAD_FLAGS = {
         "--seed": SEED,
     },
     "quintic_networks": {
-        "--points": _ints(1),
-        "--test-points": _ints(1),
+        "--points": _ints(2),
+        "--test-points": _ints(2),
         "--width": _ints(1),
         "--depth": _ints(1),
         "--widths": _ints(1),

@@ -252,6 +252,45 @@ def test_quintic_networks_says_when_training_diverges(tmp_path, capsys):
     assert "--trainer adam trains the evolving and frozen regimes only" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        # an option of the other trainer or architecture was silently ignored
+        ("--epochs 5", "--epochs applies to --trainer adam only"),
+        ("--batch 50", "--batch applies to --trainer adam only"),
+        ("--target 0.01", "--target applies to --trainer adam only"),
+        ("--dtype float32", "--dtype applies to --trainer adam only"),
+        ("--widths 4", "--widths applies to --architecture bihomogeneous only"),
+        ("--architecture bihomogeneous --width 4", "--width applies to --architecture mlp only"),
+        # one point has sigma 0 (eta over its own mean): the run "succeeded" with sigma 0
+        ("--points 1", "--points"),
+        ("--test-points 1", "--test-points"),
+        ("--probe 300", "--probe 300 exceeds --test-points 200"),
+        # the conflict named, not the batch size
+        ("--trainer adam --flows kahler_ricci", "--trainer adam trains the evolving and frozen"),
+    ],
+)
+def test_quintic_networks_refuses_options_it_would_ignore(argv, message, capsys):
+    from .helpers import experiment_program
+
+    program = experiment_program("quintic_networks")
+    with pytest.raises(SystemExit) as exit_info:
+        program.parse_args([*argv.split(), "--out", "unused"])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_quintic_networks_defaults_fit_the_default_points():
+    # the default --batch (1000) exceeded the default --points (300): --trainer adam was refused
+    from .helpers import experiment_program
+
+    program = experiment_program("quintic_networks")
+    args = program.parse_args(["--trainer", "adam", "--out", "unused"])
+    assert args.batch == 300 and args.epochs == 100 and args.width == 16
+    args = program.parse_args(["--test-points", "40", "--out", "unused"])
+    assert args.probe == 40 and args.widths == [70, 100]
+
+
 def test_bihomogeneous_network_is_the_log_of_an_algebraic_metric(quintic):
     # one squaring layer whose single row is a > 0 on the diagonal features: P(u) =
     # (sum_i a_i |z_i|^2 / |z|^2)^2, so log|z|^2 + phi = log sum_i a_i |z_i|^2 exactly

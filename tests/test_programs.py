@@ -17,6 +17,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import equinox as eqx
+import jax.numpy as jnp
 import pytest
 
 import solvers
@@ -85,6 +87,25 @@ def test_an_ill_posed_request_is_refused_with_a_message(tmp_path, capsys):
     assert err.startswith("sphere_extinction: solve refuses: flow 'perelman'"), err
     assert "predicted amplification of rounding" in err and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_time_check_ends_as_its_own_message(capsys):
+    # an eqx.error_if inside compiled code: its text is the JIT stack, the message and
+    # debugging advice (kilobytes); the program's one line is the message alone
+    def check(x):
+        return eqx.error_if(x, x > 0, "the metric is not positive definite")
+
+    def main():
+        eqx.filter_jit(check)(jnp.asarray(1.0))
+
+    assert solvers.run_program(main, "demo") == 1
+    err = capsys.readouterr().err
+    assert err == "demo: the metric is not positive definite\n", err
+    try:
+        check(jnp.asarray(1.0))  # outside jit: the same message
+    except eqx.EquinoxRuntimeError as error:
+        assert solvers.error_message(error) == "the metric is not positive definite"
+    assert solvers.error_message(ValueError("two\n lines")) == "two lines"
 
 
 @pytest.mark.parametrize("name", ["feature_learning", "kernel_tuning"])

@@ -185,6 +185,7 @@ SOLVERS = [
     "atomic_write",
     "checkpoint_info",
     "OutputError",
+    "error_message",
     "output_directory",
     "output_path",
     "run_program",
