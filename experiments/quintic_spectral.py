@@ -51,8 +51,8 @@ smoothed Kähler–Ricci flows
 `--kernel-points` training points: each right-hand side applies a point kernel,
 O(N²); `--smoothing galerkin` applies its Galerkin matrix to the projected residual
 instead, computed once, whose fixed point is the local flow's; a width whose Newton
-solve or flow fails, or whose linearisation has a non-positive rate, is recorded as
-failed with the reason, and the other widths go on); Donaldson's balanced
+solve or flow fails is recorded as failed, one whose linearisation has a non-positive
+rate as skipped, each with the reason, and the other widths go on); Donaldson's balanced
 metrics (`flows.donaldson_balanced`, same symmetry, $k \le$ min(`--donaldson-k-max`,
 `--k-max`), on the first min(`--donaldson-points`, `--points`) training points)
 beside the σ(k) table; $\chi = \int c_3$ and $c_2\cdot J$ (`flows.chern_integrals`, in
@@ -509,8 +509,8 @@ def smoothed(surface, train, test, args) -> dict:
     """The smoothed Kähler–Ricci flows at `--kernel-k` on `--kernel-points`, beside the local one there.
 
     A width whose Newton solve or flow fails (a wide kernel can take Newton out of the
-    Kähler cone), or whose linearisation has a non-positive rate, is recorded as failed with
-    the reason; the other widths go on.
+    Kähler cone) is recorded as failed, one whose linearisation has a non-positive rate as
+    skipped, each with the reason; the other widths go on.
     """
     if not args.kernel_sigmas:
         return {"skipped": "no --kernel-sigmas"}
@@ -519,8 +519,6 @@ def smoothed(surface, train, test, args) -> dict:
     judge = flows.SpectralRicciFlow(basis, test)
     local = flows.SpectralRicciFlow(basis, sub)
     local_newton = flows.newton_fixed_point(local)
-    if not local_newton.converged:
-        progress("smoothed, width 0: Newton did not converge to the local fixed point")
     runs = {}
     for width in [0.0, *args.kernel_sigmas]:
         start = time.perf_counter()

@@ -282,6 +282,7 @@ def _in_default_codegen(script, *args):
     return np.load(args[1])
 
 
+@pytest.mark.slow  # about 15 s: two checkpointed solves, one ending on an event
 def test_event_in_a_later_segment_and_a_checkpoint_for_another_problem(tmp_path, monkeypatch):
     # dg/dt = -g: the degenerate event (smallest eigenvalue at 1e-4 of its initial value)
     # fires at t = ln(1e4), about the 15th of 3-step segments

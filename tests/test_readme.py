@@ -46,7 +46,11 @@ def test_every_tour_block_is_checked():
     assert all(sum(marker in b for b in BLOCKS) == 1 for marker in CHECKS)
 
 
-@pytest.mark.parametrize("marker", CHECKS)
+# the solve_network block compiles an evolving network flow (about 20 s): a slow test
+@pytest.mark.parametrize(
+    "marker",
+    [pytest.param(m, marks=pytest.mark.slow) if m == "solve_network" else m for m in CHECKS],
+)
 def test_readme_block_runs_alone(marker, tmp_path):
     block = next(b for b in BLOCKS if marker in b)
     statements, outputs = CHECKS[marker]

@@ -139,7 +139,7 @@ def test_points_with_a_zero_coordinate():
     points = flows.point_sample(quintic, jnp.concatenate([z0, sample.points[:2]]))
     fs = flows.pulled_back_metric(points)
     assert jnp.max(jnp.abs(fs - points.g_fs)) <= 1e-14
-    basis = flows.SpectralBasis(quintic, sample, 4, symmetry="phases")
+    basis = flows.SpectralBasis(quintic, sample, 2, symmetry="phases")
     v = jax.random.normal(jax.random.key(1), (basis.size,))
     potential = flows.SpectralPotential(basis, 1e-3 * v)
     closed, auto = potential.metric(points), flows.pulled_back_metric(points, potential)
