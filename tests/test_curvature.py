@@ -308,3 +308,30 @@ def test_curvature_functionals_jit_vmap_and_grad(getkey):
     h = 1e-5
     fd = (total(base + h * direction) - total(base - h * direction)) / (2 * h)
     assert abs(float(jnp.sum(grad * direction)) - float(fd)) < 1e-6 * (1 + abs(float(fd)))
+
+
+def test_batched_geometry_properties_and_bad_fields(getkey):
+    # nodal_geometry returns the geometry at every node (batched): its curvature properties
+    # raised einsum errors there (only volume_density worked) unless vmapped
+    metric = flows.random_metric(manifold("T2"), getkey(), 2)
+    batched = flows.nodal_geometry(metric)
+    for name in ("scalar", "ricci", "riemann", "riemann_up", "volume_density"):
+        direct = getattr(batched, name)
+        mapped = jax.vmap(lambda g, name=name: getattr(g, name))(batched)
+        assert direct.shape == mapped.shape and max_abs(direct - mapped) == 0, name
+    assert max_abs(batched.scalar - flows.scalar_curvature(metric, metric.manifold.nodes)) <= 1e-12
+
+    # an asymmetric chart metric: the Christoffel symbols assume symmetry (R was -0.355
+    # against its symmetric part's -0.368, with check on)
+    def asymmetric(u):
+        return jnp.asarray(
+            [[1 + 0.3 * jnp.sin(u[1]), 0.4 * jnp.cos(u[0])], [0.0, 1 + 0.2 * u[0] ** 2]]
+        )
+
+    with pytest.raises(eqx.EquinoxRuntimeError, match="metric is not symmetric"):
+        flows.chart_geometry(asymmetric, jnp.asarray([0.3, 0.2]))
+    # a vector-valued f: a raw einsum error before
+    x = metric.manifold.nodes[:3]
+    for fn in (flows.laplacian, flows.hessian, flows.gradient):
+        with pytest.raises(ValueError, match="f must be a scalar field"):
+            fn(metric, lambda p: jnp.sin(p[:2]), x)

@@ -27,9 +27,11 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from .._manifolds import AbstractManifold
+from .._misc import is_traced
 from .._types import ChartMatrix, ChartVector, Point, Scalar
 from .base import AbstractMetric
 from .nodal import NodalMetric, SpectralInterpolant
@@ -41,7 +43,8 @@ class LocalGeometry(eqx.Module):
     r"""Metric, first derivatives and Christoffel symbols (with their derivatives) at one chart point.
 
     Built by `chart_geometry`; every curvature quantity is a property, in the
-    chart's components and the conventions of this module.
+    chart's components and the conventions of this module. The properties also work on
+    a batched geometry (`nodal_geometry`, `reference_geometry`: leading point axes).
     """
 
     metric: Float[Array, "n n"]
@@ -55,26 +58,26 @@ class LocalGeometry(eqx.Module):
         r"""$R^l{}_{ijk}$, stored as `[l, i, j, k]`."""
         gam, dgam = self.christoffel, self.christoffel_derivative
         return (
-            jnp.einsum("ljki->lijk", dgam)
-            - jnp.einsum("likj->lijk", dgam)
-            + jnp.einsum("lim,mjk->lijk", gam, gam)
-            - jnp.einsum("ljm,mik->lijk", gam, gam)
+            jnp.einsum("...ljki->...lijk", dgam)
+            - jnp.einsum("...likj->...lijk", dgam)
+            + jnp.einsum("...lim,...mjk->...lijk", gam, gam)
+            - jnp.einsum("...ljm,...mik->...lijk", gam, gam)
         )
 
     @property
     def riemann(self) -> Float[Array, "n n n n"]:
         r"""$R_{ijkl} = g_{lm} R^m{}_{ijk}$."""
-        return jnp.einsum("lm,mijk->ijkl", self.metric, self.riemann_up)
+        return jnp.einsum("...lm,...mijk->...ijkl", self.metric, self.riemann_up)
 
     @property
     def ricci(self) -> Float[Array, "n n"]:
         r"""$R_{jk} = R^i{}_{ijk}$."""
-        return jnp.einsum("iijk->jk", self.riemann_up)
+        return jnp.einsum("...iijk->...jk", self.riemann_up)
 
     @property
     def scalar(self) -> Float[Array, ""]:
         r"""$R = g^{jk} R_{jk}$."""
-        return jnp.einsum("jk,jk->", self.inverse, self.ricci)
+        return jnp.einsum("...jk,...jk->...", self.inverse, self.ricci)
 
     @property
     def volume_density(self) -> Float[Array, ""]:
@@ -106,12 +109,20 @@ def chart_geometry(
     r"""`LocalGeometry` of the metric $g_{ij}(u)$ given in coordinates, at `u`.
 
     Uses forward-mode AD twice (second derivatives of $g$). With `check`, raises
-    at run time (`eqx.error_if`) if $g(u)$ is not positive definite or its
-    derivatives are not finite; flows turn the check off and stop by event.
+    at run time (`eqx.error_if`) if $g(u)$ is not symmetric (to 1e-10 relative: the
+    Christoffel symbols assume it) or not positive definite, or its derivatives are not
+    finite; flows turn the check off and stop by event.
     """
 
     def metric_and_aux(v):
         g = chart_metric(v)
+        if check:
+            asymmetry = jnp.max(jnp.abs(g - g.T))
+            g = eqx.error_if(
+                g,
+                asymmetry > 1e-10 * jnp.max(jnp.abs(g)),
+                "metric is not symmetric at an evaluation point",
+            )
         return g, g
 
     def gamma_and_aux(v):
@@ -185,6 +196,44 @@ def _geometry_batch(metric: AbstractMetric, points: Float[Array, "P D"]) -> Loca
 
 
 @eqx.filter_jit
+def _unchecked_batch(metric: AbstractMetric, points: Float[Array, "P D"]) -> LocalGeometry:
+    return jax.vmap(lambda x: local_geometry(metric, x, check=False))(points)
+
+
+def _checked_geometry(name: str, metric: AbstractMetric, points) -> LocalGeometry:
+    """`_geometry_batch`; where its run-time check fails at concrete points, a `ValueError`
+    naming the first point that fails and why (the check's own error is a JIT stack)."""
+    try:
+        return _geometry_batch(metric, points)
+    except eqx.EquinoxRuntimeError:
+        if is_traced(points):
+            raise
+        geometry = _unchecked_batch(metric, points)
+        g = np.asarray(geometry.metric)
+        finite = np.all(np.isfinite(g), axis=(1, 2))
+        smallest = np.where(
+            finite, np.linalg.eigvalsh(np.where(finite[:, None, None], g, 1.0))[:, 0], np.nan
+        )
+        smooth = np.all(np.isfinite(np.asarray(geometry.christoffel_derivative)), axis=(1, 2, 3, 4))
+        smooth &= np.all(np.isfinite(np.asarray(geometry.metric_derivative)), axis=(1, 2, 3))
+        for i in range(len(g)):
+            if not finite[i]:
+                why = "has a non-finite component"
+            elif not np.allclose(g[i], g[i].T, rtol=1e-10, atol=0):
+                why = "is not symmetric"
+            elif not smallest[i] > 0:
+                why = f"is not positive definite (smallest eigenvalue {smallest[i]:.3g})"
+            elif not smooth[i]:
+                why = "is not smooth: its derivatives are not finite"
+            else:
+                continue
+            raise ValueError(
+                f"{name}: the metric {why} at point {i}, {np.asarray(points[i]).tolist()}."
+            ) from None
+        raise
+
+
+@eqx.filter_jit
 def _function_jet_batch(
     manifold: AbstractManifold, f: Callable[[Point], Scalar], points: Float[Array, "P D"]
 ) -> tuple[Float[Array, "P n"], Float[Array, "P n n"]]:
@@ -255,10 +304,15 @@ def _pointwise(quantity: Callable, name: str, with_function: bool = False):
             (x,) = args
         flat, batch = _points(name, metric, x)
         manifold = metric.manifold
-        geometry = _geometry_batch(metric, flat)
+        geometry = _checked_geometry(name, metric, flat)
         jets = ()
         if with_function:
             jets = _function_jet_batch(manifold, _as_function(manifold, f), flat)
+            if jets[0].shape != (flat.shape[0], manifold.dim):
+                raise ValueError(
+                    f"{name}: f must be a scalar field (a number at each point), got values "
+                    f"of shape {jets[0].shape[1:-1]} at a point."
+                )
         out = _derived(quantity, manifold, flat, geometry, *jets)
         return out.reshape(batch + out.shape[1:])
 
