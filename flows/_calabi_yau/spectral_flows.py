@@ -169,10 +169,10 @@ def _packed_logdet(packed: Float[Array, "*batch q"], m: int) -> Float[Array, " *
     return jnp.where(positive, jnp.log(jnp.where(positive, minors[-1], 1.0)), jnp.nan)
 
 
-_NOT_FINITE = "the state c is not finite (NaN or inf coefficients)"
+_NOT_FINITE = "SpectralRicciFlow: the state c is not finite (NaN or inf coefficients)."
 _OUTSIDE = (
-    "the metric g_c is not positive definite at some sample point (the step left the Kahler "
-    "cone); lower the step size."
+    "SpectralRicciFlow: the metric g_c is not positive definite at some sample point (the "
+    "step left the Kahler cone); lower the step size."
 )
 
 
