@@ -239,6 +239,12 @@ def test_bad_input_is_refused(quintic, cubic):
         flows.AlgebraicPotential(hs, 1, jnp.eye(5) + jnp.triu(jnp.ones((5, 5)), 1))
     with pytest.raises(ValueError, match=r"G must have shape \(5, 5\)"):
         flows.AlgebraicPotential(hs, 1, jnp.eye(4))
+    # sections that vanish or repeat: s^H G s was 0 and the metric NaN
+    for sections, rank in ((jnp.zeros((1, 5)), 0), (jnp.ones((2, 5)), 1)):
+        with pytest.raises(ValueError, match=f"must be linearly independent, got rank {rank}"):
+            flows.AlgebraicPotential(hs, 1, sections=sections)
+    with pytest.raises(ValueError, match="sections must be finite"):
+        flows.AlgebraicPotential(hs, 1, sections=jnp.full((1, 5), jnp.nan))
     # a sample of another hypersurface: other ambient dimension, or points off X
     with pytest.raises(ValueError, match="a sample of another hypersurface"):
         flows.donaldson_balanced(hs, cubic_train, 1)

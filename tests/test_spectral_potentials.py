@@ -126,6 +126,10 @@ def test_fermat_quintic_counts_against_the_exact_ones():
     assert sizes == exact
     # the phase-invariant basis (monomials I = J mod 5), counted independently: 14 at k = 2
     assert flows.SpectralBasis(quintic, sample, 2, symmetry="phases").size == 14
+    # the Dwork member at psi = 0 is the Fermat quintic (its extra monomial has coefficient
+    # 0): it has the same symmetries (the phase check read the zero monomial and refused it)
+    dwork = flows.Hypersurface.dwork_quintic(0.0)
+    assert flows.SpectralBasis(dwork, sample, 5, symmetry="fermat").size == 6
 
 
 def test_points_with_a_zero_coordinate():

@@ -171,6 +171,17 @@ class AlgebraicPotential(eqx.Module):
                     f"row per section, one column per degree-{k} monomial), got {b.shape}."
                 )
             b = b.astype(dtype)
+            if not is_traced(b):
+                rows = np.asarray(b)
+                if not np.all(np.isfinite(rows)):
+                    raise ValueError("AlgebraicPotential: sections must be finite.")
+                rank = np.linalg.matrix_rank(rows)
+                if rank < rows.shape[0]:
+                    raise ValueError(
+                        f"AlgebraicPotential: the {rows.shape[0]} sections must be linearly "
+                        f"independent, got rank {rank} (a zero or repeated section makes "
+                        "s^H G s degenerate); build them with AlgebraicPotential.independent."
+                    )
         n_sections = b.shape[0]
         g = jnp.eye(n_sections, dtype=dtype) if G is None else jnp.asarray(G)
         if g.shape != (n_sections, n_sections):

@@ -108,7 +108,10 @@ def _check_symmetry(
     if symmetry is None:
         return
     d = hypersurface.degree
-    e = np.asarray(hypersurface.exponents) % d
+    # the monomials present, as the permutation check below reads them: a zero coefficient
+    # (the Dwork member at psi = 0 is the Fermat quintic) is no monomial of X
+    terms = _polynomial_terms(hypersurface)
+    e = np.asarray(list(terms), dtype=int) % d
     if np.any(e != e[:1]):
         raise ValueError(
             f"{caller}: symmetry={symmetry!r} needs X invariant under each phase z_i -> "
@@ -116,7 +119,6 @@ def _check_symmetry(
             f"mod the degree (e.g. the Dwork family); use {otherwise}."
         )
     if symmetry == "fermat":
-        terms = _polynomial_terms(hypersurface)
         size = hypersurface.ambient_dim
         generators = [(1, 0, *range(2, size)), (*range(1, size), 0)]
         for perm in generators:
