@@ -95,6 +95,18 @@ _PROFILES = {"geodesic": _geodesic_profile, "chordal": _chordal_profile}
 
 
 @functools.cache
+def _sphere_log_normaliser(sigma: float, dim: int) -> float:
+    r"""$\log Z_\sigma$ of the geodesic Gaussian on $S^\mathrm{dim}$ by quadrature, once per
+    width (the width check, `normaliser` and the values all need it); $-\infty$ where the
+    integral underflows."""
+    sphere_area = 2 * math.pi ** (dim / 2) / math.gamma(dim / 2)  # |S^{dim-1}|
+    radial = _radial_integral(
+        lambda t: _geodesic_profile(t, sigma) * math.sin(t) ** (dim - 1), sigma, limit=200
+    )
+    return math.log(sphere_area * radial) if radial > 0 else -math.inf
+
+
+@functools.cache
 def funk_hecke(sigma: float, dim: int, max_degree: int, profile: str = "geodesic") -> np.ndarray:
     r"""Normalised Funk–Hecke eigenvalues (1 at degree 0) of a Gaussian zonal kernel on $S^\mathrm{dim}$.
 
@@ -231,12 +243,7 @@ class GaussianKernel(AbstractKernel):
         if isinstance(manifold, Torus):
             return manifold.dim * (0.5 * math.log(2 * math.pi) + math.log(s))
         if isinstance(manifold, Sphere):
-            n = manifold.dim
-            sphere_area = 2 * math.pi ** (n / 2) / math.gamma(n / 2)  # |S^{n-1}|
-            radial = _radial_integral(
-                lambda t: _geodesic_profile(t, s) * math.sin(t) ** (n - 1), s, limit=200
-            )
-            return math.log(sphere_area * radial) if radial > 0 else -math.inf
+            return _sphere_log_normaliser(s, manifold.dim)
         raise ValueError(f"GaussianKernel: no normalisation for {manifold!r}.")
 
     def check_width(self, manifold: AbstractManifold, dtype=None) -> None:
