@@ -12,7 +12,9 @@ The slope's standard error is $\mathrm{se}(b) = \sqrt{s^2\,[(X^\top X)^{-1}]_{bb
 $s^2 = \sum_i r_i^2/(n - 2)$ the residual variance ($n - 2$ degrees of freedom), which for
 a line is $\sqrt{s^2/\sum_i (t_i - \bar t)^2}$. `fit_order` adds the 95% Student-t
 interval and the ansatz variations of the convergence studies. `mean_and_stderr` is the
-mean of repeated draws with its standard error.
+mean of repeated draws with its standard error; `log_rms_variance` and `log_std_variance`
+give the variance of $\log e$ when each error $e$ is itself estimated from repeated draws
+(a root mean square, a standard deviation), which `fit_order` propagates to the slope.
 """
 
 import math
@@ -33,6 +35,39 @@ def mean_and_stderr(values) -> tuple[float, float]:
     if not np.all(np.isfinite(x)):
         raise ValueError(f"mean_and_stderr: non-finite values {x.tolist()}")
     return float(x.mean()), float(x.std(ddof=1) / math.sqrt(x.size))
+
+
+def log_rms_variance(squares) -> float:
+    r"""The variance of $\log e$, $e = \sqrt{\bar x}$ the root mean square of $K$ draws.
+
+    `squares` are the $K \ge 2$ draws $x_j$ of a squared error. By the delta method,
+    $\mathrm{Var}(\log e) = \mathrm{Var}(\log \bar x)/4 \approx s_x^2/(4K\bar x^2)$,
+    $s_x^2$ the sample variance ($K - 1$ degrees of freedom).
+    """
+    x = np.asarray(squares, float).ravel()
+    if x.size < 2 or not np.all(np.isfinite(x)) or not x.mean() > 0:
+        raise ValueError(
+            f"log_rms_variance: need at least 2 finite squares with a positive mean, got {x.size}"
+        )
+    return float(x.var(ddof=1) / (4 * x.size * x.mean() ** 2))
+
+
+def log_std_variance(values) -> float:
+    r"""The variance of $\log s$, $s$ the sample standard deviation of $K \ge 4$ draws.
+
+    By the delta method, $\mathrm{Var}(\log s) \approx \mathrm{Var}(s^2)/(4 s^4)$ with
+    $\mathrm{Var}(s^2)/s^4 \approx 2/(K - 1) + G_2/K$, $G_2$ the draws' sample excess
+    kurtosis with its small-sample correction (`scipy.stats.kurtosis(bias=False)`; 0 for
+    Gaussian draws, whose exact value is $2/(K - 1)$). Floored at 0 for very light tails.
+    """
+    x = np.asarray(values, float).ravel()
+    if x.size < 4 or not np.all(np.isfinite(x)):
+        raise ValueError(f"log_std_variance: need at least 4 finite values, got {x.size}")
+    if not x.var() > 0:
+        raise ValueError("log_std_variance: the values do not scatter (standard deviation 0)")
+    k = x.size
+    excess = float(scipy.stats.kurtosis(x, bias=False))
+    return max(2 / (k - 1) + excess / k, 0.0) / 4
 
 
 def least_squares(columns: list[np.ndarray], y: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -89,12 +124,19 @@ def fit_order(
     expected: float,
     model: str,
     corrections: tuple[tuple[str, np.ndarray], ...] = (),
+    log_variance: np.ndarray | None = None,
 ) -> dict:
     r"""The order $p = $ `sign` $\times$ the least-squares slope of `y` on `t`, with its interval.
 
     `t`, `y` are already logarithms ($\log x$ or $x$, and $\log e$). The interval is
-    $p \pm (t_{0.975}\,\mathrm{se} + s)$: $t_{0.975}$ the Student-t quantile at the
-    line's degrees of freedom, $s = \max_k |p_k - p|$, $p_k$ the order when the first
+    $p \pm (h + s)$. Without `log_variance`, $h = t_{0.975}\,\mathrm{se}$: $t_{0.975}$ the
+    Student-t quantile at the line's degrees of freedom, $\mathrm{se}$ from the residuals.
+    With `log_variance` ($v_i$, the variance of each $y_i$ from its own repeated draws:
+    `log_rms_variance`, `log_std_variance`), $h$ is the larger of that and
+    $z_{0.975}\sqrt{\sum_i c_i^2 v_i}$, the slope's standard error propagated from the
+    draws ($b = \sum_i c_i y_i$, $c_i = (t_i - \bar t)/\sum_j (t_j - \bar t)^2$): with a
+    few points the residuals alone can lie on a line by chance and give an interval far
+    narrower than the scatter. $s = \max_k |p_k - p|$, $p_k$ the order when the first
     $k$ of `corrections` (named columns: the next terms of the error's expansion) join
     the fit, for each $k$ that leaves at least two degrees of freedom; $s = 0$ without
     corrections.
@@ -134,7 +176,19 @@ def fit_order(
     # with corrections but too few points for any variation, the interval is lack of fit only
     record["systematic_available"] = bool(ansatz) or not corrections
     record["systematic"] = max((abs(a["order"] - order) for a in ansatz), default=0.0)
-    half = quantile * stderr + record["systematic"]
+    random = quantile * stderr
+    if log_variance is not None:
+        v = np.asarray(log_variance, float)
+        if v.shape != t.shape or not (np.all(np.isfinite(v)) and np.all(v >= 0)):
+            raise ValueError(
+                f"log_variance must be {t.size} finite non-negative values, got {v.tolist()}"
+            )
+        c = (t - t.mean()) / np.sum((t - t.mean()) ** 2)
+        record["scatter_stderr"] = float(np.sqrt(np.sum(c**2 * v)))
+        random = max(
+            random, float(scipy.stats.norm.ppf(0.5 + CONFIDENCE / 2)) * record["scatter_stderr"]
+        )
+    half = random + record["systematic"]
     record["half_width"] = half
     record["interval"] = [order - half, order + half]
     record["confidence"] = CONFIDENCE
@@ -199,13 +253,15 @@ def power_series(
     corrections: tuple[tuple[str, np.ndarray], ...] = (),
     keep: np.ndarray | None = None,
     hint: str = "refine further",
+    log_variance: np.ndarray | None = None,
     **extra,
 ) -> dict:
     r"""One power-law series: error $\propto x^{\pm p}$, fitted in log-log over the kept points.
 
     `keep` (default all) marks the points above the rounding floor; errors exactly 0 are
     left out too. A non-finite error, or fewer than 3 kept points, is refused by name
-    (`check_series`; `hint` says what to change).
+    (`check_series`; `hint` says what to change). `log_variance`, one per point, is the
+    variance of $\log e$ from the draws behind each error (`fit_order`); it is recorded.
     """
     x, errors = np.asarray(x, float), np.asarray(errors, float)
     if keep is None:
@@ -215,6 +271,10 @@ def power_series(
         keep = np.asarray(keep, bool) & (errors > 0)
         floor = "the rounding floor"
     check_series(label, x, errors, keep, floor=floor, hint=hint)
+    if log_variance is not None and np.shape(log_variance) != x.shape:
+        raise ValueError(
+            f"{label}: log_variance has shape {np.shape(log_variance)}, the errors {x.shape}"
+        )
     t, y = np.log(x[keep]), np.log(errors[keep])
     fit = fit_order(
         t,
@@ -223,6 +283,7 @@ def power_series(
         expected=expected,
         model="log e = c + slope log x",
         corrections=tuple((name, np.asarray(c, float)[keep]) for name, c in corrections),
+        log_variance=None if log_variance is None else np.asarray(log_variance, float)[keep],
     )
     progress(
         f"  {label}: order {fit['order']:.4f}, 95% interval "
@@ -237,6 +298,7 @@ def power_series(
         "used_in_fit": keep.tolist(),
         "sign": sign,
         "local_orders": local_orders(np.log(x), log_safe(errors), sign),
+        **({} if log_variance is None else {"log_variance": np.asarray(log_variance).tolist()}),
         **fit,
         **extra,
     }

@@ -15,7 +15,9 @@ with other jobs at load 7-10, which made wall times about twice these):
 - tolerance: Heun 2.032 [1.989, 2.075], Bosh3 3.038 [2.987, 3.090], RK4 4.048
   [3.983, 4.113]; 29 s.
 - sigma: 1.990 [1.973, 2.006] (T²), 1.971 [1.925, 2.017] (S²), expected 2; 26 s.
-- width: 0.511 [0.499, 0.523] (T²), 0.506 [0.496, 0.516] (S²), expected 1/2; 59 s.
+- width: 0.511 [0.491, 0.531] (T²), 0.506 [0.491, 0.521] (S²), expected 1/2; 59 s
+  (the scatter of the draws, not the residuals, sets both intervals; the points study's
+  residuals are the wider).
 - points: 0.514 [0.473, 0.554], expected 1/2; 29 s.
 """
 

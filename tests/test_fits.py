@@ -97,3 +97,47 @@ def test_an_error_exactly_zero_is_left_out_quietly(fits):
     assert series["used_in_fit"] == [False, True, True, True, True]
     assert abs(series["order"] - 2.0) < 1e-12
     assert math.isnan(series["local_orders"][0]) and abs(series["local_orders"][1] - 2) < 1e-12
+
+
+def test_delta_method_variances_match_the_scatter_of_repeated_estimates(fits):
+    """`log_rms_variance` and `log_std_variance` against the variance of log e over 4000
+    repeats (K = 24 draws each: chi-square squares for the RMS, Gaussian draws for the
+    standard deviation). The delta method is first order in 1/K, so they agree to O(1/K)
+    relative; 15% allows that and the repeats' own scatter (sd of a variance from 4000
+    repeats: 2.2%)."""
+    rng = np.random.default_rng(1)
+    k = 24
+    squares = rng.chisquare(3, size=(4000, k))
+    logs = 0.5 * np.log(squares.mean(axis=1))
+    predicted = np.mean([fits.log_rms_variance(x) for x in squares])
+    assert predicted == pytest.approx(np.var(logs), rel=0.15)
+    draws = rng.standard_normal((4000, k))
+    logs = np.log(draws.std(axis=1, ddof=1))
+    predicted = np.mean([fits.log_std_variance(x) for x in draws])
+    assert predicted == pytest.approx(np.var(logs), rel=0.15)
+    assert predicted == pytest.approx(1 / (2 * (k - 1)), rel=0.15)  # Gaussian: 2 s^4/(K - 1)
+    with pytest.raises(ValueError, match="at least 2 finite squares"):
+        fits.log_rms_variance([1.0])
+    with pytest.raises(ValueError, match="do not scatter"):
+        fits.log_std_variance(np.ones(5))
+
+
+def test_a_chance_straight_line_does_not_shrink_the_interval_below_the_scatter(fits):
+    """Four errors that lie exactly on a line of order 0.6, each with log-variance 0.01 from
+    its draws: the residuals give a zero-width interval that misses 1/2; the interval from
+    the propagated scatter, 1.96 sqrt(sum c_i^2 v_i), contains it."""
+    x = 2.0 ** np.arange(4, 8)
+    errors = x**-0.6
+    plain = fits.power_series("w", x, errors, sign=-1.0, expected=0.5)
+    assert plain["half_width"] < 1e-10 and not plain["expected_in_interval"]
+    v = np.full(4, 0.01)
+    series = fits.power_series("w", x, errors, sign=-1.0, expected=0.5, log_variance=v)
+    t = np.log(x)
+    c = (t - t.mean()) / np.sum((t - t.mean()) ** 2)
+    assert series["scatter_stderr"] == pytest.approx(math.sqrt(np.sum(c**2 * v)), rel=1e-12)
+    assert series["half_width"] == pytest.approx(1.959964 * series["scatter_stderr"], rel=1e-6)
+    assert series["expected_in_interval"] and series["log_variance"] == v.tolist()
+    with pytest.raises(ValueError, match=r"w: log_variance has shape \(3,\), the errors \(4,\)"):
+        fits.power_series("w", x, errors, sign=-1.0, expected=0.5, log_variance=v[:3])
+    with pytest.raises(ValueError, match="finite non-negative"):
+        fits.fit_order(t, np.log(errors), sign=-1.0, expected=0.5, model="m", log_variance=-v)
