@@ -4,7 +4,7 @@ r"""One `diffeqsolve` of a flow: the solvers, the stopping events, and the compi
 nodal values `y0` with one of `SOLVERS` under diffrax's PID controller, saving
 at the given times and at the stop, and stops at the first event that fires
 (`degenerate`, `non_finite`, and when asked `fixed_point` and `curvature`: the
-events of `solve`'s module docstring), the degenerate metric located by root finding.
+events of `solve`'s module docstring), each threshold located by root finding.
 
 `_Config` holds the static choices (solver, linear solver, step budget, which
 events), so that one compiled program serves every tolerance and interval.
@@ -76,8 +76,17 @@ def _smallest_eigenvalue(manifold, values):
     return jnp.min(jnp.linalg.eigvalsh(g)[:, 0])
 
 
-def _event(flow, s0, degenerate_tol, fixed_point_tol, curvature_limit, config) -> diffrax.Event:
-    """The stopping events of the module docstring, `s0` the initial smallest eigenvalue."""
+def _event(flow, s0, t0, degenerate_tol, fixed_point_tol, curvature_limit, config) -> diffrax.Event:
+    """The stopping events of the module docstring, `s0` the initial smallest eigenvalue.
+
+    Each threshold is a crossing of a real function of the state, so diffrax locates it
+    by root finding on the step's interpolant rather than at the end of the step where
+    it happened: $\lambda_\min/s_0 - $ `degenerate_tol` downwards,
+    $\log\max|\partial_t g| - \log$ `fixed_point_tol` downwards and
+    $\max|R| - $ `curvature_limit` upwards. A real condition cannot fire before the
+    first step, so `fixed_point` and `curvature` also have a boolean twin, true only at
+    $t_0$, for a metric that starts past the threshold (the solve stops there).
+    """
     m = flow.manifold
 
     def degenerate(t, y, args, **kwargs):
@@ -87,19 +96,26 @@ def _event(flow, s0, degenerate_tol, fixed_point_tol, curvature_limit, config) -
         return ~jnp.all(jnp.isfinite(y))
 
     conds = {"degenerate": degenerate, "non_finite": non_finite}
+    directions = {"degenerate": None, "non_finite": None}
     if config.fixed_point:
-        conds["fixed_point"] = lambda t, y, args, **kw: (
-            jnp.max(jnp.abs(flow(t, y))) < fixed_point_tol
-        )
+
+        def speed(t, y):
+            return jnp.log(jnp.max(jnp.abs(flow(t, y)))) - jnp.log(fixed_point_tol)
+
+        conds["fixed_point"] = lambda t, y, args, **kw: speed(t, y)
+        conds["fixed_point_at_start"] = lambda t, y, args, **kw: (t == t0) & (speed(t, y) < 0)
+        directions |= {"fixed_point": False, "fixed_point_at_start": None}
     if config.curvature:
 
-        def curvature(t, y, args, **kwargs):
+        def excess(y):
             geom = flows.nodal_geometry(NodalMetric(m, y, check=False))
-            return jnp.max(jnp.abs(jax.vmap(lambda q: q.scalar)(geom))) > curvature_limit
+            return jnp.max(jnp.abs(jax.vmap(lambda q: q.scalar)(geom))) - curvature_limit
 
-        conds["curvature"] = curvature
+        conds["curvature"] = lambda t, y, args, **kw: excess(y)
+        conds["curvature_at_start"] = lambda t, y, args, **kw: (t == t0) & (excess(y) > 0)
+        directions |= {"curvature": True, "curvature_at_start": None}
     root = optimistix.Newton(rtol=1e-10, atol=1e-12)
-    return diffrax.Event(conds, root_finder=root)
+    return diffrax.Event(conds, root_finder=root, direction=directions)
 
 
 @eqx.filter_jit
@@ -108,7 +124,7 @@ def _integrate(
 ):
     s0 = _smallest_eigenvalue(flow.manifold, y0)
     solver = _make_solver(config.solver, config.linear_solver, rtol, atol, flow.manifold)
-    event = _event(flow, s0, degenerate_tol, fixed_point_tol, curvature_limit, config)
+    event = _event(flow, s0, t0, degenerate_tol, fixed_point_tol, curvature_limit, config)
     controller = _controller.pid(rtol, atol, t0, t1)
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(flow),

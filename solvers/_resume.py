@@ -18,6 +18,7 @@ uninterrupted `diffeqsolve` (`_integrate.py`, the same solver and events).
 
 import dataclasses
 import os
+import re
 import time
 
 import diffrax
@@ -105,7 +106,7 @@ def _segment(flow, state, ts, t0, t1, s0, tolerances, config):
     rtol, atol, degenerate_tol, fixed_point_tol, curvature_limit = tolerances
     t, tnext, y, solver_state, controller_state = state
     solver = _make_solver(config.solver, config.linear_solver, rtol, atol, flow.manifold)
-    event = _event(flow, s0, degenerate_tol, fixed_point_tol, curvature_limit, config)
+    event = _event(flow, s0, t0, degenerate_tol, fixed_point_tol, curvature_limit, config)
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(flow),
         solver,
@@ -149,7 +150,9 @@ def _fingerprint(flow, values, t0, t1, dt0, ts, tolerances, config) -> dict:
     rtol, atol, degenerate_tol, fixed_point_tol, curvature_limit = (float(x) for x in tolerances)
     ts = np.asarray(ts)
     return {
-        "flow": " ".join(repr(flow).split()),  # its fields, static ones (sigma, ...) with values
+        # its fields, static ones (sigma, ...) with values; never an object's address, which
+        # differs from process to process (the arrays and functions have digests below)
+        "flow": re.sub(r" (object )?at 0x[0-9a-fA-F]+", "", " ".join(repr(flow).split())),
         "flow arrays": _checkpoint.tree_digest(flow),
         # only where the flow holds Python functions (older checkpoints have no such entry)
         **({"flow functions": code} if (code := _checkpoint.function_digest(flow)) else {}),

@@ -83,7 +83,9 @@ _REASONS = {
     "degenerate": StopReason.DEGENERATE,
     "non_finite": StopReason.NON_FINITE,
     "fixed_point": StopReason.FIXED_POINT,
+    "fixed_point_at_start": StopReason.FIXED_POINT,
     "curvature": StopReason.CURVATURE,
+    "curvature_at_start": StopReason.CURVATURE,
 }
 
 
@@ -168,7 +170,10 @@ class Solution:
     interpolation: object = None
 
     def evaluate(self, t: float) -> Float[Array, "N D D"]:
-        """The nodal metric values at any time in [t0, t_final] (needs `solve(..., dense=True)`).
+        """The nodal metric values at any time in [ts[0], t_final] (needs `solve(..., dense=True)`).
+
+        `ts[0]` is the first saved time: $t_0$ when the saves include it (an integer
+        `saveat`, the default, does).
 
         A number outside that range is refused (the interpolation would give NaN); a traced
         `t` is not checked.

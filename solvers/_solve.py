@@ -32,6 +32,9 @@ Events stop the solve with the reason recorded in the solution (a `StopReason`):
   state (`StopReason.STEP_COLLAPSED`);
 - `fixed_point`: $\max |\partial_t g| <$ `fixed_point_tol` (when given);
 - `curvature`: $\max |R| >$ `curvature_limit` (when given).
+Each threshold is located by root finding on the step's interpolant, not at the end of
+the step that crossed it; a metric that starts past `fixed_point_tol` or
+`curvature_limit` stops at $t_0$.
 
 Checkpoint and resume (`solve(..., checkpoint=PATH)`): the solve runs as a
 sequence of `diffeqsolve` calls of `checkpoint_every` steps each. Between them
@@ -100,7 +103,7 @@ def check_tolerances(caller: str, **tolerances) -> None:
     """Raise `ValueError` unless every tolerance is a finite number > 0."""
     for name, value in tolerances.items():
         if not (
-            isinstance(value, (int, float))
+            isinstance(value, (int, float, np.integer, np.floating))
             and not isinstance(value, bool)
             and math.isfinite(value)
             and value > 0

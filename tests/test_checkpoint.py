@@ -384,6 +384,27 @@ def test_a_flow_holding_another_function_is_another_problem(tmp_path):
     assert digest(closures[0]) != digest(closures[1])
 
 
+def test_a_sphere_checkpoint_is_the_same_problem_for_another_sphere_object(tmp_path):
+    """A run resumed after a crash builds its manifold anew, in another process: the
+    checkpoint's fingerprint must not hold an object's address (the sphere's harmonic table
+    printed one, so no run on a sphere could resume). Two Sphere objects built in one
+    process stand in for the two processes: the second call finds the first's checkpoint
+    and returns its solution."""
+    path = tmp_path / "s2.ckpt"
+
+    def run():
+        sphere = flows.Sphere(2, 4)
+        flow = NodalField(sphere, decay)
+        g0 = flows.reference_metric(sphere)
+        return solvers.solve(flow, g0, 0.0, 1.0, saveat=2, checkpoint=path, checkpoint_every=3)
+
+    first = run()
+    assert solvers.checkpoint_info(path)["finished"]
+    second = run()
+    assert np.array_equal(first.values, second.values)
+    assert second.stats["num_steps"] == first.stats["num_steps"]
+
+
 def test_damaged_checkpoints_are_refused_by_name(tmp_path):
     path = tmp_path / "run.ckpt"
     run_decay(path, t1=1.0)

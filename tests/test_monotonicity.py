@@ -86,6 +86,30 @@ def test_perelman_pair_entropy_is_monotone():
         solvers.conjugate_heat(forward, flow, jnp.full(torus.weights.shape, jnp.inf))
 
 
+def test_perelman_pair_arguments(monkeypatch):
+    """`saveat` is a count >= 2; integer `u_final` is taken in the forward solve's dtype (a
+    float32 or integer u_final set the times and tolerances' dtype: t_final became 0); a
+    backward solve that runs out of steps is a RuntimeError that says so."""
+    from solvers import _perelman_pair  # white-box: the backward solve's step budget
+
+    torus = flows.Torus(2, 6)
+    g0 = flows.random_metric(torus, jax.random.key(4), 1, 0.2)
+    flow = flows.ricci_flow(torus)
+    forward = solvers.solve(flow, g0, 0.0, 0.01, saveat=2, dense=True)
+    for saveat in (1, 2.5, True, 0):
+        with pytest.raises(ValueError, match="saveat must be an integer >= 2"):
+            solvers.conjugate_heat(forward, flow, saveat=saveat)
+    volume = float(torus.integrate(flows.volume_density(forward.metric(), torus.nodes)))
+    ones = jnp.ones(torus.weights.shape, dtype=jnp.int64)
+    pair = solvers.conjugate_heat(forward, flow, ones, saveat=3)
+    assert pair.u.dtype == jnp.float64 and pair.ts[-1] == 0.01
+    assert np.max(np.abs(pair.mass - volume)) < 1e-8 * volume
+    monkeypatch.setattr(_perelman_pair, "MAX_STEPS", 1)
+    wave = 1.0 + 0.5 * jnp.cos(3 * torus.nodes[:, 0])  # one step is too few for it
+    with pytest.raises(RuntimeError, match="backward solve .* failed \\(ran out of its steps"):
+        solvers.conjugate_heat(forward, flow, wave, saveat=3)
+
+
 def test_perelman_pair_refuses_a_forward_solve_of_another_flow():
     # a Ricci-DeTurck forward solve with Hamilton's flow named: the pair was computed along
     # the wrong metrics (F's increase off its integrated rate by 2e-4 relative at 12^2)

@@ -224,6 +224,48 @@ def test_fixed_point_event_and_volume_normalised_round_spheres():
     assert max_abs(_velocity(flow, g.values)) > 1.0
 
 
+def test_the_fixed_point_and_curvature_thresholds_are_located_between_steps():
+    r"""Both stops are the crossing of their threshold, root-found on the step's interpolant,
+    not the end of the step where it happened (steps here grow tenfold, so a step end can
+    lie far past it).
+
+    - $\partial_t g = -(g - I)$ from $g = 1.5\,I$: $\max|\partial_t g| = e^{-t}/2$ falls to
+      1e-6 at $t = \log(5\times 10^5)$. The solve's own error in $g - I$ (rtol = atol =
+      1e-12 against $|g - I| = 10^{-6}$ there) bounds the time to 1e-5; the step's end
+      was 0.012 past it at rtol 1e-8.
+    - $\partial_t g = \cos(x)\,\delta$ on $T^2$ from $\delta$, so $g = (1 + t\cos x)\,\delta$:
+      $R = -\Delta\log(1 + t\cos x)/(1 + t\cos x)$, largest in modulus at $x = \pi$,
+      $-t/(1 - t)^2$, so $\max|R|$ reaches 2 at $t = 1/2$. The metric is band-limited (its
+      curvature on the nodes is exact) and Tsit5 integrates a constant velocity exactly,
+      so only the root find's tolerance (1e-10) is left. A metric already past a threshold
+      stops at $t_0$ without a step.
+    """
+    torus = flows.Torus(2, 4)
+    identity = flows.reference_metric(torus)
+    relax = NodalField(torus, lambda v: -(v - jnp.eye(2)))
+    g0 = flows.NodalMetric(torus, 1.5 * identity.values)
+    run = solvers.solve(relax, g0, 0.0, 30.0, fixed_point_tol=1e-6, rtol=1e-12, atol=1e-12)
+    assert run.stop_reason == solvers.StopReason.FIXED_POINT
+    assert abs(run.t_final - math.log(5e5)) < 1e-5
+
+    torus = flows.Torus(2, 8)
+    bump = jnp.cos(torus.nodes[:, 0])[:, None, None] * jnp.eye(2)
+    drift = NodalField(torus, lambda v: bump)
+    identity = flows.reference_metric(torus)
+    run = solvers.solve(drift, identity, 0.0, 0.95, curvature_limit=2.0)
+    assert run.stop_reason == solvers.StopReason.CURVATURE
+    assert abs(run.t_final - 0.5) < 1e-9 and run.stats["num_steps"] >= 2
+    run = solvers.solve(
+        drift,
+        flows.NodalMetric(torus, identity.values + 0.6 * bump),
+        0.0,
+        0.95,
+        curvature_limit=2.0,
+    )
+    assert run.stop_reason == solvers.StopReason.CURVATURE
+    assert run.t_final == 0.0 and run.stats["num_steps"] == 0
+
+
 @pytest.mark.slow
 def test_volume_normalised_lambda_flow_fixes_round_spheres():
     for dim in (2, 3):

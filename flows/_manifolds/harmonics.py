@@ -188,6 +188,10 @@ class HarmonicTable:
     def __hash__(self) -> int:
         return hash((HarmonicTable, self.dim, self.degree))
 
+    def __repr__(self) -> str:
+        # the same text in every process: a checkpoint's fingerprint holds it
+        return f"HarmonicTable(dim={self.dim}, degree={self.degree})"
+
     def __call__(self, x: Float[Array, " D"]) -> Float[Array, " M"]:
         """All basis functions of the table at the ambient point `x` (on the unit sphere)."""
         if self.dim == 2:
