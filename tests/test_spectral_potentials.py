@@ -199,6 +199,13 @@ def test_bad_input(cubic, monkeypatch):
             patched.setattr(spectral_basis, name, lambda *a, name=name: pytest.fail(name))
         with pytest.raises(ValueError, match=r"needs about .* GiB .* over the"):
             flows.SpectralBasis(quintic, tiny, 40)
+    # k = 30 with the Fermat symmetry: 4e6 pairs, at least 4e6 / 240 orbits, refused before
+    # the enumeration of the orbits (about a minute)
+    with monkeypatch.context() as patched:
+        for name in ("_check_sample", "_members"):
+            patched.setattr(spectral_basis, name, lambda *a, name=name, **kw: pytest.fail(name))
+        with pytest.raises(ValueError, match=r"a basis of 16586 real functions at 1 points"):
+            flows.SpectralBasis(quintic, tiny, 30, symmetry="fermat", max_bytes=10**6)
     with pytest.raises(ValueError, match="max_bytes"):
         flows.SpectralBasis(hs, train, 3, max_bytes=10**6)
     with pytest.raises(ValueError, match="symmetry must be one of"):

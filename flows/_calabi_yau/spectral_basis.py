@@ -375,6 +375,12 @@ class SpectralBasis(eqx.Module):
         pairs = _pair_count(monomials, hypersurface.degree, symmetry)
         if symmetry == "phases":
             _check_memory(points, pairs, m, max_bytes, "SpectralBasis")
+        elif symmetry == "fermat":
+            # an orbit of permutations and (I, J) -> (J, I) has at most 2 (n + 1)! pairs: a
+            # lower bound on the functions, checked before the (slow) enumeration
+            _check_memory(
+                points, -(-pairs // (2 * math.factorial(size))), m, max_bytes, "SpectralBasis"
+            )
         if pairs > _MAX_PAIRS:
             raise ValueError(
                 f"SpectralBasis: degree k = {k} has {pairs} symmetric pairs of monomials, over "
