@@ -12,7 +12,12 @@ Conventions (docs/conventions.md, Calabi–Yau hypersurfaces; fixed, tests rely 
   $\to \mathbb{C}^{n+1}$ has the identity on the local rows, zeros on the
   patch row and that quotient on the eliminated row.
 - $\Omega = 1/(\partial p/\partial z_\mathrm{elim})$ in that patch (the
-  Poincaré residue; patch-independent when $d = n + 1$).
+  Poincaré residue; patch-independent when $d = n + 1$). For $d \ne n + 1$ the
+  code uses $\Omega = |z|^{d-n-1}/(\partial p/\partial z_\mathrm{elim})$, $z$
+  scaled to its patch: the residue is then a section of $K_X\otimes\mathcal O(n + 1 - d)$,
+  and $|z|^{2(d-n-1)}$ is the Fubini–Study Hermitian metric of $\mathcal O(n + 1 - d)$
+  in the patch, so $|\Omega|^2$ does not depend on the patch (the factor is 1 for
+  $d = n + 1$).
 - Fubini–Study: $g^\mathrm{amb}_{a\bar b} = \partial_a\partial_{\bar b}\log|z|^2
   = (\delta_{ab}|z|^2 - \bar z_a z_b)/|z|^4$, pulled back as
   $g_{i\bar j} = (J^\top g^\mathrm{amb} \bar J)_{ij}$, so that a holomorphic
@@ -20,7 +25,9 @@ Conventions (docs/conventions.md, Calabi–Yau hypersurfaces; fixed, tests rely 
   density of $g^{n-1}$ against Lebesgue measure in the local coordinates.
 - The raw weight $|\Omega|^2 / \det g_\mathrm{FS}$ turns averages over points
   distributed by $\det g_\mathrm{FS}$ (`sample_points`) into averages over the
-  measure $\Omega\wedge\bar\Omega$ (`PointSample` normalises it to mean 1).
+  measure $|\Omega|^2$ (a density in the local coordinates): $\Omega\wedge\bar\Omega$
+  for $d = n + 1$, $|z|^{2(d-n-1)}\,\Omega\wedge\bar\Omega$ otherwise
+  (`PointSample` normalises it to mean 1).
 """
 
 import math
@@ -51,8 +58,11 @@ class Hypersurface(eqx.Module):
     $p(z) = \sum_m c_m \prod_i z_i^{e_{mi}}$. Repeated monomials add. $X$ is
     Calabi–Yau when $d = n + 1$ (the quintic in $\mathbb{CP}^4$, the quartic
     K3 in $\mathbb{CP}^3$, the cubic curve in $\mathbb{CP}^2$); the other
-    constructions here work for any degree, but $\Omega$ is then a section of
-    a line bundle and depends on the patch.
+    constructions here work for any degree, but the residue
+    $1/(\partial p/\partial z_\mathrm{elim})$ is then a section of a line bundle
+    and depends on the patch; `patch_geometry` multiplies it by $|z|^{d-n-1}$
+    ($z$ scaled to its patch, the Fubini–Study metric of that bundle), which
+    makes $|\Omega|$ and the weights patch-independent (module docstring).
 
     Smoothness is not checked (the Dwork constructor refuses its singular
     members); singular points met by `point_sample` are rejected and counted.
@@ -164,10 +174,17 @@ class Hypersurface(eqx.Module):
     def dwork_quintic(cls, psi) -> "Hypersurface":
         r"""The Dwork quintic $\sum_{i=0}^4 z_i^5 - 5\psi \prod_{i=0}^4 z_i = 0$ in $\mathbb{CP}^4$.
 
-        `psi`: a finite real or complex number with $\psi^5 \ne 1$ (those members
-        are singular, with nodes at $z = (\omega^{a_i})$, $\omega = e^{2\pi i/5}$).
-        $\psi = 0$ is the Fermat quintic.
+        `psi`: a finite real or complex number (a scalar) with $\psi^5 \ne 1$. Those
+        members are singular: $dp = 0$ means $z_i^5 = \psi\prod_j z_j$ for every $i$,
+        so their nodes are the points $z = (\omega^{a_i})$, $\omega = e^{2\pi i/5}$,
+        with $\psi\,\omega^{\sum_i a_i} = 1$ (not every such point). $\psi = 0$ is the
+        Fermat quintic.
         """
+        if np.ndim(psi) != 0:
+            raise ValueError(
+                "Hypersurface.dwork_quintic: psi must be a single number (a scalar), got an "
+                f"array of shape {np.shape(psi)}."
+            )
         if not is_traced(psi):
             if isinstance(psi, bool) or not isinstance(psi, numbers.Number | np.ndarray | Array):
                 raise ValueError(f"Hypersurface.dwork_quintic: psi must be a number, got {psi!r}.")
@@ -249,10 +266,22 @@ class Hypersurface(eqx.Module):
 
 # Patches, Omega, weights.
 
+# A point is refused as off X (`patch_geometry`, `point_sample`) when its relative residual
+# |p(z)| / (sum_m |c_m| |z|^d) (in [0, 1]; |z| Euclidean) exceeds this. Sampled points sit at
+# ~1e-16 in float64 and below 1e-7 in float32 (or cast to complex64), so float32 points pass
+# with a margin of 100; a random point of CP^n is at ~0.1.
+OFF_SURFACE_TOLERANCE = 1e-5
+
 
 def _local_geometry(hypersurface: Hypersurface, z, patch, eliminate):
-    """Everything at one point; `patch`/`eliminate` of -1 mean the default choices."""
+    """Everything at one point; `patch`/`eliminate` of -1 mean the default choices.
+
+    Any other index outside [0, n] rejects the point (indexing would clamp it).
+    """
     size = hypersurface.ambient_dim
+    in_range = ((patch == -1) | ((patch >= 0) & (patch < size))) & (
+        (eliminate == -1) | ((eliminate >= 0) & (eliminate < size))
+    )
     z = z.astype(hypersurface.coefficients.dtype)
     modulus = jnp.abs(z)
     patch = jnp.where(patch < 0, jnp.argmax(modulus), patch)
@@ -270,7 +299,8 @@ def _local_geometry(hypersurface: Hypersurface, z, patch, eliminate):
         * jnp.max(jnp.abs(z)) ** (hypersurface.degree - 1)
     )
     ok = (
-        jnp.all(jnp.isfinite(z))
+        in_range
+        & jnp.all(jnp.isfinite(z))
         & (patch != eliminate)
         & (jnp.abs(g_elim) > _DEGENERATE_TOLERANCE * scale)
     )
@@ -287,6 +317,11 @@ def _local_geometry(hypersurface: Hypersurface, z, patch, eliminate):
     g = jac.T @ ambient @ jnp.conj(jac)
     det = jnp.real(jnp.linalg.det(g))
     omega = 1 / safe_elim
+    if hypersurface.degree != size:
+        # |z|^(d - n - 1), z scaled to its patch: the residue, a section of K_X(n + 1 - d), in
+        # the Fubini–Study metric of O(n + 1 - d), so |omega| is the same in every patch.
+        # (For d = n + 1 it is 1: the Calabi–Yau path is left exactly as it was.)
+        omega = omega * (jnp.real(norm2) ** ((hypersurface.degree - size) / 2)).astype(z.dtype)
     weight = jnp.abs(omega) ** 2 / det
     ok = ok & jnp.all(jnp.isfinite(g)) & (det > 0) & jnp.isfinite(weight)
     eye = jnp.eye(size - 2, dtype=g.dtype)
@@ -315,6 +350,83 @@ def _check_points(hypersurface: Hypersurface, points, caller: str):
     return points
 
 
+@eqx.filter_jit
+def _relative_residual(hypersurface: Hypersurface, z) -> Float[Array, " N"]:
+    r"""$|p(z)| / (\sum_m |c_m|\, |z|^d)$ at each point, in $[0, 1]$ ($|z_i| \le |z|$).
+
+    Scale-invariant; computed with $z / \max_i|z_i|$, so that $|z|^d$ cannot overflow.
+    NaN exactly at a point that is zero or not finite.
+    """
+    z = hypersurface._as_points(z)
+    z = z / jnp.max(jnp.abs(z), axis=-1, keepdims=True).astype(z.dtype)
+    norm = jnp.linalg.norm(z, axis=-1) ** hypersurface.degree
+    return jnp.abs(hypersurface.polynomial(z)) / (
+        jnp.sum(jnp.abs(hypersurface.coefficients)) * norm
+    )
+
+
+def _check_on_surface(hypersurface: Hypersurface, points, caller: str) -> None:
+    """`ValueError` naming `caller` for a point that is zero, not finite, or off X; none under tracing."""
+    if is_traced(points) or any(is_traced(x) for x in jax.tree.leaves(hypersurface)):
+        return  # inside jit: the values cannot be checked
+    with jax.ensure_compile_time_eval():  # concrete even inside an outer jit
+        residual = np.asarray(_relative_residual(hypersurface, points))
+    bad = np.flatnonzero(~np.isfinite(residual))
+    if bad.size:
+        raise ValueError(
+            f"{caller}: {bad.size} of {residual.size} points are zero or not finite (first: "
+            f"point {bad[0]}); a point of CP^n has finite homogeneous coordinates, not all zero."
+        )
+    off = np.flatnonzero(residual > OFF_SURFACE_TOLERANCE)
+    if off.size:
+        raise ValueError(
+            f"{caller}: {off.size} of {residual.size} points are off the hypersurface "
+            f"(first: point {off[0]}, relative residual |p(z)| / (sum |c_m| |z|^d) = "
+            f"{residual[off[0]]:.2e} > {OFF_SURFACE_TOLERANCE:.0e}); pass points of X, e.g. "
+            "from sample_points."
+        )
+
+
+def _check_overrides(hypersurface: Hypersurface, points, patch, eliminate, caller: str):
+    """The (N,) integer `patch`, `eliminate` overrides (None: all -1), checked; `ValueError` otherwise.
+
+    Dtypes and shapes always; values (-1 or in [0, n], patch != eliminate) outside a trace.
+    """
+    size = hypersurface.ambient_dim
+    checked = {}
+    for name, index in (("patch", patch), ("eliminate", eliminate)):
+        if index is None:
+            checked[name] = np.full(points.shape[:1], -1, dtype=int)
+            continue
+        index = index if is_traced(index) else np.asarray(index)
+        if index.dtype == np.bool_ or not np.issubdtype(index.dtype, np.integer):
+            raise ValueError(
+                f"{caller}: {name} must be an integer array (coordinate indices, -1 for the "
+                f"default), got dtype {index.dtype}."
+            )
+        if index.shape != points.shape[:1]:
+            raise ValueError(
+                f"{caller}: {name} must have shape ({points.shape[0]},), got {index.shape}."
+            )
+        if not is_traced(index):
+            bad = np.flatnonzero((index != -1) & ((index < 0) | (index >= size)))
+            if bad.size:
+                raise ValueError(
+                    f"{caller}: {name} must be -1 (the default) or a coordinate index in "
+                    f"[0, {size - 1}], got {index[bad[0]]} (point {bad[0]})."
+                )
+        checked[name] = index
+    patch, eliminate = checked["patch"], checked["eliminate"]
+    if not (is_traced(patch) or is_traced(eliminate)):
+        same = np.flatnonzero((patch >= 0) & (patch == eliminate))
+        if same.size:
+            raise ValueError(
+                f"{caller}: patch and eliminate must differ, both are {patch[same[0]]} at "
+                f"point {same[0]} (the patch coordinate is 1, it cannot be eliminated)."
+            )
+    return jnp.asarray(patch, dtype=int), jnp.asarray(eliminate, dtype=int)
+
+
 def patch_geometry(
     hypersurface: Hypersurface,
     points: Complex[Array, "N n1"],
@@ -340,28 +452,36 @@ def patch_geometry(
     and every output is a finite placeholder: the point is zero, $\Omega = 0$,
     $g = I$, $J = 0$, weight 0. `point_sample` drops those points.
 
+    Called with concrete values, it raises `ValueError` for a point that is zero
+    or not finite, a point off $X$ (relative residual $|p(z)| / (\sum_m |c_m|\,
+    |z|^d) >$ `OFF_SURFACE_TOLERANCE` $= 10^{-5}$, as in `point_sample`), and a bad
+    override (below). Under tracing (inside `jit`) the values cannot be checked:
+    `accepted` then does **not** check the residual (a point off $X$ gets the
+    geometry of its chart as if it were on $X$), and a point with an override
+    outside $\{-1\} \cup [0, n]$ or with patch = eliminated is rejected.
+
     **Arguments:**
 
     - `points`: (N, n + 1) homogeneous coordinates on $X$ (any scaling), N >= 1
       (an empty point set raises `ValueError`).
     - `patch`, `eliminate`: optional (N,) integer overrides of the two choices
-      (for checking patch independence); -1 entries mean the default.
+      (for checking patch independence): each entry a coordinate index in
+      $[0, n]$, or -1 for the default choice; patch $\ne$ eliminated.
 
     **Returns:** `(points, patch, eliminate, omega, g_fs, jacobian, raw_weight,
-    accepted)`: points scaled to their patch; $\Omega$ (N,);
-    $g_\mathrm{FS}$ (N, n - 1, n - 1) Hermitian; the embedding Jacobian $J$
-    (N, n + 1, n - 1); the unnormalised weight $|\Omega|^2/\det g_\mathrm{FS}$;
-    and a boolean mask.
+    accepted)`: points scaled to their patch; $\Omega$ (N,) (times $|z|^{d-n-1}$
+    for $d \ne n + 1$, module docstring); $g_\mathrm{FS}$ (N, n - 1, n - 1)
+    Hermitian; the embedding Jacobian $J$ (N, n + 1, n - 1); the unnormalised
+    weight $|\Omega|^2/\det g_\mathrm{FS}$; and a boolean mask.
     """
-    points = _check_points(hypersurface, points, "patch_geometry")
-    minus = jnp.full(points.shape[:1], -1, dtype=int)
-    patch = minus if patch is None else jnp.asarray(patch, dtype=int)
-    eliminate = minus if eliminate is None else jnp.asarray(eliminate, dtype=int)
-    for name, index in (("patch", patch), ("eliminate", eliminate)):
-        if index.shape != points.shape[:1]:
-            raise ValueError(
-                f"patch_geometry: {name} must have shape ({points.shape[0]},), got {index.shape}."
-            )
+    return _geometry(hypersurface, points, patch, eliminate, "patch_geometry")
+
+
+def _geometry(hypersurface: Hypersurface, points, patch, eliminate, caller: str):
+    """`patch_geometry`, its checks naming `caller`."""
+    points = _check_points(hypersurface, points, caller)
+    patch, eliminate = _check_overrides(hypersurface, points, patch, eliminate, caller)
+    _check_on_surface(hypersurface, points, caller)
     return _patch_geometry(hypersurface, points, patch, eliminate)
 
 

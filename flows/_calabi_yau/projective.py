@@ -16,7 +16,12 @@ $$\partial_i\partial_{\bar j} K = \tfrac14\big[K_{x_i x_j} + K_{y_i y_j} + i(K_{
 - `fs_distance`: the Fubini–Study geodesic distance
   $d([z], [w]) = \arccos\big(|\langle z, w\rangle| / (|z||w|)\big)$ between points of
   $\mathbb{CP}^n$ in homogeneous coordinates, and `fs_distance_squared`, its square
-  without an arccos (what Gaussian kernels in that distance evaluate).
+  without an arccos (what Gaussian kernels in that distance evaluate). It is the
+  distance of the Riemannian metric $ds^2 = g_{a\bar b}\,dw^a d\bar w^b$,
+  $g = \partial\bar\partial\log|z|^2$ (the $g_\mathrm{FS}$ of the samples, $|v|^2 =
+  v^\top g\bar v$; $d([1, t], [1, 0]) = |t| + O(|t|^3)$, diameter $\pi/2$). The scalar
+  curvature's convention (docs/conventions.md) is that of $ds^2 = 2g_{a\bar b}\,dw^a
+  d\bar w^b$, whose distances are $\sqrt2$ times these.
 
 Components are Hermitian $m \times m$ complex matrices, $|v|^2_g = v^\top g \bar v$.
 """
@@ -86,12 +91,15 @@ def fs_distance(
 ) -> Float[Array, "*batch"]:
     r"""Fubini–Study geodesic distance $d([z],[w]) = \arccos\big(|\langle z, w\rangle| / (|z||w|)\big)$.
 
-    $\langle z, w\rangle = \sum_i \bar z_i w_i$; the argument is clipped into
-    $[0, 1]$, so rounding never gives NaN. In $[0, \pi/2]$, invariant under
-    $z \to \lambda z$, $w \to \mu w$. Broadcasts over leading axes. (Not
-    differentiable at $[z] = [w]$, where arccos has an infinite slope.)
+    The distance of $ds^2 = g_{a\bar b}\,dw^a d\bar w^b$, $g = \partial\bar\partial
+    \log|z|^2$ (module docstring). $\langle z, w\rangle = \sum_i \bar z_i w_i$; the
+    argument is clipped into $[0, 1]$, so rounding never gives NaN. In $[0, \pi/2]$,
+    invariant under $z \to \lambda z$, $w \to \mu w$. Broadcasts over leading axes;
+    the last dimensions must agree (`ValueError` otherwise). Jitted: a zero vector (not
+    a point of $\mathbb{CP}^n$) is not refused and gives NaN. (Not differentiable at
+    $[z] = [w]$, where arccos has an infinite slope.)
     """
-    z, w = jnp.asarray(z), jnp.asarray(w)
+    z, w = _check_pair(z, w, "fs_distance")
     inner = jnp.abs(jnp.sum(jnp.conj(z) * w, axis=-1))
     cos = inner / (jnp.linalg.norm(z, axis=-1) * jnp.linalg.norm(w, axis=-1))
     return jnp.arccos(jnp.clip(cos, 0.0, 1.0))
@@ -130,13 +138,30 @@ def fs_distance_squared(
     $[0, 1]$ (relative error 3e-15; `FSGaussian`). $c$ is clipped into
     $[0, 1]$ as in `fs_distance`, whose square this equals to 3e-15 relative
     plus about 1e-15 absolute (both carry the rounding of $c$, which $1 - c$
-    makes absolute in $d^2$). Broadcasts over leading axes; differentiable where $c > 0$
-    (finite at $[z] = [w]$, where $d^2$ is smooth).
+    makes absolute in $d^2$). Broadcasts over leading axes; the last dimensions must
+    agree (`ValueError` otherwise). Differentiable where $c > 0$, with the exact
+    derivatives of $d^2$ at $[z] = [w]$, where $d^2$ is smooth (the real Hessian of
+    $w \mapsto d^2([1, w], [1, 0])$ at $w = 0$ is $2I$). A zero vector gives NaN (not
+    checked: the function is used inside jitted kernels).
     """
-    z, w = jnp.asarray(z), jnp.asarray(w)
+    z, w = _check_pair(z, w, "fs_distance_squared")
     inner = jnp.sum(jnp.conj(z) * w, axis=-1)
     numerator = jnp.real(inner) ** 2 + jnp.imag(inner) ** 2
     return _distance_squared(numerator, _squared_norms(z) * _squared_norms(w))
+
+
+def _check_pair(z, w, caller: str):
+    """`z`, `w` as arrays with the same last dimension (>= 1); `ValueError` naming `caller` otherwise.
+
+    Shapes only (static under tracing), so it costs nothing inside jit.
+    """
+    z, w = jnp.asarray(z), jnp.asarray(w)
+    if z.ndim == 0 or w.ndim == 0 or z.shape[-1] != w.shape[-1]:
+        raise ValueError(
+            f"{caller}: z and w must be arrays of homogeneous coordinates with the same last "
+            f"dimension (n + 1), got shapes {z.shape} and {w.shape}."
+        )
+    return z, w
 
 
 def _squared_norms(z):
@@ -149,8 +174,12 @@ def _distance_squared(numerator, norms):
 
 
 def _distance_squared_of_cosine(c):
-    r"""$(1 - c)\,Q(c)$, $c$ clipped into $[0, 1]$."""
-    c = jnp.clip(c, 0.0, 1.0)
+    r"""$(1 - c)\,Q(c)$, $c \ge 0$ (a square root) capped at 1.
+
+    Not `jnp.clip`: its derivative is 1/2 at the boundary (JAX's tie rule), which would
+    halve every derivative at $c = 1$ (coincident points); `where` keeps it 1 there.
+    """
+    c = jnp.where(c > 1, 1.0, c)
     t = 2 * c - 1
     q = jnp.full_like(t, _Q_COEFFICIENTS[-1])
     for a in _Q_COEFFICIENTS[-2::-1]:

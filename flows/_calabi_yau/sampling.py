@@ -5,7 +5,9 @@ r"""Points of a hypersurface and their samples: where the Monte Carlo nodes of $
 - `point_sample` turns points of $X$ into a `PointSample`: each point's patch,
   eliminated coordinate, $\Omega$, $g_\mathrm{FS}$, Jacobian (`patch_geometry`) and
   its weight $w = |\Omega|^2/\det g_\mathrm{FS}$, normalised to mean 1, so that
-  $\frac1N\sum_a w_a f(z_a)$ estimates $\int_X f\, d\mathrm{Vol}_\Omega/\mathrm{Vol}_\Omega$.
+  $\frac1N\sum_a w_a f(z_a)$ estimates $\int_X f\, d\mathrm{Vol}_\Omega/\mathrm{Vol}_\Omega$
+  ($d\mathrm{Vol}_\Omega = \Omega\wedge\bar\Omega$ on a Calabi–Yau, $d = n + 1$;
+  $|z|^{2(d-n-1)}\,\Omega\wedge\bar\Omega$ otherwise, `PointSample`).
 - `subsample` and `chart_sample` keep some of a sample's points (weights
   renormalised); `perturb_points` and `sample_near` give test points of $X$ near
   training points, in their chart (as in Halverson and Ruehle, *Metric Flows with
@@ -22,14 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float, Int, PRNGKeyArray
 
-from .._misc import check_count, check_key, check_memory
-from .hypersurface import Hypersurface, _check_points, patch_geometry
+from .._misc import check_count, check_key, check_memory, real_scalar
+from .hypersurface import OFF_SURFACE_TOLERANCE as OFF_SURFACE_TOLERANCE
+from .hypersurface import Hypersurface, _geometry
 
-# `point_sample` refuses a point whose relative residual |p(z)| / (sum_m |c_m| |z|^d) (in
-# [0, 1]; |z| Euclidean) exceeds this: not a point of X. Sampled points sit at ~1e-16 in
-# float64 and below 1e-7 in float32 (or cast to complex64), so float32 points pass with a
-# margin of 100; a random point of CP^n is at ~0.1.
-OFF_SURFACE_TOLERANCE = 1e-5
 # Newton steps polishing each root of the line polynomial.
 _NEWTON_STEPS = 3
 
@@ -154,16 +152,24 @@ class PointSample(eqx.Module):
     Built by `point_sample`. The weights are $w = |\Omega|^2/\det g_\mathrm{FS}$
     normalised to mean 1 over the accepted points, so that for points
     distributed by $\det g_\mathrm{FS}$, $\frac1N \sum_a w_a f(z_a) \to
-    \int_X f\, d\mathrm{Vol}_\Omega / \mathrm{Vol}_\Omega$. The normalisation
-    constant is kept: `volume_ratio` $= \frac1N\sum_a |\Omega_a|^2/\det g_{\mathrm{FS},a}$
-    estimates $\int_X |\Omega|^2 / \int_X \det g_\mathrm{FS}$ (densities in the
-    local coordinates; $\int_X \det g_\mathrm{FS} = d\,\pi^{n-1}/(n-1)!$).
+    \int_X f\, d\mathrm{Vol}_\Omega / \mathrm{Vol}_\Omega$, $d\mathrm{Vol}_\Omega =
+    |\Omega|^2 d^{2m}w$ in local coordinates $w$ ($m = n - 1$). On a Calabi–Yau
+    ($d = n + 1$) that is $\Omega\wedge\bar\Omega$, $\Omega = 1/(\partial p/\partial
+    z_\mathrm{elim})$; for other degrees `omega` carries the factor $|z|^{d-n-1}$ ($z$
+    scaled to its patch; `hypersurface.py`), so that the measure,
+    $|z|^{2(d-n-1)}\Omega\wedge\bar\Omega$, is the same in every patch. The
+    normalisation constant is kept: `volume_ratio` $= \frac1N\sum_a
+    |\Omega_a|^2/\det g_{\mathrm{FS},a}$ estimates $\int_X |\Omega|^2 / \int_X \det
+    g_\mathrm{FS}$ (densities in the local coordinates; $\int_X \det g_\mathrm{FS} =
+    d\,\pi^{m}/m!$); on the Fermat hypersurfaces with $d = n + 1$ it is
+    $m!\,\gamma(1/d)^d/d^d$, $\gamma(x) = \Gamma(x)/\Gamma(1 - x)$.
 
     **Fields:**
 
     - `points`: (N, n + 1) complex, scaled so that the patch coordinate is 1.
     - `patch`, `eliminated`: (N,) integer indices.
-    - `omega`: (N,) complex, $\Omega = 1/(\partial p/\partial z_\mathrm{elim})$.
+    - `omega`: (N,) complex, $\Omega = 1/(\partial p/\partial z_\mathrm{elim})$
+      (times $|z|^{d-n-1}$ for $d \ne n + 1$).
     - `weights`: (N,) real, mean 1.
     - `g_fs`: (N, n - 1, n - 1) complex Hermitian positive definite, the
       pulled-back Fubini–Study metric in the local coordinates.
@@ -217,24 +223,16 @@ def point_sample(
 
     Points whose patch choice fails numerically (see `patch_geometry`) are
     dropped and counted in `rejected`; no weight is ever NaN. Raises
-    `ValueError` if `points` is empty, if a finite point is off $X$ (relative
-    residual $|p(z)| / (\sum_m |c_m|\, |z|^d) >$ `OFF_SURFACE_TOLERANCE` $= 10^{-5}$,
-    $|z|$ the Euclidean norm; sampled points, float32 ones included, are below
-    $10^{-7}$), or if no point is accepted. `patch`/`eliminate` override the
-    default choices as in `patch_geometry`. Not jittable (the number of
-    accepted points is data-dependent).
+    `ValueError` if `points` is empty, if a point is zero or not finite (naming
+    the first), if a point is off $X$ (relative residual $|p(z)| / (\sum_m
+    |c_m|\, |z|^d) >$ `OFF_SURFACE_TOLERANCE` $= 10^{-5}$, $|z|$ the Euclidean
+    norm; sampled points, float32 ones included, are below $10^{-7}$), or if no
+    point is accepted. `patch`/`eliminate` override the default choices as in
+    `patch_geometry` (-1 or an index in $[0, n]$; anything else raises). The
+    weights are those of `PointSample` (its docstring gives the measure). Not
+    jittable (the number of accepted points is data-dependent).
     """
-    points = _check_points(hypersurface, points, "point_sample")
-    residual = np.asarray(_relative_residual(hypersurface, points))
-    off = np.flatnonzero(residual > OFF_SURFACE_TOLERANCE)  # NaN (non-finite point): rejected below
-    if off.size:
-        raise ValueError(
-            f"point_sample: {off.size} of {residual.size} points are off the hypersurface "
-            f"(first: point {off[0]}, relative residual |p(z)| / (sum |c_m| |z|^d) = "
-            f"{residual[off[0]]:.2e} > {OFF_SURFACE_TOLERANCE:.0e}); pass points of X, e.g. "
-            "from sample_points."
-        )
-    outputs = patch_geometry(hypersurface, points, patch, eliminate)
+    outputs = _geometry(hypersurface, points, patch, eliminate, "point_sample")
     z, i, j, omega, g, jac, raw, ok = (np.asarray(x) for x in outputs)
     keep = np.flatnonzero(ok)
     if keep.size == 0:
@@ -257,16 +255,6 @@ def point_sample(
     )
 
 
-@eqx.filter_jit
-def _relative_residual(hypersurface: Hypersurface, z) -> Float[Array, " N"]:
-    r"""$|p(z)| / (\sum_m |c_m|\, |z|^d)$ at each point, in $[0, 1]$ ($|z_i| \le |z|$)."""
-    z = hypersurface._as_points(z)
-    norm = jnp.linalg.norm(z, axis=-1) ** hypersurface.degree
-    return jnp.abs(hypersurface.polynomial(z)) / (
-        jnp.sum(jnp.abs(hypersurface.coefficients)) * norm
-    )
-
-
 # Sub-samples and test points.
 
 
@@ -275,19 +263,36 @@ def chart_sample(
 ) -> PointSample:
     r"""The points of `sample` whose chart (patch, eliminated coordinate) is the given one.
 
-    Default: the most common chart. Weights are renormalised to mean 1 over the
+    `patch`, `eliminated`: both integers in $[0, n]$, patch $\ne$ eliminated, or
+    both None (the default: the most common chart); anything else raises
+    `ValueError`. Weights are renormalised to mean 1 over the
     points kept (`volume_ratio` becomes their mean raw weight), so the σ
     measure of the result estimates σ over the chart's region of $X$; on the
     Fermat and Dwork quintics the regions are permuted by symmetries, so it
     estimates σ of $X$ for symmetric metrics (Fubini–Study).
     """
-    pairs = np.asarray(sample.patch) * sample.points.shape[1] + np.asarray(sample.eliminated)
-    if patch is None or eliminated is None:
-        values, counts = np.unique(pairs, return_counts=True)
-        chosen = int(values[np.argmax(counts)])
+    size = sample.points.shape[1]
+    patches, eliminateds = np.asarray(sample.patch), np.asarray(sample.eliminated)
+    if (patch is None) != (eliminated is None):
+        raise ValueError(
+            "chart_sample: give both patch and eliminated, or neither (the most common chart), "
+            f"got patch={patch!r}, eliminated={eliminated!r}."
+        )
+    if patch is None:
+        pairs, counts = np.unique(
+            np.stack([patches, eliminateds], axis=1), axis=0, return_counts=True
+        )
+        patch, eliminated = (int(x) for x in pairs[np.argmax(counts)])
     else:
-        chosen = int(patch) * sample.points.shape[1] + int(eliminated)
-    keep = np.flatnonzero(pairs == chosen)
+        message = f"chart_sample: patch and eliminated must be integers in [0, {size - 1}]"
+        patch = check_count(patch, message, minimum=0, allowed=range(size))
+        eliminated = check_count(eliminated, message, minimum=0, allowed=range(size))
+        if patch == eliminated:
+            raise ValueError(
+                f"chart_sample: patch and eliminated must differ, both are {patch} (the patch "
+                "coordinate is 1, it cannot be eliminated)."
+            )
+    keep = np.flatnonzero((patches == patch) & (eliminateds == eliminated))
     if keep.size == 0:
         raise ValueError(
             f"chart_sample: no point of the sample lies in chart {(patch, eliminated)}."
@@ -298,17 +303,30 @@ def chart_sample(
 def subsample(sample: PointSample, index) -> PointSample:
     """The points `index` of `sample`, weights renormalised to mean 1 (`volume_ratio` their mean raw weight).
 
-    `index`: integer indices or a boolean mask; selecting no point raises `ValueError`.
+    `index`: a boolean mask of shape (N,), or a 1-D array of integer indices
+    0 <= i < N (repeats allowed); anything else, or selecting no point,
+    raises `ValueError`.
     """
+    count = sample.count
     index = np.asarray(index)
     if index.size == 0:
         raise ValueError("subsample: the index selects no point (an empty point set).")
     if index.dtype == np.bool_:
+        if index.shape != (count,):
+            raise ValueError(
+                f"subsample: a boolean mask must have shape ({count},), one entry per point, "
+                f"got shape {index.shape}."
+            )
         index = np.flatnonzero(index)
-    if index.ndim != 1 or not np.issubdtype(index.dtype, np.integer):
+    elif index.ndim != 1 or not np.issubdtype(index.dtype, np.integer):
         raise ValueError(
-            f"subsample: index must be a 1-D array of integers or booleans, got dtype "
+            f"subsample: index must be a 1-D array of integers or a boolean mask, got dtype "
             f"{index.dtype}, shape {index.shape}."
+        )
+    elif np.any((index < 0) | (index >= count)):
+        bad = index[np.flatnonzero((index < 0) | (index >= count))[0]]
+        raise ValueError(
+            f"subsample: indices must be in [0, {count - 1}] (no negative indices), got {bad}."
         )
     if index.size == 0:
         raise ValueError("subsample: the index selects no point (an empty point set).")
@@ -342,11 +360,18 @@ def perturb_points(
     $z \to z - p(z)\,\overline{\nabla p}/|\nabla p|^2$. The paper adds the noise
     and leaves the points off $X$; projecting keeps $\Omega$ and the weights
     meaningful. Raises if a point does not return to $|p(z)|/|z|^d < 10^{-10}$.
+
+    `scale`: a finite real number >= 0 (not a bool); `newton_steps`: an integer >= 0.
     """
     points = jnp.asarray(points)
     check_key(key, "perturb_points")
-    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale >= 0):
-        raise ValueError(f"perturb_points: scale must be a finite number >= 0, got {scale!r}.")
+    value = real_scalar(scale)
+    if value is None or not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"perturb_points: scale must be a finite real number >= 0, got {scale!r}.")
+    scale = value
+    newton_steps = check_count(
+        newton_steps, "perturb_points: newton_steps must be an integer >= 0", minimum=0
+    )
     n1 = hypersurface.ambient_dim
     if points.ndim != 2 or points.shape[1] != n1:
         raise ValueError(f"perturb_points: points must have shape (N, {n1}), got {points.shape}.")
@@ -355,7 +380,7 @@ def perturb_points(
     xi = jax.random.normal(key, points.shape + (2,), dtype=jnp.real(points).dtype)
     xi = jax.lax.complex(xi[..., 0], xi[..., 1]) / math.sqrt(2 * n1)
     z = points + (scale * jnp.linalg.norm(points, axis=1, keepdims=True)).astype(xi.dtype) * xi
-    z = _project(hypersurface, z, int(newton_steps))
+    z = _project(hypersurface, z, newton_steps)
     residual = (
         jnp.abs(hypersurface.polynomial(z)) / jnp.linalg.norm(z, axis=1) ** hypersurface.degree
     )
