@@ -7,6 +7,7 @@ was accepted silently (out-of-range indices clamped or aliased to another chart,
 counted as rejected) or failed with an unrelated NumPy/JAX message. Float64.
 """
 
+import dataclasses
 import functools
 
 import equinox as eqx
@@ -153,6 +154,15 @@ def test_subsample_refuses_bad_indices(index, match):
 
 
 # points that are not points of X
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, np.nan, np.inf])
+def test_a_point_sample_refuses_weights_that_are_not_finite_and_positive(value):
+    # a weight is |Omega|^2 / det g_FS > 0; a negative one gave the same sigma as its
+    # modulus, and a zero one non-finite point-kernel velocities
+    bad = sample().weights.at[7].set(value)
+    with pytest.raises(ValueError, match=r"PointSample: weights must be finite and > 0.* point 7"):
+        dataclasses.replace(sample(), weights=bad)
 
 
 def test_patch_geometry_refuses_points_off_the_hypersurface():

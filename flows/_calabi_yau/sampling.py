@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float, Int, PRNGKeyArray
 
-from .._misc import check_count, check_key, check_memory, real_scalar
+from .._misc import check_count, check_key, check_memory, is_traced, real_scalar
 from .hypersurface import OFF_SURFACE_TOLERANCE as OFF_SURFACE_TOLERANCE
 from .hypersurface import Hypersurface, _geometry
 
@@ -170,7 +170,7 @@ class PointSample(eqx.Module):
     - `patch`, `eliminated`: (N,) integer indices.
     - `omega`: (N,) complex, $\Omega = 1/(\partial p/\partial z_\mathrm{elim})$
       (times $|z|^{d-n-1}$ for $d \ne n + 1$).
-    - `weights`: (N,) real, mean 1.
+    - `weights`: (N,) real, finite and > 0 (checked when concrete), mean 1.
     - `g_fs`: (N, n - 1, n - 1) complex Hermitian positive definite, the
       pulled-back Fubini–Study metric in the local coordinates.
     - `jacobian`: (N, n + 1, n - 1) complex, the embedding Jacobian $J$
@@ -205,6 +205,14 @@ class PointSample(eqx.Module):
             if getattr(self, name).shape != shape:
                 raise ValueError(
                     f"PointSample: {name} must have shape {shape}, got {getattr(self, name).shape}."
+                )
+        if not is_traced(self.weights):  # under jit the values are not known
+            w = np.asarray(self.weights)
+            bad = np.flatnonzero(~(np.isfinite(w) & (w > 0)))
+            if bad.size:
+                raise ValueError(
+                    f"PointSample: weights must be finite and > 0 (|Omega|^2 / det g_FS, "
+                    f"normalised), got {w[bad[0]]} at point {bad[0]} ({bad.size} such)."
                 )
 
     @property
