@@ -63,6 +63,7 @@ def test_quintic_spectral_small_run(tmp_path):
     assert abs(rate["relative_to_galerkin"]) <= 1e-3
     assert abs(rate["relative_to_laplacian_strong"]) <= 0.1
     assert abs(rate["relative_to_laplacian_weak"]) <= 0.1
+    assert math.isfinite(rate["laplacian_weak_stderr"]) and rate["laplacian_weak_stderr"] > 0
 
     # Donaldson at k = 1: G = I is balanced on the Fermat quintic by symmetry (T(I) is
     # invariant, so a multiple of I), and its metric is Fubini-Study

@@ -20,12 +20,15 @@ class Spectrum(eqx.Module):
 
     **Fields:** `eigenvalues` (P,) ascending; `values`, `multiplicities`: the
     eigenvalues grouped (consecutive ones within `rtol` relative, plus 1e-12, of the
-    group's first), each group's mean and size.
+    group's first), each group's mean and size; `stderrs` (P,): the weak form's Monte
+    Carlo standard error of each eigenvalue (`laplacian_spectrum`), None for the strong
+    form.
     """
 
     eigenvalues: Float[Array, " P"]
     values: Float[Array, " G"]
     multiplicities: Int[Array, " G"]
+    stderrs: Float[Array, " P"] | None = None
 
 
 def _group(eigenvalues: np.ndarray, rtol: float, atol: float):
@@ -55,13 +58,46 @@ def _laplacian_matrices(potential: SpectralPotential, points, jacobian, omega, w
         return values, weak, box, jnp.real(jnp.linalg.det(g))
 
     values, weak, box, det = jax.lax.map(one, (points, jacobian), batch_size=_batch(per_point))
-    # dVol_g / (points' FS density) = det g / det g_FS = w |Omega|^2-normalised eta
-    mass = weights * det / jnp.abs(omega) ** 2
-    mass = mass / jnp.sum(mass)
+    mass = _mass(weights, det, omega)
     centred = values - mass @ values
     gram = centred.T @ (mass[:, None] * centred)
     stiffness = -centred.T @ (mass[:, None] * box) if strong else jnp.tensordot(mass, weak, axes=1)
     return gram, stiffness
+
+
+def _mass(weights, det, omega):
+    """$\mu_a$: dVol_g / (the points' FS density) = det g / det g_FS = w |Omega|^2-normalised eta, normalised."""
+    mass = weights * det / jnp.abs(omega) ** 2
+    return mass / jnp.sum(mass)
+
+
+@eqx.filter_jit
+def _weak_stderrs(potential: SpectralPotential, points, jacobian, omega, weights, vectors):
+    r"""The weak form's Monte Carlo standard errors, one per eigenpair $(\lambda_i, v_i)$, $v_i^\top M v_i = 1$.
+
+    $\lambda_i = \sum_a \mu_a q_{ai} / \sum_a \mu_a p_{ai}$, $q_{ai} = |\partial u_i|^2_g$,
+    $p_{ai} = \tilde u_i^2$ at point $a$, $u_i = v_i^\top e$ (a ratio of Monte Carlo means:
+    $\sum_a \mu_a p_{ai} = 1$); to first order in the sampling error (a simple
+    eigenvalue, whose eigenvector's first-order change leaves it unchanged),
+    $\mathrm{se}_i^2 = \sum_a \mu_a^2 (q_{ai} - \lambda_i p_{ai})^2$, the sum of the
+    centred terms' squares ($\sum_a \mu_a (q_{ai} - \lambda_i p_{ai}) = 0$ exactly).
+    """
+    basis = potential.basis
+
+    def one(a):
+        z, jac = a
+        values, gradient, hessian, g_fs = basis._geometry(z, jac)
+        c = potential.coefficients.astype(hessian.dtype)
+        g = g_fs + jnp.einsum("p,pij->ij", c, hessian)
+        du = vectors.T.astype(gradient.dtype) @ gradient  # (P, m): d u_i
+        q = jnp.real(jnp.einsum("bj,ji,bi->b", jnp.conj(du), _inverse(g), du))
+        return values @ vectors, q, jnp.real(jnp.linalg.det(g))
+
+    u, q, det = jax.lax.map(one, (points, jacobian), batch_size=_batch(basis._per_point()))
+    mass = _mass(weights, det, omega)
+    p = (u - mass @ u) ** 2
+    eigenvalues = (mass @ q) / (mass @ p)
+    return jnp.sqrt(jnp.sum((mass[:, None] * (q - eigenvalues * p)) ** 2, axis=0))
 
 
 def laplacian_spectrum(
@@ -89,6 +125,10 @@ def laplacian_spectrum(
       (at a nearly degenerate level, quadrature error can make a pair complex: its two
       real parts are equal, and it counts as a multiplicity of 2).
 
+    The weak form's eigenvalues carry Monte Carlo error; `stderrs` estimates it from the
+    same points (`_weak_stderrs`: first order in the error, for a simple eigenvalue; within
+    a group of equal ones it is indicative only), at the cost of a second pass over them.
+
     On $\mathbb{CP}^n$ with $g_\mathrm{FS} = \partial\bar\partial\log|z|^2$ the eigenvalues are
     $l(l + n)$, $l = 1..k$. Eigenvalues are grouped within `rtol` (relative; the weak
     form's Monte Carlo spread needs a wider one than the default). A sample of no more
@@ -110,7 +150,7 @@ def laplacian_spectrum(
             f"laplacian_spectrum: {sample.count} points for a basis of {size} functions: the "
             "mass matrix is singular; use many more points than functions."
         )
-    eigenvalues = laplacian_eigenvalues(potential, sample, form=form)
+    eigenvalues, vectors = _eigenpairs(potential, sample, form)
     if not bool(jnp.all(jnp.isfinite(eigenvalues))):
         raise ValueError(
             "laplacian_spectrum: the eigenvalues are not finite: the metric is not positive "
@@ -118,7 +158,12 @@ def laplacian_spectrum(
             f"{sample.count} points is singular to rounding (use more points)."
         )
     values, counts = _group(np.sort(np.asarray(eigenvalues)), rtol, 1e-12)
-    return Spectrum(eigenvalues, jnp.asarray(values), jnp.asarray(counts))
+    stderrs = None
+    if form == "weak":
+        stderrs = _weak_stderrs(
+            potential, sample.points, sample.jacobian, sample.omega, sample.weights, vectors
+        )
+    return Spectrum(eigenvalues, jnp.asarray(values), jnp.asarray(counts), stderrs)
 
 
 def laplacian_eigenvalues(
@@ -126,6 +171,12 @@ def laplacian_eigenvalues(
 ) -> Float[Array, " P"]:
     """The eigenvalues of `laplacian_spectrum`, ascending, ungrouped. Jittable; NaN where
     `laplacian_spectrum` refuses (a singular mass matrix, a metric not positive definite)."""
+    return _eigenpairs(potential, sample, form)[0]
+
+
+def _eigenpairs(potential, sample, form):
+    """Eigenvalues ascending and, for the weak form, the eigenvectors $v$ ($v^\top M v = 1$,
+    columns); None for the strong form."""
     if form not in ("weak", "strong"):
         raise ValueError(f"laplacian_spectrum: form must be 'weak' or 'strong', got {form!r}.")
     if not isinstance(potential, SpectralPotential):
@@ -141,5 +192,7 @@ def laplacian_eigenvalues(
         lower, jax.scipy.linalg.solve_triangular(lower, stiffness, lower=True).T, lower=True
     ).T
     if form == "weak":
-        return jnp.linalg.eigvalsh((reduced + reduced.T) / 2)
-    return jnp.sort(jnp.real(jnp.linalg.eigvals(reduced)))
+        eigenvalues, y = jnp.linalg.eigh((reduced + reduced.T) / 2)
+        # M = L L^T, reduced = L^-1 A L^-T: v = L^-T y
+        return eigenvalues, jax.scipy.linalg.solve_triangular(lower.T, y, lower=False)
+    return jnp.sort(jnp.real(jnp.linalg.eigvals(reduced))), None
