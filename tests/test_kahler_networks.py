@@ -147,9 +147,35 @@ def test_smoothed_kahler_ricci_velocity_tends_to_the_local_one(cubic):
     wide = flows.PotentialFlow(phi, cubic, "kahler_ricci_smoothed", sigma=0.5)
     v_wide = _velocity(wide, wide.theta0)
     assert float(jnp.linalg.norm(v_wide - v_local)) > float(jnp.linalg.norm(v_smooth - v_local))
+    # Far below the points' spacing the averaging matrix is the identity (off the diagonal
+    # 1e-20 at sigma = 1e-3, exactly 0 at 1e-12), so the two velocities solve the same ridge
+    # normal equations and differ by rounding, amplified by that system's conditioning
+    # (3.9e-9 relative is its limit against independent normal equations; measured here
+    # 2.4e-12): 1e-9. At 1e-12 each row's own term underflowed too and rows were 0/0 (NaN):
+    # now each row is shifted by its largest exponent. One compiled velocity for all widths.
+    for sigma in (1e-3, 1e-12):
+        narrow = flows.PotentialFlow(phi, cubic, "kahler_ricci_smoothed", sigma=sigma)
+        off = narrow.smoothing - jnp.diag(jnp.diag(narrow.smoothing))
+        assert float(jnp.max(jnp.sum(off, axis=1))) < 1e-15, sigma
+        v_narrow = _velocity(narrow, narrow.theta0)
+        relative = jnp.linalg.norm(v_narrow - v_local) / jnp.linalg.norm(v_local)
+        assert float(relative) < 1e-9, sigma
 
 
-def test_potential_flow_bad_input(cubic):
+def test_kahler_ricci_velocity_is_nan_outside_the_kahler_cone(cubic):
+    """Where g_theta is not positive definite at some point the Kähler–Ricci velocity is NaN,
+    every entry, and no error: an adaptive diffrax solve (PIDController) rejects a trial
+    step whose stage lands there and shrinks it, so the vector field must not raise.
+    theta_0 x 6 moves g_theta <= 0 at 102 of the 240 points; theta_0 x 3 stays inside."""
+    phi = flows.kahler_potential(3, jax.random.key(3), width=16, depth=2)
+    krf = flows.PotentialFlow(phi, cubic, "kahler_ricci")
+    outside = 6.0 * krf.theta0
+    assert bool(jnp.any(jnp.linalg.eigvalsh(krf.metric(outside))[:, 0] <= 0))
+    assert bool(jnp.all(jnp.isnan(_velocity(krf, outside))))
+    assert bool(jnp.all(jnp.isfinite(_velocity(krf, 3.0 * krf.theta0))))
+
+
+def test_potential_flow_bad_input(cubic, quintic):
     phi = flows.kahler_potential(3, jax.random.key(3), width=4, depth=1)
     with pytest.raises(ValueError, match="the 'kahler_ricci' regime has none"):
         flows.PotentialFlow(phi, cubic, "kahler_ricci", sigma=0.1)  # ignored before
@@ -157,6 +183,31 @@ def test_potential_flow_bad_input(cubic):
         flows.PotentialFlow(phi, cubic, "kahler_ricci", ridge=True)
     with pytest.raises(ValueError, match="loss must be a MongeAmpereLoss"):
         flows.PotentialFlow(phi, cubic, "evolving", 2.0)
+    # a 0-d array is a number, as FSGaussian's width (refused before)
+    assert flows.PotentialFlow(phi, cubic, "kahler_ricci", ridge=jnp.asarray(1e-5)).ridge == 1e-5
+    # a potential of CP^4 on the cubic's CP^2 built, then failed in its first call with
+    # "dot_general requires contracting dimensions to have the same shape"
+    phi5 = flows.kahler_potential(5, jax.random.key(3), width=4, depth=1)
+    with pytest.raises(
+        ValueError, match="PotentialFlow: the potential does not take .* ambient_dim=3"
+    ):
+        flows.PotentialFlow(phi5, cubic, "kahler_ricci")
+    flow = flows.PotentialFlow(phi, cubic, "kahler_ricci")
+    wrong = flow.theta0[:-1]  # "Sum of sizes 45 must be equal to dimension 0" before
+    for method, call in (
+        ("__call__", lambda: flow(0.0, wrong)),
+        ("metric", lambda: flow.metric(wrong)),
+        ("potential", lambda: flow.potential(wrong)),
+    ):
+        with pytest.raises(
+            ValueError,
+            match=rf"PotentialFlow.{method}: theta must have shape \({flow.theta0.size},\)",
+        ):
+            call()
+    with pytest.raises(
+        ValueError, match="PotentialFlow.metric: sample must be a PointSample of points with 3"
+    ):
+        flow.metric(flow.theta0, quintic)
 
 
 @pytest.mark.slow

@@ -164,19 +164,25 @@ def test_pair_kernel_paths_agree(quintic):
     assert float(jnp.linalg.norm(got - ref) / jnp.linalg.norm(ref)) > 0.05
 
 
-def test_a_narrow_normalised_gaussian_tends_to_the_nearest_point_kernel(cubic):
-    """Width 1e-5, far below the test points' distance to the sample (up to 0.1): every term of
-    a test row underflows unless the row is shifted by its nearest distance. Shifted, the flat
-    metric stays a fixed point and the row equals the nearest training point's value (rounding);
-    on every path (prepared matrices, matrix-free, prepared or not, clustered)."""
+@pytest.mark.parametrize("sigma", [1e-5, 1e-9, 1e-12, 1e-100])
+def test_a_narrow_normalised_gaussian_tends_to_the_nearest_point_kernel(cubic, sigma):
+    """Widths far below the test points' distance to the sample (up to 0.1): every term of a
+    test row underflows unless the row is shifted by its largest exponent. Below about 5e-10
+    a training row's own term underflows too: d^2(x, x) comes out at the rounding of the
+    cosine, 1e-16, not 0 (k(x, x) = 3.7e-97 at 1e-9, 0 at 1e-12), and with the shift taken
+    from the arccos distance rather than the kernel's own exponent, rows were NaN on every
+    path at 1e-12 and 1e-100. Shifted by the largest exponent, the flat metric stays a fixed
+    point and each row equals its nearest training point's value (rounding); on every path
+    (prepared matrices, matrix-free, prepared or not, clustered). sigma is a traced leaf:
+    one compilation for the four widths."""
     _, train, test = cubic
     loss = flows.MongeAmpereLoss(2.0)
     distance = flows.nearest_points(train.points, test.points)[1]
-    assert float(jnp.max(distance) ** 2 / (2 * 1e-5**2)) > 1e6  # exp(-that) is 0 in float64
+    assert float(jnp.max(distance) ** 2 / (2 * sigma**2)) > 1e6  # exp(-that) is 0 in float64
     near = flows.PointKernelFlow(flows.NearestPointKernel(), loss, train, test)
     h, h_test = flows.curve_metric(train), flows.curve_metric(test)
     ref = near.velocity(train.g_fs)
-    pair = flows.FSGaussian(1e-5)
+    pair = flows.FSGaussian(sigma)
     kernels = {
         "matrices": flows.PairPointKernel(pair, normalise=True),
         "matrix-free": flows.PairPointKernel(pair, normalise=True, chunk=64, max_entries=0),
@@ -189,10 +195,11 @@ def test_a_narrow_normalised_gaussian_tends_to_the_nearest_point_kernel(cubic):
         assert float(jnp.max(jnp.abs(v_test))) < 1e-8, name  # was NaN at half the test points
         for a, b in zip(flow.velocity(train.g_fs), ref, strict=True):
             assert float(jnp.max(jnp.abs(a - b))) < 1e-12, name
-    # not prepared: the shift is computed in the call
+    # not prepared: the shifts are computed in the call
     kernel = flows.PairPointKernel(pair, normalise=True, max_entries=0)
     weighted = loss.gradient(train.omega, train.weights, train.g_fs)
-    _, v_test = kernel.velocity(train.points, test.points, train.weights, weighted)
+    v_train, v_test = kernel.velocity(train.points, test.points, train.weights, weighted)
+    assert float(jnp.max(jnp.abs(-v_train - ref[0]))) < 1e-12
     assert float(jnp.max(jnp.abs(-v_test - ref[1]))) < 1e-12
 
 
@@ -203,12 +210,34 @@ def test_kernels_refuse_the_wrong_points(cubic):
     with pytest.raises(ValueError, match=r"h_train must have shape \(217, 1, 1\)"):
         flow.velocity(train.g_fs[:1])  # broadcast to every point before
     weighted = loss.gradient(train.omega, train.weights, train.g_fs)
-    for max_entries in (0, 10**9):
-        kernel = flows.gaussian_point_kernel(0.1, normalise=True)
-        kernel = flows.PairPointKernel(kernel.pair, True, max_entries=max_entries)
-        prepared = kernel.prepare(train, test)
-        with pytest.raises(ValueError, match="prepared for 217 test points, called with 5"):
-            prepared.velocity(train.points, test.points[:5], train.weights, weighted)
+    gaussian = flows.gaussian_point_kernel(0.1, normalise=True)
+    kernels = {
+        "PairPointKernel": [
+            flows.PairPointKernel(gaussian.pair, True, max_entries=max_entries)
+            for max_entries in (0, 10**9)
+        ],
+        # gathers and scatters clamped or dropped the prepared indices before: no error
+        "NearestPointKernel": [flows.NearestPointKernel()],
+        "ClusteredPointKernel": [flows.ClusteredPointKernel(gaussian, 4, batch_size=100)],
+    }
+    for name, variants in kernels.items():
+        for kernel in variants:
+            prepared = kernel.prepare(train, test)
+            with pytest.raises(
+                ValueError, match=f"{name}.velocity: prepared for 217 test points, called with 5"
+            ):
+                prepared.velocity(train.points, test.points[:5], train.weights, weighted)
+            with pytest.raises(
+                ValueError,
+                match=f"{name}.velocity: prepared for 217 training points, called with 60",
+            ):
+                prepared.velocity(train.points[:60], test.points, train.weights[:60], weighted[:60])
+            with pytest.raises(
+                ValueError, match=f"{name}.velocity: weights must have shape \\(217,\\)"
+            ):
+                prepared.velocity(train.points, test.points, train.weights[:-1], weighted)
+    with pytest.raises(ValueError, match="NearestPointKernel.velocity: call prepare"):
+        flows.NearestPointKernel().velocity(train.points, test.points, train.weights, weighted)
 
 
 def test_cluster_points_recovers_separated_groups_across_batches():

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
-from jaxtyping import Array, Complex, Float, Inexact
+from jaxtyping import Array, Complex, Float, Inexact, Int
 
 from .._misc import is_traced, real_scalar
 from .projective import _distance_squared_of_cosine, _squared_norms, fs_distance_squared
@@ -58,9 +58,9 @@ class FSGaussian(eqx.Module):
 
     $d_\mathrm{FS}([z], [w]) = \arccos c$, $c = |\langle z, w\rangle| / (|z||w|)$
     (`fs_distance`; docs/conventions.md, Calabi–Yau hypersurfaces), so $k_\sigma$ is a function of
-    points of $\mathbb{CP}^n$ (invariant under $z \to \lambda z$), equal to 1
-    on the diagonal. Not normalised: for $\int k_\sigma\, d\mu = 1$ divide by
-    the kernel applied to the weights.
+    points of $\mathbb{CP}^n$ (invariant under $z \to \lambda z$). Not normalised: for
+    $\int k_\sigma\, d\mu = 1$ divide by the kernel applied to the weights
+    (`PairPointKernel(..., normalise=True)`, which also takes care of narrow widths, below).
 
     Without an arccos per pair (it costs three times the exp, and the kernel
     is applied to $N^2$ pairs): $d^2 = (1 - c)\,Q(c)$ with
@@ -71,15 +71,28 @@ class FSGaussian(eqx.Module):
     $c$ (about $10^{-15}$ absolute, as for arccos), and $k_\sigma$ to
     $(3\cdot10^{-15} d^2 + 10^{-15})/2\sigma^2$ relative.
 
+    On the diagonal $k_\sigma(z, z) = e^{-\delta/2\sigma^2}$, $\delta = d^2(z, z)$ as
+    computed: 0 or the rounding of $1 - c$, up to about 1e-15 in float64 and 5e-7 in
+    float32. So $k_\sigma(z, z)$ is 1 only to within $\delta/2\sigma^2$ (4e-4 at
+    $\sigma = 10^{-6}$ in float64; 0.9988 measured at $10^{-2}$ in float32), and narrower
+    widths take it to 0 (measured: 2e-11 at $\sigma = 3\cdot10^{-9}$ and 0 below
+    $5\cdot10^{-10}$ in float64, 7e-6 at $10^{-4}$ in float32): the unnormalised kernel of
+    such a width is 0 at nearly every pair, the diagonal included. A normalised kernel
+    divides each row by its largest term instead (the largest `exponent`, a log-sum-exp
+    shift, `PairPointKernel`), which is exactly 1 however narrow the width, and tends to
+    the nearest-point kernel.
+
     `point_kernel_apply` scales every point to unit norm once (`prepare`) and
     evaluates `on_prepared`, which needs no norms or division per pair (1.2 times
     faster on 20,000 quintic points).
 
     **Arguments:** `sigma`, the width, a finite number > 0 (radians of $d_\mathrm{FS}$,
-    which lies in $[0, \pi/2]$), at least 1.1e-154 so that $2\sigma^2$ is a normal float.
-    It is kept as a NumPy float64, a leaf that `jax.jit` and `eqx.filter_jit` trace, so
-    kernels of different widths share one compiled flow (a tuning study's trials
-    compile once); it takes the points' dtype where it is used.
+    which lies in $[0, \pi/2]$), at least 1.1e-154 so that $2\sigma^2$ is a normal float64;
+    points in float32 need $2\sigma^2$ normal in float32, $\sigma \ge$ 7.7e-20
+    (`check_dtype`; the kernel's users refuse a narrower one). It is kept as a NumPy float64, a
+    leaf that `jax.jit` and `eqx.filter_jit` trace, so kernels of different widths share one
+    compiled flow (a tuning study's trials compile once); it takes the points' dtype where it
+    is used.
     """
 
     sigma: float
@@ -98,6 +111,28 @@ class FSGaussian(eqx.Module):
             )
         self.sigma = np.float64(sigma)
         self.two_sigma2 = np.float64(2 * float(sigma) ** 2)
+
+    def check_dtype(self, dtype, caller: str) -> None:
+        r"""`ValueError` unless $2\sigma^2$ is a normal number of the real dtype of `dtype`.
+
+        Below it $2\sigma^2$ rounds to a subnormal or 0 in that dtype, and
+        $-d^2/2\sigma^2$ becomes $-\infty$, or NaN at $d = 0$. Float64 widths are checked
+        when the kernel is made; this is for points in float32 (σ down to 7.7e-20). Does
+        nothing while σ is traced (inside `jit`): the callers check before.
+        """
+        if is_traced(self.two_sigma2):
+            return
+        info = np.finfo(jnp.finfo(dtype).dtype)
+        if not float(self.two_sigma2) >= info.tiny:
+            least = math.sqrt(float(info.tiny) / 2) * (1 + 1e-6)
+            raise ValueError(
+                f"{caller}: FSGaussian sigma = {float(self.sigma):g} is too small for "
+                f"{info.dtype.name} points: 2 sigma^2 = {float(self.two_sigma2):.1e} is not a "
+                f"normal {info.dtype.name} number (at least {info.tiny:.1e}), so the kernel's "
+                f"exponent -d^2/2 sigma^2 would be -inf or NaN. Use sigma >= {least:.1e}, or "
+                "float64 points; a width this small acts as NearestPointKernel (normalised) or "
+                "LocalPointKernel."
+            )
 
     def _two_sigma_squared(self, like) -> Float[Array, ""]:
         r"""$2\sigma^2$ in the real dtype of the array `like`."""
@@ -197,6 +232,9 @@ def _check_inputs(caller: str, kernel, targets, sources, values):
                     f"({type(kernel).__name__}.prepare gives non-finite values: every coordinate "
                     "zero?)."
                 )
+    if isinstance(kernel, FSGaussian):
+        for name in ("targets", "sources"):
+            kernel.check_dtype(arrays[name].dtype, caller)
     try:
         k = jax.eval_shape(kernel, targets[0], sources[0])
     except Exception as error:  # report what the kernel could not do, with its own message
@@ -272,6 +310,223 @@ def _chunked_apply(kernel, targets, sources, values, kernel_dtype, row_chunk, co
     if split:
         out = jax.lax.complex(out[:, :f], out[:, f:])
     return out
+
+
+def _shifted_exp(e: Float[Array, "P B"]) -> tuple[Float[Array, "P B"], Float[Array, " P"]]:
+    r"""$(e^{e_{pb} - t_p}, t_p)$, $t_p = \max_b e_{pb}$: each row's largest term exactly 1.
+
+    The term at the row's argmax is set to 1 by its index, the others are
+    $e^{\min(e - t, 0)} \le 1$, for the reason `_shifted_chunked_apply` gives. A row
+    of $-\infty$ (no valid column) gives $t = 0$ and zeros but the forced 1: its
+    caller masks it.
+    """
+    top = jnp.argmax(e, axis=-1)
+    peak = jnp.take_along_axis(e, top[..., None], axis=-1)
+    peak = jnp.where(jnp.isfinite(peak), peak, jnp.zeros_like(peak))
+    k = jnp.exp(jnp.minimum(e - peak, 0))
+    k = jnp.where(jnp.arange(e.shape[-1]) == top[..., None], jnp.ones_like(k), k)
+    return k, peak[..., 0]
+
+
+def _column_blocks(sources, cc: int):
+    """Sources padded to whole blocks of `cc`: (blocks, cc, D), the valid mask and each block's offset."""
+    b = sources.shape[0]
+    n_cols = -(-b // cc)
+    src = _pad_rows(sources, cc).reshape(n_cols, cc, sources.shape[1])
+    valid = (jnp.arange(n_cols * cc) < b).reshape(n_cols, cc)
+    return src, valid, jnp.arange(n_cols) * cc
+
+
+def _shifts_chunked(gaussian, targets, sources, row_chunk, col_chunk):
+    r"""$(s_p, b_p)$: each target's largest exponent $\max_b \log k_\sigma(x_p, y_b)$ and its column."""
+    x, y = gaussian.prepare(targets), gaussian.prepare(sources)
+    exponent = gaussian.exponent_on_prepared
+    p = x.shape[0]
+    rc, cc = min(row_chunk, p), min(col_chunk, y.shape[0])
+    src, valid, offsets = _column_blocks(y, cc)
+    rows = _pad_rows(x, rc).reshape(-1, rc, x.shape[1])
+    real = jnp.finfo(x.dtype).dtype
+
+    def row_block(x_block):
+        def step(carry, col):
+            best, index = carry
+            y_block, mask, offset = col
+            e = jax.vmap(lambda a: jax.vmap(lambda b: exponent(a, b))(y_block))(x_block)
+            e = jnp.where(mask[None, :], e, -jnp.inf)
+            top = jnp.argmax(e, axis=1)
+            peak = jnp.take_along_axis(e, top[:, None], axis=1)[:, 0]
+            better = peak > best  # ties keep the lower column
+            return (jnp.where(better, peak, best), jnp.where(better, offset + top, index)), None
+
+        init = (jnp.full((rc,), -jnp.inf, real), jnp.zeros((rc,), offsets.dtype))
+        return jax.lax.scan(step, init, (src, valid, offsets))[0]
+
+    shift, nearest = jax.lax.map(row_block, rows)
+    return shift.reshape(-1)[:p], nearest.reshape(-1)[:p]
+
+
+def _shifted_chunked_apply(
+    gaussian, targets, sources, values, shift, nearest, row_chunk, col_chunk
+):
+    r"""$\sum_b e^{E(x_p, y_b) - s_p} V_b$, $E = \log k_\sigma$, $s_p$ the row's largest exponent at column $b_p$.
+
+    The term at $b_p$ is set to 1 by its index and the others are
+    $e^{\min(E - s_p, 0)} \le 1$, not $e^{E - s_p}$ alone: XLA recomputes the
+    exponents in each fusion that reads them rather than storing them, and the
+    copies (here, and in the pass that found $s_p$) can round differently, by an
+    ulp of $E$, which $1/2\sigma^2$ turns into $e^{\pm\text{huge}}$ at a narrow width
+    (measured: the largest term 0.99999999 at σ = 1e-12, 0 or inf at 1e-100).
+    Each row thus keeps a term exactly 1 (times its value). `values` (B, F).
+    """
+    targets, sources = gaussian.prepare(targets), gaussian.prepare(sources)
+    exponent = gaussian.exponent_on_prepared
+    p, b = targets.shape[0], sources.shape[0]
+    rc, cc = min(row_chunk, p), min(col_chunk, b)
+    f = values.shape[1]
+    split = jnp.issubdtype(values.dtype, jnp.complexfloating)
+    if split:  # a real kernel on complex values: one real product on [Re V, Im V]
+        values = jnp.concatenate([jnp.real(values), jnp.imag(values)], axis=1)
+    work_dtype = np.promote_types(jnp.finfo(targets.dtype).dtype, values.dtype)
+    values = values.astype(work_dtype)
+
+    src, valid, offsets = _column_blocks(sources, cc)
+    n_cols = src.shape[0]
+    vals = jnp.concatenate([values, jnp.zeros((n_cols * cc - b, values.shape[1]), work_dtype)])
+    vals = vals.reshape(n_cols, cc, values.shape[1])
+    rows = _pad_rows(targets, rc).reshape(-1, rc, targets.shape[1])
+    shifts = _pad_rows(shift.astype(work_dtype), rc).reshape(-1, rc)
+    nearest = _pad_rows(nearest, rc).reshape(-1, rc)
+
+    @jax.checkpoint
+    def tile(x_block, s_block, n_block, y_block, v_block, mask, offset):
+        e = jax.vmap(lambda x: jax.vmap(lambda y: exponent(x, y))(y_block))(x_block)
+        k = jnp.exp(jnp.minimum(e.astype(work_dtype) - s_block[:, None], 0))
+        top = (offset + jnp.arange(cc))[None, :] == n_block[:, None]
+        k = jnp.where(top, jnp.ones_like(k), k)
+        k = jnp.where(mask[None, :], k, jnp.zeros_like(k))
+        return jnp.matmul(k, v_block, precision=jax.lax.Precision.HIGHEST)
+
+    def row_block(block):
+        x_block, s_block, n_block = block
+
+        def step(acc, col):
+            return acc + tile(x_block, s_block, n_block, *col), None
+
+        acc0 = jnp.zeros((x_block.shape[0], vals.shape[2]), work_dtype)
+        return jax.lax.scan(step, acc0, (src, vals, valid, offsets))[0]
+
+    out = jax.lax.map(row_block, (rows, shifts, nearest)).reshape(-1, vals.shape[2])[:p]
+    if split:
+        out = jax.lax.complex(out[:, :f], out[:, f:])
+    return out
+
+
+@eqx.filter_jit
+def _shifts_jit(gaussian, targets, sources, row_chunk, col_chunk):
+    return _shifts_chunked(gaussian, targets, sources, row_chunk, col_chunk)
+
+
+@eqx.filter_jit
+def _shifted_apply(gaussian, targets, sources, values, shifts, row_chunk, col_chunk):
+    flat = values.reshape(values.shape[0], -1)
+    if shifts is None:
+        shifts = _shifts_chunked(gaussian, targets, sources, row_chunk, col_chunk)
+    out = _shifted_chunked_apply(gaussian, targets, sources, flat, *shifts, row_chunk, col_chunk)
+    return out.reshape((targets.shape[0],) + values.shape[1:])
+
+
+def _check_shifted(caller, gaussian, targets, sources, values, row_chunk, col_chunk):
+    row_chunk = _check_chunk(row_chunk, "row_chunk", caller)
+    col_chunk = _check_chunk(col_chunk, "col_chunk", caller)
+    if not isinstance(gaussian, FSGaussian):
+        raise ValueError(f"{caller}: the row shift is for an FSGaussian, got {gaussian!r}.")
+    _check_inputs(caller, gaussian, targets, sources, values)
+    targets, sources, values = (
+        _guard(x, name, caller)
+        for x, name in ((targets, "targets"), (sources, "sources"), (values, "values"))
+    )
+    return targets, sources, values, row_chunk, col_chunk
+
+
+def _row_shifts(
+    gaussian: "FSGaussian",
+    targets: Inexact[Array, "P D"],
+    sources: Inexact[Array, "B D"],
+    *,
+    row_chunk: int = _ROW_CHUNK,
+    col_chunk: int = _COL_CHUNK,
+    caller: str = "_row_shifts",
+) -> tuple[Float[Array, " P"], Int[Array, " P"]]:
+    r"""$(s_p, b_p)$: $s_p = \max_b \log k_\sigma(x_p, y_b)$, the largest exponent of each target's row, and its column $b_p$.
+
+    Matrix-free (memory O(`row_chunk` x `col_chunk`)); the same exponents as the
+    kernel evaluates. Depends on the points only: a flow on fixed points computes it
+    once (`PairPointKernel.prepare`) for `_row_shifted_apply`.
+    """
+    targets, sources, _, row_chunk, col_chunk = _check_shifted(
+        caller, gaussian, targets, sources, sources[:, :1], row_chunk, col_chunk
+    )
+    return _shifts_jit(gaussian, targets, sources, row_chunk, col_chunk)
+
+
+def _row_shifted_apply(
+    gaussian: "FSGaussian",
+    targets: Inexact[Array, "P D"],
+    sources: Inexact[Array, "B D"],
+    values: Inexact[Array, "B *shape"],
+    shifts: tuple | None = None,
+    *,
+    row_chunk: int = _ROW_CHUNK,
+    col_chunk: int = _COL_CHUNK,
+    caller: str = "_row_shifted_apply",
+) -> Inexact[Array, "P *shape"]:
+    r"""$e^{-s_p}(KV)_p$ for the FS Gaussian, $s_p = \max_b \log k_\sigma(x_p, y_b)$: each row shifted by its largest exponent.
+
+    The log-sum-exp form of `point_kernel_apply` for a kernel normalised row by
+    row (`PairPointKernel(FSGaussian(sigma), normalise=True)`): the factor
+    $e^{-s_p}$ cancels in $(KV)_p/(Kw)_p$, and the row's largest term is exactly
+    1, so the denominator cannot underflow to 0 (a 0/0) however narrow σ is,
+    at training rows (whose own term $e^{-\delta/2\sigma^2}$ underflows for
+    σ below about 5e-10: `FSGaussian`) and at test rows alike. `shifts`: the rows'
+    `_row_shifts` for these points, computed here if None (one more pass). Memory
+    and chunks as `point_kernel_apply`; the same checks, naming `caller`. Not
+    public: the point kernels call it.
+    """
+    targets, sources, values, row_chunk, col_chunk = _check_shifted(
+        caller, gaussian, targets, sources, values, row_chunk, col_chunk
+    )
+    if shifts is not None and any(x.shape != (targets.shape[0],) for x in shifts):
+        raise ValueError(
+            f"{caller}: the row shifts are for {shifts[0].shape[0]} targets, got "
+            f"{targets.shape[0]}."
+        )
+    if values.size == 0:
+        return jnp.zeros((targets.shape[0],) + values.shape[1:], values.dtype)
+    return _shifted_apply(gaussian, targets, sources, values, shifts, row_chunk, col_chunk)
+
+
+def _row_shifted_gram(
+    gaussian: "FSGaussian",
+    targets: Inexact[Array, "P D"],
+    sources: Inexact[Array, "B D"],
+    caller: str = "_row_shifted_gram",
+) -> Float[Array, "P B"]:
+    r"""$e^{E_{pb} - \max_{b'} E_{pb'}}$, $E = \log k_\sigma$: the FS Gaussian's matrix, each row shifted by its largest exponent.
+
+    Dense ($P \times B$ in memory); the largest entry of each row is exactly 1
+    (`_row_shifted_apply`). Checked as `point_kernel_apply`'s inputs.
+    """
+    if not isinstance(gaussian, FSGaussian):
+        raise ValueError(f"{caller}: the row shift is for an FSGaussian, got {gaussian!r}.")
+    _check_inputs(caller, gaussian, targets, sources, sources[:, :1])
+    return _shifted_gram_jit(gaussian, targets, sources)
+
+
+@eqx.filter_jit
+def _shifted_gram_jit(gaussian, targets, sources):
+    x, y = gaussian.prepare(targets), gaussian.prepare(sources)
+    e = jax.lax.map(lambda t: jax.vmap(lambda z: gaussian.exponent_on_prepared(t, z))(y), x)
+    return _shifted_exp(e)[0]
 
 
 @eqx.filter_jit

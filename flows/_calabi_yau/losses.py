@@ -24,8 +24,10 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Complex, Float
 
+from .._misc import is_traced, real_scalar
 from .sampling import PointSample
 
 # Contiguous batches of influence values in the standard error of `sigma_measure`.
@@ -69,9 +71,10 @@ def curve_metric(sample: PointSample, kappa: float = 1.0) -> Complex[Array, "N 1
     m = sample.points.shape[1] - 2
     if m != 1:
         raise ValueError(f"curve_metric: the sample is of a {m}-fold; this metric is for curves.")
-    if not (isinstance(kappa, (int, float)) and math.isfinite(kappa) and kappa > 0):
+    value = real_scalar(kappa)
+    if value is None or not math.isfinite(value) or not value > 0:
         raise ValueError(f"curve_metric: kappa must be a finite number > 0, got {kappa!r}.")
-    return (kappa * jnp.abs(sample.omega) ** 2).astype(sample.g_fs.dtype)[:, None, None]
+    return (value * jnp.abs(sample.omega) ** 2).astype(sample.g_fs.dtype)[:, None, None]
 
 
 # Losses.
@@ -103,14 +106,61 @@ def sigma_measure(
       (Hermitian positive definite); `sample.g_fs` for Fubini–Study.
 
     **Returns:** `(sigma, standard_error)`, real scalars. Jittable.
+
+    Refuses (`ValueError`, naming the first such point) a `g` that is not finite or
+    not Hermitian at some point (to $10^{-10}$ of its largest entry in float64, 1e-4 in
+    float32); under `jit` a non-finite `g` raises at run time (`eqx.error_if`; Hermitian
+    is then not checked). Positive definiteness is not required: σ is computed from
+    $\eta_a$ wherever it is finite, and where $g_a$ is not positive definite ($\eta_a \le 0$, or $\eta_a > 0$ with two
+    negative eigenvalues) the number is not the σ of a metric. That is on purpose:
+    untrained networks are reported so (an uncentred `bihomogeneous_potential` is not
+    positive definite at every point until trained; `solvers.train_potential` records
+    its σ from epoch 0, as MLGeometry-JAX does). Where `g` must be a metric, check it
+    with `check_metric_values(g, N, m)`.
     """
+    if not isinstance(sample, PointSample):
+        raise ValueError(
+            f"sigma_measure: sample must be a PointSample, got {type(sample).__name__}."
+        )
     m = sample.points.shape[1] - 2
-    if g.shape != (sample.count, m, m):
+    shape = getattr(g, "shape", None)
+    if shape != (sample.count, m, m):
         raise ValueError(
             f"sigma_measure: g must have shape ({sample.count}, {m}, {m}), one metric in local "
-            f"coordinates per point, got shape {g.shape}."
+            f"coordinates per point, got shape {shape}."
         )
+    if is_traced(g):
+        g = eqx.error_if(
+            g,
+            ~jnp.all(jnp.isfinite(g)),
+            "sigma_measure: g has a NaN or inf entry at some point.",
+        )
+    else:
+        _check_finite_hermitian("sigma_measure", g)
     return _sigma_measure(sample.omega, sample.weights, g)
+
+
+def _check_finite_hermitian(caller: str, g) -> None:
+    """`ValueError`, naming the first such point, unless every `g[a]` is finite and Hermitian.
+
+    Hermitian to $10^{-10}$ of the point's largest entry (as `check_metric_values`), or
+    $10^3$ times the dtype's epsilon where that is larger (1.2e-4 in float32).
+    """
+    g = np.asarray(g)
+    n = g.shape[0]
+    finite = np.isfinite(g).reshape(n, -1).all(axis=1)
+    if not finite.all():
+        raise ValueError(f"{caller}: g has a NaN or inf entry at point {int(np.argmin(finite))}.")
+    tolerance = max(1e-10, 1e3 * float(np.finfo(g.dtype).eps)) if n else 0.0
+    scale = np.abs(g).reshape(n, -1).max(axis=1, initial=0.0)
+    asym = np.abs(g - np.conj(np.swapaxes(g, 1, 2))).reshape(n, -1).max(axis=1, initial=0.0)
+    hermitian = asym <= tolerance * scale
+    if not hermitian.all():
+        bad = int(np.argmin(hermitian))
+        raise ValueError(
+            f"{caller}: g is not Hermitian at point {bad} (max |g - g^dagger| = {asym[bad]:.1e} "
+            f"against max |g| = {scale[bad]:.1e}); pass the metric in local coordinates."
+        )
 
 
 @jax.jit
@@ -156,19 +206,25 @@ class MongeAmpereLoss(eqx.Module):
     $|u| \le 10^{-12}$ (rounding) is taken as 0, the least-norm subgradient:
     the gradient flow of a convex non-smooth function follows it.
 
-    **Arguments:** `p` >= 1.
+    The loss is defined for any finite `h`, positive definite or not (a flow from an
+    untrained `bihomogeneous_potential`, which is not positive definite everywhere,
+    descends it); the shapes are checked: `omega` (N,), `weights` (N,), `h` (N, m, m).
+
+    **Arguments:** `p`, a finite number >= 1 (a 0-d array too; not a bool).
     """
 
     p: float = eqx.field(static=True)
 
     def __init__(self, p: float = 1.0):
-        if not (isinstance(p, (int, float)) and math.isfinite(p) and p >= 1):
+        value = real_scalar(p)
+        if value is None or not math.isfinite(value) or not value >= 1:
             raise ValueError(f"MongeAmpereLoss: p must be a finite number >= 1, got {p!r}.")
-        self.p = float(p)
+        self.p = value
 
     def __call__(
         self, omega: Complex[Array, " N"], weights: Float[Array, " N"], h: Complex[Array, "N m m"]
     ) -> Float[Array, ""]:
+        _check_loss_shapes("MongeAmpereLoss", omega, weights, h)
         eta = jnp.real(jnp.linalg.det(h)) / jnp.abs(omega) ** 2
         total = jnp.sum(weights)
         u = 1 - eta / (jnp.sum(weights * eta) / total)
@@ -178,6 +234,7 @@ class MongeAmpereLoss(eqx.Module):
         self, omega: Complex[Array, " N"], weights: Float[Array, " N"], h: Complex[Array, "N m m"]
     ) -> Complex[Array, "N m m"]:
         r"""$\partial L/\partial h_a$, Hermitian, in the inner product $\mathrm{Re}\,\mathrm{tr}(X^\dagger Y)$."""
+        _check_loss_shapes("MongeAmpereLoss.gradient", omega, weights, h)
 
         def real_loss(re, im):
             return self(omega, weights, jax.lax.complex(re, im))
@@ -191,6 +248,26 @@ class MongeAmpereLoss(eqx.Module):
         self, omega: Complex[Array, " N"], weights: Float[Array, " N"], h: Complex[Array, "N m m"]
     ) -> Complex[Array, "N m m"]:
         r"""$G_a = \frac{N}{w_a}\,\partial L/\partial h_a$: the gradient per unit of the measure."""
+        _check_loss_shapes("MongeAmpereLoss.functional_derivative", omega, weights, h)
         scale = weights.shape[0] / weights
         grad = self.gradient(omega, weights, h)
         return grad * scale.astype(grad.dtype)[:, None, None]
+
+
+def _check_loss_shapes(caller: str, omega, weights, h) -> None:
+    """`omega` (N,), `weights` (N,), `h` (N, m, m): static shapes, so checked under `jit` too."""
+    shapes = [getattr(x, "shape", None) for x in (omega, weights, h)]
+    h_shape = shapes[2]
+    n = h_shape[0] if h_shape is not None and len(h_shape) == 3 else None
+    if (
+        n is None
+        or h_shape[1] != h_shape[2]
+        or h_shape[1] < 1
+        or n < 1
+        or shapes[0] != (n,)
+        or shapes[1] != (n,)
+    ):
+        raise ValueError(
+            f"{caller}: omega, weights and h must have shapes (N,), (N,) and (N, m, m), one "
+            f"entry per point (N >= 1), got shapes {shapes[0]}, {shapes[1]} and {h_shape}."
+        )

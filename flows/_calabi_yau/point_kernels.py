@@ -26,8 +26,15 @@ import jax.numpy as jnp
 from jaxtyping import Array, Complex, Float, Int
 
 from .._kernels import ReLUNTK
-from .clustering import _nearest, cluster_blocks, cluster_points, nearest_points
-from .kernel_apply import FSGaussian, point_kernel_apply
+from .clustering import cluster_blocks, cluster_points, nearest_points
+from .kernel_apply import (
+    FSGaussian,
+    _row_shifted_apply,
+    _row_shifted_gram,
+    _row_shifts,
+    _shifted_exp,
+    point_kernel_apply,
+)
 from .sampling import PointSample
 
 
@@ -60,10 +67,56 @@ def _per_measure(weighted, weights):
     return weighted * (weights.shape[0] / weights).astype(weighted.dtype)[:, None, None]
 
 
+def _check_velocity_inputs(caller: str, train, test, weights, weighted) -> None:
+    """The shapes of `velocity`'s arguments (static, so checked under `jit` too)."""
+    shapes = [getattr(x, "shape", None) for x in (train, test, weights, weighted)]
+    train_shape, test_shape, weights_shape, weighted_shape = shapes
+    if (
+        train_shape is None
+        or len(train_shape) != 2
+        or test_shape is None
+        or len(test_shape) != 2
+        or test_shape[1] != train_shape[1]
+    ):
+        raise ValueError(
+            f"{caller}: train and test must be points (N, n + 1) and (P, n + 1) of one "
+            f"projective space, got shapes {train_shape} and {test_shape}."
+        )
+    n = train_shape[0]
+    if (
+        weights_shape != (n,)
+        or weighted_shape is None
+        or len(weighted_shape) != 3
+        or weighted_shape[0] != n
+        or weighted_shape[1] != weighted_shape[2]
+    ):
+        raise ValueError(
+            f"{caller}: weights must have shape ({n},) and weighted shape ({n}, m, m), one "
+            f"entry per training point, got shapes {weights_shape} and {weighted_shape}."
+        )
+
+
+def _check_prepared(caller: str, counts, n: int, p: int) -> None:
+    """`ValueError` unless a kernel prepared for `counts` = (N, P) points is called with (n, p)."""
+    if counts is None:
+        raise ValueError(f"{caller}: call prepare(train, test) before velocity.")
+    for name, prepared, got in (("training", counts[0], n), ("test", counts[1], p)):
+        if prepared != got:
+            raise ValueError(
+                f"{caller}: prepared for {prepared} {name} points, called with {got}; "
+                "prepare(train, test) for these points."
+            )
+
+
+def _counts(train: PointSample, test: PointSample | None) -> tuple[int, int]:
+    return train.points.shape[0], 0 if test is None else test.points.shape[0]
+
+
 class LocalPointKernel(AbstractPointKernel):
     r"""$K = \delta$: each training point moves by $-G_a$; test points do not move."""
 
     def velocity(self, train, test, weights, weighted):
+        _check_velocity_inputs("LocalPointKernel.velocity", train, test, weights, weighted)
         G = _per_measure(weighted, weights)
         return G, jnp.zeros((test.shape[0],) + G.shape[1:], G.dtype)
 
@@ -71,19 +124,24 @@ class LocalPointKernel(AbstractPointKernel):
 class NearestPointKernel(AbstractPointKernel):
     r"""The paper's "Delta kernel": local on training points; a test point takes the velocity of its nearest training point (FS distance).
 
-    `nearest` is filled in by `prepare`.
+    `nearest` (and the training and test counts it is for) is filled in by
+    `prepare`; `velocity` refuses other point counts.
     """
 
     nearest: Int[Array, " P"] | None = None
+    counts: tuple[int, int] | None = eqx.field(static=True, default=None)
 
     def prepare(self, train, test):
         if test is None:
-            return NearestPointKernel(jnp.zeros((0,), dtype=int))
-        return NearestPointKernel(nearest_points(train.points, test.points)[0])
+            return NearestPointKernel(jnp.zeros((0,), dtype=int), _counts(train, test))
+        return NearestPointKernel(
+            nearest_points(train.points, test.points)[0], _counts(train, test)
+        )
 
     def velocity(self, train, test, weights, weighted):
-        if self.nearest is None or self.nearest.shape[0] != test.shape[0]:
-            raise ValueError("NearestPointKernel: call prepare(train, test) before velocity.")
+        caller = "NearestPointKernel.velocity"
+        _check_velocity_inputs(caller, train, test, weights, weighted)
+        _check_prepared(caller, self.counts, train.shape[0], test.shape[0])
         G = _per_measure(weighted, weights)
         return G, G[self.nearest]
 
@@ -91,9 +149,13 @@ class NearestPointKernel(AbstractPointKernel):
 class ReLUPointNTK(eqx.Module):
     r"""The infinite-width ReLU NTK of a network fed the ambient coordinates: $\Theta(\phi(z), \phi(w))$.
 
-    $\phi(z) = (\mathrm{Re}\,z, \mathrm{Im}\,z) \in \mathbb{R}^{2(n+1)}$ with $z$
-    scaled to its patch (coordinate of largest modulus 1), as in the paper;
-    $\Theta$ is `ReLUNTK(depth, weight_std, bias_std)`.
+    $\phi(z) = (\mathrm{Re}\,z, \mathrm{Im}\,z) \in \mathbb{R}^{2(n+1)}$ of the
+    coordinates as given; $\Theta$ is `ReLUNTK(depth, weight_std, bias_std)`. The
+    kernel is not scale-invariant ($\Theta(\phi(\lambda z), \phi(w)) \ne
+    \Theta(\phi(z), \phi(w))$), so the points must be scaled alike: as in the paper,
+    the points of `chart_sample` and `sample_near` have their patch coordinate equal
+    to 1 (the other coordinates can exceed 1 in modulus at test points moved off
+    the training points, by up to 2% in measured samples).
     """
 
     ntk: ReLUNTK
@@ -104,48 +166,6 @@ class ReLUPointNTK(eqx.Module):
         return self.ntk.gram(x[None], y[None])[0, 0]
 
 
-class _ShiftedGaussian(eqx.Module):
-    r"""$e^{s(x)}\,k_\sigma(x, y)$, the target carrying $s(x)$ as an extra last coordinate (sources 0).
-
-    A per-row factor cancels in a normalised kernel. With
-    $s(x) = \min_b d_\mathrm{FS}(x, z_b)^2/2\sigma^2$ the nearest training point
-    contributes $e^0 = 1$, so a width far below the distance from $x$ to the
-    sample cannot underflow every term of its row to 0 (a 0/0): the row tends
-    to the nearest point's value, the narrow-width limit.
-    """
-
-    gaussian: FSGaussian
-
-    def __call__(self, x, y):
-        return jnp.exp(jnp.real(x[-1]) + self.gaussian.exponent(x[:-1], y[:-1]))
-
-    def prepare(self, points):
-        return jnp.concatenate([self.gaussian.prepare(points[:, :-1]), points[:, -1:]], axis=1)
-
-    def on_prepared(self, x, y):
-        return jnp.exp(jnp.real(x[-1]) + self.gaussian.exponent_on_prepared(x[:-1], y[:-1]))
-
-
-def _shift(gaussian: FSGaussian, distance: Float[Array, " P"]) -> Float[Array, " P"]:
-    r"""$s(x) = d^2/2\sigma^2$ of each target's nearest training distance $d$."""
-    return distance**2 / gaussian._two_sigma_squared(distance)
-
-
-def _nearest_shift(gaussian: FSGaussian, sources, targets) -> Float[Array, " P"]:
-    r"""$s(x) = \min_b d_\mathrm{FS}(x, z_b)^2/2\sigma^2$ for each target (jittable)."""
-    return _shift(gaussian, _nearest(sources, targets, min(256, targets.shape[0]))[1])
-
-
-def _shifted_points(gaussian: FSGaussian, targets, sources, shift):
-    """`_ShiftedGaussian` with its points: targets carry $s$, sources 0."""
-    zero = jnp.zeros(sources.shape[0], jnp.real(sources).dtype)
-
-    def column(points, values):
-        return jnp.concatenate([points, values.astype(points.dtype)[:, None]], axis=1)
-
-    return _ShiftedGaussian(gaussian), column(targets, shift), column(sources, zero)
-
-
 class PairPointKernel(AbstractPointKernel):
     r"""A pairwise kernel $k(z, w)$: $V(x) = \sum_b k(x, z_b)\,\frac{w_b}{N}G_b$.
 
@@ -153,10 +173,14 @@ class PairPointKernel(AbstractPointKernel):
     $\int k(x, \cdot)\, d\mu$), so that $V$ is a kernel-weighted mean of $G$ and
     a narrow kernel tends to the local one at training points and to the
     nearest-point kernel at test points (the paper's optional normalisation of
-    eq. 3.5). For the Gaussian (`FSGaussian`) each test row is computed as
-    $e^{s(x)}k$, $s(x) = \min_b d_\mathrm{FS}(x, z_b)^2/2\sigma^2$, a factor that
-    cancels: however narrow the width, the nearest training point's term is 1 and
-    the row cannot underflow to 0/0. (A training row holds its own point, term 1.)
+    eq. 3.5). For the Gaussian (`FSGaussian`) each row, training and test, is
+    computed as $e^{-s(x)}k$ with $s(x) = \max_b \log k(x, z_b)$, the largest of
+    the kernel's own exponents (a log-sum-exp shift, which cancels in the ratio;
+    `prepare` finds it once, the points being fixed): the row's largest term is
+    exactly $e^0 = 1$, so however narrow the width no row underflows to 0/0 and
+    the row tends to its nearest training point's value. (Unshifted, even a
+    training row's own term $e^{-\delta/2\sigma^2}$, $\delta \lesssim 10^{-15}$ the
+    rounding of $d^2(x, x)$, is 0 below $\sigma \approx 5\cdot10^{-10}$: `FSGaussian`.)
 
     The points are fixed during a flow, so when the kernel matrices have at
     most `max_entries` entries ($N(N + P)$) `prepare` builds them once and each
@@ -174,28 +198,50 @@ class PairPointKernel(AbstractPointKernel):
     chunk: int = eqx.field(static=True, default=512)
     max_entries: int = eqx.field(static=True, default=20_000_000)
     matrices: tuple | None = None
-    test_shift: Float[Array, " P"] | None = None
+    shifts: tuple | None = None
+    counts: tuple[int, int] | None = eqx.field(static=True, default=None)
 
     @property
     def _shifted(self) -> bool:
         return self.normalise and isinstance(self.pair, FSGaussian)
 
+    def _check_dtype(self, points, caller: str) -> None:
+        if isinstance(self.pair, FSGaussian):
+            self.pair.check_dtype(points.dtype, caller)
+
     def prepare(self, train, test):
         points = train.points
         test_points = points[:0] if test is None else test.points
-        shift = None
-        if self._shifted and test_points.shape[0] > 0:
-            shift = _nearest_shift(self.pair, points, test_points)
+        self._check_dtype(points, "PairPointKernel.prepare")
         fields = (self.pair, self.normalise, self.chunk, self.max_entries)
+        counts = _counts(train, test)
+        caller = "PairPointKernel.prepare"
         if points.shape[0] * (points.shape[0] + test_points.shape[0]) > self.max_entries:
-            return PairPointKernel(*fields, None, shift)
-        pair, targets, sources = self.pair, test_points, points
-        if shift is not None:
-            pair, targets, sources = _shifted_points(self.pair, test_points, points, shift)
-        matrices = (_gram(self.pair, points, points), _gram(pair, targets, sources))
-        return PairPointKernel(*fields, matrices, shift)
+            shifts = None
+            if self._shifted:  # each row's largest exponent, once: the points are fixed
+                shifts = (self._shifts(points, points, caller), None)
+                if test_points.shape[0]:
+                    shifts = (shifts[0], self._shifts(test_points, points, caller))
+            return PairPointKernel(*fields, None, shifts, counts)
+        if self._shifted:
+            k_train = _row_shifted_gram(self.pair, points, points, caller)
+            if test_points.shape[0]:
+                k_test = _row_shifted_gram(self.pair, test_points, points, caller)
+            else:
+                k_test = jnp.zeros((0, points.shape[0]), k_train.dtype)
+        else:
+            k_train, k_test = (
+                _gram(self.pair, points, points),
+                _gram(self.pair, test_points, points),
+            )
+        return PairPointKernel(*fields, (k_train, k_test), None, counts)
 
-    def _apply(self, pair, targets, sources, weights, weighted, matrix):
+    def _shifts(self, targets, sources, caller):
+        return _row_shifts(
+            self.pair, targets, sources, row_chunk=self.chunk, col_chunk=self.chunk, caller=caller
+        )
+
+    def _apply(self, targets, sources, weights, weighted, matrix, shifts):
         n, m = weighted.shape[0], weighted.shape[1]
         columns = [weighted.reshape(n, m * m)]
         if self.normalise:
@@ -203,44 +249,38 @@ class PairPointKernel(AbstractPointKernel):
         values = jnp.concatenate(columns, axis=1)
         if matrix is not None:
             out = matrix.astype(values.dtype) @ values
+        elif self._shifted:  # each row shifted by its largest exponent
+            out = _row_shifted_apply(
+                self.pair,
+                targets,
+                sources,
+                values,
+                shifts,
+                row_chunk=self.chunk,
+                col_chunk=self.chunk,
+                caller="PairPointKernel.velocity",
+            )
         else:
             out = point_kernel_apply(
-                pair, targets, sources, values, row_chunk=self.chunk, col_chunk=self.chunk
+                self.pair, targets, sources, values, row_chunk=self.chunk, col_chunk=self.chunk
             )
         v = out[:, : m * m].reshape(-1, m, m)
         if self.normalise:
             v = v / jnp.real(out[:, m * m]).astype(v.dtype)[:, None, None]
         return v
 
-    def _check_prepared(self, n: int, p: int):
-        counts = []
-        if self.matrices is not None:
-            counts = [
-                ("training", self.matrices[0].shape[0], n),
-                ("test", self.matrices[1].shape[0], p),
-            ]
-        elif self.test_shift is not None:
-            counts = [("test", self.test_shift.shape[0], p)]
-        for name, prepared, got in counts:
-            if prepared != got:
-                raise ValueError(
-                    f"PairPointKernel: prepared for {prepared} {name} points, called with {got}; "
-                    "prepare(train, test) for these points."
-                )
-
     def velocity(self, train, test, weights, weighted):
-        self._check_prepared(train.shape[0], test.shape[0])
+        caller = "PairPointKernel.velocity"
+        _check_velocity_inputs(caller, train, test, weights, weighted)
+        if self.counts is not None:  # prepared; a kernel never prepared takes any points
+            _check_prepared(caller, self.counts, train.shape[0], test.shape[0])
+        self._check_dtype(train, caller)
         k_train, k_test = (None, None) if self.matrices is None else self.matrices
-        v_train = self._apply(self.pair, train, train, weights, weighted, k_train)
+        s_train, s_test = (None, None) if self.shifts is None else self.shifts  # None: in the call
+        v_train = self._apply(train, train, weights, weighted, k_train, s_train)
         if test.shape[0] == 0:
             return v_train, jnp.zeros((0,) + weighted.shape[1:], weighted.dtype)
-        pair, targets, sources = self.pair, test, train
-        if self._shifted and k_test is None:  # a prepared matrix holds the shift already
-            shift = self.test_shift
-            if shift is None:  # not prepared: one more pass over the pairs
-                shift = _nearest_shift(self.pair, train, test)
-            pair, targets, sources = _shifted_points(self.pair, test, train, shift)
-        return v_train, self._apply(pair, targets, sources, weights, weighted, k_test)
+        return v_train, self._apply(test, train, weights, weighted, k_test, s_test)
 
 
 @eqx.filter_jit
@@ -256,6 +296,10 @@ class ClusteredPointKernel(AbstractPointKernel):
     clustering in FS distance); a test point joins the cluster of its nearest
     training point. Each cluster's kernel block is built densely (memory
     $N \times$ the largest cluster), as in the paper's per-cluster NTK updates.
+    A normalised Gaussian's rows are shifted by their largest exponent in the
+    cluster, as `PairPointKernel`'s (a row's cluster holds its own training point,
+    or a test point's nearest one). `prepare` records the training and test
+    counts; `velocity` refuses others.
 
     **Arguments:** `kernel` (a `PairPointKernel`), `n_clusters`, `batch_size`, `seed`.
     """
@@ -266,21 +310,18 @@ class ClusteredPointKernel(AbstractPointKernel):
     seed: int = eqx.field(static=True, default=0)
     train_blocks: tuple | None = None
     test_blocks: tuple | None = None
-    test_shift: Float[Array, " P"] | None = None
+    counts: tuple[int, int] | None = eqx.field(static=True, default=None)
 
     def prepare(self, train, test):
+        self.kernel._check_dtype(train.points, "ClusteredPointKernel.prepare")
         labels = cluster_points(
             train.points, self.n_clusters, batch_size=self.batch_size, seed=self.seed
         )
         train_blocks = tuple(jnp.asarray(a) for a in cluster_blocks(labels, self.n_clusters))
-        shift = None
         if test is None:
             test_labels = jnp.zeros((0,), dtype=int)
         else:
-            nearest, distance = nearest_points(train.points, test.points)
-            test_labels = labels[nearest]
-            if self.kernel._shifted:  # the nearest point shares the cluster: the same shift
-                shift = _shift(self.kernel.pair, distance)
+            test_labels = labels[nearest_points(train.points, test.points)[0]]
         test_blocks = tuple(jnp.asarray(a) for a in cluster_blocks(test_labels, self.n_clusters))
         return ClusteredPointKernel(
             self.kernel,
@@ -289,22 +330,28 @@ class ClusteredPointKernel(AbstractPointKernel):
             self.seed,
             train_blocks,
             test_blocks,
-            shift,
+            _counts(train, test),
         )
 
     def velocity(self, train, test, weights, weighted):
-        if self.train_blocks is None:
-            raise ValueError("ClusteredPointKernel: call prepare(train, test) before velocity.")
+        caller = "ClusteredPointKernel.velocity"
+        _check_velocity_inputs(caller, train, test, weights, weighted)
+        _check_prepared(caller, self.counts, train.shape[0], test.shape[0])
+        self.kernel._check_dtype(train, caller)
         n, m = weighted.shape[0], weighted.shape[1]
         src_index, src_mask = self.train_blocks
         values = weighted.reshape(n, m * m)
         norm = (weights / n).astype(weighted.dtype)
+        pair, shifted = self.kernel.pair, self.kernel._shifted
 
-        def apply(pair, targets, sources, index, mask):
+        def apply(targets, sources, index, mask):
             def block(t_idx, t_mask, s_idx, s_mask):
-                k = jax.vmap(lambda x: jax.vmap(lambda y: pair(x, y))(sources[s_idx]))(
-                    targets[t_idx]
-                )
+                x, y = targets[t_idx], sources[s_idx]
+                if shifted:  # each row shifted by its largest exponent in the cluster
+                    e = jax.vmap(lambda a: jax.vmap(lambda b: pair.exponent(a, b))(y))(x)
+                    k = _shifted_exp(jnp.where(s_mask[None, :], e, -jnp.inf))[0]
+                else:
+                    k = jax.vmap(lambda a: jax.vmap(lambda b: pair(a, b))(y))(x)
                 k = jnp.where(s_mask[None, :], k, jnp.zeros_like(k)).astype(weighted.dtype)
                 v = k @ values[s_idx]
                 if self.kernel.normalise:
@@ -316,18 +363,10 @@ class ClusteredPointKernel(AbstractPointKernel):
             flat = flat.at[index.reshape(-1)].add(out.reshape(-1, m * m))
             return flat.reshape(-1, m, m)
 
-        v_train = apply(self.kernel.pair, train, train, src_index, src_mask)
+        v_train = apply(train, train, src_index, src_mask)
         if test.shape[0] == 0:
             return v_train, jnp.zeros((0, m, m), weighted.dtype)
-        if self.test_shift is not None and self.test_shift.shape[0] != test.shape[0]:
-            raise ValueError(
-                f"ClusteredPointKernel: prepared for {self.test_shift.shape[0]} test points, "
-                f"called with {test.shape[0]}; prepare(train, test) for these points."
-            )
-        pair, targets, sources = self.kernel.pair, test, train
-        if self.test_shift is not None:
-            pair, targets, sources = _shifted_points(pair, test, train, self.test_shift)
-        return v_train, apply(pair, targets, sources, *self.test_blocks)
+        return v_train, apply(test, train, *self.test_blocks)
 
 
 def gaussian_point_kernel(sigma: float, *, normalise: bool = False) -> PairPointKernel:
