@@ -16,11 +16,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Complex, Float
+from jaxtyping import Array, Complex, Float, Int
 
 from .._misc import check_count, is_traced, real_scalar
 from .curvature import _inverse
-from .kernel_apply import FSGaussian, point_kernel_apply
+from .kernel_apply import FSGaussian, _row_shifted_apply, _row_shifts
 from .losses import sigma_measure
 from .sampling import PointSample
 from .spectral_basis import SpectralBasis, _batch, _check_sample
@@ -237,6 +237,7 @@ class SpectralRicciFlow(eqx.Module):
     mass: Float[Array, "P P"]
     points: Float[Array, "2 N n1"] | None
     kernel: FSGaussian | None
+    shifts: tuple[Float[Array, " N"], Int[Array, " N"]] | None
     galerkin: Float[Array, "P P"] | None
     compressed: Float[Array, "P P"] | None
     dim: int = eqx.field(static=True)
@@ -268,7 +269,7 @@ class SpectralRicciFlow(eqx.Module):
                 "and needs a width sigma > 0; without one the flow is local (leave smoothing out)."
             )
         if width is None:
-            self.kernel, self.points = None, None
+            self.kernel, self.points, self.shifts = None, None, None
         else:
             try:
                 self.kernel = FSGaussian(width)
@@ -277,6 +278,11 @@ class SpectralRicciFlow(eqx.Module):
                     f"SpectralRicciFlow: width must be None or a finite number > 0, got {width!r}."
                 ) from error
             self.points = jnp.stack([jnp.real(sample.points), jnp.imag(sample.points)])
+            # each row's largest exponent, once: the rows of S_sigma are shifted by it, so
+            # none is 0/0 however narrow the width (the point kernels' normalisation)
+            self.shifts = _row_shifts(
+                self.kernel, sample.points, sample.points, caller="SpectralRicciFlow"
+            )
         values, _, hessians = basis.evaluate(sample, max_bytes=max_bytes)
         self.dim = basis.hypersurface.dim
         self.values = values
@@ -322,8 +328,13 @@ class SpectralRicciFlow(eqx.Module):
         n = f.shape[0]
         columns = f.reshape(n, -1) * self.weights[:, None]
         points = jax.lax.complex(self.points[0], self.points[1])
-        out = point_kernel_apply(
-            self.kernel, points, points, jnp.concatenate([columns, self.weights[:, None]], axis=1)
+        out = _row_shifted_apply(
+            self.kernel,
+            points,
+            points,
+            jnp.concatenate([columns, self.weights[:, None]], axis=1),
+            self.shifts,
+            caller="SpectralRicciFlow.smooth",
         )
         return (out[:, :-1] / out[:, -1:]).reshape(f.shape)
 
