@@ -223,6 +223,11 @@ def parse_args(argv):
         parser.error(f"--curvature-k {args.curvature_k} exceeds --k-max {args.k_max}")
     if max(args.chern_points, args.ricci_points) > args.test_points:
         parser.error("--chern-points and --ricci-points must not exceed --test-points")
+    if 0 < args.chern_points <= 5:
+        parser.error(
+            "--chern-points must be 0 (skip) or more than 5: the standard error comes from "
+            "whole sampled lines of 5 points, and one line gives none"
+        )
     return args
 
 

@@ -164,6 +164,7 @@ def test_a_flow_diffrax_stops_is_reported_as_stopped():
         (["--points", "10"], "--points"),
         (["--k-max", "3", "--rate-ks", "5"], "--rate-ks"),
         (["--chern-points", "500", "--test-points", "100"], "--chern-points"),
+        (["--chern-points", "5"], "--chern-points must be 0 (skip) or more than 5"),
         (["--seed", "-1"], "--seed"),
         (["--decades", "0"], "--decades"),
         (["--decades", "1e308"], "--decades"),  # t1 = inf: an IndexError

@@ -36,14 +36,20 @@ Calabi–Yau metrics*, J. Math. Phys. 49 (2008) 032302):
 $$T(G) = \frac{N_k}{\mathrm{Vol}}\int_X \frac{s\, s^\dagger}{\rho_G}\, d\mathrm{Vol}_\Omega
 \approx N_k \sum_a \hat w_a\, \frac{s(z_a)\, s(z_a)^\dagger}{\rho_G(z_a)},$$
 
-$\hat w$ the sample's weights normalised to sum 1. A fixed point of
-$G \to T(G)^{-1}$ is the *balanced* metric: the sections $A s$ with
-$A^\dagger A = G$ are orthonormal in the $L^2$ product of the Hermitian metric
+$\hat w$ the sample's weights normalised to sum 1: $d\mathrm{Vol}_\Omega$ is the
+sample's measure (`PointSample`), $\Omega\wedge\bar\Omega$ on a Calabi–Yau
+($d = n + 1$) and $|z|^{2(d-n-1)}\,\Omega\wedge\bar\Omega$ ($z$ scaled to its patch)
+otherwise, a volume form on $X$ either way (on a hyperplane, $\mathbb{CP}^{n-1}$, the
+Fubini–Study one). A fixed point of $G \to T(G)^{-1}$ is the *balanced* metric: the
+sections $A s$ with $A^\dagger A = G$ are orthonormal in the $L^2$ product of the Hermitian metric
 $1/\rho_G$ on $\mathcal O(k)$, up to the factor $N_k$. $\mathrm{tr}(G\,T(G)) = N_k$
-for every $G$ (a check). The balanced metrics tend to the Calabi–Yau metric as
-$k \to \infty$, slowly (σ falling roughly as $1/k^2$ on the quintic; on the cubic
-curve, flat, faster than any power): the classical discrete flow to compare the
-spectral Kähler–Ricci flow with. $T$ has $N_k^2$ entries, each a Monte Carlo
+for every $G$ (a check). The balanced metrics of a volume form $\mu$ tend, as
+$k \to \infty$, to the Kähler metric of the class whose volume form is proportional
+to $\mu$ (Donaldson's $\nu$-balanced metrics, same paper): the Calabi–Yau metric for
+$\Omega\wedge\bar\Omega$, Fubini–Study at every $k$ on $\mathbb{CP}^m$ (by $U(m+1)$
+symmetry). On a Calabi–Yau they converge slowly (σ falling roughly as $1/k^2$ on the
+quintic; on the cubic curve, flat, faster than any power): the classical discrete flow
+to compare the spectral Kähler–Ricci flow with. $T$ has $N_k^2$ entries, each a Monte Carlo
 integral: the sample needs many more points than $N_k^2$, or the iteration converges
 to the balanced metric of the sample rather than of $X$ (σ far above the true one).
 """
@@ -58,7 +64,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float, Int
 
-from .._misc import check_count, is_traced
+from .._misc import check_count, is_traced, real_scalar
 from .hypersurface import Hypersurface
 from .losses import sigma_measure
 from .sampling import PointSample
@@ -66,7 +72,7 @@ from .spectral_basis import (
     _batch,
     _check_sample,
     _check_symmetry,
-    _default_max_bytes,
+    _max_bytes,
     _monomials,
 )
 
@@ -74,10 +80,24 @@ from .spectral_basis import (
 _COMPLEX_BYTES = 16
 # Relative Hermiticity tolerance of a G passed by the caller.
 _HERMITIAN_TOLERANCE = 1e-10
+# An iterate T(G) whose smallest eigenvalue is below this times its largest is singular:
+# its inverse would keep at most three significant digits. (T(I) in the independent basis
+# has the kept Gram eigenvalues, above rtol = 1e-9 of the largest by default; measured on
+# the quintic, k <= 8, above 4e-3.)
+_SINGULAR_T = 1e-13
 
 
 def section_count(hypersurface: Hypersurface, k: int) -> int:
-    r"""$h^0(X, \mathcal O(k)) = \binom{n+k}{n} - \binom{n+k-d}{n}$ (the second term 0 for $k < d$)."""
+    r"""$h^0(X, \mathcal O(k)) = \binom{n+k}{n} - \binom{n+k-d}{n}$ (the second term 0 for $k < d$).
+
+    The number of degree-$k$ sections independent on $X$ (the monomials modulo the
+    multiples of $p$); `k` an integer $\ge 0$, `ValueError` otherwise.
+    """
+    if not isinstance(hypersurface, Hypersurface):
+        raise ValueError(
+            f"section_count: expected a Hypersurface, got {type(hypersurface).__name__}."
+        )
+    k = check_count(k, "section_count: the degree k must be an integer >= 0", minimum=0)
     n = hypersurface.ambient_dim - 1
     d = hypersurface.degree
     return math.comb(n + k, n) - (math.comb(n + k - d, n) if k >= d else 0)
@@ -124,6 +144,54 @@ def _check_hermitian_positive(g: np.ndarray, caller: str) -> None:
         )
 
 
+def _check_rtol(rtol, caller: str) -> float:
+    value = real_scalar(rtol)
+    if value is None or not 0 < value < 1:
+        raise ValueError(f"{caller}: rtol must be a real number in (0, 1), got {rtol!r}.")
+    return value
+
+
+def _monomial_gram(hypersurface: Hypersurface, sample: PointSample, k: int, caller: str):
+    r"""The monomials $m_a$ (N, M) and the eigen-decomposition (ascending) of their sample Gram
+    matrix $S = \sum_a \hat w_a m_a m_a^\dagger/|z_a|^{2k}$ (module docstring)."""
+    weights = np.asarray(sample.weights)
+    if not (np.all(np.isfinite(weights)) and np.all(weights >= 0) and np.sum(weights) > 0):
+        raise ValueError(
+            f"{caller}: the sample's weights must be finite and non-negative, with a positive "
+            "sum (a PointSample from point_sample has them)."
+        )
+    m = np.asarray(AlgebraicPotential(hypersurface, k).section_values(sample.points))
+    norm = np.sum(np.abs(np.asarray(sample.points)) ** 2, axis=1) ** k
+    w = weights / np.sum(weights) / norm
+    gram = (m.T * w) @ m.conj()  # S = sum_a w_a m_a m_a^dagger
+    values, vectors = np.linalg.eigh((gram + gram.conj().T) / 2)
+    return m, values, vectors
+
+
+def _whitened(values: np.ndarray, vectors: np.ndarray, rtol: float) -> np.ndarray:
+    """The rows u^dagger over the Gram eigenvalues above `rtol` times the largest, largest first."""
+    keep = values > rtol * values[-1]
+    return vectors[:, keep][:, ::-1].conj().T
+
+
+def _check_iterate(t: np.ndarray, step: int, caller: str) -> None:
+    """`ValueError` unless T(G) is finite, with eigenvalues above _SINGULAR_T times the largest."""
+    if not np.all(np.isfinite(t)):
+        raise ValueError(
+            f"{caller}: the iteration diverged at step {step}: T(G) is not finite. The sample "
+            "spans the sections but admits no balanced metric (too few points, or too many on "
+            "a subvariety); use many more points."
+        )
+    values = np.linalg.eigvalsh(t)
+    if not values[0] > _SINGULAR_T * values[-1]:
+        raise ValueError(
+            f"{caller}: the iteration diverged at step {step}: T(G) is singular (eigenvalues "
+            f"from {values[0]:.2e} to {values[-1]:.2e}). The sample spans the sections but "
+            "admits no balanced metric (too few points, or too many on a subvariety); use many "
+            "more points."
+        )
+
+
 class AlgebraicPotential(eqx.Module):
     r"""$\phi_G = \frac1k\log(s^\dagger G s) - \log|z|^2$ on $X$, $s = B\, m$ sections of $\mathcal O(k)$.
 
@@ -141,7 +209,9 @@ class AlgebraicPotential(eqx.Module):
     - `k`: the degree, an integer $\ge 1$.
     - `G`: (N_k, N_k) Hermitian positive definite (default the identity; refused
       with "non-positive G" otherwise).
-    - `sections`: (N_k, C(n + k, n)) complex, default the identity (all monomials).
+    - `sections`: (N_k, C(n + k, n)) complex, default the identity (all monomials);
+      linearly independent, and at least $\dim X + 1$ of them (fewer cannot map $X$
+      into $\mathbb{CP}^{N_k - 1}$ by an immersion, and the metric would be degenerate).
 
     Build the independent sections with `AlgebraicPotential.independent`.
     """
@@ -183,6 +253,12 @@ class AlgebraicPotential(eqx.Module):
                         "s^H G s degenerate); build them with AlgebraicPotential.independent."
                     )
         n_sections = b.shape[0]
+        if n_sections < hypersurface.dim + 1:
+            raise ValueError(
+                f"AlgebraicPotential: {n_sections} sections map X (dimension {hypersurface.dim}) "
+                f"into CP^{n_sections - 1}, which cannot be an immersion, so the metric would "
+                f"be degenerate: at least {hypersurface.dim + 1} sections are needed."
+            )
         g = jnp.eye(n_sections, dtype=dtype) if G is None else jnp.asarray(G)
         if g.shape != (n_sections, n_sections):
             raise ValueError(
@@ -212,8 +288,9 @@ class AlgebraicPotential(eqx.Module):
         Whitening of the monomials' sample Gram matrix
         $S = \sum_a \hat w_a m_a m_a^\dagger/|z_a|^{2k} = V\Lambda V^\dagger$, keeping the
         eigenvalues $> $ `rtol` $\cdot\lambda_\max$ (module docstring): $N_k = h^0(\mathcal O(k))$
-        sections for a sample large enough. `max_bytes` bounds the memory (default the memory
-        available, `flows.available_memory`); a larger need is refused before anything is allocated.
+        sections for a sample large enough. `max_bytes` (an integer >= 1) bounds the memory
+        (default the memory available, `flows.available_memory`); a larger need is refused
+        before anything is allocated.
         """
         k = check_count(
             k, "AlgebraicPotential.independent: the degree k must be an integer >= 1", minimum=1
@@ -223,13 +300,10 @@ class AlgebraicPotential(eqx.Module):
                 "AlgebraicPotential.independent: expected a Hypersurface, got "
                 f"{type(hypersurface).__name__}."
             )
-        if not (isinstance(rtol, float | int) and 0 < rtol < 1):
-            raise ValueError(
-                f"AlgebraicPotential.independent: rtol must be a number in (0, 1), got {rtol!r}."
-            )
+        rtol = _check_rtol(rtol, "AlgebraicPotential.independent")
         _check_sample(hypersurface, sample, "AlgebraicPotential.independent")
         n_monomials = math.comb(hypersurface.ambient_dim - 1 + k, k)
-        max_bytes = _default_max_bytes() if max_bytes is None else max_bytes
+        max_bytes = _max_bytes(max_bytes, "AlgebraicPotential.independent")
         _check_memory(
             sample.count,
             n_monomials,
@@ -237,15 +311,10 @@ class AlgebraicPotential(eqx.Module):
             max_bytes,
             "AlgebraicPotential.independent",
         )
-        full = cls(hypersurface, k)
-        m = np.asarray(full.section_values(sample.points))
-        norm = np.sum(np.abs(np.asarray(sample.points)) ** 2, axis=1) ** k
-        w = np.asarray(sample.weights) / np.sum(np.asarray(sample.weights)) / norm
-        gram = (m.T * w) @ m.conj()  # S = sum_a w_a m_a m_a^dagger
-        values, vectors = np.linalg.eigh((gram + gram.conj().T) / 2)
-        keep = values > rtol * values[-1]
-        b = vectors[:, keep][:, ::-1].conj().T  # rows u^dagger, largest eigenvalue first
-        return cls(hypersurface, k, sections=b)
+        _, values, vectors = _monomial_gram(
+            hypersurface, sample, k, "AlgebraicPotential.independent"
+        )
+        return cls(hypersurface, k, sections=_whitened(values, vectors, rtol))
 
     @property
     def size(self) -> int:
@@ -293,17 +362,25 @@ class AlgebraicPotential(eqx.Module):
     def point_metric(
         self, z: Complex[Array, " n1"], jacobian: Complex[Array, "n1 m"] | None = None
     ) -> Complex[Array, "m m"]:
-        r"""$\frac1k J^\top\partial\bar\partial\log\rho_G\bar J$ at one point, in closed form (None: $J = I$)."""
+        r"""$\frac1k J^\top\partial\bar\partial\log\rho_G\bar J$ at one point, in closed form (None: $J = I$).
+
+        $\frac1k(\overline{D^\dagger G D}/\rho - u u^\dagger)$, $u = v/\rho$ (module
+        docstring), with $G$ divided by its largest entry: the metric does not see $G$'s
+        scale, and no product under- or overflows.
+        """
         z = z.astype(self.G.dtype)
         jac = jnp.eye(z.shape[0], dtype=z.dtype) if jacobian is None else jacobian.astype(z.dtype)
         m, dm = self._monomial_data(z)
         s = self.sections @ m
         d = self.sections @ dm @ jac  # (N_k, m)
-        gs = self.G @ s
+        # g does not depend on G's scale: G / max|G_ij| and v / rho keep every product in
+        # range (G = 1e300 I or 1e-300 I is I; rho^2 would under- or overflow)
+        g = self.G / jnp.max(jnp.abs(self.G)).astype(z.dtype)
+        gs = g @ s
         rho = jnp.real(jnp.vdot(s, gs)).astype(z.dtype)
-        v = d.T @ jnp.conj(gs)
-        a = jnp.conj(jnp.conj(d).T @ self.G @ d)
-        return (a / rho - v[:, None] * jnp.conj(v)[None, :] / rho**2) / self.k
+        u = d.T @ jnp.conj(gs) / rho  # v / rho
+        a = jnp.conj(jnp.conj(d).T @ g @ d) / rho
+        return (a - u[:, None] * jnp.conj(u)[None, :]) / self.k
 
     def metric(self, sample: PointSample) -> Complex[Array, "N m m"]:
         r"""The metric at every point of `sample`, in its local coordinates (closed form)."""
@@ -313,7 +390,7 @@ class AlgebraicPotential(eqx.Module):
         return _metric(self, sample.points, sample.jacobian, per_point)
 
     def eta(self, sample: PointSample) -> Float[Array, " N"]:
-        r"""$\eta = \det g/|\Omega|^2$ at `sample`."""
+        r"""$\eta = \det g/|\Omega|^2$ at `sample` ($|\Omega|^2$: the sample's measure, `PointSample`)."""
         return jnp.real(jnp.linalg.det(self.metric(sample))) / jnp.abs(sample.omega) ** 2
 
     def sigma(self, sample: PointSample) -> tuple[Float[Array, ""], Float[Array, ""]]:
@@ -414,8 +491,10 @@ def donaldson_balanced(
     r"""Donaldson's balanced metric of degree $k$: iterate $G \leftarrow T(G)^{-1}$ from $G = I$.
 
     $T(G) = N_k\sum_a \hat w_a\, s(z_a)s(z_a)^\dagger/\rho_G(z_a)$ over `sample`
-    ($\hat w$ its weights normalised to sum 1, the $\Omega$ measure; module
-    docstring). $G = I$ is Fubini–Study for $k = 1$. Stops when
+    ($\hat w$ its weights normalised to sum 1: the measure $|\Omega|^2$ of `PointSample`,
+    $\Omega\wedge\bar\Omega$ on a Calabi–Yau and $|z|^{2(d-n-1)}\Omega\wedge\bar\Omega$ off
+    it, where the balanced metrics tend to the metric with that volume form, not to a
+    Calabi–Yau one; module docstring). $G = I$ is Fubini–Study for $k = 1$. Stops when
     $\|G_{i+1} - G_i\|_F/\|G_i\|_F <$ `tol` or after `iterations` steps. The map is
     homogeneous of degree 1 ($T(cG)^{-1} = c\,T(G)^{-1}$), so $G$'s scale, which
     does not change the metric, is left as the iteration sets it.
@@ -432,19 +511,28 @@ def donaldson_balanced(
 
     **Arguments:**
 
-    - `hypersurface`, `sample`: $X$ and a `PointSample` of it (the quadrature;
-      a sample of another hypersurface is refused).
+    - `hypersurface`, `sample`: $X$ and a `PointSample` of all of it (the quadrature;
+      a sample of another hypersurface is refused). A `chart_sample` is not refused
+      (nothing in a `PointSample` records that it is one), but it covers one chart's
+      region of $X$ only, and $T$ is then that region's integral, a different balanced
+      metric.
     - `k`: the degree, an integer $\ge 1$.
     - `iterations`, `tol`: the stopping rule.
     - `symmetry`: None, `"phases"` or `"fermat"`.
-    - `rtol`, `independent`: with `independent=True` (default) the sections are the
+    - `rtol`, `independent`: `rtol` in (0, 1), the relative cut of the sample Gram
+      matrix's eigenvalues; with `independent=True` (default) the sections are the
       basis independent on $X$ (`AlgebraicPotential.independent`, cut `rtol`); with
       False all monomials (singular $T$ for $k \ge d$: refused).
-    - `max_bytes`: refuse (naming the estimate) when the section values and their
-      products would need more (default the memory available, `flows.available_memory`).
+    - `max_bytes`: an integer >= 1; refuse (naming the estimate) when the section values
+      and their products would need more (default the memory available,
+      `flows.available_memory`).
 
-    A sample whose points span fewer than $h^0(\mathcal O(k))$ sections (`section_count`)
-    is refused by name: it is far too small for $T$.
+    A sample whose points span fewer than $h^0(X, \mathcal O(k)) = \binom{n+k}{n} -
+    \binom{n+k-d}{n}$ sections (the degree-$k$ sections independent on $X$; the Gram
+    eigenvalues above `rtol`) is refused by name, on either path: it is far too small for
+    $T$. Each iterate $T(G)$ is checked (finite, condition number below $10^{13}$); a
+    sample that spans the sections but admits no balanced metric (too few points, or too
+    many on a subvariety) is refused as "the iteration diverged".
 
     **Returns:** a `BalancedResult`. Not jittable (a Python loop of jitted steps).
     """
@@ -453,11 +541,14 @@ def donaldson_balanced(
     if not isinstance(hypersurface, Hypersurface):
         raise ValueError(f"{caller}: expected a Hypersurface, got {type(hypersurface).__name__}.")
     iterations = check_count(iterations, f"{caller}: iterations must be an integer >= 1", minimum=1)
-    if not (isinstance(tol, float | int) and tol > 0 and math.isfinite(tol)):
-        raise ValueError(f"{caller}: tol must be a finite number > 0, got {tol!r}.")
+    tol_value = real_scalar(tol)
+    if tol_value is None or not (tol_value > 0 and math.isfinite(tol_value)):
+        raise ValueError(f"{caller}: tol must be a finite real number > 0, got {tol!r}.")
+    tol = tol_value
+    rtol = _check_rtol(rtol, caller)
     _check_symmetry(hypersurface, symmetry, caller)
     _check_sample(hypersurface, sample, caller)
-    max_bytes = _default_max_bytes() if max_bytes is None else max_bytes
+    max_bytes = _max_bytes(max_bytes, caller)
     n_monomials = math.comb(hypersurface.ambient_dim - 1 + k, k)
     group = (
         math.factorial(hypersurface.ambient_dim) if symmetry == "fermat" else 1 if symmetry else 0
@@ -470,24 +561,26 @@ def donaldson_balanced(
             "T(G) is singular; use independent=True."
         )
     start = time.perf_counter()
-    if independent:
-        potential = AlgebraicPotential.independent(
-            hypersurface, sample, k, rtol=rtol, max_bytes=max_bytes
+    # the span check, on both paths: the rank of the monomials' sample Gram matrix
+    m, values, vectors = _monomial_gram(hypersurface, sample, k, caller)
+    spanned = int(np.sum(values > rtol * values[-1]))
+    expected = section_count(hypersurface, k)
+    if spanned < expected:
+        raise ValueError(
+            f"{caller}: the sample's {sample.count} points span only {spanned} of the "
+            f"{expected} sections of O({k}) on X: far too few for T ({expected}^2 entries); "
+            "use many more points."
         )
-        expected = section_count(hypersurface, k)
-        if potential.size < expected:
-            raise ValueError(
-                f"{caller}: the sample's {sample.count} points span {potential.size} of the "
-                f"{expected} sections of O({k}): far too few for T ({expected}^2 entries); use "
-                "many more points."
-            )
+    if independent:
+        potential = AlgebraicPotential(hypersurface, k, sections=_whitened(values, vectors, rtol))
     else:
         potential = AlgebraicPotential(hypersurface, k)
     b = potential.sections
     n_sections = potential.size
+    m = jnp.asarray(m)
+    s = m @ b.T if independent else m  # the section values, (N, N_k)
     w = sample.weights / jnp.sum(sample.weights)
     if symmetry is None:
-        s = potential.section_values(sample.points)
 
         def t_operator(g):
             return _t_operator(s, w, g)[0]
@@ -497,8 +590,6 @@ def donaldson_balanced(
         )
         mask = jnp.asarray(mask)
         perms = None if perms is None else jnp.asarray(perms)
-        m = AlgebraicPotential(hypersurface, k).section_values(sample.points)
-        s = m @ b.T
 
         def t_operator(g):
             c = (w / _rho(s, g)).astype(m.dtype)
@@ -508,15 +599,16 @@ def donaldson_balanced(
 
     g = potential.G
     residuals = []
-    for _ in range(iterations):
-        new = jnp.linalg.inv(t_operator(g))
+    for step in range(1, iterations + 1):
+        t = t_operator(g)
+        _check_iterate(np.asarray(t), step, caller)
+        new = jnp.linalg.inv(t)
         new = (new + jnp.conj(new).T) / 2
         residual = float(jnp.linalg.norm(new - g) / jnp.linalg.norm(g))
         g = new
         residuals.append(residual)
-        if not math.isfinite(residual) or residual < tol:
+        if residual < tol:
             break
-    _check_hermitian_positive(np.asarray(g), caller)
     potential = AlgebraicPotential(hypersurface, k, g, b)
     return BalancedResult(
         potential,

@@ -42,11 +42,20 @@ times more). Monte Carlo cost: docs/quintic.md ("Chern integrals: cost").
   $\mathrm{Vol}_\mathrm{FS} = \int_X\omega_\mathrm{FS}^m/m! = d(2\pi)^m/m!$
   ($\omega_\mathrm{FS} = i\partial\bar\partial\log|z|^2$); equivalently
   $\mathrm{Vol}_\Omega\langle\alpha/|\Omega|^2\rangle_w$ in the $\Omega$ measure. The
-  standard error is from 100 contiguous batches of the per-point terms (fewer if
-  $N < 100$), so the $d$ correlated points of one sampled line share a batch:
-  $\mathrm{se}^2 = \sum_b(\sum_{a\in b}(x_a - \bar x))^2/N^2$.
+  sample must cover all of $X$: a `chart_sample` (one chart's region) is not refused,
+  since nothing in a `PointSample` records it, but its averages are the region's, scaled
+  as if they were $X$'s.
+- **Standard error**: `sample_points` returns the $d$ points of each sampled line
+  consecutively, and they are correlated; the per-point terms are cut into $B$ =
+  min(100, $L$) batches of whole lines ($L = \lceil N/d\rceil$ lines, line $l$ in batch
+  $\lfloor lB/L\rfloor$), independent of each other, and
+  $\mathrm{se}^2 = \frac{B}{B-1}\sum_b\big(\sum_{a\in b}(x_a - \bar x)\big)^2/N^2$
+  (unbiased for batches of equal size). So $N > d$ is needed (two lines). Points in
+  another order (a `subsample`, or after `point_sample` dropped one) are still batched
+  $d$ at a time, consecutively.
 """
 
+import functools
 import itertools
 import math
 
@@ -56,11 +65,16 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float
 
+from .._misc import is_traced
 from .curvature import _chart_metric, _check, _inverse, _polynomial
 from .hypersurface import Hypersurface
 from .sampling import PointSample
+from .spectral_basis import _check_sample
 
 _BATCHES = 100
+# A metric whose smallest eigenvalue at a point is below this times Fubini–Study's largest
+# there is degenerate: refused (g = 0 from phi = -log|z|^2 comes out at ~1e-16).
+_DEGENERATE = 1e-10
 # points per compiled chunk of the fourth-derivative computation (bounds its memory)
 _CHUNK = 256
 
@@ -147,9 +161,18 @@ def chern_curvature(
     through the chart, computed in chunks of 256 points; a potential with an
     `ambient_hessian(z)` method ($\partial_a\partial_{\bar b}\phi$ in the ambient coordinates,
     in closed form, as `SpectralPotential` has) is differentiated twice less.
+
+    Refused (`ValueError`): a sample of another hypersurface (its points' residual
+    $|p(z)|$, as `donaldson_balanced` checks), a `potential` that is not callable, and,
+    outside a trace, a metric that is not finite or not positive definite at some point,
+    or a curvature that is not finite (naming the first such point).
     """
-    _check("chern_curvature", hypersurface, sample)
-    return _chern_curvature(
+    _check_inputs("chern_curvature", hypersurface, sample, potential)
+    return _checked_curvature("chern_curvature", hypersurface, sample, potential)
+
+
+def _checked_curvature(caller: str, hypersurface, sample, potential):
+    g, theta = _chern_curvature(
         _polynomial(hypersurface),
         hypersurface.coefficients,
         sample.points,
@@ -157,6 +180,52 @@ def chern_curvature(
         sample.eliminated,
         potential,
     )
+    _check_metric(caller, g, theta, sample.g_fs)
+    return g, theta
+
+
+def _check_inputs(caller: str, hypersurface, sample, potential) -> None:
+    _check(caller, hypersurface, sample)
+    _check_sample(hypersurface, sample, caller)
+    if potential is not None and not callable(potential):
+        raise ValueError(
+            f"{caller}: potential must be None (Fubini–Study) or a callable phi(z) (a "
+            f"KahlerPotential, SpectralPotential, AlgebraicPotential or a function), got "
+            f"{potential!r}."
+        )
+
+
+def _check_metric(caller: str, g, theta, g_fs) -> None:
+    """`ValueError` naming the first point where g is not finite or not positive definite
+    (smallest eigenvalue <= _DEGENERATE times g_FS's largest), or Θ is not finite."""
+    if is_traced(g) or is_traced(theta) or is_traced(g_fs):
+        return  # inside jit: the values cannot be checked
+    g, theta = np.asarray(g), np.asarray(theta)
+    count = g.shape[0]
+    finite = np.all(np.isfinite(g), axis=(1, 2))
+    bad = np.flatnonzero(~finite)
+    if bad.size:
+        raise ValueError(
+            f"{caller}: the metric of `potential` is not finite at {bad.size} of {count} points "
+            f"(first: point {bad[0]}); the potential must be finite and smooth on X."
+        )
+    lowest = np.linalg.eigvalsh((g + np.conj(np.swapaxes(g, 1, 2))) / 2)[:, 0]
+    scale = np.linalg.eigvalsh(np.asarray(g_fs))[:, -1]
+    bad = np.flatnonzero(~(lowest > _DEGENERATE * scale))
+    if bad.size:
+        raise ValueError(
+            f"{caller}: the metric of `potential` is not positive definite at {bad.size} of "
+            f"{count} points (first: point {bad[0]}, smallest eigenvalue {lowest[bad[0]]:.2e}, "
+            f"Fubini–Study's largest there {scale[bad[0]]:.2e}); g = g_FS + ∂∂̄phi must be a "
+            "Kähler metric."
+        )
+    bad = np.flatnonzero(~np.all(np.isfinite(theta), axis=(1, 2, 3, 4)))
+    if bad.size:
+        raise ValueError(
+            f"{caller}: the curvature of `potential` is not finite at {bad.size} of {count} "
+            f"points (first: point {bad[0]}); the potential must be smooth on X (four "
+            "derivatives)."
+        )
 
 
 def _fs_curvature(hypersurface: Hypersurface, sample: PointSample):
@@ -266,14 +335,20 @@ def chern_densities(
     Column $k$ is $a_k$ in $c_k\wedge J^{m-k} = a_k\,\mathrm{vol}_0$,
     $\mathrm{vol}_0 = \prod_l(i\,dw^l\wedge d\bar w^l)$ (module docstring); column 0
     is $J^m = m!\det(g/2\pi)\,\mathrm{vol}_0$. Divide by $m!\det(g/2\pi)$ for the
-    densities against $J^m$. `g`, `theta` from `chern_curvature`.
+    densities against $J^m$. `g`, `theta` from `chern_curvature` (array-likes; both
+    cast to one complex dtype).
     """
-    if g.ndim != 3 or theta.shape != g.shape + g.shape[-2:]:
+    g, theta = jnp.asarray(g), jnp.asarray(theta)
+    if g.ndim != 3 or g.shape[1] != g.shape[2] or theta.shape != g.shape + g.shape[-2:]:
         raise ValueError(
             f"chern_densities: g must be (N, m, m) and theta (N, m, m, m, m), got shapes "
             f"{g.shape} and {theta.shape}."
         )
-    return _densities(g, theta)
+    # NumPy's promotion (JAX's may be strict), to the widest complex dtype JAX allows
+    dtype = jax.dtypes.canonicalize_dtype(
+        np.promote_types(np.promote_types(g.dtype, theta.dtype), np.complex64)
+    )
+    return _densities(g.astype(dtype), theta.astype(dtype))
 
 
 class ChernIntegrals(eqx.Module):
@@ -283,7 +358,8 @@ class ChernIntegrals(eqx.Module):
     ($[J] = H$; module docstring). Entry $k$ of `numbers` is $\int_X c_k\wedge J^{m-k}$:
     on a threefold $(J^3, c_1\cdot J^2, c_2\cdot J, \chi)$, on a surface
     $(J^2, c_1\cdot J, \chi)$, on a curve $(\int J, \chi)$. `errors`: the standard
-    errors (batched, module docstring). `count`: the number of points.
+    errors (batches of whole sampled lines, module docstring). `count`: the number of
+    points.
     """
 
     numbers: Float[Array, " m1"]
@@ -301,14 +377,30 @@ class ChernIntegrals(eqx.Module):
         return self.errors[-1]
 
 
-@jax.jit
-def _mean_and_error(terms):
+def _batch_count(count: int, degree: int) -> int:
+    """B = min(100, L), L = ceil(count / degree) the sampled lines (module docstring)."""
+    return min(_BATCHES, -(-count // degree))
+
+
+@functools.partial(jax.jit, static_argnames="degree")
+def _mean_and_error(terms, degree: int):
+    r"""The mean of `terms` (N, ...) over its first axis and its standard error.
+
+    From batches of whole lines of `degree` consecutive points:
+    $\mathrm{se}^2 = \frac{B}{B-1}\sum_b S_b^2/N^2$ (module docstring).
+    """
     count = terms.shape[0]
+    lines = -(-count // degree)
+    batches = _batch_count(count, degree)
+    if batches < 2:
+        raise ValueError(
+            f"_mean_and_error: {count} points of lines of {degree} are one line; a standard "
+            "error needs two."
+        )
     mean = jnp.mean(terms, axis=0)
-    batches = min(_BATCHES, count)
-    batch = (jnp.arange(count) * batches) // count
+    batch = (jnp.arange(count) // degree * batches) // lines
     sums = jax.ops.segment_sum(terms - mean, batch, num_segments=batches)
-    return mean, jnp.sqrt(jnp.sum(sums**2, axis=0)) / count
+    return mean, jnp.sqrt(batches / (batches - 1) * jnp.sum(sums**2, axis=0)) / count
 
 
 def chern_integrals(
@@ -325,12 +417,22 @@ def chern_integrals(
 
     Monte Carlo over `sample` (module docstring): per-point terms
     $x_a = \mathrm{Vol}_\mathrm{FS}\,w_aV_r\,a_a/|\Omega_a|^2$, the mean and a standard
-    error from 100 contiguous batches. The sample must be drawn by the Fubini–Study
-    volume form over all of $X$ (`sample_points`, `point_sample`; not a `chart_sample`).
+    error from up to 100 batches of whole sampled lines ($d$ consecutive points), with
+    the factor $B/(B - 1)$. The sample must be drawn by the Fubini–Study volume form over
+    all of $X$, in `sample_points`' order (`sample_points`, `point_sample`); a
+    `chart_sample` is not refused (nothing marks it) but gives its region's integrals
+    scaled as if over $X$, wrong. Refused: fewer than $d + 1$ points (one line gives no
+    standard error), and what `chern_curvature` refuses.
     """
-    _check("chern_integrals", hypersurface, sample)
-    g, theta = chern_curvature(hypersurface, sample, potential)
-    mean, error = _mean_and_error(_terms(hypersurface, sample, g, theta))
+    caller = "chern_integrals"
+    _check_inputs(caller, hypersurface, sample, potential)
+    if _batch_count(sample.count, hypersurface.degree) < 2:
+        raise ValueError(
+            f"{caller}: the standard error needs points of at least two sampled lines, "
+            f"N > d = {hypersurface.degree}, got N = {sample.count}."
+        )
+    g, theta = _checked_curvature(caller, hypersurface, sample, potential)
+    mean, error = _mean_and_error(_terms(hypersurface, sample, g, theta), hypersurface.degree)
     return ChernIntegrals(mean, error, sample.count)
 
 

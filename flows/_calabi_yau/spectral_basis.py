@@ -231,8 +231,8 @@ def _check_sample(hypersurface: Hypersurface, sample, caller: str) -> None:
     if sample.points.shape[1] != hypersurface.ambient_dim:
         raise ValueError(
             f"{caller}: the sample's points have {sample.points.shape[1]} coordinates but the "
-            f"basis is on a hypersurface in CP^{hypersurface.ambient_dim - 1}: a sample of "
-            "another hypersurface."
+            f"hypersurface is in CP^{hypersurface.ambient_dim - 1}: a sample of another "
+            "hypersurface."
         )
     if is_traced(sample.points):
         return  # inside jit: the values cannot be checked
@@ -247,7 +247,7 @@ def _check_sample(hypersurface: Hypersurface, sample, caller: str) -> None:
         residual = np.abs(np.asarray(hypersurface.polynomial(z))) / scale
     if np.max(residual) > _OFF_SURFACE:
         raise ValueError(
-            f"{caller}: the sample's points are not on the basis's hypersurface (relative "
+            f"{caller}: the sample's points are not on the hypersurface (relative "
             f"residual |p(z)| up to {np.max(residual):.1e}): a sample of another hypersurface."
         )
 

@@ -66,7 +66,7 @@ def _laplacian_matrices(potential: SpectralPotential, points, jacobian, omega, w
 
 
 def _mass(weights, det, omega):
-    """$\mu_a$: dVol_g / (the points' FS density) = det g / det g_FS = w |Omega|^2-normalised eta, normalised."""
+    r"""$\mu_a$: dVol_g / (the points' FS density) = det g / det g_FS = w |Omega|^2-normalised eta, normalised."""
     mass = weights * det / jnp.abs(omega) ** 2
     return mass / jnp.sum(mass)
 
