@@ -2,12 +2,14 @@
 
 Times are medians of repeats after a warm-up call (compilation excluded); peak memory is
 read from outside the measured process (`os.wait4`), and XLA's compiled memory analysis
-is the check beside it.
+is the check beside it. A measured process that fails (killed for memory, say) is a
+`ChildFailed`, an `OSError`: `solvers.run_program` reports it as one line, exit status 1.
 """
 
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -54,19 +56,62 @@ _RSS_WRAPPER = (
 )
 
 
-def peak_rss(command: list[str], timeout: float | None = None) -> tuple[str, int]:
-    """Run `command`; its output and its peak resident memory in bytes (Linux, macOS)."""
-    result = subprocess.run(
-        [sys.executable, "-c", _RSS_WRAPPER, *command],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+class ChildFailed(OSError):
+    """A measured child process (`peak_rss`) that failed or timed out: its name, how it ended and
+    the last line it wrote on stderr. An `OSError`, so a program run by `solvers.run_program`
+    ends with this one line and exit status 1, not a traceback."""
+
+
+def _ending(code: int) -> str:
+    """How a process with exit code `code` (`os.waitstatus_to_exitcode`: -N for signal N) ended."""
+    if code >= 0:
+        return f"exit status {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    memory = ", as the out-of-memory killer does" if -code == signal.SIGKILL else ""
+    return f"killed by {name}{memory}"
+
+
+def _last_line(text: str, limit: int = 300) -> str:
+    """The last non-blank line of `text`, at most `limit` characters ('' if none)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return lines[-1] if len(lines[-1]) <= limit else lines[-1][: limit - 3] + "..."
+
+
+def peak_rss(
+    command: list[str], timeout: float | None = None, name: str | None = None
+) -> tuple[str, int]:
+    """Run `command`; its output and its peak resident memory in bytes (Linux, macOS).
+
+    `ChildFailed` (naming it `name`, by default its executable) if it exits with a non-zero
+    status, is killed (by the out-of-memory killer, say) or runs past `timeout` seconds.
+    """
+    what = name or f"the child process {command[0]!r}"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", _RSS_WRAPPER, *command],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise ChildFailed(f"{what} did not finish within {timeout:g} s.") from None
     lines = result.stdout.strip().splitlines()
-    report = json.loads(lines[-1]) if lines else {"exit": result.returncode}
+    try:
+        report = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        report = None
+    if not (isinstance(report, dict) and {"exit", "maxrss"} <= report.keys()):
+        report = {"exit": result.returncode or 1, "maxrss": None}  # the wrapper itself failed
     output = "\n".join(lines[:-1])
     if result.returncode != 0 or report["exit"] != 0:
-        raise RuntimeError(f"{command[:3]} failed:\n{output}\n{result.stderr}")
+        code = report["exit"] if report["exit"] != 0 else result.returncode
+        last = _last_line(result.stderr)
+        raise ChildFailed(f"{what} failed ({_ending(code)})" + (f": {last}" if last else "."))
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KB on Linux
     return output, report["maxrss"] * scale
 

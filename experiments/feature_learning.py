@@ -13,8 +13,10 @@ width $n$, MLGeometry's architecture, started near Fubini–Study by
 initialisation, `--bihomogeneous-init mlgeometry`, starts between 1 and 55 for one
 layer) is trained twice from the same
 $\theta_0$, with the same optimiser (`--optimizer`: Adam, the default, or SGD),
-learning rate schedule (`--lr` for `--lr-constant` epochs, then halved every
-`--lr-halving` epochs), minibatch order and data, on the σ loss
+learning rate schedule (`--lr` for `--lr-constant` epochs, then a continuous
+exponential decay with a half-life of `--lr-halving` epochs: `optax.exponential_decay`,
+not a staircase, so the rate halves over each `--lr-halving` epochs, step by step),
+minibatch order and data, on the σ loss
 (`flows.MongeAmpereLoss(1.0)`):
 
 - `evolving`: the network itself (its tangent kernel moves);
@@ -72,11 +74,13 @@ predicts drift $\propto n^{-1/2}$ in Frobenius norm (Lee et al. 2019; the
 per-entry rate of change is $O(1/n)$, Dyer and Gur-Ari 2019); these networks are
 initialised by Equinox (weights and biases uniform in $\pm1/\sqrt{\text{fan-in}}$);
 their $\Theta_0$ has a nearly width-independent scale (`kernel_scale`, the mean
-diagonal on the probe set, recorded per run: 1.1 to 1.35 for the MLP at widths
-8 to 128), so SGD at a fixed rate follows a width-independent function-space
+diagonal on the probe set, recorded per run: 1.10 to 1.34 over the runs of the
+MLP at widths 8 to 128 at the defaults, 1.17 to 1.30 as means over seeds at each
+width), so SGD at a fixed rate follows a width-independent function-space
 time scale, as in the NTK parametrisation. Adam's per-parameter step does not
 shrink with width, so under Adam the prediction need not hold. The program
-states whether −1/2 and −1 lie in the measured interval, and ends by printing
+states whether −1/2 and −1 lie in the measured interval (and, where 0 lies in it
+too, that it cannot tell them from no dependence on width), and ends by printing
 what the numbers say: whether the frozen network generalises worse (the paired
 gap's interval over seeds above zero, at which widths), whether the drift and
 the distance fall or grow with width and whether the gap closes (a trend
@@ -87,13 +91,19 @@ Output in --out: feature_learning.json (`runs`: every run; `pairs`: the
 evolving–frozen distance per (architecture, width, seed); `summary`: per
 architecture the per-width statistics, `fits` (with the local slopes between
 consecutive widths) and `verdict`, the lines printed at the end; the settings,
-`seconds` and `machine`) and feature_learning.png (test σ against width for
+`seconds` and `machine`; written with `complete` false after every (architecture,
+width, seed), with the runs and pairs so far, so that a later failure keeps them,
+and with `complete` true at the end) and feature_learning.png (test σ against width for
 both regimes, and the drift against width with its fit), and
 feature_learning_distance.png (the evolving–frozen metric distance against
 width with its fit); each fit's legend gives both 95% intervals of its exponent
 (over seeds and pooled) and the trend the verdict reads from them.
 
-Flags that would change nothing are refused: `--widths` and `--depth` where no
+Before any work, a width whose run cannot fit in the memory available is refused
+with the estimate (`check_memory`: a lower bound, the probe set's Jacobian beside two
+copies of the parameters, or the six copies training holds if more: 8 bytes ×
+parameters × max(`--probe` + 2, 6)). Flags that
+would change nothing are refused: `--widths` and `--depth` where no
 MLP is trained (`--architecture bihomogeneous`), the `--bihomogeneous-*` flags
 where no bihomogeneous network is (`--architecture mlp`, the default),
 `--bihomogeneous-noise` with `--bihomogeneous-init mlgeometry`, and
@@ -116,8 +126,8 @@ and grows, +0.024 per doubling [0.015, 0.034]; the evolving kernel drift is
 every frozen drift is exactly 0.
 
 At the defaults (MLP widths 8, 16, 32, 64, 128; 3 seeds; 1500 training, 1000
-test and 100 probe points; 50 epochs of batch 100, Adam at 0.01, halved every
-10 epochs after the 10th; 8 min 51 s wall on the same shared machine, load
+test and 100 probe points; 50 epochs of batch 100, Adam at 0.01 for 10 epochs,
+then decaying with a half-life of 10 epochs; 8 min 51 s wall on the same shared machine, load
 average 5 to 9): test σ from 0.365 (Fubini–Study) to 0.062, 0.059, 0.041,
 0.038, 0.023 (evolving) and 0.350, 0.336, 0.307, 0.265, 0.202 (frozen), standard
 errors over seeds ≤ 0.014; training σ 0.051 → 0.013 (evolving) and 0.342 →
@@ -132,8 +142,8 @@ distance D falls, 0.26 → 0.16, exponent −0.18 [−0.24, −0.13]. The gap cl
 although the drift does not fall: the frozen network's features at θ₀ fit
 better with width. With `--small --optimizer sgd` (SGD at 3; 76 s) the drift
 0.29 … 0.44 has exponent +0.13 [−0.15, 0.42]: no n^(−1/2) at these widths
-either. $\Theta_0$'s mean diagonal is 1.10 to 1.34 at every width; every frozen
-drift is exactly 0.
+either. $\Theta_0$'s mean diagonal is 1.10 to 1.34 over the runs (its means
+over seeds 1.17 to 1.30, rising with width); every frozen drift is exactly 0.
 
 The bihomogeneous network (`--architecture bihomogeneous`: one squaring layer,
 widths 4, 8, 16, 32, 64; the same 3 seeds, points, epochs and Adam; 2 min 11 s
@@ -149,7 +159,8 @@ slopes). 0.188 of its mean 0.195 is already in training σ: as for the MLP, the
 frozen network mostly fails to fit. The evolving kernel drift 0.19 → 0.28 grows,
 exponent +0.12 [0.06, 0.19] over seeds ([0.07, 0.18] pooled), not −1/2; the
 evolving–frozen distance 0.21 → 0.18 falls, exponent −0.057 [−0.090, −0.025].
-$\Theta_0$'s mean diagonal is 1.10 to 1.23; every frozen drift is exactly 0.
+$\Theta_0$'s mean diagonal is 1.10 to 1.23 over the runs (its means over seeds
+1.23 at width 4 falling to 1.10 at 64); every frozen drift is exactly 0.
 
 Usage: python experiments/feature_learning.py --out DIR [--small] [--architecture {mlp,bihomogeneous,both}] [--widths N ...] [--seeds S] [--seed S]
 """
@@ -280,10 +291,20 @@ def parse_args(argv):
     )
     add("--seeds", type=integer(2), default=None, help="seeds per (width, regime)")
     add("--points", type=positive_int, default=None, help="training points per seed")
-    add("--test-points", type=positive_int, default=None, help="held-out test points per seed")
+    add(
+        "--test-points",
+        type=integer(2),
+        default=None,
+        help="held-out test points per seed (>= 2: sigma of one point is 0)",
+    )
     add("--probe", type=positive_int, default=None, help="probe points of the kernel drift")
     add("--epochs", type=positive_int, default=None, help="training epochs")
-    add("--batch", type=positive_int, default=None, help="minibatch size")
+    add(
+        "--batch",
+        type=integer(2),
+        default=None,
+        help="minibatch size (>= 2: the sigma loss of one point is 0, nothing would train)",
+    )
     add(
         "--optimizer",
         choices=("adam", "sgd"),
@@ -301,7 +322,8 @@ def parse_args(argv):
         "--lr-halving",
         type=positive_int,
         default=None,
-        help="epochs per halving of the rate (default 10)",
+        help="half-life of the rate's decay after --lr-constant, in epochs (a continuous "
+        "exponential decay; default 10)",
     )
     add("--small", action="store_true", help="a run of a few minutes (the sizes of SIZES['small'])")
     add("--seed", type=seed, default=0, help="the first seed (seeds seed, seed + 1, ...)")
@@ -347,6 +369,41 @@ def parse_args(argv):
             parser.error(f"{_flag(flag)} needs at least {MIN_WIDTHS} distinct widths, got {widths}")
         setattr(args, flag, sorted(widths))
     return args
+
+
+def parameter_count(architecture: str, width: int, args) -> int:
+    """The trained parameters of `make_potential(architecture, width, ...)`, in closed form
+    (no network is built: a width too large to build is still counted).
+
+    The MLP (`eqx.nn.MLP` of the 25 bihomogeneous features of CP^4, `--depth` hidden layers,
+    biases): 25w + w, (depth - 1)(w^2 + w), w + 1. The bihomogeneous network (no biases):
+    25w, (layers - 1) w^2, w.
+    """
+    features = 25  # (n + 1)^2 bihomogeneous features of CP^4
+    if architecture == "mlp":
+        return (features + 1) * width + (args.depth - 1) * (width + 1) * width + width + 1
+    return features * width + (args.bihomogeneous_layers - 1) * width * width + width
+
+
+def check_memory(args, architectures) -> None:
+    """Refuse, before any work, a width whose run cannot fit in the memory available.
+
+    The estimate is a lower bound: the tangent kernel on the probe set holds its Jacobian,
+    `--probe` rows of the parameters' length, beside the parameters at θ₀ and at the end
+    (training holds about 6 such copies: parameters, θ₀, Adam's two moments, the gradient
+    and the update), 8 bytes each in float64. Activations and the data are left out.
+    """
+    ladders = {"mlp": args.widths, "bihomogeneous": args.bihomogeneous_widths}
+    for architecture in architectures:
+        width = max(ladders[architecture])
+        count = parameter_count(architecture, width, args)
+        copies = max(args.probe + 2, 6)
+        flows.check_memory(
+            8 * count * copies,
+            f"{architecture} width {width} ({count:.3g} parameters; at least {copies} float64 "
+            "copies of them: the probe set's Jacobian and the parameters)",
+            "Choose smaller widths (or fewer --probe points).",
+        )
 
 
 def _flag(name: str) -> str:
@@ -511,19 +568,25 @@ def verdict(summary: dict) -> list[str]:
     drift = summary["fits"]["drift"]
     direction = TREND_WORDS[_trend(drift)]
     inside = [e for e in NTK_EXPONENTS if drift["interval"][0] <= e <= drift["interval"][1]]
+    if inside and _sign(drift["interval"]) == 0:  # 0 (no dependence on width) inside as well
+        held = (
+            f"both NTK exponents {list(NTK_EXPONENTS)}"
+            if len(inside) == len(NTK_EXPONENTS)
+            else f"NTK exponent {inside[0]}"
+        )
+        reading = (
+            f"the interval over seeds holds {held} and 0 (no dependence on width): too wide to "
+            "tell them apart; more seeds or widths would"
+        )
+    elif inside:
+        reading = f"consistent with NTK exponent(s) {inside} (0 lies outside the interval)"
+    else:
+        reading = f"neither NTK exponent {list(NTK_EXPONENTS)} lies inside the interval over seeds"
     lines.append(
         f"kernel drift {direction} with width: exponent {drift['mean']:.3f}, "
         f"{_intervals(drift)} (local "
         f"exponents between consecutive widths {[round(x, 2) for x in drift['local_slopes']]}); "
-        + (
-            f"the interval over seeds holds both NTK exponents {list(NTK_EXPONENTS)} and 0 (no "
-            "dependence on width): too wide to tell them apart; more seeds or widths would"
-            if len(inside) == len(NTK_EXPONENTS) and _sign(drift["interval"]) == 0
-            else f"consistent with NTK exponent(s) {inside}"
-            if inside
-            else f"neither NTK exponent {list(NTK_EXPONENTS)} lies inside the interval over seeds"
-        )
-        + "."
+        f"{reading}."
     )
     distance = summary["fits"]["distance"]
     lines.append(
@@ -661,13 +724,18 @@ def _step(potential, params, state, batch, regime: str, optimizer):
 
 
 def make_optimizer(args, steps_per_epoch: int) -> optax.GradientTransformation:
-    r"""Adam or SGD (`--optimizer`) at rate `--lr` for `--lr-constant` epochs, then halved every `--lr-halving`.
+    r"""Adam or SGD (`--optimizer`) at rate `--lr` for `--lr-constant` epochs, then decaying with half-life `--lr-halving`.
+
+    The decay is continuous (`optax.exponential_decay` without `staircase`): after
+    `--lr-constant` epochs the rate is `--lr` $\times 2^{-e/h}$, $e$ the epochs since
+    (fractional, counted in steps) and $h$ = `--lr-halving`.
 
     One rate at every width: Adam's per-parameter step does not depend on the
     width, and for SGD the function-space time scale is set by the tangent
     kernel, whose mean diagonal at $\theta_0$ (`kernel_scale`, recorded per run)
-    is nearly width-independent for these networks (1.15 to 1.30 for the MLP at
-    widths 8 to 128), as in the NTK parametrisation.
+    is nearly width-independent for these networks (for the MLP at widths 8 to 128
+    at the defaults, 1.10 to 1.34 over the runs, 1.17 to 1.30 as means over seeds),
+    as in the NTK parametrisation.
     """
     rate = optax.exponential_decay(
         args.lr,
@@ -998,7 +1066,10 @@ def figures(record, args):
         _errorbars(ax, widths, [p["sigma_evolving"] for p in per], "evolving", "o-")
         _errorbars(ax, widths, [p["sigma_frozen"] for p in per], "frozen (linearised)", "s--")
         ax.axhline(
-            record["sigma_start"][name], color="0.6", lw=0.8, label="at θ₀ (mean over seeds)"
+            record["sigma_start"][name],
+            color="0.6",
+            lw=0.8,
+            label="at θ₀ (mean over seeds and widths)",
         )
         _diverged_marks(
             ax, [(r["width"], r["sigma_test"]) for r in runs if r["diverged"]], len(runs)
@@ -1061,8 +1132,10 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     args.out = solvers.output_directory(args.out)
     start = time.perf_counter()
-    surface = flows.Hypersurface.fermat_quintic()
     architectures = ARCHITECTURES if args.architecture == "both" else (args.architecture,)
+    check_memory(args, architectures)
+    path = args.out / "feature_learning.json"
+    surface = flows.Hypersurface.fermat_quintic()
     ladders = {"mlp": args.widths, "bihomogeneous": args.bihomogeneous_widths}
     seeds = [args.seed + i for i in range(args.seeds)]
     progress(
@@ -1071,33 +1144,7 @@ def main(argv=None) -> dict:
         f"points; {args.epochs} epochs of batch {args.batch}"
     )
     runs, pairs, sigma_start = [], [], {a: [] for a in architectures}
-    # made once: the jitted step compiled for it at one width serves every seed
-    optimizer = make_optimizer(args, args.points // args.batch)
-    for run_seed in seeds:
-        data = seed_data(surface, run_seed, args)
-        for architecture in architectures:
-            for width in ladders[architecture]:
-                new_runs, pair = run_width(architecture, width, data, optimizer, run_seed, args)
-                runs += new_runs
-                pairs.append(pair)
-                sigma_start[architecture].append(new_runs[0]["sigma_test_start"])
-    frozen = max(r["kernel_drift"] for r in runs if r["regime"] == "frozen")
-    if frozen > FROZEN_DRIFT_TOLERANCE:
-        raise RuntimeError(
-            f"feature_learning: a frozen run's tangent kernel moved by {frozen:.3g} (relative), "
-            f"above {FROZEN_DRIFT_TOLERANCE:g}: the linearised network is not linear in theta."
-        )
-    summary = {
-        a: summarise(
-            a,
-            sorted(ladders[a]),
-            [r for r in runs if r["architecture"] == a],
-            [p for p in pairs if p["architecture"] == a],
-            seeds,
-        )
-        for a in architectures
-    }
-    record = {
+    settings = {
         "surface": "fermat_quintic",
         "architectures": list(architectures),
         "widths": {a: sorted(ladders[a]) for a in architectures},
@@ -1122,6 +1169,40 @@ def main(argv=None) -> dict:
         "optimizer": args.optimizer,
         "dtype": "float64",
         "frozen_drift_tolerance": FROZEN_DRIFT_TOLERANCE,
+    }
+    # made once: the jitted step compiled for it at one width serves every seed
+    optimizer = make_optimizer(args, args.points // args.batch)
+    for run_seed in seeds:
+        data = seed_data(surface, run_seed, args)
+        for architecture in architectures:
+            for width in ladders[architecture]:
+                new_runs, pair = run_width(architecture, width, data, optimizer, run_seed, args)
+                runs += new_runs
+                pairs.append(pair)
+                sigma_start[architecture].append(new_runs[0]["sigma_test_start"])
+                # the runs so far: a later failure (a width out of memory, too many
+                # diverged runs to fit) keeps them
+                partial = {"complete": False, **settings, "runs": runs, "pairs": pairs}
+                write_json(path, {**partial, "seconds": time.perf_counter() - start})
+    frozen = max(r["kernel_drift"] for r in runs if r["regime"] == "frozen")
+    if frozen > FROZEN_DRIFT_TOLERANCE:
+        raise RuntimeError(
+            f"feature_learning: a frozen run's tangent kernel moved by {frozen:.3g} (relative), "
+            f"above {FROZEN_DRIFT_TOLERANCE:g}: the linearised network is not linear in theta."
+        )
+    summary = {
+        a: summarise(
+            a,
+            sorted(ladders[a]),
+            [r for r in runs if r["architecture"] == a],
+            [p for p in pairs if p["architecture"] == a],
+            seeds,
+        )
+        for a in architectures
+    }
+    record = {
+        "complete": True,
+        **settings,
         "frozen_drift_max": frozen,
         "sigma_start": {a: float(np.mean(v)) for a, v in sigma_start.items()},
         "diverged_runs": sum(r["diverged"] for r in runs),
@@ -1132,7 +1213,7 @@ def main(argv=None) -> dict:
         "machine": machine(),
     }
     figures(record, args)
-    write_json(args.out / "feature_learning.json", record)
+    write_json(path, record)
     for a in architectures:
         fits = summary[a]["fits"]
         lines = summary[a]["verdict"]

@@ -55,15 +55,26 @@ velocity evaluation per kernel on the first draw (`_timing.median_time`, a
 warm-up then one timed call). Peak memory of a step: the peak resident memory
 of a fresh process that samples the points and takes one normalised-Gaussian
 Euler step (`_timing.peak_rss`, read from outside), at each `--memory-points`
-size; at `--memory-target` (10⁵) it is measured if that size is among them,
-else extrapolated linearly from the two largest (the step is O(N) in memory),
-with XLA's compiled memory of the kernel application at the target
-(`_timing.xla_bytes`) beside it.
+size; at `--memory-target` (10⁵) it is measured if a size within 1% of it is
+among them; else it is estimated linearly in N (the step is O(N) in memory)
+through two matrix-free sizes, those on either side of the target or, outside
+them, the two nearest it, and the JSON says so (`target_measured` false, the
+nearest measured size and its peak beside the estimate); XLA's compiled memory
+of the kernel application at the target (`_timing.xla_bytes`) is beside it. A
+memory step that fails (its process killed for memory, say) ends the program
+with one line, exit status 1, after the JSON is written with what was measured.
+
+A flow on $N(N + P) \ge 10^8$ kernel pairs (about a minute and more per
+pairwise kernel) runs in chunks of a quarter of its steps, the same Euler steps,
+with a progress line after each chunk once it has run 10 s.
 
 Output in --out: kernel_points.json (every draw of every run, means and
 standard errors, the extrapolation's inputs and predictions, timings, memory,
-the machine), kernel_points.png (test gain against N per kernel, measured
-with error bars, the prediction beside it, the clustered kernel's points),
+the machine; written with `complete` false after each draw, with the runs so
+far, and before the memory step, and with `complete` true at the end, so that
+a late failure keeps the flows run), kernel_points.png (test gain against N
+per kernel, measured with error bars, the prediction beside it, the clustered
+kernel's points),
 kernel_points_extrapolation.png (the gain-distance curves with each N's
 measured gain at its measured distance; the distance law) and
 kernel_points_cost.png (time and peak memory per step against N).
@@ -93,13 +104,16 @@ every N. The distance law $d = 1.026\,N^{-0.149 \pm 0.002}$ (the paper's
 exponent) gives $d(N)$ = 0.37, 0.31, 0.26, 0.22; the first three lie beyond
 the farthest noised set (0.260), where the prediction is the curve's end, so
 the paper's prediction is 1.14, 1.14, 1.14, 1.29 (Gaussian), 1.09, 1.09, 1.09,
-1.24 (Delta), 1.66, 1.66, 1.66, 1.63 (ReLU NTK): it underestimates the
-Gaussian's and Delta's gain at 3×10⁴ about twofold in gain − 1. The mean
-distance from fresh test points to the training set in the chart is smaller
-than $d(N)$ (0.277, 0.223, 0.178, 0.144, falling as $N^{-0.19}$); at it the
-curve predicts 1.14, 1.28, 1.54, 1.86 (Gaussian) and 1.09, 1.23, 1.49, 1.81
-(Delta), closer. Peak memory of a normalised-Gaussian step (fresh process,
-sampling included): 0.73 GB at $10^4$, 0.91 GB at $3\times10^4$, and at
+1.24 (Delta), 1.66, 1.66, 1.66, 1.63 (ReLU NTK). At 3×10⁴ its gain − 1 is
+far below the measured one: 0.29 against 1.51 for the Gaussian, about 5 times
+too small, and 0.24 against 0.93 for Delta, about 4 times. The mean distance
+from fresh test points to the training set in the chart is smaller than
+$d(N)$ (0.277, 0.223, 0.178, 0.144, falling as $N^{-0.19}$); at it the curve
+(the program's check of the distance law, not the paper's prediction) predicts
+1.14, 1.28, 1.54, 1.86 (Gaussian) and 1.09, 1.23, 1.49, 1.81 (Delta), closer:
+at 3×10⁴ gain − 1 of 0.86 against 1.51 (0.57 of it, Gaussian) and 0.81
+against 0.93 (0.87 of it, Delta). Peak memory of a normalised-Gaussian step
+(fresh process, sampling included): 0.73 GB at $10^4$, 0.91 GB at $3\times10^4$, and at
 $10^5$, measured (`--memory-points 100000`: a fresh process samples
 $10^5$ training and $10^3$ test points and takes one matrix-free step,
 $10^{10}$ kernel pairs): 1.32 GB peak, of which 1.09 GB before the step
@@ -116,7 +130,11 @@ sizes: the slope is mostly noise, 0.96 GB in another run).
 
 A ladder whose largest N would need more memory than is available (about
 10 kB a point, from the measured peaks) is refused before any work, with the
-estimate.
+estimate; so are flags that would change nothing (`--batch-size` and
+`--clustered-max` with `--clusters 0`), noise scales that would name one test
+set twice (a repeated scale, or two equal to 6 significant digits: the sets
+are named `noise {scale:g}`), and a `--sigma` that `flows.FSGaussian` refuses
+(below 1.1e-154).
 
 Usage: python experiments/kernel_points.py --out DIR [--small] [--points N ...] [--draws D] [--steps S] [--seed S]
 """
@@ -147,7 +165,7 @@ from _common import (
 from _fits import log_fit, mean_and_stderr
 from _quintic import chart_points_batched as chart_points
 from _quintic import concatenate, in_own_chart, mean_nearest_distances
-from _timing import machine, median_time, peak_rss, xla_bytes
+from _timing import ChildFailed, machine, median_time, peak_rss, xla_bytes
 from jaxtyping import Array, Float
 from matplotlib.figure import Figure
 
@@ -171,6 +189,11 @@ MEMORY_LIMIT = 2e9  # bytes: does one step fit in 2 GB?
 # 3x10^4 points, rounded up: the estimate of the refusal before any work.
 BYTES_PER_POINT = 10e3
 BYTES_FIXED = 1e9
+# A flow on at least this many kernel pairs N(N + P) (3.3 s a step at 1.1e8 pairs) runs in
+# chunks of a quarter of its steps, with a progress line after each once it has run 10 s.
+PROGRESS_PAIRS = 1e8
+PROGRESS_CHUNKS = 4
+PROGRESS_AFTER = 10.0  # seconds
 
 # The settings of the default ladder and of --small; a flag given explicitly wins.
 DEFAULTS = {
@@ -210,11 +233,22 @@ def parse_args(argv):
         default=None,
         help="fixed learning rate of gaussian_unnormalised (default: --lr / its mean mass)",
     )
-    add("--sigma", type=positive, default=0.05, help="Gaussian width in FS distance (radians)")
+    add(
+        "--sigma",
+        type=kernel_width,
+        default=0.05,
+        help="Gaussian width in FS distance (radians; >= 1.1e-154, as flows.FSGaussian)",
+    )
     add("--relu-depth", type=integer(0), default=1, help="hidden Dense-ReLU pairs (>= 0)")
     add("--relu-weight-std", type=positive, default=80.52)
     add("--relu-bias-std", type=non_negative, default=5.716)
-    add("--noise", type=positive, nargs="+", default=[0.003, 0.01, 0.03, 0.1, 0.3, 0.6])
+    add(
+        "--noise",
+        type=positive,
+        nargs="+",
+        default=[0.003, 0.01, 0.03, 0.1, 0.3, 0.6],
+        help="noise scales of the gain-distance curve (distinct to 6 significant digits)",
+    )
     add(
         "--scaling-points",
         type=integer(2),
@@ -223,7 +257,12 @@ def parse_args(argv):
         help="sample sizes of the nearest-neighbour distance law (at least 3)",
     )
     add("--clusters", type=integer(0), default=10, help="clusters per mini-batch (0: skip)")
-    add("--batch-size", type=positive_int, default=500, help="mini-batch size of the clustering")
+    add(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="mini-batch size of the clustering (default 500)",
+    )
     add("--clustered-max", type=integer(0), default=None, help="largest N of the clustered kernel")
     add(
         "--memory-points",
@@ -237,6 +276,23 @@ def parse_args(argv):
     add("--seed", type=seed, default=0, help="seed of the points and the clustering (>= 0)")
     add("--out", type=directory, required=True)
     args = parser.parse_args(argv)
+    if not args.clusters:  # before the defaults fill in: a flag given with no effect
+        given = [
+            flag
+            for flag, value in (
+                ("--batch-size", args.batch_size),
+                ("--clustered-max", args.clustered_max),
+            )
+            if value is not None
+        ]
+        if given:
+            verb = (
+                "is the clustering's: it has"
+                if len(given) == 1
+                else "are the clustering's: they have"
+            )
+            parser.error(f"{' and '.join(given)} {verb} no effect with --clusters 0")
+    args.batch_size = 500 if args.batch_size is None else args.batch_size
     chosen = SMALL if args.small else DEFAULTS
     for name, value in chosen.items():
         if getattr(args, name) is None:
@@ -246,10 +302,46 @@ def parse_args(argv):
         parser.error("--scaling-points needs at least 3 distinct sizes, each >= 2")
     if len(set(args.noise)) < 2:  # the gain-distance curve needs two distances
         parser.error("--noise needs at least 2 distinct scales (the gain-distance curve)")
-    args.noise = sorted(set(args.noise))
+    clash = noise_clash(args.noise)
+    if clash:
+        parser.error(clash)
+    args.noise = sorted(args.noise)
     if args.clusters and args.batch_size < args.clusters:
         parser.error("--batch-size must be >= --clusters")
     return args
+
+
+def kernel_width(text: str) -> float:
+    r"""argparse type of `--sigma`: a finite number > 0 that `flows.FSGaussian` accepts
+    (its own check: $2\sigma^2$ a normal float64, $\sigma \ge$ 1.1e-154), refused before any work."""
+    value = positive(text)
+    try:
+        flows.FSGaussian(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(solvers.error_message(error)) from None
+    return value
+
+
+def noise_label(scale: float) -> str:
+    """The name of the test set noised by `scale` (in the JSON and the extrapolation)."""
+    return f"noise {scale:g}"
+
+
+def noise_clash(scales) -> str | None:
+    """Why `scales` cannot name one test set each (a repeated scale, or two with one
+    `noise_label`), or None."""
+    seen = {}
+    for scale in scales:
+        label = noise_label(scale)
+        if label in seen:
+            if seen[label] == scale:
+                return f"--noise {scale!r} is given twice: give each scale once"
+            return (
+                f"--noise {seen[label]!r} and {scale!r} are one test set's name, {label!r} (6 "
+                "significant digits): give scales that differ in those digits"
+            )
+        seen[label] = scale
+    return None
 
 
 def check_memory(args) -> None:
@@ -341,36 +433,54 @@ def step_seconds(flow: flows.PointKernelFlow, h: Array) -> float:
 
 
 def run_flow(
-    flow: flows.PointKernelFlow, lr: float, steps: int, groups: dict, label: str = "flow"
+    flow: flows.PointKernelFlow,
+    lr: float,
+    steps: int,
+    groups: dict,
+    label: str = "flow",
+    chunk: int | None = None,
 ) -> dict:
     r"""`steps` Euler steps of `lr`; σ at start and end of the training set and of each test group.
 
     `groups` maps a name to the indices of its points in the flow's test sample.
     The gain of a set is $\sigma(\text{start})/\sigma(\text{end})$. A flow that stops
     before its last step (a metric value that left positive definiteness, ...) is
-    refused, naming `label`: its end is not the flow's.
+    refused, naming `label`: its end is not the flow's. With `chunk`, the steps run
+    `chunk` at a time (one compiled solve for all chunks, each starting where the last
+    ended: the same Euler steps), with a progress line after each chunk once the flow
+    has run `PROGRESS_AFTER` seconds.
     """
     start = time.perf_counter()
-    sol = solvers.solve_points(
-        flow,
-        flow.train.g_fs,
-        flow.test.g_fs,
-        0.0,
-        steps * lr,
-        dt0=lr,
-        saveat=2,
-        max_steps=steps + 1,
-    )
-    if sol.stop_reason != solvers.StopReason.REACHED_T1:  # a stopped flow has no gain to report
-        raise ValueError(
-            f"{label}: the flow stopped after {sol.steps} of {steps} steps ({sol.stop_reason}); "
-            "lower the learning rate"
+    chunk = steps if chunk is None else max(1, min(chunk, steps))
+    h_train, h_test = flow.train.g_fs, flow.test.g_fs
+    done, first = 0, None
+    while done < steps:
+        size = min(chunk, steps - done)
+        sol = solvers.solve_points(
+            flow,
+            h_train,
+            h_test,
+            done * lr,
+            (done + size) * lr,
+            dt0=lr,
+            saveat=2,
+            max_steps=chunk + 1,  # one value for every chunk: one compilation
         )
-    sigma = {"train": [float(sol.sigma_train[0]), float(sol.sigma_train[-1])]}
+        first = sol if first is None else first
+        done += sol.steps
+        if sol.stop_reason != solvers.StopReason.REACHED_T1:  # a stopped flow: no gain
+            raise ValueError(
+                f"{label}: the flow stopped after {done} of {steps} steps ({sol.stop_reason}); "
+                "lower the learning rate"
+            )
+        h_train, h_test = sol.train[-1], sol.test[-1]
+        if done < steps and time.perf_counter() - start > PROGRESS_AFTER:
+            progress(f"{label}: {done} of {steps} steps ({time.perf_counter() - start:.0f} s)")
+    sigma = {"train": [float(first.sigma_train[0]), float(sol.sigma_train[-1])]}
     for name, index in groups.items():
         sub = flows.subsample(flow.test, index)
         sigma[name] = [
-            float(flows.sigma_measure(sub, h[index])[0]) for h in (sol.test[0], sol.test[-1])
+            float(flows.sigma_measure(sub, h[index])[0]) for h in (first.test[0], sol.test[-1])
         ]
     gains = {name: s[0] / s[1] for name, s in sigma.items()}
     if not all(math.isfinite(g) and g > 0 for g in gains.values()):
@@ -379,7 +489,7 @@ def run_flow(
         )
     return {
         "learning_rate": lr,
-        "steps": int(sol.steps),
+        "steps": int(done),
         "stop_reason": sol.stop_reason,
         "sigma": sigma,
         "train_gain": gains["train"],
@@ -394,22 +504,25 @@ def draw_samples(args, surface, n: int, draw: int, noised: bool):
     key = jax.random.fold_in(jax.random.fold_in(jax.random.key(args.seed), n), draw)
     train = chart_points(surface, jax.random.fold_in(key, 0), n)
     chart = (int(train.patch[0]), int(train.eliminated[0]))
-    parts = {"test": chart_points(surface, jax.random.fold_in(key, 1), args.test_points, chart)}
+    parts = [("test", chart_points(surface, jax.random.fold_in(key, 1), args.test_points, chart))]
     kept = {}
     if noised:
         for i, scale in enumerate(args.noise):
             near = flows.sample_near(surface, train, jax.random.fold_in(key, 10 + i), scale)
-            parts[f"noise {scale:g}"] = in_own_chart(surface, near, chart, scale)
-            kept[f"noise {scale:g}"] = parts[f"noise {scale:g}"].count / n
+            parts.append((noise_label(scale), in_own_chart(surface, near, chart, scale)))
+            kept[noise_label(scale)] = parts[-1][1].count / n
+    names = [name for name, _ in parts]
+    if len(set(names)) != len(names):  # parse_args refuses such --noise; a group would hide one
+        raise ValueError(f"draw_samples: repeated test-set names in {names}")
+    # each group's rows counted by its position in `parts`, never through the names
     groups, offset = {}, 0
-    for name, sample in parts.items():
+    for name, sample in parts:
         groups[name] = np.arange(offset, offset + sample.count)
         offset += sample.count
     distance = {
-        name: float(jnp.mean(flows.nearest_points(train.points, s.points)[1]))
-        for name, s in parts.items()
+        name: float(jnp.mean(flows.nearest_points(train.points, s.points)[1])) for name, s in parts
     }
-    return train, concatenate(list(parts.values())), groups, distance, chart, kept
+    return train, concatenate([s for _, s in parts]), groups, distance, chart, kept
 
 
 def run_draw(args, surface, n: int, draw: int, noised: bool, timed: bool) -> dict:
@@ -424,6 +537,15 @@ def run_draw(args, surface, n: int, draw: int, noised: bool, timed: bool) -> dic
             )
         )
     mass = kernel_mass(train, args.sigma)
+    if args.unnormalised_lr is None and not mass > 0:  # --lr / mass: no rate to take
+        raise ValueError(
+            f"N = {n}, draw {draw}: the unnormalised Gaussian's kernel mass at sigma = "
+            f"{args.sigma:g} is {mass:g} (the kernel is 0 even on the diagonal below about "
+            "5e-10): raise --sigma or give --unnormalised-lr"
+        )
+    chunk = None
+    if n * (n + test.count) >= PROGRESS_PAIRS:
+        chunk = math.ceil(args.steps / PROGRESS_CHUNKS)
     names = list(KERNELS)
     if args.clusters and n <= args.clustered_max:
         names.append(CLUSTERED)
@@ -452,7 +574,7 @@ def run_draw(args, surface, n: int, draw: int, noised: bool, timed: bool) -> dic
             record["matrix_free"] = flow.kernel.matrices is None
         if timed:
             record["seconds_per_step"][name] = step_seconds(flow, train.g_fs)
-        rec = run_flow(flow, lr, args.steps, groups, f"N = {n}, draw {draw}, {name}")
+        rec = run_flow(flow, lr, args.steps, groups, f"N = {n}, draw {draw}, {name}", chunk)
         record["kernels"][name] = rec
         progress(
             f"N = {n}, draw {draw}, {name}: train gain {rec['train_gain']:.2f}, "
@@ -500,7 +622,7 @@ def extrapolation(runs: dict, law: dict, names: list[str], noise: list[float]) -
     """
     smallest = min(runs, key=int)
     draws = runs[smallest]["draws"]
-    groups = [f"noise {s:g}" for s in noise]
+    groups = [noise_label(s) for s in noise]
     sizes = np.asarray(sorted(int(n) for n in runs), float)
     law_distance = law["prefactor"] * sizes ** law["exponent"]
     measured = np.asarray(
@@ -572,7 +694,10 @@ print(json.dumps({"count": train.count, "finite": finite, "seconds": seconds,
 
 
 def memory_step(count: int, args) -> tuple[dict, int]:
-    """`MEMORY_STEP` on `count` training points in a fresh process: its record and peak RSS in bytes."""
+    """`MEMORY_STEP` on `count` training points in a fresh process: its record and peak RSS in bytes.
+
+    `ChildFailed` (an `OSError`) if the process fails or gives non-finite metric values.
+    """
     command = [
         sys.executable,
         "-c",
@@ -584,72 +709,132 @@ def memory_step(count: int, args) -> tuple[dict, int]:
         str(args.seed),
         str(args.lr),
     ]
-    output, peak = peak_rss(command)
+    output, peak = peak_rss(command, name=f"the memory step on {count} points (a fresh process)")
     child = json.loads(output.strip().splitlines()[-1])
     if not child["finite"]:
-        raise ValueError(f"the memory step on {count} points gave non-finite metric values")
+        raise ChildFailed(f"the memory step on {count} points gave non-finite metric values")
     return child, peak
 
 
+def target_estimate(counts, peaks, matrix_free, target: int) -> dict:
+    """Peak memory at `target` points from the sizes measured (`counts`, their `peaks` in bytes).
+
+    Measured where a size lies within 1% of `target` (that size's peak). Else linear in N
+    through two matrix-free sizes (the step holds O(N) arrays, no N x N one): the nearest
+    on either side of `target`, or, outside them, the two nearest it, their slope held at
+    >= 0 when extrapolating (a smaller peak at a larger size is noise); None with fewer
+    than two. The nearest measured size and its peak are always given.
+    """
+    nearest = min(range(len(counts)), key=lambda i: abs(math.log(counts[i] / target)))
+    record = {
+        "target_points": target,
+        "target_measured": False,
+        "target_method": None,
+        "nearest_measured_points": counts[nearest],
+        "nearest_measured_bytes": peaks[nearest],
+        "estimated_from_points": None,
+        "bytes_per_point": None,
+    }
+    if abs(counts[nearest] - target) <= 0.01 * target:
+        same = "the target size" if counts[nearest] == target else "within 1% of the target"
+        return {
+            **record,
+            "target_bytes": peaks[nearest],
+            "target_measured": True,
+            "target_method": "measured",
+            "note": f"measured at {counts[nearest]} points, {same}",
+        }
+    free = sorted((c, b) for c, b, f in zip(counts, peaks, matrix_free, strict=True) if f)
+    unmeasured = f"the target size was not measured (nearest measured: {counts[nearest]} points)"
+    if len(free) < 2:
+        return {
+            **record,
+            "target_bytes": None,
+            "note": f"not estimated: {unmeasured} and fewer than two matrix-free sizes were",
+        }
+    below = [f for f in free if f[0] < target]
+    above = [f for f in free if f[0] > target]
+    if below and above:
+        (a, pa), (b, pb) = below[-1], above[0]
+        per_point = (pb - pa) / (b - a)
+        estimate, method = pa + per_point * (target - a), "interpolated"
+        how = f"interpolated linearly between {a} and {b} points"
+    else:
+        (a, pa), (b, pb) = (below[-2], below[-1]) if below else (above[0], above[1])
+        per_point = max((pb - pa) / (b - a), 0.0)
+        base, peak = (b, pb) if below else (a, pa)
+        estimate, method = peak + per_point * (target - base), "extrapolated"
+        how = f"extrapolated linearly from {a} and {b} points"
+    return {
+        **record,
+        "target_bytes": estimate,
+        "target_method": method,
+        "estimated_from_points": [a, b],
+        "bytes_per_point": per_point,
+        "note": f"{unmeasured}: {how}, the matrix-free sizes nearest it (the step holds O(N) "
+        "arrays, no N x N one); --memory-points with the target measures it",
+    }
+
+
 def memory(args) -> dict | None:
-    """Peak RSS of one step at each `--memory-points` size, and the answer at `--memory-target`."""
+    """Peak RSS of one step at each `--memory-points` size, and the answer at `--memory-target`.
+
+    A step that fails (`ChildFailed`) ends the measurement: the record then holds the sizes
+    measured before it and `failed`, the reason, and no estimate (the caller writes the
+    results and ends the program).
+    """
     if not args.memory_points:
         return None
-    counts, peaks, seconds, setup, paths = [], [], [], [], []
+    target = args.memory_target
+    record = {
+        "method": "peak RSS of a fresh process (sampling + one step), read by os.wait4",
+        "points": [],
+        "peak_rss_bytes": [],
+        "setup_peak_rss_bytes": [],
+        "step_seconds": [],
+        "matrix_free": [],
+        "target_points": target,
+    }
     for count in sorted(set(args.memory_points)):
         progress(f"memory: sampling {count} points and one step in a fresh process")
-        child, peak = memory_step(count, args)
-        counts.append(child["count"])
-        peaks.append(peak)
-        seconds.append(child["seconds"] or child["first_seconds"])
-        setup.append(child["setup_maxrss_kb"] * (1 if sys.platform == "darwin" else 1024))
-        paths.append(child["matrix_free"])
+        try:
+            child, peak = memory_step(count, args)
+        except ChildFailed as failure:
+            record["failed"] = solvers.error_message(failure)
+            return record
+        record["points"].append(child["count"])
+        record["peak_rss_bytes"].append(peak)
+        record["step_seconds"].append(child["seconds"] or child["first_seconds"])
+        scale = 1 if sys.platform == "darwin" else 1024
+        record["setup_peak_rss_bytes"].append(child["setup_maxrss_kb"] * scale)
+        record["matrix_free"].append(child["matrix_free"])
         progress(
             f"memory: a normalised-Gaussian step on {child['count']} points: peak RSS "
-            f"{peak / 1e9:.3f} GB ({seconds[-1]:.2f} s a step, "
+            f"{peak / 1e9:.3f} GB ({record['step_seconds'][-1]:.2f} s a step, "
             f"{'matrix-free' if child['matrix_free'] else 'dense matrices'})"
         )
-    target = args.memory_target
-    measured = max(counts) >= 0.99 * target
-    free = [i for i, p in enumerate(paths) if p]
-    per_point = None
-    if measured:
-        estimate, how = peaks[int(np.argmax(counts))], "measured at the target size"
-    elif len(free) >= 2:
-        a, b = free[-2], free[-1]
-        per_point = max((peaks[b] - peaks[a]) / (counts[b] - counts[a]), 0.0)
-        estimate = peaks[b] + per_point * (target - counts[b])
-        how = (
-            "extrapolated linearly from the two largest matrix-free sizes (the matrix-free "
-            "step holds O(N) arrays, no N x N one); --memory-points with the target measures it"
-        )
-    else:
-        estimate, how = None, "not estimated: fewer than two matrix-free sizes measured"
+    record.update(
+        target_estimate(record["points"], record["peak_rss_bytes"], record["matrix_free"], target)
+    )
     try:
         xla_target = xla_bytes(target, args.sigma)
     except Exception as error:  # the compile-only check is optional: report why it is missing
-        xla_target, how = None, how + f"; XLA analysis unavailable ({type(error).__name__})"
-    fits = None if estimate is None else bool(estimate <= MEMORY_LIMIT)
+        xla_target = None
+        record["note"] += f"; XLA analysis unavailable ({type(error).__name__})"
+    estimate = record["target_bytes"]
+    record["fits_in_2GB"] = None if estimate is None else bool(estimate <= MEMORY_LIMIT)
+    record["xla_kernel_apply_bytes_at_target"] = xla_target
     if estimate is not None:
         progress(
-            f"memory at {target} points: {estimate / 1e9:.2f} GB ({how.split(' (')[0]}); "
-            f"fits in 2 GB: {fits}"
+            f"memory at {target} points: {estimate / 1e9:.2f} GB ({record['target_method']}"
+            + (
+                ""
+                if record["target_measured"]
+                else f"; nearest measured {record['nearest_measured_points']} points"
+            )
+            + f"); fits in 2 GB: {record['fits_in_2GB']}"
         )
-    return {
-        "method": "peak RSS of a fresh process (sampling + one step), read by os.wait4",
-        "points": counts,
-        "peak_rss_bytes": peaks,
-        "setup_peak_rss_bytes": setup,
-        "step_seconds": seconds,
-        "matrix_free": paths,
-        "target_points": target,
-        "target_bytes": estimate,
-        "target_measured": measured,
-        "bytes_per_point": per_point,
-        "fits_in_2GB": fits,
-        "xla_kernel_apply_bytes_at_target": xla_target,
-        "note": how,
-    }
+    return record
 
 
 # Figures.
@@ -775,7 +960,7 @@ def figures(record: dict, out: Path) -> None:
                 [mem["target_bytes"] / 1e9],
                 "*",
                 ms=12,
-                label="target: " + ("measured" if mem["target_measured"] else "extrapolated"),
+                label=f"target: {mem['target_method']}",
             )
         bx.axhline(MEMORY_LIMIT / 1e9, color="0.6", ls="--", label="2 GB")
         bx.legend(fontsize=7)
@@ -785,22 +970,49 @@ def figures(record: dict, out: Path) -> None:
     save_figure(fig, out / "kernel_points_cost.png")
 
 
+def settings(args) -> dict:
+    """The run's settings, as the JSON records them."""
+    return {
+        "points": args.points,
+        "test_points": args.test_points,
+        "draws": args.draws,
+        "steps": args.steps,
+        "learning_rate": args.lr,
+        "relu_learning_rate": args.relu_lr,
+        "unnormalised_learning_rate": args.unnormalised_lr,
+        "sigma": args.sigma,
+        "relu": {
+            "depth": args.relu_depth,
+            "weight_std": args.relu_weight_std,
+            "bias_std": args.relu_bias_std,
+        },
+        "noise": args.noise,
+        "clusters": args.clusters,
+        "batch_size": args.batch_size,
+        "clustered_max": args.clustered_max,
+        "seed": args.seed,
+    }
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     args.out = solvers.output_directory(args.out)
     check_memory(args)
+    path = args.out / "kernel_points.json"
     surface = flows.Hypersurface.fermat_quintic()
     progress(
         f"Fermat quintic: N = {args.points}, {args.test_points} test points, {args.draws} draws, "
         f"{args.steps} steps (seed {args.seed})"
     )
     runs = {}
+    # what is done so far, written after every draw: a later failure keeps the flows run
+    partial = {"complete": False, "runs": runs, **settings(args)}
     for n in args.points:
-        draws = [
-            run_draw(args, surface, n, d, noised=n == args.points[0], timed=d == 0)
-            for d in range(args.draws)
-        ]
-        runs[str(n)] = {"draws": draws, "matrix_free": draws[0]["matrix_free"]}
+        draws = []
+        for d in range(args.draws):
+            draws.append(run_draw(args, surface, n, d, noised=n == args.points[0], timed=d == 0))
+            runs[str(n)] = {"draws": draws, "matrix_free": draws[0]["matrix_free"]}
+            write_json(path, {**partial, "seconds": elapsed()})
     names = list(KERNELS) + ([CLUSTERED] if args.clusters else [])
     summary = summarise(runs, names)
     for name in names:
@@ -839,36 +1051,30 @@ def main(argv=None) -> dict:
         }
         for name in names
     }
-    mem = memory(args)
     record = {
+        "complete": False,
         "summary": summary,
         "extrapolation": ext,
         "seconds_per_step": timing,
-        "memory": mem,
+        "memory": None,
         "runs": runs,
-        "points": args.points,
-        "test_points": args.test_points,
-        "draws": args.draws,
-        "steps": args.steps,
-        "learning_rate": args.lr,
-        "relu_learning_rate": args.relu_lr,
-        "unnormalised_learning_rate": args.unnormalised_lr,
-        "sigma": args.sigma,
-        "relu": {
-            "depth": args.relu_depth,
-            "weight_std": args.relu_weight_std,
-            "bias_std": args.relu_bias_std,
-        },
-        "noise": args.noise,
-        "clusters": args.clusters,
-        "batch_size": args.batch_size,
-        "clustered_max": args.clustered_max,
-        "seed": args.seed,
+        **settings(args),
         "seconds": elapsed(),
-        "machine": machine(),
     }
+    if args.memory_points:  # the memory step is a fresh process per size: minutes at 10^5
+        write_json(path, record)
+    mem = record["memory"] = memory(args)
+    record["seconds"] = elapsed()
+    if mem is not None and "failed" in mem:
+        write_json(path, record)
+        raise ChildFailed(
+            f"{mem['failed']}; {path} holds every flow's results and the memory measured before "
+            "it (complete: false), no figures were drawn"
+        )
+    record["machine"] = machine()
+    record["complete"] = True
     figures(record, args.out)
-    write_json(args.out / "kernel_points.json", record)
+    write_json(path, record)
     return record
 
 

@@ -21,7 +21,9 @@ leaves them off $X$), kept where their own chart (`flows.patch_geometry`) is the
 training chart, as for fresh points (a larger kick carries a point out of the
 chart's region, where its coordinates are not those a fresh point there would
 have; the JSON's `noised_kept_fraction`), plus an independent fresh sample in
-the same chart (`test`). The gain factor of a set is σ(start)/σ(end); `train_gain` and
+the same chart (`test`). Each noised set is named by its scale, `noise {scale:g}`: a
+repeated scale, or two that print alike to 6 significant digits, is refused (one name
+would stand for two sets). The gain factor of a set is σ(start)/σ(end); `train_gain` and
 `test_gain` (the fresh sample) are reported per kernel, and the gain on every
 noised set against its mean FS distance to the training set is the left panel
 of the paper's Figure 3. The right panel: the mean nearest-neighbour FS
@@ -82,7 +84,13 @@ def parse_args(argv):
     add = parser.add_argument
     add("--points", type=integer(2), default=1000, help="training points (in one chart, >= 2)")
     add("--test-points", type=integer(2), default=1000, help="fresh test points (same chart, >= 2)")
-    add("--noise", type=positive, nargs="*", default=[0.003, 0.01, 0.03, 0.1, 0.3])
+    add(
+        "--noise",
+        type=positive,
+        nargs="*",
+        default=[0.003, 0.01, 0.03, 0.1, 0.3],
+        help="noise scales of the noised test sets (distinct to 6 significant digits)",
+    )
     add("--steps", type=positive_int, default=500, help="gradient-descent steps")
     add(
         "--lr",
@@ -91,7 +99,12 @@ def parse_args(argv):
         help="learning rate (Euler step) of local/gaussian/delta",
     )
     add("--relu-lr", type=positive, default=3e-7, help="learning rate of relu_ntk")
-    add("--sigma", type=positive, default=0.05, help="Gaussian width in FS distance (radians)")
+    add(
+        "--sigma",
+        type=kernel_width,
+        default=0.05,
+        help="Gaussian width in FS distance (radians; >= 1.1e-154, as flows.FSGaussian)",
+    )
     add("--unnormalised", action="store_true", help="do not normalise the Gaussian kernel")
     add("--relu-depth", type=integer(0), default=1, help="hidden Dense-ReLU pairs (>= 0)")
     add("--relu-weight-std", type=positive, default=80.52)
@@ -115,12 +128,65 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if len(set(args.scaling_points)) < 3:
         parser.error("--scaling-points needs at least 3 distinct sizes, each >= 2")
+    clash = noise_clash(args.noise)
+    if clash:
+        parser.error(clash)
     if not args.clusters and args.batch_size is not None:
         parser.error("--batch-size is the clustering's: it has no effect with --clusters 0")
     args.batch_size = 500 if args.batch_size is None else args.batch_size
     if args.clusters and args.batch_size < args.clusters:
         parser.error("--batch-size must be >= --clusters")
     return args
+
+
+def kernel_width(text: str) -> float:
+    r"""argparse type of `--sigma`: a finite number > 0 that `flows.FSGaussian` accepts
+    (its own check: $2\sigma^2$ a normal float64, $\sigma \ge$ 1.1e-154), refused before any work."""
+    value = positive(text)
+    try:
+        flows.FSGaussian(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(solvers.error_message(error)) from None
+    return value
+
+
+def noise_label(scale: float) -> str:
+    """The name of the test set noised by `scale` (in the JSON, the table and the figure)."""
+    return f"noise {scale:g}"
+
+
+def noise_clash(scales) -> str | None:
+    """Why `scales` cannot name one test set each (a repeated scale, or two with one
+    `noise_label`), or None."""
+    seen = {}
+    for scale in scales:
+        label = noise_label(scale)
+        if label in seen:
+            if seen[label] == scale:
+                return f"--noise {scale!r} is given twice: give each scale once"
+            return (
+                f"--noise {seen[label]!r} and {scale!r} are one test set's name, {label!r} (6 "
+                "significant digits): give scales that differ in those digits"
+            )
+        seen[label] = scale
+    return None
+
+
+def grouped_test_sample(parts):
+    """The test sample of `parts`, a list of (name, sample), and each name's (sample, rows).
+
+    The samples are concatenated in list order and each one's rows counted by its
+    position in the list, so a group's rows are its own points whatever the names;
+    a repeated name is refused (its group would hide another's).
+    """
+    names = [name for name, _ in parts]
+    if len(set(names)) != len(names):
+        raise ValueError(f"grouped_test_sample: repeated test-set names in {names}")
+    index, offset = {}, 0
+    for name, sample in parts:
+        index[name] = (sample, np.arange(offset, offset + sample.count))
+        offset += sample.count
+    return concatenate([sample for _, sample in parts]), index
 
 
 def make_kernel(name, args):
@@ -205,7 +271,7 @@ def figures(record, args):
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     ax, bx = fig.subplots(1, 2)
     dist = record["test_distance"]
-    noise_groups = [f"noise {s:g}" for s in args.noise]
+    noise_groups = [noise_label(s) for s in args.noise]
     train_x = 0.3 * min(dist.values())
     for i, name in enumerate(KERNELS):
         gains = record["kernels"][name]["gains"]
@@ -275,24 +341,16 @@ def main(argv=None) -> dict:
     train = chart_points(surface, jax.random.fold_in(key, 0), args.points)
     chart = (int(train.patch[0]), int(train.eliminated[0]))
     fresh = chart_points(surface, jax.random.fold_in(key, 1), args.test_points, chart)
-    parts, groups, offset = [], {}, 0
-    kept = {}
+    parts, kept = [], {}
     for i, scale in enumerate(args.noise):
         near = flows.sample_near(surface, train, jax.random.fold_in(key, 10 + i), scale)
         near = in_own_chart(surface, near, chart, scale)
-        kept[f"noise {scale:g}"] = near.count / train.count
-        parts.append(near)
-        groups[f"noise {scale:g}"] = near
-    parts.append(fresh)
-    groups["test"] = fresh
-    test = concatenate(parts)
-    index = {}
-    for g, sample in groups.items():
-        index[g] = (sample, np.arange(offset, offset + sample.count))
-        offset += sample.count
+        kept[noise_label(scale)] = near.count / train.count
+        parts.append((noise_label(scale), near))
+    parts.append(("test", fresh))
+    test, index = grouped_test_sample(parts)
     distance = {
-        g: float(jnp.mean(flows.nearest_points(train.points, s.points)[1]))
-        for g, s in groups.items()
+        g: float(jnp.mean(flows.nearest_points(train.points, s.points)[1])) for g, s in parts
     }
     progress(
         "test sets (mean FS distance to the training set; kept fraction): "

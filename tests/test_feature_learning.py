@@ -435,3 +435,82 @@ def test_feature_learning_small_run(fl, tmp_path, architecture):
         for key in ("sigma_evolving", "sigma_frozen", "gap", "kernel_drift", "metric_distance"):
             assert per[key]["seeds"] == len(seeds) and per[key]["stderr"] >= 0
     assert summary["diverged_runs"] == 0 and len(summary["verdict"]) == 6
+
+
+def test_an_interval_holding_an_ntk_exponent_and_zero_cannot_tell_them_apart(fl):
+    """[-0.7, 0.2] holds -1/2 and 0 but not -1: it read "consistent with NTK exponent(s)
+    [-0.5]", though it cannot tell n^(-1/2) from no dependence on width."""
+    summary = _summary(fl, [0.2, 0.1, 0.06], 0.01, -0.25, -0.05)
+    summary["fits"]["drift"]["interval"] = [-0.7, 0.2]
+    line = fl.verdict(summary)[1]
+    assert "holds NTK exponent -0.5 and 0 (no dependence on width): too wide" in line
+    assert "consistent with" not in line
+    # 0 outside: consistent with the exponent, and says why it is not too wide
+    line = fl.verdict(_summary(fl, [0.2, 0.1, 0.06], 0.01, -0.5, -0.05))[1]
+    assert "consistent with NTK exponent(s) [-0.5] (0 lies outside the interval)" in line
+
+
+@pytest.mark.parametrize(
+    "architecture,widths,depth", [("mlp", [3, 5], 1), ("mlp", [4], 3), ("bihomogeneous", [3, 6], 2)]
+)
+def test_parameter_count_is_the_networks(fl, tmp_path, architecture, widths, depth):
+    """The closed form of the memory estimate against the networks themselves."""
+    layers = "--depth" if architecture == "mlp" else "--bihomogeneous-layers"
+    flags = [layers, str(depth)]
+    args = fl.parse_args(["--architecture", architecture, *flags, "--out", str(tmp_path)])
+    for width in widths:
+        # shapes only (eqx.filter_eval_shape): no initialisation is computed
+        potential = eqx.filter_eval_shape(
+            lambda key, width=width: fl.make_potential(architecture, width, key, args),
+            jax.random.key(0),
+        )
+        shapes = jax.tree.leaves(potential.network)
+        count = sum(math.prod(x.shape) for x in shapes if isinstance(x, jax.ShapeDtypeStruct))
+        assert fl.parameter_count(architecture, width, args) == count
+
+
+def test_a_width_that_cannot_fit_is_refused_before_any_training(fl, tmp_path, capsys):
+    """`--widths 100000000 8 16` was accepted: the widths are sorted, so every smaller width of
+    the first seed trained before the huge one failed (RESOURCE_EXHAUSTED, or the machine
+    swapping). Now: one line with the estimate (10^16 parameters), before any sampling."""
+    argv = ["--widths", "100000000", "8", "16", "--points", "60", "--test-points", "60"]
+    argv += ["--probe", "10", "--batch", "30", "--epochs", "1", "--out", str(tmp_path / "out")]
+    status = solvers.run_program(lambda: fl.main(argv), "feature_learning")
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("feature_learning: mlp width 100000000 (1e+16 parameters; at least 12")
+    assert "TiB of memory, more than the" in err and "Choose smaller widths" in err
+    assert list((tmp_path / "out").iterdir()) == []
+    # a sigma loss of one point is 0 (nothing trains), and sigma of one test point too
+    for argv, message in (
+        (["--batch", "1"], "argument --batch: must be >= 2"),
+        (["--test-points", "1"], "argument --test-points: must be >= 2"),
+    ):
+        assert message in refusal(fl, argv, tmp_path, capsys)
+
+
+def test_runs_are_written_as_they_complete(fl, tmp_path, monkeypatch, capsys):
+    """The JSON was written only at the end: a late failure (here every run diverged, so
+    nothing is fitted) threw away every run. Now the runs so far are on disk after each
+    (architecture, width, seed), with `complete` false."""
+    widths = [8, 16, 32]
+    everything = {(w, s, g) for w in widths for s in (0, 1) for g in ("evolving", "frozen")}
+    runs, pairs = _runs(widths, [0, 1], everything)
+    for r in runs:
+        r["sigma_test_start"] = 0.35
+
+    def run_width(architecture, width, data, optimizer, run_seed, args):
+        mine = [r for r in runs if (r["width"], r["seed"]) == (width, run_seed)]
+        return mine, next(p for p in pairs if (p["width"], p["seed"]) == (width, run_seed))
+
+    monkeypatch.setattr(fl, "seed_data", lambda surface, run_seed, args: None)
+    monkeypatch.setattr(fl, "run_width", run_width)
+    out = tmp_path / "out"
+    argv = ["--widths", "8", "16", "32", "--seeds", "2", "--out", str(out)]
+    status = solvers.run_program(lambda: fl.main(argv), "feature_learning")
+    err = capsys.readouterr().err
+    assert status == 1 and err.startswith("feature_learning: mlp: all 12 runs diverged")
+    saved = json.loads((out / "feature_learning.json").read_text())
+    assert saved["complete"] is False and "summary" not in saved
+    assert len(saved["runs"]) == 12 and len(saved["pairs"]) == 6
+    assert saved["settings"]["epochs"] == 50 and saved["seeds"] == [0, 1]

@@ -10,8 +10,10 @@ positive times and memory per step.
 
 import json
 import math
+import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -169,3 +171,201 @@ def test_a_flow_that_stops_is_refused_not_averaged():
     with pytest.raises(ValueError, match=r"N = 9, draw 0, local: the flow stopped after 1 of 3"):
         program.run_flow(flow, 1e3, 3, groups, "N = 9, draw 0, local")
     assert program.run_flow(flow, 1e-4, 3, groups)["stop_reason"] == "reached t1"
+
+
+def test_noise_sigma_and_clustering_flags_that_cannot_work_are_refused(tmp_path, capsys):
+    """Refused at parse time, each of which passed before: noise scales whose test sets share
+    one name (`noise {scale:g}`: the run ended after every flow, 45 minutes at the defaults,
+    with `loglog_interpolate: the x values must be distinct`), a width FSGaussian refuses
+    (after the sampling and the first flows), and the clustering's flags without clusters."""
+    program = _program("kernel_points")
+    cases = [
+        (["--noise", "0.1", "0.1000001"], "--noise 0.1 and 0.1000001 are one test set's name"),
+        (["--noise", "0.01", "0.03", "0.01"], "--noise 0.01 is given twice"),
+        (["--sigma", "1e-200"], "argument --sigma: FSGaussian: sigma = 1e-200 is too small"),
+        (["--clusters", "0", "--batch-size", "50"], "--batch-size is the clustering's"),
+        (["--clusters", "0", "--clustered-max", "10"], "--clustered-max is the clustering's"),
+    ]
+    for argv, message in cases:
+        assert message in refusal(program, argv, tmp_path, capsys)
+    # the library's own bound: 2 sigma^2 a normal float64 (sigma >= 1.1e-154)
+    assert program.parse_args(["--sigma", "1.2e-154", "--out", str(tmp_path)]).sigma == 1.2e-154
+    args = program.parse_args(["--clusters", "0", "--out", str(tmp_path)])
+    assert args.batch_size == 500 and args.clustered_max == 10000
+
+
+def _fake_memory_step(peaks):
+    def memory_step(count, args):
+        child = {"count": count, "seconds": 1.0, "first_seconds": 2.0, "matrix_free": True}
+        return {**child, "setup_maxrss_kb": 1}, peaks[count]
+
+    return memory_step
+
+
+def test_memory_at_a_target_not_measured_says_so(tmp_path, monkeypatch):
+    """A target of 5000 with steps measured at 6000 and 12000 points was reported as
+    `target_measured: true`, "measured at the target size", with the 12000-point peak."""
+    program = _program("kernel_points")
+    monkeypatch.setattr(program, "memory_step", _fake_memory_step({6000: 0.70e9, 12000: 0.76e9}))
+    monkeypatch.setattr(program, "xla_bytes", lambda count, sigma: None)  # no compile
+    argv = ["--small", "--memory-target", "5000", "--out", str(tmp_path)]
+    mem = program.memory(program.parse_args(argv))
+    assert mem["target_measured"] is False and mem["target_method"] == "extrapolated"
+    assert mem["nearest_measured_points"] == 6000 and mem["nearest_measured_bytes"] == 0.70e9
+    assert "not measured (nearest measured: 6000 points)" in mem["note"]
+    # linear through (6000, 0.70e9) and (12000, 0.76e9): 1e4 bytes a point, 0.69e9 at 5000
+    assert mem["target_bytes"] == pytest.approx(0.69e9, rel=1e-12)
+    # between two measured sizes: interpolated between them, not from the two largest
+    estimate = program.target_estimate([1000, 3000, 10000], [1.0, 2.0, 9.0], [True] * 3, 5000)
+    assert estimate["target_method"] == "interpolated"
+    assert estimate["estimated_from_points"] == [3000, 10000]
+    assert estimate["target_bytes"] == pytest.approx(2.0 + 7.0 * 2000 / 7000, rel=1e-12)
+    # a size within 1% of the target is a measurement at it
+    estimate = program.target_estimate([6000, 99500], [0.7, 1.3], [True, True], 100_000)
+    assert estimate["target_measured"] is True and estimate["target_bytes"] == 1.3
+
+
+# the memory child: measures 100 points, fails at any other size as a process killed for
+# memory would, with a line on stderr
+_FAILING_CHILD = """
+import json, sys
+if int(sys.argv[2]) != 100:
+    sys.stderr.write("MemoryError: out of memory in the step\\n")
+    raise SystemExit(1)
+print(json.dumps({"count": 100, "finite": True, "seconds": 0.1, "first_seconds": 0.2,
+                  "matrix_free": False, "setup_maxrss_kb": 1}))
+"""
+
+
+def test_a_failed_child_process_is_one_line_not_a_traceback(capsys):
+    """`peak_rss` raised RuntimeError, which `run_program` does not expect: a traceback, with
+    the child's whole program text in it."""
+    # white-box: the measuring helper of experiments/_timing.py, called directly
+    timing = _program("_timing")
+    command = [sys.executable, "-c", "import sys; sys.stderr.write('boom\\n'); sys.exit(3)"]
+    status = solvers.run_program(lambda: timing.peak_rss(command), "bench")
+    err = capsys.readouterr().err
+    assert (
+        status == 1
+        and err == f"bench: the child process {sys.executable!r} failed (exit status 3): boom\n"
+    )
+    status = solvers.run_program(lambda: timing.peak_rss(command, name="the child"), "bench")
+    assert (
+        status == 1 and capsys.readouterr().err == "bench: the child failed (exit status 3): boom\n"
+    )
+
+
+def _fake_draw(args, surface, n, draw, noised, timed):
+    """A draw's record with the structure `run_draw` gives, no flow run."""
+    groups = ["test"] + ([f"noise {s:g}" for s in args.noise] if noised else [])
+    gain = 1.0 + 0.1 * (draw + 1)
+    kernels = {
+        name: {
+            "train_gain": 8.0,
+            "test_gain": gain,
+            "gains": {g: gain * (1 + i) for i, g in enumerate(groups)},
+        }
+        for name in _program("kernel_points").KERNELS
+    }
+    return {
+        "draw": draw,
+        "test_distance": {g: 0.3 / (1 + i) for i, g in enumerate(groups)},
+        "kernels": kernels,
+        "seconds_per_step": {name: 0.01 for name in kernels} if timed else {},
+        "matrix_free": False,
+    }
+
+
+def test_a_failed_memory_step_keeps_every_flow(tmp_path, monkeypatch, capsys):
+    """A memory child that fails ends the program with one line and exit status 1, after
+    the JSON of every flow and of the memory measured before it (`complete` false); it gave
+    a traceback after the whole run (45 minutes at the defaults) and no JSON."""
+    program = _program("kernel_points")
+    monkeypatch.setattr(program, "run_draw", _fake_draw)
+    law = {"sizes": [10, 20, 40], "mean_distance": [0.5, 0.45, 0.4]}
+    law.update(program.power_law(law["sizes"], law["mean_distance"]))
+    monkeypatch.setattr(program, "distance_law", lambda surface, sizes, seed: law)
+    monkeypatch.setattr(program, "MEMORY_STEP", _FAILING_CHILD)
+    out = tmp_path / "out"
+    argv = ["--points", "20", "40", "--draws", "2", "--clusters", "0", "--test-points", "10"]
+    argv += ["--memory-points", "100", "200", "--out", str(out)]
+    status = solvers.run_program(lambda: program.main(argv), "kernel_points")
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("kernel_points: the memory step on 200 points (a fresh process) failed")
+    assert "(exit status 1): MemoryError: out of memory in the step" in err
+    assert "complete: false" in err
+    saved = json.loads((out / "kernel_points.json").read_text())
+    assert saved["complete"] is False
+    assert set(saved["runs"]) == {"20", "40"} and saved["summary"]["gaussian"]["points"] == [20, 40]
+    assert saved["memory"]["points"] == [100] and "out of memory" in saved["memory"]["failed"]
+    assert not (out / "kernel_points.png").exists()
+
+
+@pytest.fixture(scope="module")
+def chart_sample():
+    """Training points of one chart of the Fermat quintic (400 sampled, 27 in the chart)."""
+    quintic = flows.Hypersurface.fermat_quintic()
+    sample = flows.point_sample(quintic, flows.sample_points(quintic, jax.random.key(0), 400))
+    return flows.chart_sample(sample)
+
+
+def _sigma(sample, h):
+    r"""σ = Σ w|1 - η/η̄|/Σ w, η = det h/|Ω|², η̄ its w-mean: written out in NumPy."""
+    eta = np.real(np.linalg.det(h)) / np.abs(np.asarray(sample.omega)) ** 2
+    w = np.asarray(sample.weights)
+    return np.sum(w * np.abs(1 - eta / (np.sum(w * eta) / np.sum(w)))) / np.sum(w)
+
+
+def test_a_reported_gain_matches_a_hand_written_euler_loop(chart_sample, monkeypatch, capsys):
+    """`run_flow`'s train and test gains of the normalised Gaussian against Euler steps
+    written out with dense NumPy kernel matrices and `jax.grad` of a hand-written σ loss:
+    $h_a \\leftarrow h_a - \\mathrm{lr}\\,\\sum_b k_{ab} (w_b/N) G_b / \\sum_b k_{ab} w_b/N$,
+    $G_b = (N/w_b)\\,\\partial L/\\partial h_b$. Then the same flow in chunks of 3 + 1 steps
+    (the path of large N, with a progress line after a chunk) gives the same gains and steps."""
+    program = _program("kernel_points")
+    train = flows.subsample(chart_sample, np.arange(0, chart_sample.count, 2))
+    test = flows.subsample(chart_sample, np.arange(1, chart_sample.count, 2))
+    sigma, lr, steps = 0.3, 2.5e-3, 4
+    z, y = np.asarray(train.points), np.asarray(test.points)
+    w, n = np.asarray(train.weights), train.count
+
+    def gaussian(a, b):  # arccos of |<a, b>|/|a||b|, the FS distance, in NumPy
+        c = np.abs(np.conj(a) @ b.T) / np.outer(
+            np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+        )
+        return np.exp(-(np.arccos(np.clip(c, -1, 1)) ** 2) / (2 * sigma**2))
+
+    def loss(re, im):
+        eta = jnp.real(jnp.linalg.det(jax.lax.complex(re, im))) / jnp.abs(train.omega) ** 2
+        mean = jnp.sum(train.weights * eta) / jnp.sum(train.weights)
+        return jnp.sum(train.weights * jnp.abs(1 - eta / mean)) / jnp.sum(train.weights)
+
+    k_train, k_test = gaussian(z, z), gaussian(y, z)
+    h, p = np.asarray(train.g_fs), np.asarray(test.g_fs)
+    start = _sigma(train, h), _sigma(test, p)
+    for _ in range(steps):
+        re, im = jax.grad(loss, argnums=(0, 1))(jnp.real(h), jnp.imag(h))
+        g = (np.asarray(re) + 1j * np.asarray(im)) * (n / w)[:, None, None]
+        h, p = (
+            x - lr * np.einsum("ab,bij->aij", k * (w / n), g) / (k @ (w / n))[:, None, None]
+            for x, k in ((h, k_train), (p, k_test))
+        )
+    expected = start[0] / _sigma(train, h), start[1] / _sigma(test, p)
+    flow = flows.PointKernelFlow(
+        flows.gaussian_point_kernel(sigma, normalise=True), flows.MongeAmpereLoss(1.0), train, test
+    )
+    groups = {"test": np.arange(test.count)}
+    record = program.run_flow(flow, lr, steps, groups)
+    # measured 8e-16: rounding of the two summation orders, 1e-12 allows for the Chebyshev
+    # d^2 (3e-15 relative) and the log-sum-exp normalisation
+    assert record["train_gain"] == pytest.approx(expected[0], rel=1e-12)
+    assert record["test_gain"] == pytest.approx(expected[1], rel=1e-12)
+    assert expected[0] > 1.5  # the flow moved: the check is not of a standing start
+    monkeypatch.setattr(program, "PROGRESS_AFTER", 0.0)  # a progress line after each chunk
+    capsys.readouterr()
+    chunked = program.run_flow(flow, lr, steps, groups, "N = 14, draw 0, gaussian", chunk=3)
+    assert "] N = 14, draw 0, gaussian: 3 of 4 steps (" in capsys.readouterr().out
+    assert chunked["steps"] == steps
+    assert chunked["train_gain"] == pytest.approx(record["train_gain"], rel=1e-13)
+    assert chunked["test_gain"] == pytest.approx(record["test_gain"], rel=1e-13)
