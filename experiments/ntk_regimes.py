@@ -103,9 +103,10 @@ def run_width(
         metric = flows.cosine_network_metric(
             m, width, sigma, jax.random.fold_in(key, 1000 + i), base=base
         )
-        sols = {
-            k: solvers.solve_network(metric, loss, 0.0, t1, kernel=k, saveat=saves) for k in REGIMES
-        }
+        sols = {}
+        for k in REGIMES:  # a line per solve: the first width alone can take minutes
+            sols[k] = sol = solvers.solve_network(metric, loss, 0.0, t1, kernel=k, saveat=saves)
+            progress(f"width {width}, network {i + 1} of {seeds}: {k} flow, {sol.stop_reason}")
         for k, sol in sols.items():
             if sol.stop_reason != "reached t1":
                 raise ValueError(
@@ -254,6 +255,10 @@ def main(argv=None) -> dict:
         memory_needed(m, args.widths[-1]),
         f"the kernel drift at width {args.widths[-1]} on {m!r}",
         "Lower the largest of --widths.",
+    )
+    progress(
+        f"{m!r}, σ = {args.sigma}, t1 = {args.t1}: widths {args.widths}, {args.seeds} network(s) "
+        f"each, three flows per network ({', '.join(REGIMES)})"
     )
     record = {}
     for width in args.widths:

@@ -18,6 +18,10 @@ Flows: `perelman` (local fixed measure; ill-posed, so it runs only at a
 degree where its predicted amplification allows: the default degree is 2),
 `perelman_lambda` (the λ form with its DeTurck term), `smoothed`,
 `smoothed_lambda`, `ricci_deturck`, `componentwise` (local unless --sigma > 0).
+`smoothed` and `smoothed_lambda` need a width --sigma > 0, the local flows refuse one;
+--sigma is at most 1e8: past $\pi/\sqrt{2\epsilon} \approx 1.5\times10^8$ ($\epsilon$ float64's
+epsilon) $e^{-d^2/2\sigma^2} = 1$ to rounding on the unit sphere, whose diameter is $\pi$: the
+kernel is the sphere's mean and $\beta_\sigma = 1/(n+1)$, its limit.
 Outputs in --out: sphere_extinction.json (`flow`, `dim`, `sigma`, `degree`,
 `extinction_time`, `predicted_extinction_time`, `stop_reason`, the scale
 factor against t and its largest deviation from the prediction) and
@@ -32,7 +36,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import directory, integer, non_negative, progress, save_figure, write_json
+from _common import directory, integer, number, progress, save_figure, write_json
 from matplotlib.figure import Figure
 
 import flows
@@ -48,6 +52,11 @@ FLOWS = (
     "ricci_deturck",
     "componentwise",
 )
+# the flows that need a width (--sigma > 0), and those that have none (local)
+SMOOTHED = ("smoothed", "smoothed_lambda")
+LOCAL = ("perelman", "perelman_lambda", "ricci_deturck")
+# the widest kernel (module docstring): past it the kernel is the mean to float64 rounding
+SIGMA_MAX = 1e8
 
 
 def predicted_scale(flow: str, n: int, sigma: float, t: np.ndarray) -> tuple[np.ndarray, float]:
@@ -60,10 +69,10 @@ def predicted_scale(flow: str, n: int, sigma: float, t: np.ndarray) -> tuple[np.
 
 def make(flow: str, sphere: flows.Sphere, sigma: float) -> flows.AbstractFlow:
     kernel = flows.GaussianKernel(sigma) if sigma > 0 else None
-    if flow in ("smoothed", "smoothed_lambda") and kernel is None:
-        raise SystemExit(f"--flow {flow} needs --sigma > 0.")
-    if flow in ("perelman", "perelman_lambda", "ricci_deturck") and kernel is not None:
-        raise SystemExit(f"--flow {flow} is local; use smoothed or smoothed_lambda for sigma > 0.")
+    if flow in SMOOTHED and kernel is None:
+        raise ValueError(f"--flow {flow} needs --sigma > 0.")
+    if flow in LOCAL and kernel is not None:
+        raise ValueError(f"--flow {flow} is local; use smoothed or smoothed_lambda for sigma > 0.")
     if flow == "perelman_lambda":
         return flows.perelman_lambda_flow(sphere)  # the local form with its DeTurck term
     if flow == "componentwise":
@@ -74,7 +83,12 @@ def make(flow: str, sphere: flows.Sphere, sigma: float) -> flows.AbstractFlow:
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dim", type=int, default=2, choices=(2, 3))
-    parser.add_argument("--sigma", type=non_negative, default=0.0, help="Gaussian width (0: local)")
+    parser.add_argument(
+        "--sigma",
+        type=number(at_least=0, at_most=SIGMA_MAX),
+        default=0.0,
+        help=f"Gaussian width, 0 <= S <= {SIGMA_MAX:g} (0: local; > 0 for {', '.join(SMOOTHED)})",
+    )
     parser.add_argument(
         "--degree",
         type=integer(2),
@@ -85,6 +99,13 @@ def parse_args(argv):
     parser.add_argument("--force", action="store_true", help="run past the amplification check")
     parser.add_argument("--out", type=directory, required=True)
     args = parser.parse_args(argv)
+    if args.flow in SMOOTHED and args.sigma == 0:
+        parser.error(f"--flow {args.flow} needs a kernel width --sigma > 0")
+    if args.flow in LOCAL and args.sigma > 0:
+        parser.error(
+            f"--flow {args.flow} is local: it has no kernel width (--sigma > 0 is for "
+            f"{', '.join(SMOOTHED)} and componentwise)"
+        )
     if args.degree is None:
         args.degree = 2 if args.flow == "perelman" else 6
     return args

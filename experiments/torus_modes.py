@@ -24,6 +24,11 @@ Gaussian of width S); S = 0 gives the local fixed-measure flow `perelman`,
 which is ill-posed: at n = 16 its predicted amplification of rounding is
 exp(128 t1), which is why the default t1 is short (0.05).
 
+`smoothed_lambda` needs S > 0, and a local flow refuses S > 0. S is at most 8: past
+S ≈ 8.5 the Gaussian's multiplier $e^{-S^2k^2/2}$ of every mode $k \ne 0$ is below float64's
+epsilon, so the kernel is the torus mean to rounding and no mode moves (a predicted rate
+that underflows to 0 is not resolved).
+
 Outputs in --out: torus_modes.json (`flow`, `sigma`, `k`, `measured_rate`,
 `predicted_rate`, `relative_error`, `rate_stderr`, `resolved`, and the amplitudes; one
 record per (S, K) under `runs` when several are given, with `max_relative_error` over
@@ -44,7 +49,6 @@ import numpy as np
 from _common import (
     directory,
     integer,
-    non_negative,
     number,
     positive,
     progress,
@@ -77,6 +81,10 @@ RESOLUTION = 1e-4
 
 # the flows with a kernel width (the others are local: --sigma > 0 would be ignored)
 SMOOTHABLE = ("smoothed", "smoothed_lambda", "componentwise")
+# the flows that have no local form here (flows.make_flow needs their width)
+NEEDS_WIDTH = ("smoothed_lambda",)
+# the widest kernel (module docstring): past it the kernel is the torus mean to rounding
+SIGMA_MAX = 8.0
 
 
 def measure_rate(times, amplitudes, predicted: float) -> tuple[float, float, bool]:
@@ -104,13 +112,13 @@ def summarise(runs: list[dict]) -> dict:
 def run(flow_name: str, sigma: float, k: int, n: int, t1: float, amplitude: float) -> dict:
     torus = flows.Torus(2, n)
     if not 1 <= k <= torus.band_limit:
-        raise SystemExit(f"--k must be in 1..{torus.band_limit} for n = {n}, got {k}.")
+        raise ValueError(f"--k must be in 1..{torus.band_limit} for n = {n}, got {k}.")
     name = "perelman" if (flow_name == "smoothed" and sigma == 0) else flow_name
     flow = flows.make_flow(name, torus, sigma if sigma > 0 else None)
     g0 = flows.conformal_metric(torus, amplitude * jnp.cos(k * torus.nodes[:, 0]))
     solution = solvers.solve(flow, g0, 0.0, t1, saveat=21, rtol=1e-10, atol=1e-14)
     if solution.stop_reason != "reached t1":
-        raise SystemExit(f"{name}: the solve stopped early: {solution.stop_reason}")
+        raise ValueError(f"{name}: the solve stopped early: {solution.stop_reason}")
     ts = np.asarray(solution.ts)
     amps = mode_amplitudes(solution, k)
     predicted = k**2 * math.exp(-(sigma**2) * k**2 / 2)
@@ -124,7 +132,8 @@ def run(flow_name: str, sigma: float, k: int, n: int, t1: float, amplitude: floa
         "amplitude": amplitude,
         "measured_rate": measured,
         "predicted_rate": predicted,
-        "relative_error": abs(measured - predicted) / predicted,
+        # a rate that underflows to 0 is not resolved (measure_rate): no relative error
+        "relative_error": abs(measured - predicted) / predicted if predicted > 0 else None,
         "rate_stderr": stderr,
         "resolved": resolved,
         "predicted_amplification": solution.amplification.value,
@@ -166,7 +175,11 @@ def plot(runs: list[dict], path: Path) -> None:
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--sigma", type=non_negative, nargs="+", default=[0.3], help="kernel width(s) S >= 0"
+        "--sigma",
+        type=number(at_least=0, at_most=SIGMA_MAX),
+        nargs="+",
+        default=[0.3],
+        help=f"kernel width(s) 0 <= S <= {SIGMA_MAX:g}",
     )
     parser.add_argument(
         "--k", type=integer(1), nargs="+", default=[2], help="wavenumber(s) 1 <= K <= (n - 1) // 2"
@@ -192,6 +205,8 @@ def parse_args(argv):
             f"--flow {args.flow} is local: it has no kernel width (--sigma > 0 is for "
             f"{', '.join(SMOOTHABLE)})"
         )
+    if args.flow in NEEDS_WIDTH and any(s == 0 for s in args.sigma):
+        parser.error(f"--flow {args.flow} needs a kernel width --sigma > 0, got {args.sigma}")
     return args
 
 

@@ -15,6 +15,7 @@ configuration through the installed console script and holds it to under 5
 minutes (300 s).
 """
 
+import argparse
 import json
 import math
 import os
@@ -80,7 +81,9 @@ def test_demo_quick(tmp_path, capsys):
     for run in torus["runs"].values():
         predicted = [k**2 * math.exp(-(run["sigma"] ** 2) * k**2 / 2) for k in torus["ks"]]
         np.testing.assert_allclose(run["measured_rates"], predicted, rtol=1e-5)
+        assert run["resolved"] == [True] * len(torus["ks"]) and run["unresolved_reasons"] == {}
         assert run["stop_reason"] == "reached t1"
+    assert torus["unresolved"] == [] and torus["max_relative_error"] < 1e-5
     lam = np.asarray(torus["runs"]["0.0"]["lambda"])
     assert np.all(np.diff(lam) >= -1e-10) and lam[-1] > lam[0]
 
@@ -135,6 +138,9 @@ def test_demo_flags_are_checked(tmp_path, capsys):
         ["--flows", "ricci"],
         ["--sigmas", "0"],
         ["--sigmas", "0.1,nan"],
+        ["--sigmas", "8.5"],  # past σ ≈ 8.5 the Gaussian on T² is the mean to rounding
+        ["--sigmas", "0.3,1e10"],
+        ["--sigmas", "1e300"],
         ["--n", "4"],
         ["--dtype", "float16"],
         ["--quintic-sigma", "-1"],
@@ -147,6 +153,7 @@ def test_demo_flags_are_checked(tmp_path, capsys):
             demo.parse_args([*argv, "--out", str(tmp_path)])
         assert error.value.code == 2, argv
         assert "error" in capsys.readouterr().err, argv
+    demo.parse_args(["--sigmas", "8", "--out", str(tmp_path)])  # the widest accepted
     args = demo.parse_args(["--quick", "--flows", "local"])
     assert args.manifolds == ["torus", "s2", "quintic"] and args.flows == ["local"]
     assert args.sigmas == [0.3] and args.n == 8
@@ -203,3 +210,165 @@ def test_console_script_default_run(tmp_path):
     assert set(report["network"]["runs"]) == {"evolving", "frozen", "infinite"}
     assert set(report["quintic"]["spectral"]["runs"]) == {"local", "smoothed"}
     assert wall < 300, f"the default run took {wall:.0f} s (it must finish in under 5 minutes)"
+
+
+def test_demo_bounds_the_kernel_width_with_a_message(tmp_path, capsys):
+    # a width past the bound is refused at parse time by name (it crashed with a
+    # ZeroDivisionError on T² and an OverflowError on the spheres); the sections refuse it
+    # with a ValueError naming the problem when called directly
+    for sigmas in ("1e10", "0.1,9"):
+        with pytest.raises(SystemExit) as exit:
+            demo.parse_args(["--sigmas", sigmas, "--out", str(tmp_path / "new")])
+        assert exit.value.code == 2
+        err = capsys.readouterr().err
+        assert "argument --sigmas: --sigmas must be <= 8" in err and err.startswith("usage:")
+    assert not (tmp_path / "new").exists()
+    # white-box: the sections, called without the parser
+    from solvers.demo import _sections
+
+    args = argparse.Namespace(n=6, degree=2, dtype="float64")
+    with pytest.raises(ValueError, match=r"kernel widths \[10000000000.0\] are outside"):
+        _sections.run_torus(args, [0.0, 1e10])
+    with pytest.raises(ValueError, match="outside"):
+        _sections.run_sphere(args, 2, [1e300])
+
+
+def test_demo_marks_a_rate_it_cannot_resolve():
+    """A rate is measured only where the run resolves it (`measure_rate`): a mode whose
+    predicted decay over the run is below 1e4 × the integrator's rtol, or whose fit's
+    standard error is above 1e-4 of the rate, is not resolved (at --sigmas 8 the demo
+    printed k=2: -4.75e-11 against 1.03e-55, "max relative error 4.6e+44")."""
+    # white-box: the demo's rate fit and its resolution check
+    from solvers.demo._sections import measure_rate
+
+    t = np.linspace(0.0, 0.05, 21)
+    noise = 1e-12 * np.random.default_rng(0).standard_normal(t.size)
+    floor = {"rtol": 1e-10, "resolution": 1e-4}
+    rate, stderr, why = measure_rate(t, np.exp(-0.1 * t + noise), 0.1, **floor)
+    assert why is None and rate == pytest.approx(0.1, rel=1e-8)
+    assert stderr == pytest.approx(1e-12 / np.sqrt(np.sum((t - t.mean()) ** 2)), rel=0.5)
+    # below the integrator's floor: 1e-55 decays by 5e-57 over the run, not 1e4 × 1e-10
+    rate, _, why = measure_rate(t, np.exp(-4.75e-11 * t + noise), 1.03e-55, **floor)
+    assert why.startswith("below the integrator's floor") and abs(rate) < 1e-10  # noise
+    # above the floor, but noisier than 1e-4 of the rate
+    noisy = 1e-6 * np.random.default_rng(1).standard_normal(t.size)
+    _, stderr, why = measure_rate(t, np.exp(-1e-3 * t + noisy), 1e-3, **floor)
+    assert stderr > 1e-7 and "standard error" in why
+    # amplitudes that vanish: no fit at all
+    assert measure_rate(t, np.zeros_like(t), 1.0, **floor)[2] is not None
+
+
+def _torus_record() -> dict:
+    """A T² section's record (as `run_torus` returns, through `_plain`): one run, k = 2 unresolved."""
+    return {
+        "manifold": "Torus(dim=2, n=6)",
+        "ks": [1, 2],
+        "mode_t1": 0.05,
+        "curvature_t1": 0.2,
+        "resolution": 1e-4,
+        "rtol": 1e-10,
+        "max_relative_error": 2e-8,
+        "unresolved": [[8.0, 2]],
+        "runs": {
+            "8.0": {
+                "sigma": 8.0,
+                "label": "σ = 8",
+                "measured_rates": [0.011109, -4.75085e-11],
+                "predicted_rates": [0.011109, 1.02888e-55],
+                "relative_errors": [2e-8, None],
+                "resolved": [True, False],
+                "unresolved_reasons": {"2": "below the integrator's floor: predicted 1.03e-55"},
+                "integral_R2": [24.76, 25.03],
+                "integral_R2_linearised": [28.0, 28.5],
+                "lambda": [-0.022, -0.0224],
+            }
+        },
+    }
+
+
+def test_summary_reports_an_unresolved_rate_as_not_resolved():
+    # white-box: summary.md's renderer, on records of the sections' shape
+    from solvers.demo._report import summary_markdown
+
+    config = {"started": "now", "dtype": "float64", "device": "cpu"}
+    report = {"config": config, "wall_seconds": 1.0, "figures": [], "torus": _torus_record()}
+    summary = summary_markdown(report, 1e-4)
+    assert "| σ = 8 | 2 | not resolved | 1.02888e-55 | — |" in summary
+    assert "-4.75085e-11" not in summary and "4.6e+44" not in summary
+    assert "- σ = 8, k = 2: below the integrator's floor" in summary
+    assert "| σ = 8 | 1 | 0.011109 | 0.011109 | 2.0e-08 |" in summary
+    # the spectral flows' floor sentence comes from the run's velocities and tolerances
+    velocity = [1.0, 1e-3, 1e-6, 4e-9, 2e-9, 3e-9, 1e-9, 2e-9]
+    run = {"width": 0.0, "times": [0.0, 3.0], "sigma_test": [0.4, 0.02], "velocity": velocity}
+    spectral = {
+        "k": 4,
+        "basis_size": 5,
+        "points": 10,
+        "test_points": 10,
+        "rtol": 1e-8,
+        "atol": 1e-10,
+    }
+    report["quintic"] = {
+        "points": 10,
+        "steps": 1,
+        "gaussian_sigma": 0.3,
+        "test_kick": 0.01,
+        "mean_test_distance": 0.01,
+        "runs": {},
+        "spectral": {**spectral, "runs": {"local": run}},
+    }
+    summary = summary_markdown(report, 1e-4)
+    assert "1e-10 to 1e-8" not in summary  # the old fixed text
+    assert "rtol 1e-08, atol 1e-10" in summary
+    assert "| local | 0.4000 → 0.02000 | 3 | 2.0e-09 | 1.0e-09 to 4.0e-09 |" in summary
+
+
+def test_demo_says_which_requested_manifolds_its_flows_cannot_run(tmp_path, capsys, monkeypatch):
+    # --flows evolving runs only the network (on T²): s2 and the quintic are named as not
+    # run, in a progress line, report.json and summary.md, not dropped silently
+    # white-box: the network section and its figure replaced by stubs (no computation)
+    from solvers.demo import _cli
+
+    network = {
+        "width": 1,
+        "network_sigma": 0.5,
+        "t1": 0.1,
+        "runs": {"evolving": {"loss": [1.0, 0.5]}},
+        "distances": {},
+    }
+    monkeypatch.setattr(_cli, "run_network", lambda args, regimes: network)
+    monkeypatch.setattr(_cli, "plot_curvature_loss", lambda torus, network, path: None)
+    out = tmp_path / "report"
+    demo.main(["--manifolds", "torus,s2,quintic", "--flows", "evolving", "--out", str(out)])
+    printed = capsys.readouterr().out
+    for name in ("s2", "quintic", "torus"):
+        assert f"] {name}: not run (--flows evolving has neither local nor smoothed" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["skipped"]) == {"torus", "s2", "quintic"} and "network" in report
+    assert (
+        "Skipped s2: --flows evolving has neither local nor smoothed"
+        in (out / "summary.md").read_text()
+    )
+    # the network regimes without the torus are named too
+    args = demo.parse_args(["--manifolds", "s2", "--flows", "local,frozen", "--out", str(out)])
+    assert _cli._not_run(args) == {
+        "network": "--flows frozen run on the torus, which --manifolds does not name"
+    }
+
+
+@pytest.mark.slow  # one T² section at n = 6: ~15 s of compilation
+def test_demo_reports_an_unresolvable_rate_as_not_resolved(tmp_path, capsys):
+    out = tmp_path / "report"
+    argv = ["--manifolds", "torus", "--flows", "smoothed", "--sigmas", "8", "--n", "6"]
+    demo.main([*argv, "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "k=2: not resolved (below the integrator's floor" in printed
+    assert "max relative error 4.6e+44" not in printed and "no rate resolved" in printed
+    report = json.loads((out / "report.json").read_text())
+    torus = report["torus"]
+    run = torus["runs"]["8.0"]
+    assert run["resolved"] == [False, False] and run["relative_errors"] == [None, None]
+    assert torus["unresolved"] == [[8.0, 1], [8.0, 2]] and torus["max_relative_error"] is None
+    assert set(run["unresolved_reasons"]) == {"1", "2"}
+    summary = (out / "summary.md").read_text()
+    assert "| σ = 8 | 2 | not resolved | 1.02888e-55 | — |" in summary

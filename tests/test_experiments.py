@@ -8,6 +8,7 @@ is marked slow (about 2 minutes on two cores).
 
 import argparse
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -80,19 +81,82 @@ def test_sphere_extinction_program(tmp_path):
     assert abs(saved["extinction_time"] - saved["predicted_extinction_time"]) < 1e-3
     assert record["max_scale_error_before_0.8T"] < 1e-6
     assert (tmp_path / "sphere_extinction.png").stat().st_size > 0
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit:
         program.main(["--flow", "smoothed", "--sigma", "0", "--out", str(tmp_path)])
+    assert exit.value.code == 2
 
 
-def test_experiment_flags_are_checked(tmp_path):
-    with pytest.raises(SystemExit):
-        _program("sphere_extinction").main(
-            ["--flow", "smoothed", "--sigma", "0", "--out", str(tmp_path)]
-        )
-    with pytest.raises(SystemExit):
-        _program("well_posedness").main(["--sigma", "0", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit):
-        _program("torus_modes").main(["--amplitude", "0.1", "--out", str(tmp_path)])
+def _as_run(monkeypatch, name):
+    """sys.argv[0] as when `python experiments/<name>.py` runs: argparse names the program by it."""
+    monkeypatch.setattr(sys, "argv", [f"experiments/{name}.py"])
+
+
+def test_experiment_flags_are_checked(tmp_path, capsys, monkeypatch):
+    # argparse's exit (status 2, usage and one line naming the program), before --out exists
+    out = tmp_path / "new"
+    cases = [
+        ("sphere_extinction", ["--flow", "smoothed", "--sigma", "0"], "--sigma > 0"),
+        ("well_posedness", ["--sigma", "0"], "argument --sigma: must be a finite number > 0"),
+        ("torus_modes", ["--amplitude", "0.1"], "argument --amplitude: must be a finite number"),
+    ]
+    for name, argv, message in cases:
+        _as_run(monkeypatch, name)
+        with pytest.raises(SystemExit) as exit:
+            _program(name).main([*argv, "--out", str(out)])
+        assert exit.value.code == 2, (name, argv)
+        err = capsys.readouterr().err
+        assert err.startswith(f"usage: {name}.py ") and message in err, (name, err)
+        assert err.strip().splitlines()[-1].startswith(f"{name}.py: error: "), err
+    assert not out.exists()
+
+
+def test_flag_combinations_are_refused_before_any_output(tmp_path, capsys, monkeypatch):
+    """A smoothed flow without a width, or a local one with a width, is a bad flag
+    combination: argparse's status 2 with the usage, before --out is created (they ended
+    with status 1 at run time, an empty folder left behind)."""
+    out = tmp_path / "new"
+    cases = [
+        ("sphere_extinction", ["--flow", "smoothed", "--sigma", "0"], "--flow smoothed needs"),
+        ("sphere_extinction", ["--flow", "smoothed_lambda"], "--flow smoothed_lambda needs"),
+        ("sphere_extinction", ["--flow", "perelman_lambda", "--sigma", "0.3"], "is local"),
+        ("sphere_extinction", ["--flow", "ricci_deturck", "--sigma", "0.3"], "is local"),
+        ("torus_modes", ["--flow", "smoothed_lambda", "--sigma", "0"], "needs a kernel width"),
+        ("torus_modes", ["--flow", "smoothed_lambda", "--sigma", "0.3", "0"], "needs a kernel"),
+    ]
+    for name, argv, message in cases:
+        _as_run(monkeypatch, name)
+        with pytest.raises(SystemExit) as exit:
+            _program(name).main([*argv, "--out", str(out)])
+        assert exit.value.code == 2, (name, argv)
+        err = capsys.readouterr().err
+        assert err.startswith(f"usage: {name}.py ") and message in err, (name, argv, err)
+        assert err.strip().splitlines()[-1].startswith(f"{name}.py: error: "), err
+    assert not out.exists()
+    # the combinations that make sense still parse
+    for name, argv in (
+        ("sphere_extinction", ["--flow", "componentwise", "--sigma", "0"]),
+        ("sphere_extinction", ["--flow", "componentwise", "--sigma", "0.3"]),
+        ("sphere_extinction", ["--flow", "smoothed", "--sigma", "0.3"]),
+        ("torus_modes", ["--flow", "smoothed", "--sigma", "0"]),  # the local perelman flow
+        ("torus_modes", ["--flow", "componentwise", "--sigma", "0"]),
+    ):
+        _program(name).parse_args([*argv, "--out", str(out)])
+
+
+def test_kernel_widths_are_bounded(tmp_path, capsys):
+    # past the bound the kernel is the mean to float64 rounding (sphere_extinction: 1e8 on
+    # the unit sphere; torus_modes: 8 on T²); --sigma 1e300 ended in an OverflowError traceback
+    for name, argv in (
+        ("sphere_extinction", ["--flow", "smoothed", "--sigma", "1e300"]),
+        ("sphere_extinction", ["--flow", "smoothed", "--sigma", "2e8"]),
+        ("torus_modes", ["--sigma", "1e10"]),
+        ("torus_modes", ["--sigma", "0.3", "9"]),
+    ):
+        err = refusal(_program(name), argv, tmp_path, capsys)
+        assert "argument --sigma: must be a finite number >= 0 and <= " in err, (name, err)
+    out = str(tmp_path)
+    _program("sphere_extinction").parse_args(["--flow", "smoothed", "--sigma", "1e8", "--out", out])
+    _program("torus_modes").parse_args(["--sigma", "8", "--out", out])
 
 
 def test_flags_that_would_mislead_are_refused(tmp_path, capsys):
@@ -132,16 +196,21 @@ def test_well_posedness_linear_rates(tmp_path):
             for a, b in zip(entry[measured], entry[predicted], strict=True):
                 assert abs(a - b) <= 1e-6 * max(abs(b), 1.0), (name, measured)
     assert (tmp_path / "rates.png").stat().st_size > 0
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit:
         program.main(["--sigma", "0", "--out", str(tmp_path)])
+    assert exit.value.code == 2
 
 
 @pytest.mark.slow
-def test_ntk_regimes_program(tmp_path):
+def test_ntk_regimes_program(tmp_path, capsys):
     # a small run: the files, the fields, and the distances falling with width
     program = _program("ntk_regimes")
     args = ["--manifold", "sphere", "--widths", "8,128", "--t1", "0.05", "--seeds", "1"]
     program.main([*args, "--saves", "3", "--resolution", "6", "--out", str(tmp_path)])
+    # a progress line per solve, before the first width's summary (it can take minutes)
+    printed = capsys.readouterr().out
+    first = printed.index("width 8, network 1 of 1: evolving flow, reached t1")
+    assert first < printed.index("width 8: at t1")
     record = json.loads((tmp_path / "ntk_regimes.json").read_text())
     assert record["widths"] == [8, 128]
     for key in ("evolving_frozen", "frozen_infinite", "kernel_drift"):
@@ -150,8 +219,9 @@ def test_ntk_regimes_program(tmp_path):
         assert record["slopes"][key]["slope"] < 0
         assert record["slopes"][key]["verdict"] == "no interval: two widths"
     assert (tmp_path / "ntk_regimes.png").stat().st_size > 0
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit:
         program.main(["--widths", "0,4", "--out", str(tmp_path)])
+    assert exit.value.code == 2
 
 
 def test_ntk_regimes_compares_each_slope_with_its_expectation():

@@ -9,6 +9,8 @@ field, so they meet the predicted rates (docs/conventions.md, Well-posedness) to
 (measured: 1e-12).
 """
 
+import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -288,6 +290,16 @@ def test_sphere_smoothing_beta_and_extinction(n):
     assert below == pytest.approx(above, rel=1e-10)
     assert abs(above - _trapezoid_beta(0.1, n)) < 1e-10
     assert flows.sphere_smoothing_beta(1e3, n) == pytest.approx(1 / (n + 1), rel=1e-6)
+    # past 1.5e8 the kernel is constant on [0, pi] to rounding: beta is its limit
+    assert flows.sphere_smoothing_beta(1e150, n) == pytest.approx(1 / (n + 1), rel=1e-15)
+
+
+@pytest.mark.parametrize("sigma", [1e155, 1e300, math.inf, math.nan, -0.1])
+def test_sphere_smoothing_beta_refuses_a_width_it_cannot_integrate(sigma):
+    # 2 sigma^2 overflows past ~9.5e153: a ValueError naming sigma, not an OverflowError
+    for function in (flows.sphere_smoothing_beta, flows.sphere_extinction_time):
+        with pytest.raises(ValueError, match="sigma must be a finite number in"):
+            function(sigma, 2)
 
 
 def test_flow_names_and_growth_rates():

@@ -888,7 +888,7 @@ BAD_FLAGS = {
     },
     "well_posedness": {"--sigma": POSITIVE, "--n": _ints(8), "--t1": POSITIVE},
     DEMO: {
-        "--sigmas": ["0", "0.3,-1", "nan", "inf", "x", ""],
+        "--sigmas": ["0", "0.3,-1", "nan", "inf", "x", "", "9", "0.3,1e10"],  # 0 < σ <= 8
         "--n": _ints(6),
         "--degree": _ints(2),
         "--width": _ints(1),

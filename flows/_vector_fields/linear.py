@@ -120,6 +120,10 @@ def smoothed_mode_decay_rate(k, sigma: float):
     return k**2 * np.exp(-(sigma**2) * k**2 / 2)
 
 
+# the widest sigma `sphere_smoothing_beta` takes: 2 sigma^2 overflows float64 past ~9.5e153
+_BETA_SIGMA_MAX = 1e150
+
+
 def sphere_smoothing_beta(sigma: float, n: int) -> float:
     r"""$\beta_\sigma$ on the round unit $S^n$: smoothing by $k_\sigma$ multiplies the round velocity by $1 - \beta_\sigma$.
 
@@ -132,8 +136,17 @@ def sphere_smoothing_beta(sigma: float, n: int) -> float:
     {\int e^{-s^2/2}(\sin\sigma s/\sigma)^{n-1}ds}$: on $[0, \pi]$ quadrature misses a
     narrow peak, and $\beta_\sigma \to \sigma^2$ as $\sigma \to 0$ (for $n = 2, 3$).
 
-    **Arguments:** `sigma` >= 0, the width of the geodesic Gaussian; `n`, the sphere's dimension.
+    **Arguments:** `sigma` >= 0, the width of the geodesic Gaussian, at most 1e150 (past
+    about 9.5e153 $2\sigma^2$ overflows; already past $\pi/\sqrt{2\epsilon} \approx 1.5\times10^8$
+    the kernel is constant on $[0, \pi]$ to rounding and $\beta_\sigma = 1/(n+1)$, its limit);
+    `n`, the sphere's dimension. Another `sigma` raises `ValueError`.
     """
+    if not (math.isfinite(sigma) and 0 <= sigma <= _BETA_SIGMA_MAX):
+        raise ValueError(
+            f"sphere_smoothing_beta: sigma must be a finite number in [0, {_BETA_SIGMA_MAX:g}], "
+            f"got {sigma!r} (2 sigma^2 overflows float64 past about 9.5e153; already past "
+            f"sigma = 1.5e8 the kernel is constant on S^{n} to rounding, beta = 1/(n + 1))."
+        )
     if sigma == 0:
         return 0.0
 

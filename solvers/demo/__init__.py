@@ -15,7 +15,7 @@ each beside an analytic prediction:
   $\gamma_k = k^2 e^{-\sigma^2k^2/2}$; the rates are fitted and compared
   (as `experiments/torus_modes.py`). From $u = 0.2(\cos x\cos y + \tfrac12\sin(2x + y))$
   the flow runs to $t = 0.2$: $\int R^2 dV$ beside its linearisation (every
-  mode of $R_0$ decaying at $\gamma_k$), and $\lambda$, which the flow raises.
+  mode of $R_0$ decaying at $\gamma_k$), and $\lambda$, which the local flow raises (the smoothed forms are not gradient flows of $\lambda$).
 - **s2**, **s3**: the round unit $S^n$ to extinction under the same flows, which
   on a round sphere are all Ricci flow, $\partial_t g = \int k_\sigma(-2\,\mathrm{Ric})$
   ($f$ is constant; integrated without the λ form's ground-state solve). Locally

@@ -22,6 +22,7 @@ from ._sections import (
     _DEGENERATE_TOL,
     _FLOAT64_ONLY,
     _QUINTIC_SIGMA,
+    SIGMA_MAX,
     run_network,
     run_quintic,
     run_sphere,
@@ -70,6 +71,11 @@ def _sigmas(text: str) -> list[float]:
         ) from None
     if not values or any(not (math.isfinite(v) and v > 0) for v in values):
         raise argparse.ArgumentTypeError(f"--sigmas must be finite numbers > 0, got {text!r}")
+    if any(v > SIGMA_MAX for v in values):
+        raise argparse.ArgumentTypeError(
+            f"--sigmas must be <= {SIGMA_MAX:g}, got {text!r}: past σ ≈ 8.5 the Gaussian on T² is "
+            "the torus mean to float64 rounding (every mode's multiplier e^(-σ²k²/2) below 2.2e-16)"
+        )
     return sorted(set(values))
 
 
@@ -101,6 +107,23 @@ def _positive(minimum: int, maximum: int | None = None):
 
 
 _seed = _positive(0, 2**32 - 1)  # jax.random.key(seed) takes any of these
+
+
+def _not_run(args: argparse.Namespace) -> dict[str, str]:
+    """The sections these --manifolds and --flows name but cannot run, each with the reason."""
+    chosen = set(args.flows)
+    regimes = ",".join(r for r in _NETWORK_REGIMES if r in chosen)
+    out = {}
+    if not chosen & {"local", "smoothed"}:
+        for name in args.manifolds:
+            out[name] = f"--flows {','.join(args.flows)} has neither local nor smoothed, which " + (
+                "its mode-decay and curvature section needs (the network section runs on T²)"
+                if name == "torus"
+                else "it needs (the network regimes run on the torus only)"
+            )
+    if regimes and "torus" not in args.manifolds:
+        out["network"] = f"--flows {regimes} run on the torus, which --manifolds does not name"
+    return out
 
 
 def _selected_sections(args: argparse.Namespace) -> list[str]:
@@ -137,13 +160,18 @@ def parse_args(argv=None) -> argparse.Namespace:
         f"{','.join(_QUICK_FLOWS)}). local: Perelman's flow (σ = 0; λ form on T², Ricci flow on "
         "the round spheres, where the two agree); smoothed: the same smoothed by k_σ for each "
         "of --sigmas; evolving, frozen, infinite: the NTK regimes of a cosine network on T². "
-        "On the quintic, local and smoothed choose the local and the Gaussian point kernel",
+        "On the quintic, local and smoothed choose the local and the Gaussian point kernel. "
+        "A manifold the chosen flows cannot run (s2, s3 and the quintic without local or "
+        "smoothed; the network regimes without the torus) is skipped with a progress line and "
+        "a note in summary.md; nothing at all to run is an error",
     )
     add(
         "--sigmas",
         type=_sigmas,
         default=None,
-        help="comma-separated kernel widths σ > 0 of the smoothed flows (default 0.1,0.3,0.5; --quick 0.3)",
+        help=f"comma-separated kernel widths 0 < σ <= {SIGMA_MAX:g} of the smoothed flows (default "
+        "0.1,0.3,0.5; --quick 0.3). A rate the run cannot resolve (a wide kernel's slow mode, "
+        "which decays by less than the integrator's noise) is reported as not resolved",
     )
     add(
         "--n",
@@ -290,10 +318,14 @@ def main(argv: list[str] | None = None) -> None:
     }
     sections = _selected_sections(args)
     report["skipped"] = {}
+    for name, reason in _not_run(args).items():
+        report["skipped"][name] = reason
+        _progress(f"{name}: not run ({reason})")
     if args.dtype == "float32":
-        report["skipped"] = {k: v for k, v in _FLOAT64_ONLY.items() if k in sections}
-        for name, reason in report["skipped"].items():
-            _progress(f"{name}: skipped in float32 ({reason})")
+        for name, reason in _FLOAT64_ONLY.items():
+            if name in sections:
+                report["skipped"][name] = reason
+                _progress(f"{name}: skipped in float32 ({reason})")
     tasks = [(name, tasks[name]) for name in sections if name not in report["skipped"]]
     for name, task in tasks:
         start = time.perf_counter()

@@ -30,8 +30,8 @@ def plot_modes(torus: dict, path: Path) -> None:
     markers = "os^vD"
     for i, r in enumerate(runs):
         colour = _colours(len(runs))[i]
-        t = np.asarray(r["mode_times"])
         for j, k in enumerate(torus["ks"]):
+            t = np.asarray(r["mode_times"][str(k)])
             amp = np.asarray(r["mode_amplitudes"][str(k)])
             ax.plot(t, np.log(amp / amp[0]), markers[j % 5], ms=3, color=colour)
             ax.plot(t, -r["predicted_rates"][j] * t, "-", lw=0.8, color=colour)
@@ -53,10 +53,20 @@ def plot_modes(torus: dict, path: Path) -> None:
             lw=1,
             label=rf"{r['label']}: $k^2 e^{{-\sigma^2k^2/2}}$",
         )
-        bx.plot(torus["ks"], r["measured_rates"], "o", color=colour, mfc="none")
+        # only the resolved rates: an unresolved fit measured noise, not a rate
+        shown = [
+            (k, m)
+            for k, m, ok in zip(torus["ks"], r["measured_rates"], r["resolved"], strict=True)
+            if ok
+        ]
+        if shown:
+            bx.plot(*zip(*shown, strict=True), "o", color=colour, mfc="none")
     bx.set_xlabel("wavenumber k")
     bx.set_ylabel(r"decay rate $\gamma_k$")
-    bx.set_title("Decay rate against k: circles measured, lines analytic")
+    bx.set_title(
+        "Decay rate against k: circles measured, lines analytic"
+        + ("\n(unresolved rates not drawn: summary.md)" if torus.get("unresolved") else "")
+    )
     bx.legend(fontsize=7)
     _save_figure(fig, path)
 
@@ -113,7 +123,8 @@ def plot_curvature_loss(torus: dict | None, network: dict | None, path: Path) ->
         )
         ax.legend(fontsize=6, ncol=2)
         bx.set_xlabel("flow time t")
-        bx.set_ylabel(r"$\lambda(g)$ (loss $-2\lambda$; non-decreasing)")
+        # Perelman's monotonicity is the local form's; a smoothed form is no gradient flow of λ
+        bx.set_ylabel(r"$\lambda(g)$ (loss $-2\lambda$; non-decreasing for the local form)")
         note = _overlaps({r["label"]: np.asarray(r["lambda"]) for r in runs})
         bx.set_title(
             "Perelman's λ along the λ-form flows" + (f"\n{note}" if note else ""), fontsize=9

@@ -8,6 +8,7 @@ distances are `flows`' own (`flows.SpectralGaussian`, `smoothed_mode_decay_rate`
 what lives here is the choice of problems, sizes and tolerances.
 """
 
+import math
 import time
 
 import diffrax
@@ -45,6 +46,19 @@ _SPECTRAL_K = 4
 _SPECTRAL_POINTS_PER_POINT = 4
 _SPECTRAL_T1 = 3.0
 _SIGMA_FS = 0.3737  # sigma of the Fubini-Study metric (experiments/quintic_sigma.py, 1e5 points)
+# the spectral flows' integrator tolerances (its floor: a velocity that stops falling)
+_SPECTRAL_RTOL, _SPECTRAL_ATOL = 1e-8, 1e-10
+
+# The widest kernel the demo takes (--sigmas): on T² (side 2π) the Gaussian's multiplier of
+# every mode k ≠ 0 is at most e^{-σ²/2}, below float64's epsilon (2.2e-16) past σ ≈ 8.49, so
+# a wider kernel is the mean over the torus to rounding and no mode moves. Up to it the
+# predicted rates k² e^{-σ²k²/2} of k ≤ 4 stay normal floats (≥ 16 e^{-512}); on the unit
+# spheres (diameter π) β_σ at σ = 8 is within 0.2% of its limit 1/(n + 1).
+SIGMA_MAX = 8.0
+# A fitted rate is a measurement when it is resolved to this fraction of the predicted rate
+# (`measure_rate`; experiments/torus_modes.py uses 1e-4): a wide kernel's slow mode decays by
+# less than the integrator's noise over the run. float32 leaves ~2e-4 of noise in the rates.
+RESOLUTION = {"float64": 1e-4, "float32": 1e-2}
 
 
 def lambda_flow(manifold: flows.AbstractManifold, sigma: float, dtype: str) -> flows.MetricFlow:
@@ -106,15 +120,70 @@ def _linearised_integral_r2(r0: np.ndarray, n: int, sigma: float, ts: np.ndarray
     return (2 * np.pi) ** 2 * np.sum(np.abs(c) ** 2 * decay**2, axis=(1, 2))
 
 
-def _fit_rate(ts: np.ndarray, amplitudes: np.ndarray) -> float:
-    slope, _ = np.polyfit(ts, np.log(amplitudes), 1)
-    return -float(slope)
+def _check_sigmas(sigmas: list[float]) -> None:
+    """`ValueError` for a width outside [0, SIGMA_MAX] (what --sigmas refuses at parse time)."""
+    bad = [s for s in sigmas if not (math.isfinite(s) and 0 <= s <= SIGMA_MAX)]
+    if bad:
+        raise ValueError(
+            f"kernel widths {bad} are outside [0, {SIGMA_MAX:g}]: past σ ≈ 8.5 the Gaussian on "
+            "T² is the torus mean to float64 rounding (every mode's multiplier below 2.2e-16)"
+        )
+
+
+def measure_rate(
+    ts, amplitudes, predicted: float, *, rtol: float, resolution: float
+) -> tuple[float, float, str | None]:
+    r"""The fitted decay rate, its standard error, and why it is not resolved (None: it is).
+
+    The least-squares line through $(t_i, \log a_i)$: rate = -slope, standard error
+    $\sqrt{s^2/\sum_i (t_i - \bar t)^2}$, $s^2$ the residual variance ($n - 2$ degrees of
+    freedom). The rate is resolved to `resolution` (a fraction of the predicted rate $p$)
+    when both
+    - the integrator's floor allows it: the mode's predicted decay over the run,
+      $p\,(t_\mathrm{end} - t_0)$ in log amplitude, is at least `rtol` / `resolution` (the
+      solver's relative tolerance bounds the amplitudes' systematic error, which no fit sees);
+    - the noise allows it: the standard error is at most `resolution` $\times p$ (as
+      experiments/torus_modes.py).
+    Otherwise the fit measures the integrator, not the flow. Fewer than 3 amplitudes, or
+    amplitudes not all positive and finite, are not resolved (rate nan, standard error inf).
+    """
+    t, a = np.asarray(ts, float), np.asarray(amplitudes, float)
+    if t.size < 3 or t.shape != a.shape or not np.all(np.isfinite(a) & (a > 0)):
+        return math.nan, math.inf, "its amplitudes are not all positive and finite"
+    y = np.log(a)
+    slope, intercept = np.polyfit(t, y, 1)
+    residual = y - (intercept + slope * t)
+    stderr = math.sqrt(
+        float(residual @ residual) / (t.size - 2) / float(np.sum((t - t.mean()) ** 2))
+    )
+    decay = predicted * (t[-1] - t[0])
+    if not decay >= rtol / resolution:
+        why = (
+            f"below the integrator's floor: predicted {predicted:.3g}, a decay of {decay:.1e} "
+            f"in log amplitude over the run, less than {1 / resolution:.0e} × rtol {rtol:g}"
+        )
+    elif not stderr <= resolution * predicted:
+        why = (
+            f"predicted {predicted:.3g}, below {1 / resolution:.0e} × the fit's standard "
+            f"error {stderr:.1e}"
+        )
+    else:
+        why = None
+    return -float(slope), stderr, why
 
 
 def run_torus(args, sigmas: list[float]) -> dict:
-    """Mode decay (linear regime) and a large perturbation (curvature and λ against t) on T²."""
+    """Mode decay (linear regime) and a large perturbation (curvature and λ against t) on T².
+
+    A rate that `measure_rate` does not resolve to `RESOLUTION` of the predicted one, or
+    whose solve stopped before t1, is not resolved: reported as such (`resolved`, its
+    reason in `unresolved_reasons` by k, the list `unresolved`), with no relative error, and
+    left out of `max_relative_error`.
+    """
+    _check_sigmas(sigmas)
     torus = flows.Torus(2, args.n)
     rtol, atol = _TOLERANCES[args.dtype]
+    resolution = RESOLUTION[args.dtype]
     ks = list(range(1, min(4, torus.band_limit) + 1))
     dtype = torus.nodes.dtype
     x, y = np.asarray(torus.nodes[:, 0]), np.asarray(torus.nodes[:, 1])
@@ -134,17 +203,30 @@ def run_torus(args, sigmas: list[float]) -> dict:
         flow = lambda_flow(torus, sigma, args.dtype)
         # one mode per solve: modes of different k couple at second order in a, and a
         # fast mode's products would pollute a slow mode's fitted rate
-        amplitudes, stops = {}, []
+        times, amplitudes, stops = {}, {}, []
         for k in ks:
             g0 = flows.conformal_metric(torus, jnp.asarray(a * np.cos(k * x), dtype=dtype))
             modes = solve(flow, g0, 0.0, _MODE_T1, saveat=_SAVES, rtol=rtol, atol=atol)
             r = np.asarray(_curvature_series(torus, modes.values)["R"])
+            times[k] = np.asarray(modes.ts)  # each mode's own saves (fewer if it stopped early)
             amplitudes[k] = np.abs(_fourier(r, args.n)[:, k, 0])
             stops.append(modes.stop_reason)
-        ts = np.asarray(modes.ts)
-        measured = [_fit_rate(ts, amplitudes[k]) for k in ks]
         predicted = flows.smoothed_mode_decay_rate(ks, sigma).tolist()
-        errors = [abs(m - p) / p for m, p in zip(measured, predicted, strict=True)]
+        fits = [
+            measure_rate(times[k], amplitudes[k], p, rtol=rtol, resolution=resolution)
+            for k, p in zip(ks, predicted, strict=True)
+        ]
+        measured = [m for m, _, _ in fits]
+        stderrs = [e for _, e, _ in fits]
+        reasons = [
+            why if stop == "reached t1" else f"its solve stopped early: {stop}"
+            for (_, _, why), stop in zip(fits, stops, strict=True)
+        ]
+        resolved = [why is None for why in reasons]
+        errors = [
+            abs(m - p) / p if ok else None
+            for m, p, ok in zip(measured, predicted, resolved, strict=True)
+        ]
 
         large = solve(
             flow,
@@ -161,11 +243,17 @@ def run_torus(args, sigmas: list[float]) -> dict:
         out["runs"][str(sigma)] = {
             "sigma": sigma,
             "label": flow_label(sigma),
-            "mode_times": ts,
+            "mode_times": {str(k): v for k, v in times.items()},
             "mode_amplitudes": {str(k): v for k, v in amplitudes.items()},
             "measured_rates": measured,
             "predicted_rates": predicted,
+            "rate_stderrs": stderrs,
+            "resolved": resolved,
+            "unresolved_reasons": {
+                str(k): why for k, why in zip(ks, reasons, strict=True) if why is not None
+            },
             "relative_errors": errors,
+            "max_relative_error": max([e for e in errors if e is not None], default=None),
             "mode_stop_reasons": stops,
             "times": lts,
             "integral_R2": big["integral_R2"],
@@ -178,22 +266,39 @@ def run_torus(args, sigmas: list[float]) -> dict:
             "t_final": large.t_final,
             "seconds": time.perf_counter() - start,
         }
+        rates = [
+            f"k={k}: {m:.6g} (predicted {p:.6g})" if why is None else f"k={k}: not resolved ({why})"
+            for k, m, p, why in zip(ks, measured, predicted, reasons, strict=True)
+        ]
+        worst = out["runs"][str(sigma)]["max_relative_error"]
         _progress(
             f"T², {flow_label(sigma)}: mode rates "
-            + ", ".join(
-                f"k={k}: {m:.6g} (predicted {p:.6g})"
-                for k, m, p in zip(ks, measured, predicted, strict=True)
+            + ", ".join(rates)
+            + (
+                f"; max relative error {worst:.1e}"
+                if worst is not None
+                else "; no rate resolved: use a smaller σ"
             )
-            + f"; max relative error {max(errors):.1e}; large perturbation: ∫R²dV "
+            + "; large perturbation: ∫R²dV "
             f"{float(big['integral_R2'][0]):.4g} → {float(big['integral_R2'][-1]):.4g}, λ "
             f"{float(big['lambda'][0]):.4g} → {float(big['lambda'][-1]):.4g} ({large.stop_reason})"
         )
-    out["max_relative_error"] = max(max(r["relative_errors"]) for r in out["runs"].values())
+    worst = [r["max_relative_error"] for r in out["runs"].values()]
+    out["max_relative_error"] = max([e for e in worst if e is not None], default=None)
+    out["unresolved"] = [
+        [r["sigma"], k]
+        for r in out["runs"].values()
+        for k, ok in zip(ks, r["resolved"], strict=True)
+        if not ok
+    ]
+    out["resolution"] = resolution
+    out["rtol"] = rtol
     return out
 
 
 def run_sphere(args, dim: int, sigmas: list[float]) -> dict:
     """Extinction of the round unit S^dim under Ricci flow (every Perelman form there), local and smoothed."""
+    _check_sigmas(sigmas)
     sphere = flows.Sphere(dim, args.degree)
     rtol, atol = _TOLERANCES[args.dtype]
     g0 = flows.reference_metric(sphere)
@@ -265,9 +370,10 @@ def run_network(args, regimes: list[str]) -> dict:
     torus = flows.Torus(2, args.n)
     rtol, atol = _TOLERANCES[args.dtype]
     loss = flows.PerelmanLoss()
-    key = jax.random.key(args.seed)
-    base = flows.random_metric(torus, key, band_limit=1, amplitude=0.2)
-    metric = flows.cosine_network_metric(torus, args.width, _NETWORK_SIGMA, key, base=base)
+    # independent draws for the base metric and the network's features
+    base_key, feature_key = jax.random.split(jax.random.key(args.seed))
+    base = flows.random_metric(torus, base_key, band_limit=1, amplitude=0.2)
+    metric = flows.cosine_network_metric(torus, args.width, _NETWORK_SIGMA, feature_key, base=base)
     out = {
         "manifold": repr(torus),
         "loss": "perelman (L_P = -2F at fixed measure)",
@@ -397,6 +503,8 @@ def run_spectral_quintic(args, kernels: list[str], key) -> dict:
         "points": count,
         "test_points": count,
         "gaussian_sigma": args.quintic_sigma,
+        "rtol": _SPECTRAL_RTOL,
+        "atol": _SPECTRAL_ATOL,
         "runs": {},
     }
     for name in kernels:
@@ -411,7 +519,7 @@ def run_spectral_quintic(args, kernels: list[str], key) -> dict:
             None,
             jnp.zeros(basis.size),
             saveat=diffrax.SaveAt(ts=ts),
-            stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-10),
+            stepsize_controller=diffrax.PIDController(rtol=_SPECTRAL_RTOL, atol=_SPECTRAL_ATOL),
         )
         sigma = np.asarray([float(_spectral_sigma(judge, test, c)) for c in sol.ys])
         velocity = np.asarray([float(jnp.linalg.norm(_spectral_velocity(flow, c))) for c in sol.ys])
