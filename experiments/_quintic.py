@@ -1,13 +1,16 @@
 """Points of a hypersurface in one chart, and the point density's nearest-neighbour
-distances, shared by the point-kernel programs (quintic_kernels.py, kernel_tuning.py,
-kernel_points.py)."""
+distances, and the noised test sets' arguments, shared by the point-kernel programs
+(quintic_kernels.py, kernel_tuning.py, kernel_points.py)."""
+
+import argparse
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import progress
+from _common import positive, progress
 
 import flows
+import solvers
 
 OVERSAMPLING = 24  # sampled points per point kept in one chart (the quintic has 20 charts)
 SAMPLE_BATCH = 4000  # chart points per sampling batch: memory O(24 x 4000 points)
@@ -125,3 +128,39 @@ def mean_nearest_distances(surface, sizes, seed: int) -> list[float]:
         mean.append(flows.mean_nearest_distance(flows.sample_points(surface, key, n)))
         progress(f"mean nearest-neighbour distance at N = {n}: {mean[-1]:.4f}")
     return mean
+
+
+# Command-line arguments of the point-kernel programs.
+
+
+def kernel_width(text: str) -> float:
+    r"""argparse type of `--sigma`: a finite number > 0 that `flows.FSGaussian` accepts
+    (its own check: $2\sigma^2$ a normal float64, $\sigma \ge$ 1.1e-154), refused before any work."""
+    value = positive(text)
+    try:
+        flows.FSGaussian(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(solvers.error_message(error)) from None
+    return value
+
+
+def noise_label(scale: float) -> str:
+    """The name of the test set noised by `scale` (in the JSON, tables and figures)."""
+    return f"noise {scale:g}"
+
+
+def noise_clash(scales) -> str | None:
+    """Why `scales` cannot name one test set each (a repeated scale, or two with one
+    `noise_label`), or None."""
+    seen = {}
+    for scale in scales:
+        label = noise_label(scale)
+        if label in seen:
+            if seen[label] == scale:
+                return f"--noise {scale!r} is given twice: give each scale once"
+            return (
+                f"--noise {seen[label]!r} and {scale!r} are one test set's name, {label!r} (6 "
+                "significant digits): give scales that differ in those digits"
+            )
+        seen[label] = scale
+    return None

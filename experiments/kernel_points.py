@@ -164,7 +164,14 @@ from _common import (
 )
 from _fits import log_fit, mean_and_stderr
 from _quintic import chart_points_batched as chart_points
-from _quintic import concatenate, in_own_chart, mean_nearest_distances
+from _quintic import (
+    concatenate,
+    in_own_chart,
+    kernel_width,
+    mean_nearest_distances,
+    noise_clash,
+    noise_label,
+)
 from _timing import ChildFailed, machine, median_time, peak_rss, xla_bytes
 from jaxtyping import Array, Float
 from matplotlib.figure import Figure
@@ -309,39 +316,6 @@ def parse_args(argv):
     if args.clusters and args.batch_size < args.clusters:
         parser.error("--batch-size must be >= --clusters")
     return args
-
-
-def kernel_width(text: str) -> float:
-    r"""argparse type of `--sigma`: a finite number > 0 that `flows.FSGaussian` accepts
-    (its own check: $2\sigma^2$ a normal float64, $\sigma \ge$ 1.1e-154), refused before any work."""
-    value = positive(text)
-    try:
-        flows.FSGaussian(value)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(solvers.error_message(error)) from None
-    return value
-
-
-def noise_label(scale: float) -> str:
-    """The name of the test set noised by `scale` (in the JSON and the extrapolation)."""
-    return f"noise {scale:g}"
-
-
-def noise_clash(scales) -> str | None:
-    """Why `scales` cannot name one test set each (a repeated scale, or two with one
-    `noise_label`), or None."""
-    seen = {}
-    for scale in scales:
-        label = noise_label(scale)
-        if label in seen:
-            if seen[label] == scale:
-                return f"--noise {scale!r} is given twice: give each scale once"
-            return (
-                f"--noise {seen[label]!r} and {scale!r} are one test set's name, {label!r} (6 "
-                "significant digits): give scales that differ in those digits"
-            )
-        seen[label] = scale
-    return None
 
 
 def check_memory(args) -> None:

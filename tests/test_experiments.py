@@ -91,6 +91,20 @@ def _as_run(monkeypatch, name):
     monkeypatch.setattr(sys, "argv", [f"experiments/{name}.py"])
 
 
+def _refused_at_parse_time(monkeypatch, capsys, cases, out):
+    """Each (program, argv, message): argparse's exit, status 2, the usage and one line naming
+    the program and holding `message`; `out` never created."""
+    for name, argv, message in cases:
+        _as_run(monkeypatch, name)
+        with pytest.raises(SystemExit) as exit:
+            _program(name).main([*argv, "--out", str(out)])
+        assert exit.value.code == 2, (name, argv)
+        err = capsys.readouterr().err
+        assert err.startswith(f"usage: {name}.py ") and message in err, (name, argv, err)
+        assert err.strip().splitlines()[-1].startswith(f"{name}.py: error: "), err
+    assert not out.exists()
+
+
 def test_experiment_flags_are_checked(tmp_path, capsys, monkeypatch):
     # argparse's exit (status 2, usage and one line naming the program), before --out exists
     out = tmp_path / "new"
@@ -99,15 +113,7 @@ def test_experiment_flags_are_checked(tmp_path, capsys, monkeypatch):
         ("well_posedness", ["--sigma", "0"], "argument --sigma: must be a finite number > 0"),
         ("torus_modes", ["--amplitude", "0.1"], "argument --amplitude: must be a finite number"),
     ]
-    for name, argv, message in cases:
-        _as_run(monkeypatch, name)
-        with pytest.raises(SystemExit) as exit:
-            _program(name).main([*argv, "--out", str(out)])
-        assert exit.value.code == 2, (name, argv)
-        err = capsys.readouterr().err
-        assert err.startswith(f"usage: {name}.py ") and message in err, (name, err)
-        assert err.strip().splitlines()[-1].startswith(f"{name}.py: error: "), err
-    assert not out.exists()
+    _refused_at_parse_time(monkeypatch, capsys, cases, out)
 
 
 def test_flag_combinations_are_refused_before_any_output(tmp_path, capsys, monkeypatch):
@@ -123,15 +129,7 @@ def test_flag_combinations_are_refused_before_any_output(tmp_path, capsys, monke
         ("torus_modes", ["--flow", "smoothed_lambda", "--sigma", "0"], "needs a kernel width"),
         ("torus_modes", ["--flow", "smoothed_lambda", "--sigma", "0.3", "0"], "needs a kernel"),
     ]
-    for name, argv, message in cases:
-        _as_run(monkeypatch, name)
-        with pytest.raises(SystemExit) as exit:
-            _program(name).main([*argv, "--out", str(out)])
-        assert exit.value.code == 2, (name, argv)
-        err = capsys.readouterr().err
-        assert err.startswith(f"usage: {name}.py ") and message in err, (name, argv, err)
-        assert err.strip().splitlines()[-1].startswith(f"{name}.py: error: "), err
-    assert not out.exists()
+    _refused_at_parse_time(monkeypatch, capsys, cases, out)
     # the combinations that make sense still parse
     for name, argv in (
         ("sphere_extinction", ["--flow", "componentwise", "--sigma", "0"]),

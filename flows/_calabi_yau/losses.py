@@ -118,17 +118,7 @@ def sigma_measure(
     its σ from epoch 0, as MLGeometry-JAX does). Where `g` must be a metric, check it
     with `check_metric_values(g, N, m)`.
     """
-    if not isinstance(sample, PointSample):
-        raise ValueError(
-            f"sigma_measure: sample must be a PointSample, got {type(sample).__name__}."
-        )
-    m = sample.points.shape[1] - 2
-    shape = getattr(g, "shape", None)
-    if shape != (sample.count, m, m):
-        raise ValueError(
-            f"sigma_measure: g must have shape ({sample.count}, {m}, {m}), one metric in local "
-            f"coordinates per point, got shape {shape}."
-        )
+    check_sample_metric("sigma_measure", sample, g)
     if is_traced(g):
         g = eqx.error_if(
             g,
@@ -138,6 +128,20 @@ def sigma_measure(
     else:
         _check_finite_hermitian("sigma_measure", g)
     return _sigma_measure(sample.omega, sample.weights, g)
+
+
+def check_sample_metric(caller: str, sample, g) -> None:
+    """`ValueError` naming `caller` unless `sample` is a `PointSample` and `g` has shape
+    (N, m, m), one value in local coordinates per point (shapes only: checked under `jit` too)."""
+    if not isinstance(sample, PointSample):
+        raise ValueError(f"{caller}: sample must be a PointSample, got {type(sample).__name__}.")
+    m = sample.points.shape[1] - 2
+    shape = getattr(g, "shape", None)
+    if shape != (sample.count, m, m):
+        raise ValueError(
+            f"{caller}: g must have shape ({sample.count}, {m}, {m}), one metric in local "
+            f"coordinates per point of the sample, got shape {shape}."
+        )
 
 
 def _check_finite_hermitian(caller: str, g) -> None:

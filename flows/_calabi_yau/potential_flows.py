@@ -29,7 +29,7 @@ from jaxtyping import Array, Bool, Float
 
 from .._misc import check_memory, real_scalar
 from .kernel_apply import FSGaussian, _row_shifted_gram
-from .losses import MongeAmpereLoss
+from .losses import MongeAmpereLoss, check_sample_metric
 from .potentials import KahlerPotential, _pulled_back
 from .sampling import PointSample
 
@@ -42,17 +42,7 @@ def log_eta_ratio(sample: PointSample, g) -> Float[Array, " N"]:
     `g`: (N, m, m), one metric value per point of `sample` (checked; static, so
     under `jit` too). NaN where $\eta_a/\bar\eta \le 0$ (a `g` that is not positive definite).
     """
-    if not isinstance(sample, PointSample):
-        raise ValueError(
-            f"log_eta_ratio: sample must be a PointSample, got {type(sample).__name__}."
-        )
-    m = sample.points.shape[1] - 2
-    shape = getattr(g, "shape", None)
-    if shape != (sample.count, m, m):
-        raise ValueError(
-            f"log_eta_ratio: g must have shape ({sample.count}, {m}, {m}), one metric in local "
-            f"coordinates per point of the sample, got shape {shape}."
-        )
+    check_sample_metric("log_eta_ratio", sample, g)
     eta = jnp.real(jnp.linalg.det(g)) / jnp.abs(sample.omega) ** 2
     mean = jnp.sum(sample.weights * eta) / jnp.sum(sample.weights)
     return jnp.log(eta / mean)
