@@ -34,7 +34,7 @@ the 25 independent real ones.
 
 Recipes (`Recipe`): the peer's own (Adam at 0.01 on minibatches of 1000, constant
 rate: its Guide notebook) and ours (the bench's: Adam at 5e-3 on minibatches of 500,
-halved every 10 epochs after 15, or every 100 for budgets of 600 s and more). Every
+decaying continuously with a half-life of 10 epochs after 15, or of 100 for budgets of 600 s and more). Every
 record counts `seconds` of training (the minibatch loop, compilation included,
 evaluation excluded, as `solvers.train_potential` counts ours) and `wall_seconds`
 from the start of the run (data conversion, initialisation, compilation, training
@@ -124,7 +124,9 @@ PEER_RECIPE = Recipe("peer", 0.01, 1000)
 
 
 def our_recipe(lr: float, batch: int, halving: int = 10, symmetry: str | None = None) -> Recipe:
-    """The bench's recipe: Adam at `lr` on minibatches of `batch`, halved every `halving` epochs after 15.
+    """The bench's recipe: Adam at `lr` on minibatches of `batch`, its rate decaying continuously.
+
+    After 15 epochs the rate decays with a half-life of `halving` epochs.
 
     `symmetry`: the training points moved by that group each epoch (`Recipe`), or None.
     """

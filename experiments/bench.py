@@ -55,8 +55,8 @@ figures compare paths on one machine rather than machines. The figures:
   seconds per step, and the two final states' difference.
 - `kahler_training` and the `kahler_*_vs_peer` figures: our bihomogeneous network
   (`flows.bihomogeneous_potential`, widths 70, 100, 100, bidegree (8, 8)) trained by
-  `solvers.train_potential` (Adam at 5e-3 on minibatches of 500, halved every 10
-  epochs after 15, every 100 at budgets of 600 s and more, `--kahler-halving`; at
+  `solvers.train_potential` (Adam at 5e-3 on minibatches of 500, the rate decaying continuously after 15
+  epochs with a half-life of 10 epochs, 100 at budgets of 600 s and more, `--kahler-halving`; at
   those budgets the training points moved each epoch by random symmetries of the
   quintic, `flows.SymmetryAugmentation`, `--kahler-symmetry`; float32,
   `--kahler-dtype`) and MLGeometry-JAX's (its layers, loss
@@ -74,7 +74,7 @@ figures compare paths on one machine rather than machines. The figures:
   `kahler_time_to_sigma_vs_peer`: ours/peer seconds to test σ 0.01 (and 0.02), the
   peer's faster recipe, training and wall (target <= 0.5). Where the runs' schedule is
   not the short one (budgets of 600 s and more), both sides also run a sprint, our
-  recipe halving every 10 epochs until test σ 0.01 or 110 s of training (`ours_sprint`,
+  recipe with a half-life of 10 epochs until test σ 0.01 or 110 s of training (`ours_sprint`,
   `peer_sprint`), and this figure takes each side's fastest run: a schedule for the
   smallest σ in a long budget is not the fastest to 0.01, and both sides are given
   both; where one side misses 0.01 within the budget, the length of its shortest run
@@ -805,7 +805,7 @@ def kahler_halving(args) -> int:
 
 
 # Sprints. Over long budgets the runs' schedule is the one for the smallest σ within the
-# budget, not the fastest to σ 0.01 (halving every 10 epochs reached 0.01 in 27 s of
+# budget, not the fastest to σ 0.01 (a half-life of 10 epochs reached 0.01 in 27 s of
 # training, every 100 in 45 s). Where the runs' schedule is not the short one, ours and the
 # peer also run our recipe with the short schedule (the points as sampled, or moved if
 # --kahler-symmetry says so), each until test σ 0.01 or SPRINT_SECONDS of training, and the

@@ -76,6 +76,11 @@ def _smallest_eigenvalue(manifold, values):
     return jnp.min(jnp.linalg.eigvalsh(g)[:, 0])
 
 
+def _at_start(t, t0, condition):
+    """`condition()` at $t_0$, False after, without evaluating it after (`lax.cond`)."""
+    return jax.lax.cond(t == t0, condition, lambda: jnp.asarray(False))
+
+
 def _event(flow, s0, t0, degenerate_tol, fixed_point_tol, curvature_limit, config) -> diffrax.Event:
     """The stopping events of the module docstring, `s0` the initial smallest eigenvalue.
 
@@ -103,7 +108,9 @@ def _event(flow, s0, t0, degenerate_tol, fixed_point_tol, curvature_limit, confi
             return jnp.log(jnp.max(jnp.abs(flow(t, y)))) - jnp.log(fixed_point_tol)
 
         conds["fixed_point"] = lambda t, y, args, **kw: speed(t, y)
-        conds["fixed_point_at_start"] = lambda t, y, args, **kw: (t == t0) & (speed(t, y) < 0)
+        conds["fixed_point_at_start"] = lambda t, y, args, **kw: _at_start(
+            t, t0, lambda: speed(t, y) < 0
+        )
         directions |= {"fixed_point": False, "fixed_point_at_start": None}
     if config.curvature:
 
@@ -112,7 +119,9 @@ def _event(flow, s0, t0, degenerate_tol, fixed_point_tol, curvature_limit, confi
             return jnp.max(jnp.abs(jax.vmap(lambda q: q.scalar)(geom))) - curvature_limit
 
         conds["curvature"] = lambda t, y, args, **kw: excess(y)
-        conds["curvature_at_start"] = lambda t, y, args, **kw: (t == t0) & (excess(y) > 0)
+        conds["curvature_at_start"] = lambda t, y, args, **kw: _at_start(
+            t, t0, lambda: excess(y) > 0
+        )
         directions |= {"curvature": True, "curvature_at_start": None}
     root = optimistix.Newton(rtol=1e-10, atol=1e-12)
     return diffrax.Event(conds, root_finder=root, direction=directions)

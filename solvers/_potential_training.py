@@ -92,18 +92,16 @@ def _minibatch(sample: PointSample, index) -> PointSample:
     """The points `index` of `sample` with their weights as they are.
 
     Not `flows.subsample`, which renormalises the weights to mean 1: the
-    minibatch loss is invariant under that in exact arithmetic, not in rounding.
+    minibatch loss is invariant under that in exact arithmetic, not in rounding. Built
+    by `eqx.tree_at`, without `PointSample`'s checks: the sample's were checked once, and
+    the weights' check would copy them to the host at every step (stalling the device's
+    queue of steps).
     """
-    return PointSample(
-        points=sample.points[index],
-        patch=sample.patch[index],
-        eliminated=sample.eliminated[index],
-        omega=sample.omega[index],
-        weights=sample.weights[index],
-        g_fs=sample.g_fs[index],
-        jacobian=sample.jacobian[index],
-        volume_ratio=sample.volume_ratio,
-        rejected=sample.rejected,
+    fields = ("points", "patch", "eliminated", "omega", "weights", "g_fs", "jacobian")
+    return eqx.tree_at(
+        lambda s: tuple(getattr(s, name) for name in fields),
+        sample,
+        tuple(getattr(sample, name)[index] for name in fields),
     )
 
 

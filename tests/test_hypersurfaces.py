@@ -388,6 +388,20 @@ def test_fs_distance_squared_derivatives_at_coincidence():
     second_difference = (values[0] + values[1] - 2 * values[2]) / h**2
     np.testing.assert_allclose(second_difference, 2 - 4 * h**2 / 3, rtol=1e-8)
     np.testing.assert_allclose(second_difference, hessians[2, 0, 0], rtol=1e-5)
+    # random coincident pairs, where c rounds to 1 or just above (8.6% above with a cap
+    # whose derivative is 0 there): along z + t v, d^2 = t^2 |v_perp|^2 / |z|^2 + O(t^4)
+    rng = np.random.default_rng(0)
+    z, v = (rng.normal(size=(2, 500, 5)) + 1j * rng.normal(size=(2, 500, 5))).astype(complex)
+    z, v = jnp.asarray(z), jnp.asarray(v)
+
+    def along_v(t, a, b):
+        return fs_distance_squared(a + t.astype(a.dtype) * b, a)
+
+    second = jax.vmap(jax.grad(jax.grad(along_v)), (None, 0, 0))(jnp.zeros(()), z, v)
+    norm2 = jnp.sum(jnp.abs(z) ** 2, axis=1)
+    perp = v - (jnp.sum(jnp.conj(z) * v, axis=1) / norm2.astype(z.dtype))[:, None] * z
+    expected = 2 * jnp.sum(jnp.abs(perp) ** 2, axis=1) / norm2
+    np.testing.assert_allclose(second, expected, rtol=1e-10)
 
 
 # The sigma measure.

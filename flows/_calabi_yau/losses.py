@@ -66,7 +66,9 @@ def curve_metric(sample: PointSample, kappa: float = 1.0) -> Complex[Array, "N 1
 
     Its $\eta = \det g / |\Omega|^2 = \kappa$ is constant, so $\sigma = 0$
     and every Monge–Ampère loss is at its minimum. (On curves of other
-    degrees $\Omega$ depends on the patch and this is only a local metric.)
+    degrees the sample's $\Omega$ carries the factor $|z|^{d-3}$ that makes it
+    patch-independent, `PointSample`; $\kappa|\Omega|^2$ is then a metric on the curve,
+    but not flat.)
     """
     m = sample.points.shape[1] - 2
     if m != 1:

@@ -176,10 +176,12 @@ def _distance_squared(numerator, norms):
 def _distance_squared_of_cosine(c):
     r"""$(1 - c)\,Q(c)$, $c \ge 0$ (a square root) capped at 1.
 
-    Not `jnp.clip`: its derivative is 1/2 at the boundary (JAX's tie rule), which would
-    halve every derivative at $c = 1$ (coincident points); `where` keeps it 1 there.
+    The cap keeps $c$'s derivatives: at coincident points $c$ rounds to 1 or just above,
+    and a cap with derivative 0 there (`where(c > 1, 1, c)`), or 1/2 (`jnp.clip`, JAX's
+    tie rule), would zero or halve every derivative of $d^2$; $c - \mathrm{stop}(c - 1)$
+    is 1 with $c$'s derivative.
     """
-    c = jnp.where(c > 1, 1.0, c)
+    c = jnp.where(c > 1, c - jax.lax.stop_gradient(c - 1), c)
     t = 2 * c - 1
     q = jnp.full_like(t, _Q_COEFFICIENTS[-1])
     for a in _Q_COEFFICIENTS[-2::-1]:

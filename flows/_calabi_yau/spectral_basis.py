@@ -51,12 +51,10 @@ import numpy as np
 from jaxtyping import Array, Complex, Float, Int
 
 from .._misc import available_memory, check_count, is_traced
-from .hypersurface import Hypersurface
+from .hypersurface import OFF_SURFACE_TOLERANCE, Hypersurface, _relative_residual
 from .sampling import PointSample
 
 SYMMETRIES = (None, "phases", "fermat")
-# A point is off X when |p(z)| / (sum |c_m| |z|^d) exceeds this (sampled points: ~1e-16).
-_OFF_SURFACE = 1e-8
 # Bytes of complex128.
 _COMPLEX_BYTES = 16
 # Per-point work arrays are kept near this size when a sample is evaluated in chunks.
@@ -239,13 +237,9 @@ def _check_sample(hypersurface: Hypersurface, sample, caller: str) -> None:
     with jax.ensure_compile_time_eval():  # concrete even inside jit
         if is_traced(hypersurface.coefficients):
             return
-        z = np.asarray(sample.points)
-        scale = (
-            np.sum(np.abs(np.asarray(hypersurface.coefficients)))
-            * np.linalg.norm(z, axis=-1) ** hypersurface.degree
-        )
-        residual = np.abs(np.asarray(hypersurface.polynomial(z))) / scale
-    if np.max(residual) > _OFF_SURFACE:
+        # the test `point_sample` applies: one tolerance for "a point of X"
+        residual = np.asarray(_relative_residual(hypersurface, sample.points))
+    if np.max(residual) > OFF_SURFACE_TOLERANCE:
         raise ValueError(
             f"{caller}: the sample's points are not on the hypersurface (relative "
             f"residual |p(z)| up to {np.max(residual):.1e}): a sample of another hypersurface."

@@ -79,8 +79,10 @@ def _weak_stderrs(potential: SpectralPotential, points, jacobian, omega, weights
     $p_{ai} = \tilde u_i^2$ at point $a$, $u_i = v_i^\top e$ (a ratio of Monte Carlo means:
     $\sum_a \mu_a p_{ai} = 1$); to first order in the sampling error (a simple
     eigenvalue, whose eigenvector's first-order change leaves it unchanged),
-    $\mathrm{se}_i^2 = \sum_a \mu_a^2 (q_{ai} - \lambda_i p_{ai})^2$, the sum of the
-    centred terms' squares ($\sum_a \mu_a (q_{ai} - \lambda_i p_{ai}) = 0$ exactly).
+    $\mathrm{se}_i^2 = \sum_L \big(\sum_{a \in L} \mu_a (q_{ai} - \lambda_i p_{ai})\big)^2$,
+    the centred terms ($\sum_a \mu_a (q_{ai} - \lambda_i p_{ai}) = 0$ exactly) summed over
+    groups $L$ of $d$ consecutive points: the sampler's $d$ points of one line, which are
+    correlated (for independent points the grouping changes nothing on average).
     """
     basis = potential.basis
 
@@ -97,7 +99,12 @@ def _weak_stderrs(potential: SpectralPotential, points, jacobian, omega, weights
     mass = _mass(weights, det, omega)
     p = (u - mass @ u) ** 2
     eigenvalues = (mass @ q) / (mass @ p)
-    return jnp.sqrt(jnp.sum((mass[:, None] * (q - eigenvalues * p)) ** 2, axis=0))
+    terms = mass[:, None] * (q - eigenvalues * p)
+    d = basis.hypersurface.degree
+    pad = -terms.shape[0] % d
+    lines = jnp.concatenate([terms, jnp.zeros((pad, terms.shape[1]), terms.dtype)])
+    lines = lines.reshape(-1, d, terms.shape[1]).sum(axis=1)
+    return jnp.sqrt(jnp.sum(lines**2, axis=0))
 
 
 def laplacian_spectrum(
@@ -126,8 +133,9 @@ def laplacian_spectrum(
       real parts are equal, and it counts as a multiplicity of 2).
 
     The weak form's eigenvalues carry Monte Carlo error; `stderrs` estimates it from the
-    same points (`_weak_stderrs`: first order in the error, for a simple eigenvalue; within
-    a group of equal ones it is indicative only), at the cost of a second pass over them.
+    same points (`_weak_stderrs`: first order in the error, for a simple eigenvalue, with
+    the $d$ points of each sampled line taken together; within a group of equal
+    eigenvalues it is indicative only), at the cost of a second pass over them.
 
     On $\mathbb{CP}^n$ with $g_\mathrm{FS} = \partial\bar\partial\log|z|^2$ the eigenvalues are
     $l(l + n)$, $l = 1..k$. Eigenvalues are grouped within `rtol` (relative; the weak

@@ -56,7 +56,7 @@ _SPECTRAL_RTOL, _SPECTRAL_ATOL = 1e-8, 1e-10
 # spheres (diameter π) β_σ at σ = 8 is within 0.2% of its limit 1/(n + 1).
 SIGMA_MAX = 8.0
 # A fitted rate is a measurement when it is resolved to this fraction of the predicted rate
-# (`measure_rate`; experiments/torus_modes.py uses 1e-4): a wide kernel's slow mode decays by
+# (`measure_rate`; experiments/torus_modes.py uses the same 1e-4 on the fit's standard error): a wide kernel's slow mode decays by
 # less than the integrator's noise over the run. float32 leaves ~2e-4 of noise in the rates.
 RESOLUTION = {"float64": 1e-4, "float32": 1e-2}
 
