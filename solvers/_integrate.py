@@ -124,6 +124,8 @@ def _event(flow, s0, t0, degenerate_tol, fixed_point_tol, curvature_limit, confi
         )
         directions |= {"curvature": True, "curvature_at_start": None}
     root = optimistix.Newton(rtol=1e-10, atol=1e-12)
+    if all(d is None for d in directions.values()):
+        return diffrax.Event(conds, root_finder=root)  # as diffrax's default, every crossing
     return diffrax.Event(conds, root_finder=root, direction=directions)
 
 

@@ -378,6 +378,7 @@ def test_bihomogeneous_network_is_the_log_of_an_algebraic_metric(quintic):
         flows.bihomogeneous_potential(5, jax.random.key(1), scale=-1.0)
 
 
+@pytest.mark.slow  # a training run to the flat metric (10 s)
 def test_minibatch_training_on_the_cubic_reaches_the_flat_metric():
     surface = flows.Hypersurface.fermat_cubic()
     sample = flows.point_sample(surface, flows.sample_points(surface, jax.random.key(7), 1500))

@@ -317,6 +317,7 @@ def _sigma(sample, h):
     return np.sum(w * np.abs(1 - eta / (np.sum(w * eta) / np.sum(w)))) / np.sum(w)
 
 
+@pytest.mark.slow  # an independent Euler loop beside the program's flow (6 s)
 def test_a_reported_gain_matches_a_hand_written_euler_loop(chart_sample, monkeypatch, capsys):
     """`run_flow`'s train and test gains of the normalised Gaussian against Euler steps
     written out with dense NumPy kernel matrices and `jax.grad` of a hand-written σ loss:

@@ -86,6 +86,7 @@ def test_perelman_pair_entropy_is_monotone():
         solvers.conjugate_heat(forward, flow, jnp.full(torus.weights.shape, jnp.inf))
 
 
+@pytest.mark.slow  # a forward and two backward solves (9 s); the pair itself: the slow test above
 def test_perelman_pair_arguments(monkeypatch):
     """`saveat` is a count >= 2; integer `u_final` is taken in the forward solve's dtype (a
     float32 or integer u_final set the times and tolerances' dtype: t_final became 0); a

@@ -420,6 +420,7 @@ def _check_memory(n: int, kind: str, bound: float):
     assert peak < bound < dense_bytes, (peak, bound, dense_bytes)
 
 
+@pytest.mark.slow  # a size that measures memory scaling (10 s)
 def test_no_dense_matrix_at_twenty_thousand_points():
     _check_memory(20_000, "chordal", bound=1e9)
 

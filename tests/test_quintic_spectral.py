@@ -93,6 +93,7 @@ def test_smoothed_stage_with_the_galerkin_matrix(tmp_path):
     assert run["galerkin_rates"][0] < local["galerkin_rates"][0]  # slower
 
 
+@pytest.mark.slow  # the program's stage (9 s); the library's part: test_spectral_flows.py
 def test_smoothed_stage_pointwise_off_the_whitening_sample(tmp_path):
     # pointwise smoothing on a subsample of the training points, where the basis (whitened on
     # all of them) is not centred: the flow decays at its linearised rate, and a width that

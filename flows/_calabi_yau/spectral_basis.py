@@ -51,7 +51,7 @@ import numpy as np
 from jaxtyping import Array, Complex, Float, Int
 
 from .._misc import available_memory, check_count, is_traced
-from .hypersurface import OFF_SURFACE_TOLERANCE, Hypersurface, _relative_residual
+from .hypersurface import OFF_SURFACE_TOLERANCE, Hypersurface
 from .sampling import PointSample
 
 SYMMETRIES = (None, "phases", "fermat")
@@ -237,8 +237,14 @@ def _check_sample(hypersurface: Hypersurface, sample, caller: str) -> None:
     with jax.ensure_compile_time_eval():  # concrete even inside jit
         if is_traced(hypersurface.coefficients):
             return
-        # the test `point_sample` applies: one tolerance for "a point of X"
-        residual = np.asarray(_relative_residual(hypersurface, sample.points))
+        # the measure and tolerance `point_sample` applies (in NumPy: no compilation per
+        # sample size), so that "a point of X" means one thing
+        z = np.asarray(sample.points)
+        z = z / np.max(np.abs(z), axis=-1, keepdims=True)
+        residual = np.abs(np.asarray(hypersurface.polynomial(z))) / (
+            np.sum(np.abs(np.asarray(hypersurface.coefficients)))
+            * np.linalg.norm(z, axis=-1) ** hypersurface.degree
+        )
     if np.max(residual) > OFF_SURFACE_TOLERANCE:
         raise ValueError(
             f"{caller}: the sample's points are not on the hypersurface (relative "
