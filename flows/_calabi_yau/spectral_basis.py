@@ -51,7 +51,7 @@ import numpy as np
 from jaxtyping import Array, Complex, Float, Int
 
 from .._misc import available_memory, check_count, is_traced
-from .hypersurface import OFF_SURFACE_TOLERANCE, Hypersurface
+from .hypersurface import OFF_SURFACE_TOLERANCE, Hypersurface, _relative_residual
 from .sampling import PointSample
 
 SYMMETRIES = (None, "phases", "fermat")
@@ -237,14 +237,8 @@ def _check_sample(hypersurface: Hypersurface, sample, caller: str) -> None:
     with jax.ensure_compile_time_eval():  # concrete even inside jit
         if is_traced(hypersurface.coefficients):
             return
-        # the measure and tolerance `point_sample` applies (in NumPy: no compilation per
-        # sample size), so that "a point of X" means one thing
-        z = np.asarray(sample.points)
-        z = z / np.max(np.abs(z), axis=-1, keepdims=True)
-        residual = np.abs(np.asarray(hypersurface.polynomial(z))) / (
-            np.sum(np.abs(np.asarray(hypersurface.coefficients)))
-            * np.linalg.norm(z, axis=-1) ** hypersurface.degree
-        )
+        # the residual and tolerance `point_sample` applies: "a point of X" means one thing
+        residual = np.asarray(_relative_residual(hypersurface, sample.points))
     if np.max(residual) > OFF_SURFACE_TOLERANCE:
         raise ValueError(
             f"{caller}: the sample's points are not on the hypersurface (relative "
