@@ -264,6 +264,60 @@ def _pad_rows(x, multiple: int):
     return jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad,) + x.shape[1:])])
 
 
+def _real_work(values, kernel_dtype):
+    """`values` (B, F) ready for a real or complex kernel: (values, split, F, work dtype).
+
+    A real kernel on complex values makes one real product on [Re V, Im V]
+    (`split`); `_blocked_sum`'s result is put back together by `_unsplit`.
+    """
+    split = jnp.issubdtype(values.dtype, jnp.complexfloating) and not jnp.issubdtype(
+        kernel_dtype, jnp.complexfloating
+    )
+    f = values.shape[1]
+    if split:
+        values = jnp.concatenate([jnp.real(values), jnp.imag(values)], axis=1)
+    work_dtype = np.promote_types(kernel_dtype, values.dtype)
+    return values.astype(work_dtype), split, f, work_dtype
+
+
+def _unsplit(out, split: bool, f: int):
+    """The complex result of a split product (`_real_work`), or `out` itself."""
+    return jax.lax.complex(out[:, :f], out[:, f:]) if split else out
+
+
+def _column_blocks(sources, cc: int):
+    """Sources padded to whole blocks of `cc`: (blocks, cc, D), the valid mask and each block's offset."""
+    b = sources.shape[0]
+    n_cols = -(-b // cc)
+    src = _pad_rows(sources, cc).reshape(n_cols, cc, sources.shape[1])
+    valid = (jnp.arange(n_cols * cc) < b).reshape(n_cols, cc)
+    return src, valid, jnp.arange(n_cols) * cc
+
+
+def _column_values(values, n_cols: int, cc: int):
+    """`values` (B, F) zero-padded to whole blocks of `cc`: (blocks, cc, F)."""
+    pad = jnp.zeros((n_cols * cc - values.shape[0], values.shape[1]), values.dtype)
+    return jnp.concatenate([values, pad]).reshape(n_cols, cc, values.shape[1])
+
+
+def _blocked_sum(tile, rows, columns, width: int, dtype, p: int):
+    r"""$\sum_c$ `tile(row block, column block c)` for each row block: (p, `width`).
+
+    `rows` and `columns` are pytrees whose leaves' first axis runs over blocks; the
+    row blocks are mapped (`lax.map`) and the column blocks scanned, so the memory
+    is one tile's, whatever the number of points.
+    """
+
+    def row_block(block):
+        def step(acc, col):
+            return acc + tile(block, col), None
+
+        rc = jax.tree.leaves(block)[0].shape[0]
+        return jax.lax.scan(step, jnp.zeros((rc, width), dtype), columns)[0]
+
+    return jax.lax.map(row_block, rows).reshape(-1, width)[:p]
+
+
 def _chunked_apply(kernel, targets, sources, values, kernel_dtype, row_chunk, col_chunk):
     """The chunked sum on one device; `values` (B, F) real or complex, checked."""
     if hasattr(kernel, "prepare") and hasattr(kernel, "on_prepared"):
@@ -275,20 +329,9 @@ def _chunked_apply(kernel, targets, sources, values, kernel_dtype, row_chunk, co
         )
     p, b = targets.shape[0], sources.shape[0]
     rc, cc = min(row_chunk, p), min(col_chunk, b)
-    split = jnp.issubdtype(values.dtype, jnp.complexfloating) and not jnp.issubdtype(
-        kernel_dtype, jnp.complexfloating
-    )
-    f = values.shape[1]
-    if split:  # a real kernel on complex values: one real product on [Re V, Im V]
-        values = jnp.concatenate([jnp.real(values), jnp.imag(values)], axis=1)
-    work_dtype = np.promote_types(kernel_dtype, values.dtype)
-    values = values.astype(work_dtype)
-
-    n_cols = -(-b // cc)
-    src = _pad_rows(sources, cc).reshape(n_cols, cc, sources.shape[1])
-    vals = jnp.concatenate([values, jnp.zeros((n_cols * cc - b, values.shape[1]), work_dtype)])
-    vals = vals.reshape(n_cols, cc, values.shape[1])
-    valid = (jnp.arange(n_cols * cc) < b).reshape(n_cols, cc)
+    values, split, f, work_dtype = _real_work(values, kernel_dtype)
+    src, valid, _ = _column_blocks(sources, cc)
+    vals = _column_values(values, src.shape[0], cc)
     rows = _pad_rows(targets, rc).reshape(-1, rc, targets.shape[1])
 
     @jax.checkpoint
@@ -297,19 +340,15 @@ def _chunked_apply(kernel, targets, sources, values, kernel_dtype, row_chunk, co
         k = jnp.where(mask[None, :], k, 0).astype(work_dtype)
         return jnp.matmul(k, v_block, precision=jax.lax.Precision.HIGHEST)
 
-    def row_block(x_block):
-        def step(acc, col):
-            y_block, v_block, mask = col
-            return acc + tile(x_block, y_block, v_block, mask), None
-
-        acc0 = jnp.zeros((x_block.shape[0], vals.shape[2]), work_dtype)
-        acc, _ = jax.lax.scan(step, acc0, (src, vals, valid))
-        return acc
-
-    out = jax.lax.map(row_block, rows).reshape(-1, vals.shape[2])[:p]
-    if split:
-        out = jax.lax.complex(out[:, :f], out[:, f:])
-    return out
+    out = _blocked_sum(
+        lambda x_block, col: tile(x_block, *col),
+        rows,
+        (src, vals, valid),
+        values.shape[1],
+        work_dtype,
+        p,
+    )
+    return _unsplit(out, split, f)
 
 
 def _shifted_exp(e: Float[Array, "P B"]) -> tuple[Float[Array, "P B"], Float[Array, " P"]]:
@@ -326,15 +365,6 @@ def _shifted_exp(e: Float[Array, "P B"]) -> tuple[Float[Array, "P B"], Float[Arr
     k = jnp.exp(jnp.minimum(e - peak, 0))
     k = jnp.where(jnp.arange(e.shape[-1]) == top[..., None], jnp.ones_like(k), k)
     return k, peak[..., 0]
-
-
-def _column_blocks(sources, cc: int):
-    """Sources padded to whole blocks of `cc`: (blocks, cc, D), the valid mask and each block's offset."""
-    b = sources.shape[0]
-    n_cols = -(-b // cc)
-    src = _pad_rows(sources, cc).reshape(n_cols, cc, sources.shape[1])
-    valid = (jnp.arange(n_cols * cc) < b).reshape(n_cols, cc)
-    return src, valid, jnp.arange(n_cols) * cc
 
 
 def _shifts_chunked(gaussian, targets, sources, row_chunk, col_chunk):
@@ -382,17 +412,9 @@ def _shifted_chunked_apply(
     exponent = gaussian.exponent_on_prepared
     p, b = targets.shape[0], sources.shape[0]
     rc, cc = min(row_chunk, p), min(col_chunk, b)
-    f = values.shape[1]
-    split = jnp.issubdtype(values.dtype, jnp.complexfloating)
-    if split:  # a real kernel on complex values: one real product on [Re V, Im V]
-        values = jnp.concatenate([jnp.real(values), jnp.imag(values)], axis=1)
-    work_dtype = np.promote_types(jnp.finfo(targets.dtype).dtype, values.dtype)
-    values = values.astype(work_dtype)
-
+    values, split, f, work_dtype = _real_work(values, jnp.finfo(targets.dtype).dtype)
     src, valid, offsets = _column_blocks(sources, cc)
-    n_cols = src.shape[0]
-    vals = jnp.concatenate([values, jnp.zeros((n_cols * cc - b, values.shape[1]), work_dtype)])
-    vals = vals.reshape(n_cols, cc, values.shape[1])
+    vals = _column_values(values, src.shape[0], cc)
     rows = _pad_rows(targets, rc).reshape(-1, rc, targets.shape[1])
     shifts = _pad_rows(shift.astype(work_dtype), rc).reshape(-1, rc)
     nearest = _pad_rows(nearest, rc).reshape(-1, rc)
@@ -406,19 +428,15 @@ def _shifted_chunked_apply(
         k = jnp.where(mask[None, :], k, jnp.zeros_like(k))
         return jnp.matmul(k, v_block, precision=jax.lax.Precision.HIGHEST)
 
-    def row_block(block):
-        x_block, s_block, n_block = block
-
-        def step(acc, col):
-            return acc + tile(x_block, s_block, n_block, *col), None
-
-        acc0 = jnp.zeros((x_block.shape[0], vals.shape[2]), work_dtype)
-        return jax.lax.scan(step, acc0, (src, vals, valid, offsets))[0]
-
-    out = jax.lax.map(row_block, (rows, shifts, nearest)).reshape(-1, vals.shape[2])[:p]
-    if split:
-        out = jax.lax.complex(out[:, :f], out[:, f:])
-    return out
+    out = _blocked_sum(
+        lambda block, col: tile(*block, *col),
+        (rows, shifts, nearest),
+        (src, vals, valid, offsets),
+        values.shape[1],
+        work_dtype,
+        p,
+    )
+    return _unsplit(out, split, f)
 
 
 @eqx.filter_jit
