@@ -39,7 +39,7 @@ from flows import (
 )
 
 from . import _controller
-from ._integrate import SOLVERS, _make_solver, _smallest_eigenvalue
+from ._integrate import SOLVERS, _make_solver, _smallest_eigenvalue, _velocity
 from ._misc import check_count
 from ._solution import StopReason, degenerate_kind, kept_saves, stop_reason
 from ._solve import _check_time, check_tolerances, save_times, solve
@@ -98,9 +98,10 @@ def _integrate_parameters(flow, y0, t0, t1, dt0, ts, rtol, atol, degenerate_tol,
         root_finder=optimistix.Newton(rtol=1e-10, atol=1e-12),
     )
     # the field closes over the flow: its constants (a nodal base metric's complex spectral
-    # coefficients) are not the state, and diffrax would warn about them as if they were
+    # coefficients) are not the state, and diffrax would warn about them as if they were;
+    # through `_velocity`, traced once per solve
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(lambda t, y, args: flow(t, y)),
+        diffrax.ODETerm(lambda t, y, args: _velocity(flow, t, y, None)),
         solver,
         t0,
         t1,

@@ -28,6 +28,7 @@ import flows
 from flows import PointKernelFlow, check_metric_values, to_complex, to_real
 
 from . import _controller
+from ._integrate import _term
 from ._misc import check_count
 from ._solution import StopReason, kept_saves, stop_reason
 from ._solve import check_tolerances, save_times
@@ -196,7 +197,7 @@ def _integrate(flow, y0, t0, t1, dt0, ts, rtol, atol, solver, max_steps, progres
 
 def _diffeqsolve(flow, method, t0, t1, dt0, y0, ts, controller, event, max_steps, progress):
     return diffrax.diffeqsolve(
-        diffrax.ODETerm(flow),
+        _term(flow),
         method,
         t0,
         t1,

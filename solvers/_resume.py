@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _checkpoint, _controller
-from ._integrate import _event, _make_solver, _smallest_eigenvalue
+from ._integrate import _event, _make_solver, _smallest_eigenvalue, _term
 from ._solution import Solution, StopReason, degenerate_kind, kept_saves, stop_reason
 
 
@@ -82,7 +82,7 @@ def _start(flow, y0, t0, t1, dt0, rtol, atol, config):
     solver's initial state.
     """
     direction = jnp.where(t0 < t1, 1, -1)
-    term = _DirectedTerm(diffrax.ODETerm(flow), direction)
+    term = _DirectedTerm(_term(flow), direction)
     solver = _make_solver(config.solver, config.linear_solver, rtol, atol, flow.manifold)
     controller = _controller.pid(rtol, atol, t0, t1).wrap(direction)
     tnext, controller_state = controller.init(
@@ -108,7 +108,7 @@ def _segment(flow, state, ts, t0, t1, s0, tolerances, config):
     solver = _make_solver(config.solver, config.linear_solver, rtol, atol, flow.manifold)
     event = _event(flow, s0, t0, degenerate_tol, fixed_point_tol, curvature_limit, config)
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(flow),
+        _term(flow),
         solver,
         t,
         t1,
