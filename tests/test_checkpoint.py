@@ -17,10 +17,11 @@
   atomic writers (`experiments/_common.py` and `solvers/_checkpoint.py`).
 - Round S^2 under Perelman's flow stops at its extinction time with the reason
   recorded, and the saved trajectory and the last good state are finite (a
-  singular flow stops cleanly;
+  singular flow stops cleanly): slow tests here, the plain solve and the solve
+  checkpointed one step per segment (bit for bit the plain one);
   `tests/test_solve.py::test_round_sphere_shrinks_linearly_and_goes_extinct[S2-perelman-None]`
-  checks the same solve's early saves). A slow test runs it checkpointed, one step
-  per segment: bit for bit the plain solve.
+  checks the same plain solve, its early saves, stop and last good state, in the
+  default suite.
 
 The kill test runs two child processes (each imports JAX and compiles the solve)
 and kills the first while it pauses after its third checkpoint (a hook of the
@@ -481,8 +482,10 @@ def test_one_step_per_segment_from_the_default_first_step_is_bit_for_bit(tmp_pat
 def test_every_entry_of_a_checkpoint_is_validated_before_it_is_used(tmp_path):
     # A checkpoint with the right keys but wrong entries resumed into silently wrong results
     # (saved_ys as int64) or raw KeyError/TypeError; now each is refused by name, untouched.
+    # The checks do not depend on the flow: dg/dt = -g, whose checkpointed solve the tests
+    # around it compile too.
     path = tmp_path / "run.ckpt"
-    good = solve_problem(path)
+    good = run_decay(path, t1=1.0)
     with np.load(path) as archive:
         arrays = {k: archive[k] for k in archive.files}
     reached = np.isfinite(arrays["saved_ts"])
@@ -516,10 +519,10 @@ def test_every_entry_of_a_checkpoint_is_validated_before_it_is_used(tmp_path):
             np.savez(f, **changed)
         before = bad.read_bytes()
         with pytest.raises(ValueError, match=f"is inconsistent: .*{match}"):
-            solve_problem(bad)
+            run_decay(bad, t1=1.0)
         assert bad.read_bytes() == before, name
     # the untouched checkpoint still returns its solution
-    assert max_abs(solve_problem(path).values - good.values) == 0
+    assert max_abs(run_decay(path, t1=1.0).values - good.values) == 0
 
 
 def test_checkpoint_argument_errors(tmp_path):
@@ -568,9 +571,12 @@ def _round_sphere_to_extinction(checkpoint=None):
     return solution
 
 
+@pytest.mark.slow  # about 8 s of compilation; the same solve's stop, finite saves and last
+# good state are checked in the default suite by
+# tests/test_solve.py::test_round_sphere_shrinks_linearly_and_goes_extinct[S2-perelman-None]
 def test_perelman_sphere_extinction_leaves_a_finite_trajectory():
-    # the call of tests/test_solve.py's S2-perelman case (one compilation when both run in
-    # one process), which checks the early saves; here the stop and the last good state
+    # the call of tests/test_solve.py's S2-perelman case, which checks the early saves too;
+    # here the stop and the last good state
     _round_sphere_to_extinction()
 
 

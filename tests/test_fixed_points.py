@@ -25,7 +25,12 @@ S2 = flows.Sphere(2, 24)
 ROUND = flows.Sphere(2, 4)  # the round metric is constant in ambient components: degree 4 holds it
 
 
-@pytest.mark.parametrize("torus", [T2, T3], ids=["T2", "T3"])
+@pytest.mark.parametrize(
+    "torus",
+    # T^2 runs the same code as T^3 with fewer components: slow (default-suite time)
+    [pytest.param(T2, marks=pytest.mark.slow), T3],
+    ids=["T2", "T3"],
+)
 @pytest.mark.parametrize("name", ["perelman", "smoothed"])
 def test_flat_metrics_are_fixed_points(torus, name):
     flow = flows.make_flow(name, torus, 0.3)
