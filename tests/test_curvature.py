@@ -17,13 +17,22 @@ import flows
 
 from .helpers import all_manifolds, manifold, max_abs, off_grid_points
 
+# One batch of points for the checks through the public functions (scalar_curvature,
+# ricci, riemann, laplacian, ...): their geometry is compiled once per metric type,
+# manifold and batch shape, so tests that share the shape share the compiled program.
+POINTS = 10
+
+
+def _points(m):
+    return off_grid_points(m, POINTS)
+
 
 @pytest.mark.parametrize("dim", [2, pytest.param(3, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("radius", [1.0, 0.5, 2.0])
 def test_round_sphere_of_radius_r(dim, radius):
     sphere = manifold(f"S{dim}")
     metric = flows.NodalMetric(sphere, radius**2 * sphere.reference_at_nodes())
-    pts = jnp.concatenate([sphere.nodes[:5], off_grid_points(sphere, 5)])
+    pts = jnp.concatenate([sphere.nodes[:5], off_grid_points(sphere, POINTS - 5)])
     np.testing.assert_allclose(
         flows.scalar_curvature(metric, pts), dim * (dim - 1) / radius**2, rtol=1e-12
     )
@@ -31,7 +40,7 @@ def test_round_sphere_of_radius_r(dim, radius):
     proj = jnp.eye(dim + 1) - jnp.einsum("pa,pb->pab", pts, pts)
     assert max_abs(flows.ricci(metric, pts) - (dim - 1) * proj) < 1e-12
     # Sectional curvature 1/r^2 of every coordinate plane of the chart.
-    riem = flows.riemann(metric, pts[0])
+    riem = flows.riemann(metric, pts)[0]  # the batch above: its compiled geometry
     assert abs(float(riem[0, 1, 1, 0]) / radius**4 - 1 / radius**2) < 1e-12
     np.testing.assert_allclose(flows.volume_density(metric, pts), radius**dim, rtol=1e-13)
 
@@ -44,11 +53,16 @@ def _conformal_lap_u(x):
     return -0.5 * jnp.cos(x[0]) * jnp.sin(2 * x[1]) - 0.1 * jnp.sin(x[0] + x[1])
 
 
+def _conformal_points(torus):
+    # nodes and off-grid points: both conformal tests use this batch (one compiled geometry)
+    return jnp.concatenate([torus.nodes[::97], off_grid_points(torus, 8)])
+
+
 def test_conformal_torus_scalar_curvature():
     # e^{2u} delta on T^2: R = -2 e^{-2u} Lap u, nodal metric at n = 32 (interpolation error ~1e-14).
     torus = flows.Torus(2, 32)
     metric = flows.conformal_metric(torus, _conformal_u)
-    pts = jnp.concatenate([torus.nodes[::97], off_grid_points(torus, 8)])
+    pts = _conformal_points(torus)
     exact = flows.evaluate_at(
         lambda x: -2 * jnp.exp(-2 * _conformal_u(x)) * _conformal_lap_u(x), pts
     )
@@ -67,7 +81,7 @@ def test_flat_tori_have_zero_riemann(dim, getkey):
         jnp.broadcast_to(constant, (torus.nodes.shape[0], dim, dim)),
     ):
         metric = flows.NodalMetric(torus, values)
-        assert max_abs(flows.riemann(metric, off_grid_points(torus, 4))) < 1e-12
+        assert max_abs(flows.riemann(metric, _points(torus))) < 1e-12
 
 
 def _random_metric(name, key, band_limit=2):
@@ -77,7 +91,7 @@ def _random_metric(name, key, band_limit=2):
 @pytest.mark.parametrize("name", all_manifolds)
 def test_riemann_symmetries(name, getkey):
     metric = _random_metric(name, getkey())
-    riem = flows.riemann(metric, off_grid_points(metric.manifold, 6))
+    riem = flows.riemann(metric, _points(metric.manifold))
     scale = max_abs(riem)
     assert scale > 1e-3  # the metric is not flat
     antisym_first = riem + jnp.swapaxes(riem, 1, 2)
@@ -126,17 +140,16 @@ def test_contracted_bianchi_identity(name, getkey):
 
 @eqx.filter_jit
 def _gauss_bonnet_integral(metric):
+    """(1/2) int R dV_g by the manifold's quadrature, and R at the nodes (one compiled program)."""
     m = metric.manifold
-
-    def density(x):
-        geom = flows.local_geometry(metric, x)
-        return geom.scalar * geom.volume_density
-
-    return m.integrate(jax.vmap(density)(m.nodes)) / 2
+    geom = jax.vmap(lambda x: flows.local_geometry(metric, x))(m.nodes)
+    scalar = jax.vmap(lambda g: g.scalar)(geom)
+    density = jax.vmap(lambda g: g.volume_density)(geom)
+    return m.integrate(scalar * density) / 2, scalar
 
 
 def _gauss_bonnet(metric):
-    return float(_gauss_bonnet_integral(metric))
+    return float(_gauss_bonnet_integral(metric)[0])
 
 
 @pytest.mark.parametrize(
@@ -149,9 +162,9 @@ def test_gauss_bonnet(make, exact):
     # quadrature error of R dV_g (not a polynomial) is below 1e-8.
     m = make()
     metric = flows.random_metric(m, jax.random.key(11), band_limit=3, amplitude=0.3)
-    r = flows.scalar_curvature(metric, m.nodes)
+    integral, r = _gauss_bonnet_integral(metric)  # R at the nodes from the same program
     assert float(r.max() - r.min()) > 0.5  # far from constant curvature
-    assert abs(_gauss_bonnet(metric) - exact) < 1e-8
+    assert abs(float(integral) - exact) < 1e-8
 
 
 @pytest.mark.slow  # a convergence study; Gauss–Bonnet itself is checked by default above
@@ -185,7 +198,7 @@ def test_rotated_metric_has_rotated_curvature(name, getkey):
         return q @ metric(q.T @ y) @ q.T
 
     rotated_metric = flows.NodalMetric(sphere, flows.evaluate_at(rotated, sphere.nodes))
-    pts = off_grid_points(sphere, 6)
+    pts = _points(sphere)
     moved = pts @ q.T
     assert (
         max_abs(flows.scalar_curvature(rotated_metric, moved) - flows.scalar_curvature(metric, pts))
@@ -202,7 +215,7 @@ def test_translated_metric_has_translated_curvature(getkey):
     moved_metric = flows.NodalMetric(
         torus, flows.evaluate_at(lambda y: metric(y - shift), torus.nodes)
     )
-    pts = off_grid_points(torus, 6)
+    pts = _points(torus)
     assert (
         max_abs(
             flows.scalar_curvature(moved_metric, pts + shift) - flows.scalar_curvature(metric, pts)
@@ -228,7 +241,7 @@ def test_laplacian_of_harmonics_on_round_spheres(name, eigen):
     # Delta Y = -l(l + n - 1) Y for every basis harmonic.
     sphere = manifold(name)
     metric = flows.reference_metric(sphere)
-    pts = off_grid_points(sphere, 3)
+    pts = _points(sphere)
     table = sphere.table
     for j in range(0, len(table.ell), max(1, len(table.ell) // 12)):
         y = _BasisFunction(table, jnp.asarray(j))  # one compilation for every j
@@ -241,7 +254,7 @@ def test_hessian_of_linear_function_on_round_sphere():
     # For f = x_k restricted to the unit sphere, Hess f = -f g.
     sphere = manifold("S2")
     metric = flows.reference_metric(sphere)
-    pts = off_grid_points(sphere, 4)
+    pts = _points(sphere)
     hess = flows.hessian(metric, lambda x: x[2], pts)
     proj = jnp.eye(3) - jnp.einsum("pa,pb->pab", pts, pts)
     assert max_abs(hess + pts[:, 2, None, None] * proj) < 1e-12
@@ -255,7 +268,7 @@ def test_conformal_laplacian_gradient_hessian_on_torus():
     def f(x):
         return jnp.sin(x[0]) * jnp.cos(2 * x[1])
 
-    pts = off_grid_points(torus, 6)
+    pts = _conformal_points(torus)
     lap0 = flows.evaluate_at(lambda x: -5 * f(x) * jnp.exp(-2 * _conformal_u(x)), pts)
     assert max_abs(flows.laplacian(metric, f, pts) - lap0) < 1e-10
     grad = flows.gradient(metric, f, pts)
@@ -272,7 +285,7 @@ def test_nodal_scalar_fields_are_interpolated(getkey):
     sphere = manifold("S2")
     metric = _random_metric("S2", getkey())
     f = sphere.random_field(getkey(), 3)
-    pts = off_grid_points(sphere, 4)
+    pts = _points(sphere)
     nodal = flows.evaluate_at(f, sphere.nodes)
     assert max_abs(flows.laplacian(metric, nodal, pts) - flows.laplacian(metric, f, pts)) < 1e-10
 
@@ -283,7 +296,7 @@ def test_nodal_and_network_metrics_agree(getkey):
     exact = flows.RandomPerturbation(sphere, getkey(), band_limit=3)
     nodal = flows.NodalMetric(sphere, flows.evaluate_at(exact, sphere.nodes))
     network = flows.NetworkMetric(sphere, exact)
-    pts = off_grid_points(sphere, 5)
+    pts = _points(sphere)
     assert (
         max_abs(flows.scalar_curvature(nodal, pts) - flows.scalar_curvature(network, pts)) < 1e-10
     )
@@ -330,8 +343,13 @@ def test_batched_geometry_properties_and_bad_fields(getkey):
 
     with pytest.raises(eqx.EquinoxRuntimeError, match="metric is not symmetric"):
         flows.chart_geometry(asymmetric, jnp.asarray([0.3, 0.2]))
-    # a vector-valued f: a raw einsum error before
-    x = metric.manifold.nodes[:3]
+    # a vector-valued f: a raw einsum error before (one f and the tests' batch shape: the
+    # geometry and f's jet are compiled once for the three functions)
+    x = metric.manifold.nodes[:POINTS]
+
+    def vector(p):
+        return jnp.sin(p[:2])
+
     for fn in (flows.laplacian, flows.hessian, flows.gradient):
         with pytest.raises(ValueError, match="f must be a scalar field"):
-            fn(metric, lambda p: jnp.sin(p[:2]), x)
+            fn(metric, vector, x)

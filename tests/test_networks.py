@@ -293,6 +293,17 @@ def test_bad_network_metrics():
             flows.CosineNetwork(m, 4, sigma, key)
 
 
+def _huge_scale(x):
+    return 1e4
+
+
+def _blowing_up_metric():
+    # one rescale function for both tests below: the compiled solve is keyed on it
+    return flows.cosine_network_metric(
+        T2, 16, 0.5, jax.random.key(0), base=_base(T2), rescale=_huge_scale
+    )
+
+
 @pytest.mark.parametrize("regime", ["evolving", "frozen", "infinite"])
 def test_a_network_flow_that_blows_up_stops_within_a_few_hundred_steps(regime):
     # An output scale of 1e4 (a kernel 1e8 times larger): the Perelman velocity grows without
@@ -303,10 +314,7 @@ def test_a_network_flow_that_blows_up_stops_within_a_few_hundred_steps(regime):
     # only once the steps were at the rounding of t. Now a rejected step below 1e-12 of the
     # interval (capped by 1e6 times the time elapsed, 5e-3 to 1e-2 here) stops each:
     # measured 75-144 steps.
-    m = T2
-    scaled = flows.cosine_network_metric(
-        m, 16, 0.5, jax.random.key(0), base=_base(m), rescale=lambda x: 1e4
-    )
+    scaled = _blowing_up_metric()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="solve: no amplification prediction")
         sol = solvers.solve_network(
@@ -324,12 +332,11 @@ def test_a_degenerate_network_solve_stops_at_the_event_with_positive_definite_sa
     # The same network flow, stopped by the degenerate event at half its initial smallest
     # eigenvalue: the root find, in the parameters (in which the metric is not linear),
     # lands on it; saves that leave out t0 keep the state at the stop.
-    m = T2
-    scaled = flows.cosine_network_metric(
-        m, 16, 0.5, jax.random.key(0), base=_base(m), rescale=lambda x: 1e4
-    )
+    scaled = _blowing_up_metric()
+    # max_steps as in the evolving regime's solve above (it is static; degenerate_tol is not):
+    # the same compiled program
     sol = solvers.solve_network(
-        scaled, flows.PerelmanLoss(), 0.0, 0.1, saveat=3, max_steps=500, degenerate_tol=0.5
+        scaled, flows.PerelmanLoss(), 0.0, 0.1, saveat=3, max_steps=2000, degenerate_tol=0.5
     )
     assert sol.stop_reason == solvers.StopReason.LOCALLY_DEGENERATE  # not extinction
     smallest = jnp.linalg.eigvalsh(sol.values)[:, :, 0].min(axis=1)
@@ -344,7 +351,7 @@ def test_a_degenerate_network_solve_stops_at_the_event_with_positive_definite_sa
         0.0,
         0.1,
         saveat=jnp.array([0.05, 0.075, 0.1]),
-        max_steps=500,
+        max_steps=2000,
         degenerate_tol=0.5,
     )
     assert late.stop_reason == solvers.StopReason.LOCALLY_DEGENERATE and len(late.ts) >= 1
