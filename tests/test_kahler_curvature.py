@@ -54,8 +54,13 @@ def test_hyperplane_is_projective_space_with_its_analytic_curvature():
     )
 
 
-# the conic's class is checked with a network metric below; its FS case runs with -m slow
-@pytest.mark.parametrize("degree", [pytest.param(2, marks=pytest.mark.slow), 3])
+# slow (a compile of four nested derivatives through the Newton chart, about 5 s): the
+# default suite checks the same topological average with a metric of the class whose R
+# varies pointwise (test_network_metric_curvature_is_in_the_same_class, on the conic), and
+# the Fubini–Study cubic's integrated curvature, ∫c_1 = (1/4π)∫R dA = 0, through the Chern
+# forms (tests/test_chern.py::test_cubic_curve_has_genus_one)
+@pytest.mark.slow
+@pytest.mark.parametrize("degree", [2, 3])
 def test_average_scalar_curvature_of_plane_curves_is_topological(degree):
     surface, sample = _sample(2, degree, 600)
     g, _, scalar = flows.hypersurface_curvature(surface, sample)

@@ -29,14 +29,6 @@ def quintic():
 
 
 @pytest.fixture(scope="module")
-def quintic_small():
-    surface = flows.Hypersurface.fermat_quintic()
-    full = flows.point_sample(surface, flows.sample_points(surface, jax.random.key(3), 600))
-    train = flows.chart_sample(full)
-    return surface, train, flows.sample_near(surface, train, jax.random.key(4), 0.05)
-
-
-@pytest.fixture(scope="module")
 def cubic():
     surface = flows.Hypersurface.fermat_cubic()
     full = flows.point_sample(surface, flows.sample_points(surface, jax.random.key(5), 1200))
@@ -329,7 +321,7 @@ def test_point_flow_bad_input(quintic, cubic):
         solvers.solve_points(flow, train.g_fs, test.g_fs, 1, 0, dt0=0.1)
 
 
-def test_quintic_kernels_refuses_what_it_cannot_report(quintic_small, tmp_path, capsys):
+def test_quintic_kernels_refuses_what_it_cannot_report(quintic, tmp_path, capsys):
     """A flow that stopped (learning rate 1e3: a metric value leaves positive definiteness)
     was tabled with gains and exit status 0; one point gave a division by zero; repeated
     --scaling-points an exponent of ± 1e7; --batch-size did nothing without clusters."""
@@ -343,7 +335,7 @@ def test_quintic_kernels_refuses_what_it_cannot_report(quintic_small, tmp_path, 
     ]
     for argv, message in cases:
         assert message in refusal(program, argv, tmp_path, capsys)
-    _, train, test = quintic_small
+    _, train, test = quintic  # the module's sample: no programs of other sizes
     args = program.parse_args(["--steps", "5", "--out", str(tmp_path)])
     groups = {"test": (test, np.arange(test.count))}
     with pytest.raises(ValueError, match="local: the flow stopped after 1 of 5 steps"):

@@ -45,6 +45,7 @@ def quintic_points():
     return sample
 
 
+@eqx.filter_jit  # one compiled program per kernel and shapes, not one per primitive
 def dense_matrix(kernel, targets, sources):
     return jax.vmap(lambda x: jax.vmap(lambda y: kernel(x, y))(sources))(targets)
 
