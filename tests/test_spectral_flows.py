@@ -18,11 +18,26 @@ import flows
 from .helpers import flow_from_fubini_study
 from .helpers import seeded_sample as _sample
 
+# The flows' methods compiled once per kind of flow and sample size, shared by the tests
+# (called op by op, a method's first call compiles dozens of small programs).
+_residual = eqx.filter_jit(lambda flow, c: flow.residual(c))
+_jacobian = eqx.filter_jit(lambda flow, c: flow.jacobian(c))
+_residual_and_jacobian = eqx.filter_jit(lambda flow, c: flow.residual_and_jacobian(c))
+_autodiff_jacobian = eqx.filter_jit(lambda flow, c: jax.jacfwd(flow.residual)(c))
+
 
 @pytest.fixture(scope="module")
 def quintic():
     hs = flows.Hypersurface.fermat_quintic()
     return hs, _sample(hs, 20, 3000)
+
+
+@pytest.fixture(scope="module")
+def fresh(quintic):
+    """3000 points drawn apart from the training ones: the tests off the whitening sample take
+    theirs from these (one sampler compiled, the training sample's size)."""
+    hs, _ = quintic
+    return _sample(hs, 21, 3000)
 
 
 # The packed metric (white-box: the closed-form determinant the flow integrates with).
@@ -33,51 +48,66 @@ def test_packed_log_determinant(m):
     # white-box: the packing and the closed-form determinant are private to the flow
     from flows._calabi_yau.spectral_flows import _pack, _packed_logdet, _unpack
 
-    key_a, key_b = jax.random.split(jax.random.key(m))
-    a = jax.lax.complex(jax.random.normal(key_a, (50, m, m)), jax.random.normal(key_b, (50, m, m)))
-    product = a @ jnp.conj(jnp.swapaxes(a, 1, 2))  # Hermitian up to rounding (FMA)
-    # exactly Hermitian, a real diagonal: the packing keeps only what such a matrix holds
-    positive = 0.5 * (product + jnp.conj(jnp.swapaxes(product, 1, 2)))
-    positive = positive + 0.1 * jnp.eye(m, dtype=a.dtype)
-    packed = _pack(positive)
+    # one compiled program per m (op by op, each m compiled some fifty small ones)
+    @jax.jit
+    def cases():
+        key_a, key_b = jax.random.split(jax.random.key(m))
+        a = jax.lax.complex(
+            jax.random.normal(key_a, (50, m, m)), jax.random.normal(key_b, (50, m, m))
+        )
+        product = a @ jnp.conj(jnp.swapaxes(a, 1, 2))  # Hermitian up to rounding (FMA)
+        # exactly Hermitian, a real diagonal: the packing keeps only what such a matrix holds
+        positive = 0.5 * (product + jnp.conj(jnp.swapaxes(product, 1, 2)))
+        positive = positive + 0.1 * jnp.eye(m, dtype=a.dtype)
+        packed = _pack(positive)
+        reference = jnp.linalg.slogdet(positive)[1]
+        # one negative eigenvalue: NaN (the flow stops there), whatever the sign of det
+        flip = jnp.ones(m).at[0].set(-1.0)
+        vectors = jnp.linalg.eigh(positive)[1]
+        values = jnp.linalg.eigvalsh(positive)
+        indefinite = jnp.einsum(
+            "nij,nj,nkj->nik", vectors, (values * flip).astype(vectors.dtype), jnp.conj(vectors)
+        )
+        logdets = _packed_logdet(packed, m), _packed_logdet(_pack(indefinite), m)
+        return positive, packed, _unpack(packed, m), reference, logdets
+
+    positive, packed, unpacked, reference, (logdet, indefinite) = cases()
     assert packed.shape == (50, m * m) and packed.dtype == jnp.float64
-    assert jnp.max(jnp.abs(_unpack(packed, m) - positive)) == 0  # a lossless repacking
-    reference = jnp.linalg.slogdet(positive)[1]
-    assert jnp.max(jnp.abs(_packed_logdet(packed, m) - reference)) <= 1e-12 * jnp.max(
-        jnp.abs(reference) + 1
-    )
-    # one negative eigenvalue: NaN (the flow stops there), whatever the sign of det
-    flip = jnp.ones(m).at[0].set(-1.0)
-    vectors = jnp.linalg.eigh(positive)[1]
-    values = jnp.linalg.eigvalsh(positive)
-    indefinite = jnp.einsum(
-        "nij,nj,nkj->nik", vectors, (values * flip).astype(vectors.dtype), jnp.conj(vectors)
-    )
-    assert jnp.all(jnp.isnan(_packed_logdet(_pack(indefinite), m)))
+    assert jnp.max(jnp.abs(unpacked - positive)) == 0  # a lossless repacking
+    assert jnp.max(jnp.abs(logdet - reference)) <= 1e-12 * jnp.max(jnp.abs(reference) + 1)
+    assert jnp.all(jnp.isnan(indefinite))
 
 
 # The Jacobian of the Galerkin residual.
 
 
 @pytest.mark.parametrize("k, symmetry", [(4, "fermat"), (2, "phases")])
-def test_jacobian_matches_autodiff(quintic, k, symmetry):
+def test_jacobian_matches_autodiff(request, quintic, k, symmetry):
     hs, train = quintic
-    basis = flows.SpectralBasis(hs, train, k, symmetry=symmetry)
-    flow = flows.SpectralRicciFlow(basis, train)
+    if (k, symmetry) == (4, "fermat"):  # the basis and flow of the fixed point's fixture
+        basis, flow, _ = request.getfixturevalue("quintic_fixed_point")
+    else:
+        basis = flows.SpectralBasis(hs, train, k, symmetry=symmetry)
+        flow = flows.SpectralRicciFlow(basis, train)
     # away from Fubini-Study (where eta varies) and from the fixed point
     c = 0.002 * jax.random.normal(jax.random.key(0), (basis.size,))
     assert jnp.all(jnp.isfinite(flow.log_eta(c)))  # inside the Kahler cone
-    closed = eqx.filter_jit(lambda f, c: f.jacobian(c))(flow, c)
-    auto = eqx.filter_jit(lambda f, c: jax.jacfwd(f.residual)(c))(flow, c)
+    closed = _jacobian(flow, c)
+    auto = _autodiff_jacobian(flow, c)
     # both are float64 sums of the same N P terms: agreement to rounding, 1e-10 leaves room
     assert jnp.max(jnp.abs(closed - auto)) <= 1e-10 * jnp.max(jnp.abs(auto))
-    b, jacobian = eqx.filter_jit(lambda f, c: f.residual_and_jacobian(c))(flow, c)
-    assert jnp.max(jnp.abs(b - flow.residual(c))) <= 1e-13
+    b, jacobian = _residual_and_jacobian(flow, c)
+    assert jnp.max(jnp.abs(b - _residual(flow, c))) <= 1e-13
     assert jnp.max(jnp.abs(jacobian - closed)) <= 1e-13 * jnp.max(jnp.abs(auto))
     # the Laplacians are the derivative of log eta: a directional derivative by jvp
     v = jax.random.normal(jax.random.key(1), (basis.size,))
-    _, tangent = jax.jvp(flow.log_eta, (c,), (v,))
-    assert jnp.max(jnp.abs(flow.laplacians(c) @ v - tangent)) <= 1e-10 * jnp.max(jnp.abs(tangent))
+
+    @eqx.filter_jit
+    def directional(flow, c, v):
+        return flow.laplacians(c) @ v, jax.jvp(flow.log_eta, (c,), (v,))[1]
+
+    laplacians, tangent = directional(flow, c, v)
+    assert jnp.max(jnp.abs(laplacians - tangent)) <= 1e-10 * jnp.max(jnp.abs(tangent))
 
 
 # The flow from Fubini-Study to Newton's fixed point, and its late-time rate.
@@ -93,7 +123,7 @@ def quintic_fixed_point(quintic):
     return basis, flow, result.coefficients
 
 
-def test_flow_reaches_newton_fixed_point_at_the_laplacian_rate(quintic, quintic_fixed_point):
+def test_flow_reaches_newton_fixed_point_at_the_laplacian_rate(quintic, quintic_fixed_point, fresh):
     hs, train = quintic
     basis, flow, c_star = quintic_fixed_point
     # The linearised Galerkin flow: c' = M^{-1} (db/dc)(c - c*), db/dc = <e, box e> - <e><eta box e>/<eta>;
@@ -101,7 +131,7 @@ def test_flow_reaches_newton_fixed_point_at_the_laplacian_rate(quintic, quintic_
     # form of -box in the Omega measure w. laplacian_spectrum uses the dVol_g measure w eta / <eta>:
     # the same operator up to the variation of eta (sigma = 0.017 here), and the weak form (the
     # energy, by parts) agrees only to Monte Carlo error.
-    linear = np.linalg.solve(flow.gram(), np.asarray(flow.jacobian(c_star)))
+    linear = np.linalg.solve(flow.gram(), np.asarray(_jacobian(flow, c_star)))
     rates = np.sort(-np.real(np.linalg.eigvals(linear)))
     slowest = rates[0]
     times = jnp.asarray([0.0, 12.0, 13.0, 14.0, 15.0]) / slowest
@@ -118,8 +148,7 @@ def test_flow_reaches_newton_fixed_point_at_the_laplacian_rate(quintic, quintic_
     # against the spectrum of -box at the fixed point, computed independently (2%)
     potential = flows.SpectralPotential(basis, c_star)
     strong = float(flows.laplacian_eigenvalues(potential, train, form="strong")[0])
-    other = _sample(hs, 21, 3000)
-    weak = float(flows.laplacian_eigenvalues(potential, other, form="weak")[0])
+    weak = float(flows.laplacian_eigenvalues(potential, fresh, form="weak")[0])
     assert abs(late[-1] / strong - 1) <= 0.02  # measured 0.2%: the measure's eta factor
     assert abs(late[-1] / weak - 1) <= 0.02  # measured 1.2%: Monte Carlo error at 3000 points
 
@@ -127,39 +156,55 @@ def test_flow_reaches_newton_fixed_point_at_the_laplacian_rate(quintic, quintic_
 # The non-local (smoothed) flow.
 
 
-def _dense_smoothing(points, weights, width):
-    """The normalised FS Gaussian as a dense matrix, distances by arccos (not the kernel code's)."""
-    d2 = jax.vmap(lambda x: jax.vmap(lambda y: flows.fs_distance(x, y) ** 2)(points))(points)
+def _distances_squared(points):
+    """d_FS^2 between every two points, by arccos (not the kernel code's), dense."""
+    return jax.vmap(lambda x: jax.vmap(lambda y: flows.fs_distance(x, y) ** 2)(points))(points)
+
+
+def _dense_smoothing(d2, weights, width):
+    """The normalised FS Gaussian as a dense matrix, from the squared distances `d2`."""
     kernel = jnp.exp(-d2 / (2 * width**2)) * weights[None, :]
     return kernel / jnp.sum(kernel, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def train_distances(quintic):
+    """`_distances_squared` of the 3000 training points (72 MB), once for the tests that
+    smooth on them at three widths each."""
+    _, train = quintic
+    return _distances_squared(train.points)
 
 
 def test_smoothed_flow_tends_to_the_local_flow(quintic, quintic_fixed_point):
     hs, train = quintic
     basis, local, c_star = quintic_fixed_point
     c = 0.5 * c_star
+    # on 400 of the training points (each narrow flow below applies its kernel to their pairs
+    # twice; on all 3000, 56 times as many, 4 s of the test's 9)
+    sub = flows.subsample(train, np.arange(400))
+    near = flows.SpectralRicciFlow(basis, sub)
     # width 1e-3 rad: every other point is > 0.05 rad away, its weight below e^-1250 = 0
-    velocity = local(0.0, c, None)
+    velocity = near(0.0, c, None)
     # and however narrow: each row of S_sigma is shifted by its largest exponent, so a
     # point's own term stays 1 where exp(-d(x, x)^2 / 2 sigma^2) underflows (d(x, x) is
     # the rounding of 1 - cos, ~1e-16: 0/0, NaN, before, below sigma ~ 5e-10)
     for width in (1e-3, 1e-12, 1e-100):
-        narrow = flows.SpectralRicciFlow(basis, train, width=width)
+        narrow = flows.SpectralRicciFlow(basis, sub, width=width)
         gap = jnp.max(jnp.abs(narrow(0.0, c, None) - velocity))
         assert gap <= 1e-12 * jnp.max(jnp.abs(velocity)), width
     # widths at which neighbours count: the residual against a dense S_sigma (arccos distances;
     # agreement to rounding), and its distance from the local one falling with the width
-    sub = flows.subsample(train, np.arange(400))
-    near = flows.SpectralRicciFlow(basis, sub)
+    d2 = _distances_squared(sub.points)
     gaps = []
     for width in (0.3, 0.1, 0.03):
         flow = flows.SpectralRicciFlow(basis, sub, width=width)
         log_eta = flow.log_eta(c)
         u = log_eta - jnp.log(jnp.sum(sub.weights * jnp.exp(log_eta)) / jnp.sum(sub.weights))
-        smoothed = _dense_smoothing(sub.points, sub.weights, width) @ u
+        smoothed = _dense_smoothing(d2, sub.weights, width) @ u
         expected = (sub.weights * smoothed) @ flow.values / jnp.sum(sub.weights)
-        assert jnp.max(jnp.abs(flow.residual(c) - expected)) <= 1e-12 * jnp.max(jnp.abs(expected))
-        gaps.append(float(jnp.linalg.norm(flow.residual(c) - near.residual(c))))
+        b = flow.residual(c)
+        assert jnp.max(jnp.abs(b - expected)) <= 1e-12 * jnp.max(jnp.abs(expected))
+        gaps.append(float(jnp.linalg.norm(b - near.residual(c))))
     assert gaps[0] > gaps[1] > gaps[2]
     for width in (0.0, -1.0, float("nan"), "wide"):
         with pytest.raises(ValueError, match="width must be None or a finite number > 0"):
@@ -184,24 +229,26 @@ def smoothed_fixed_points(quintic, quintic_fixed_point):
 
 
 def test_smoothed_rates_against_the_linearised_operator(
-    quintic, quintic_fixed_point, smoothed_fixed_points
+    quintic, quintic_fixed_point, smoothed_fixed_points, train_distances
 ):
     hs, train = quintic
     basis, local, c_star = quintic_fixed_point
     local_rate = np.min(
-        np.real(-np.linalg.eigvals(np.linalg.solve(local.gram(), local.jacobian(c_star))))
+        np.real(-np.linalg.eigvals(np.linalg.solve(local.gram(), _jacobian(local, c_star))))
     )
     test = _sample(hs, 22, 5000)
     local_sigma, local_error = flows.SpectralPotential(basis, c_star).sigma(test)
     gaps = []
     for width, (flow, c) in smoothed_fixed_points.items():
-        rates = np.sort(np.real(-np.linalg.eigvals(np.linalg.solve(flow.gram(), flow.jacobian(c)))))
+        rates = np.sort(
+            np.real(-np.linalg.eigvals(np.linalg.solve(flow.gram(), _jacobian(flow, c))))
+        )
         # independently: M^{-1} (<e, S box e> - <e><eta box e>/<eta>) with S a dense matrix and
         # box e_beta = d log eta / d c_beta by autodiff (agreement to rounding: 1e-8); the mean
         # eta-bar is not smoothed. (Here the basis is centred, <e> = 0, and the second term
         # vanishes: the test off the whitening sample below is the one that sees it.)
         raw = jax.jacfwd(flow.log_eta)(c)
-        smoothed = _dense_smoothing(train.points, train.weights, width) @ raw
+        smoothed = _dense_smoothing(train_distances, train.weights, width) @ raw
         w = train.weights / jnp.sum(train.weights)
         eta = jnp.exp(flow.log_eta(c))
         operator = flow.values.T @ (w[:, None] * smoothed) - jnp.outer(
@@ -221,8 +268,20 @@ def test_smoothed_rates_against_the_linearised_operator(
     assert gaps[0] < gaps[1] < gaps[2] and gaps[0] <= 1e-3
 
 
+@pytest.fixture(scope="module")
+def galerkin_flows(quintic, quintic_fixed_point):
+    """`smoothing="galerkin"` flows on the training points at three widths (each computes S
+    once, a kernel sum over the 3000^2 pairs): the width 0.3 serves two tests."""
+    hs, train = quintic
+    basis, _, _ = quintic_fixed_point
+    return {
+        width: flows.SpectralRicciFlow(basis, train, width=width, smoothing="galerkin")
+        for width in (0.05, 0.1, 0.3)
+    }
+
+
 def test_galerkin_smoothing_keeps_the_local_fixed_point_and_slows_the_flow(
-    quintic, quintic_fixed_point
+    quintic, quintic_fixed_point, galerkin_flows, train_distances
 ):
     # smoothing="galerkin": b = S M^-1 b_local, S = <e, S_sigma e>. Its fixed points are the
     # local flow's wherever S is nonsingular, at every k (the pointwise smoothing's are not:
@@ -234,13 +293,12 @@ def test_galerkin_smoothing_keeps_the_local_fixed_point_and_slows_the_flow(
     def slowest(jacobian):
         return np.sort(np.real(-np.linalg.eigvals(np.linalg.solve(mass, jacobian))))
 
-    local_rates = slowest(np.asarray(local.jacobian(c_star)))
+    local_rates = slowest(np.asarray(_jacobian(local, c_star)))
     w = train.weights / jnp.sum(train.weights)
     gaps = []
-    for width in (0.05, 0.1, 0.3):
-        flow = flows.SpectralRicciFlow(basis, train, width=width, smoothing="galerkin")
+    for width, flow in galerkin_flows.items():
         # S independently: the dense normalised Gaussian (arccos distances) on the basis (1e-10)
-        dense = _dense_smoothing(train.points, train.weights, width) @ flow.values
+        dense = _dense_smoothing(train_distances, train.weights, width) @ flow.values
         independent = np.asarray(flow.values.T @ (w[:, None] * dense))
         s = np.asarray(flow.smoothing_matrix())
         assert np.max(np.abs(s - independent)) <= 1e-10 * np.max(np.abs(independent))
@@ -254,8 +312,10 @@ def test_galerkin_smoothing_keeps_the_local_fixed_point_and_slows_the_flow(
         assert result.converged
         assert jnp.linalg.norm(result.coefficients - c_star) <= 1e-10 * jnp.linalg.norm(c_star)
         # the linearised flow M^-1 S M^-1 J_local, against the closed-form Jacobian (1e-8)
-        rates = slowest(np.asarray(flow.jacobian(c_star)))
-        expected = slowest(independent @ np.linalg.solve(mass, np.asarray(local.jacobian(c_star))))
+        rates = slowest(np.asarray(_jacobian(flow, c_star)))
+        expected = slowest(
+            independent @ np.linalg.solve(mass, np.asarray(_jacobian(local, c_star)))
+        )
         assert np.allclose(rates, expected, rtol=1e-8) and np.all(rates > 0)
         assert rates[0] < local_rates[0]  # slower
         gaps.append(1 - rates[0] / local_rates[0])
@@ -263,30 +323,29 @@ def test_galerkin_smoothing_keeps_the_local_fixed_point_and_slows_the_flow(
 
 
 def test_galerkin_smoothing_residual_and_jacobian_off_the_whitening_sample(
-    quintic, quintic_fixed_point
+    quintic_fixed_point, fresh
 ):
     # On points other than the basis's whitening sample M is far from the identity, so where
     # M^-1 stands shows: b = S M^-1 b_local and its Jacobian against S from a dense matrix and
     # the local flow on the same points (1e-10), and against jax.jacfwd of the residual (1e-8)
-    hs, _ = quintic
     basis, _, c_star = quintic_fixed_point
-    other = _sample(hs, 23, 800)
+    other = flows.subsample(fresh, np.arange(800))
     local = flows.SpectralRicciFlow(basis, other)
     flow = flows.SpectralRicciFlow(basis, other, width=0.3, smoothing="galerkin")
     mass = np.asarray(local.gram())
     assert np.max(np.abs(mass - np.eye(basis.size))) > 0.05  # not whitened on these points
     w = other.weights / jnp.sum(other.weights)
-    dense = _dense_smoothing(other.points, other.weights, 0.3) @ local.values
+    dense = _dense_smoothing(_distances_squared(other.points), other.weights, 0.3) @ local.values
     s = np.asarray(local.values.T @ (w[:, None] * dense))
     c = 0.5 * c_star  # not a fixed point: b_local is not 0
-    b_local, j_local = local.residual_and_jacobian(c)
-    b, j = flow.residual_and_jacobian(c)
+    b_local, j_local = _residual_and_jacobian(local, c)
+    b, j = _residual_and_jacobian(flow, c)
     expected_b = s @ np.linalg.solve(mass, np.asarray(b_local))
     expected_j = s @ np.linalg.solve(mass, np.asarray(j_local))
     assert np.max(np.abs(b - expected_b)) <= 1e-10 * np.max(np.abs(expected_b))
-    assert np.max(np.abs(flow.residual(c) - expected_b)) <= 1e-10 * np.max(np.abs(expected_b))
+    assert np.max(np.abs(_residual(flow, c) - expected_b)) <= 1e-10 * np.max(np.abs(expected_b))
     assert np.max(np.abs(j - expected_j)) <= 1e-10 * np.max(np.abs(expected_j))
-    autodiff = jax.jacfwd(flow.residual)(c)
+    autodiff = _autodiff_jacobian(flow, c)
     assert np.max(np.abs(j - autodiff)) <= 1e-8 * np.max(np.abs(autodiff))
     velocity = np.linalg.solve(mass, expected_b)  # c' = M^-1 S M^-1 b_local
     assert np.max(np.abs(flow(0.0, c, None) - velocity)) <= 1e-10 * np.max(np.abs(velocity))
@@ -294,19 +353,18 @@ def test_galerkin_smoothing_residual_and_jacobian_off_the_whitening_sample(
         flows.SpectralRicciFlow(basis, other, smoothing="galerkin")
 
 
-def test_pointwise_smoothing_jacobian_off_the_whitening_sample(quintic, quintic_fixed_point):
+def test_pointwise_smoothing_jacobian_off_the_whitening_sample(quintic_fixed_point, fresh):
     # Off the whitening sample <e, 1> != 0, and the derivative of the unsmoothed mean
     # log eta-bar enters the Jacobian. Its closed form used the smoothed Laplacians there:
     # 1.8% off jax.jacfwd (k = 3, 150 points), so the predicted rates were 2.6% off the flow's
-    hs, _ = quintic
     basis, _, c_star = quintic_fixed_point
-    other = _sample(hs, 24, 400)
+    other = flows.subsample(fresh, np.arange(800, 1200))
     flow = flows.SpectralRicciFlow(basis, other, width=0.3)
     w = other.weights / jnp.sum(other.weights)
     assert np.max(np.abs(w @ flow.values)) > 0.01  # <e, 1>: not centred on these points
     c = 0.5 * c_star
-    closed = eqx.filter_jit(lambda f, c: f.jacobian(c))(flow, c)
-    auto = eqx.filter_jit(lambda f, c: jax.jacfwd(f.residual)(c))(flow, c)
+    closed = _jacobian(flow, c)
+    auto = _autodiff_jacobian(flow, c)
     assert jnp.max(jnp.abs(closed - auto)) <= 1e-10 * jnp.max(jnp.abs(auto))
 
 
@@ -368,13 +426,13 @@ def test_outside_the_kahler_cone_and_bad_states(quintic):
         flows.SpectralRicciFlow(basis, sub.points)
 
 
-def test_galerkin_smoothed_flow_late_rate(quintic, quintic_fixed_point):
+def test_galerkin_smoothed_flow_late_rate(quintic, quintic_fixed_point, galerkin_flows):
     # S is computed once, so a step costs what a local step does: the late-time rate of the
     # flow from Fubini-Study, by diffrax, against the linearised operator's slowest rate (2%)
     hs, train = quintic
     basis, local, c_star = quintic_fixed_point
-    flow = flows.SpectralRicciFlow(basis, train, width=0.3, smoothing="galerkin")
-    linear = np.linalg.solve(flow.gram(), np.asarray(flow.jacobian(c_star)))
+    flow = galerkin_flows[0.3]
+    linear = np.linalg.solve(flow.gram(), np.asarray(_jacobian(flow, c_star)))
     rates = np.sort(np.real(-np.linalg.eigvals(linear)))
     times = jnp.asarray([0.0, 12.0, 13.0, 14.0]) / rates[0]
     ys = flow_from_fubini_study(flow, basis.size, times, rtol=1e-11, max_steps=10_000)
@@ -579,8 +637,12 @@ def test_curvature_functionals_take_their_points_a_chunk_at_a_time(functional):
 @pytest.mark.parametrize("p", [2, pytest.param(1, marks=pytest.mark.slow)])
 def test_monge_ampere_gradient_flow(quintic, quintic_fixed_point, p):
     hs, train = quintic
-    basis, local, c_star = quintic_fixed_point
-    flow = flows.SpectralGradientFlow(basis, train, "monge_ampere", p=p)
+    basis, _, _ = quintic_fixed_point
+    # dE/dt = -|grad E|^2 holds along the flow on any sample: on 800 of the training points, a
+    # quarter of the work per step of all 3000 (measured, p = 2: |ratio - 1| <= 6e-9 at the three
+    # times on these 800, against 1e-6 asked)
+    sample = flows.subsample(train, np.arange(800))
+    flow = flows.SpectralGradientFlow(basis, sample, "monge_ampere", p=p)
     # h = 1e-4 t1 against rates up to ~3e3 (p = 2: rates ~ eigenvalues squared): (h rate)^4 < 1e-9;
     # rounding ~ 1e-16 E / h. The dense interpolant is 4th order at rtol 1e-12.
     t1 = 0.02 if p == 2 else 0.002
@@ -588,8 +650,8 @@ def test_monge_ampere_gradient_flow(quintic, quintic_fixed_point, p):
     for derivative, predicted in pairs:
         assert predicted < 0
         assert abs(derivative / predicted - 1) <= 1e-6
-    # the energy falls, and sigma with it
-    assert local.sigma(solution.evaluate(t1)) < local.sigma(jnp.zeros(basis.size))
+    # the energy falls, and sigma (on the flow's own points) with it
+    assert flow.local.sigma(solution.evaluate(t1)) < flow.local.sigma(jnp.zeros(basis.size))
     with pytest.raises(ValueError, match="functional must be one of"):
         flows.SpectralGradientFlow(basis, train, "ricci")
     with pytest.raises(ValueError, match="p must be 1 or 2"):
