@@ -98,7 +98,7 @@ def _at_start(t, t0, condition):
 
 
 def _event(flow, s0, t0, degenerate_tol, fixed_point_tol, curvature_limit, config) -> diffrax.Event:
-    """The stopping events of the module docstring, `s0` the initial smallest eigenvalue.
+    r"""The stopping events of the module docstring, `s0` the initial smallest eigenvalue.
 
     Each threshold is a crossing of a real function of the state, so diffrax locates it
     by root finding on the step's interpolant rather than at the end of the step where
