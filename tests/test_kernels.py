@@ -24,21 +24,9 @@ TINY, HUGE = np.finfo(np.float64).tiny, np.finfo(np.float64).max
 
 
 @eqx.filter_jit
-def _at(f, points):
-    """`f` at each point: one compiled program, where an eager vmap compiles each primitive."""
-    return jax.vmap(f)(points)
-
-
-@eqx.filter_jit
 def _smooth(kernel, manifold, values):
     """`kernel.smooth` as one compiled program."""
     return kernel.smooth(manifold, values)
-
-
-@eqx.filter_jit
-def _velocity(flow, values):
-    """The flow's right-hand side at t = 0, compiled as one program (eagerly, each primitive)."""
-    return flow(0.0, values)
 
 
 # sigma = 0.5 runs with -m slow: the same quadrature (images of the periodised Gaussian)
@@ -104,8 +92,8 @@ def test_sphere_gaussian_funk_hecke_eigenvalue(ell):
     lam = _funk_hecke(ell, 0.4, kernel.normaliser(sphere))
     harmonic = _ZONAL[ell]
     pts = sphere.sample(jax.random.key(1), 4)
-    smoothed = kernel.apply(sphere, _at(harmonic, sphere.nodes), pts)
-    assert max_abs(smoothed - lam * _at(harmonic, pts)) < 1e-10
+    smoothed = kernel.apply(sphere, flows.evaluate_at(harmonic, sphere.nodes), pts)
+    assert max_abs(smoothed - lam * flows.evaluate_at(harmonic, pts)) < 1e-10
 
 
 class _QuadratureOnly(flows.AbstractKernel):
@@ -135,13 +123,13 @@ def test_fast_kernel_paths_match_quadrature(manifold, getkey):
     # k +- 24, whose multiplier is exp(-0.4^2 20^2 / 2) = 1e-14 (on S^2 likewise, and the
     # antipodal kink of exp(-d^2 / 2 sigma^2) is exp(-pi^2 / 2 sigma^2) = 4e-14)
     field = m.random_field(getkey(), 4, (m.ambient_dim, m.ambient_dim))
-    values = _at(field, m.nodes)
+    values = flows.evaluate_at(field, m.nodes)
     values = values + jnp.swapaxes(values, -1, -2)
     fast, slow = (_smooth(kernel, m, values) for kernel in (gaussian, quadrature))
     assert max_abs(fast - slow) < 1e-10 * max_abs(slow)
     metric = flows.random_metric(m, getkey(), band_limit=2, amplitude=0.2)
     rhs = {
-        name: _velocity(flows.perelman_flow(m, kernel), metric.values)
+        name: flows.perelman_flow(m, kernel).evaluate(metric.values)
         for name, kernel in (("fast", gaussian), ("quadrature", quadrature))
     }
     assert max_abs(rhs["fast"] - rhs["quadrature"]) < 1e-10 * max_abs(rhs["quadrature"])
@@ -220,8 +208,8 @@ def test_cosine_ntk_infinite_width_limits():
     ones = chordal.apply(fine, jnp.ones(fine.weights.shape), sphere.nodes)
     assert max_abs(ones - 1) < 1e-12
     field = sphere.random_field(jax.random.key(2), sphere.band_limit, (2,))
-    exact = chordal.apply(fine, _at(field, fine.nodes), sphere.nodes)
-    assert max_abs(chordal.smooth(sphere, _at(field, sphere.nodes)) - exact) < 1e-12
+    exact = chordal.apply(fine, flows.evaluate_at(field, fine.nodes), sphere.nodes)
+    assert max_abs(chordal.smooth(sphere, flows.evaluate_at(field, sphere.nodes)) - exact) < 1e-12
 
 
 @pytest.mark.slow  # the network's own NTK convergence runs by default (test_networks.py)
