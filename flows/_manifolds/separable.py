@@ -212,6 +212,11 @@ def _hopf_chart_derivatives(x: Float[Array, " 4"], frame: Float[Array, "4 3"]):
     return jax.jacfwd(q)(u0), jax.jacfwd(jax.jacfwd(q))(u0)
 
 
+# one compiled program for all the nodes (run eagerly, the nested jacfwd compiles dozens of
+# small programs)
+_hopf_chart_jets = jax.jit(jax.vmap(_hopf_chart_derivatives))
+
+
 def _s3_radial(kmax: int, band: int, eta: np.ndarray):
     r"""$R = \cos^a\eta\,\sin^b\eta\,P_k^{(b,a)}(\cos 2\eta)$ and its first two $\eta$-derivatives.
 
@@ -230,7 +235,7 @@ def _s3_radial(kmax: int, band: int, eta: np.ndarray):
     def jet(e):
         return jnp.stack([radial(e), jax.jacfwd(radial)(e), jax.jacfwd(jax.jacfwd(radial))(e)])
 
-    out = jax.vmap(jet)(jnp.asarray(eta))  # (G, 3, a, b, k)
+    out = jax.jit(jax.vmap(jet))(jnp.asarray(eta))  # (G, 3, a, b, k); one program, not ~100
     return np.asarray(jnp.swapaxes(out, 0, 1))
 
 
@@ -285,7 +290,7 @@ class SeparableS3(eqx.Module):
         self.radial = jnp.asarray(radial * norm[None, None])
         self.fourier = jnp.asarray(np.stack([np.cos(np.outer(m, phi)), np.sin(np.outer(m, phi))]))
         self.weights = jnp.asarray(weights)
-        self.dq, self.ddq = jax.vmap(_hopf_chart_derivatives)(nodes, frames)
+        self.dq, self.ddq = _hopf_chart_jets(nodes, frames)
 
     def _pairs(self) -> tuple[np.ndarray, np.ndarray]:
         """Flat (m1, m2 + B, k) slot of each coefficient, and which rows are sines."""

@@ -188,7 +188,7 @@ class Sphere(AbstractManifold):
             # one node per latitude: s = |w_1|^2 - |w_2|^2 and that latitude's weight
             first = x[:: n_az * n_az]
             s = first[:, 0] ** 2 + first[:, 1] ** 2 - first[:, 2] ** 2 - first[:, 3] ** 2
-            frames = jax.vmap(self.frame)(self.nodes)
+            frames = jax.jit(jax.vmap(self.frame))(self.nodes)  # one program, not one per op
             self.separable = SeparableS3(self.table, s, w[:: n_az * n_az], n_az, self.nodes, frames)
         else:
             self.separable = None
