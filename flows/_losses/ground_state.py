@@ -191,6 +191,14 @@ class PerelmanLambdaLoss(AbstractFunctional):
             raise ValueError(
                 f"PerelmanLambdaLoss: needs a NodalMetric, got {type(metric).__name__}."
             )
+        values = metric.values
+        if not is_traced(values) and not bool(jnp.all(jnp.isfinite(values))):
+            # refused before the ground state's program is compiled for a metric it cannot use
+            raise ValueError(
+                f"PerelmanLambdaLoss: the loss is not finite for this metric on "
+                f"{metric.manifold!r}: its values are not all finite (a NodalMetric built with "
+                "check=False is not checked)."
+            )
         state = ground_state(
             jax.lax.stop_gradient(metric), tol=self.tol, max_iterations=self.max_iterations
         )
